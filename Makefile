@@ -1,0 +1,47 @@
+# The two commands a new user needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app wsgi
+PORT ?= 8443
+CERT_FILE ?= instance/tls/cert.pem
+KEY_FILE ?= instance/tls/key.pem
+export PORT CERT_FILE KEY_FILE
+
+.PHONY: run test install test-install migrate bench clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+test-install: $(VENV)/.test-installed
+	@if [ -f tests/browser/package.json ]; then cd tests/browser && npm ci --no-audit --no-fund --loglevel=error; fi
+
+migrate: install
+	$(FLASK) db upgrade
+
+## Serve over HTTPS on https://127.0.0.1:$(PORT) with the embedded SQLite database.
+run: migrate
+	$(FLASK) tls self-signed --cert $(CERT_FILE) --key $(KEY_FILE)
+	$(FLASK) demo init
+	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
+## The whole suite on SQLite, then on PostgreSQL (TEST_DATABASE_URL, or the local server when it answers).
+test: test-install
+	$(BIN)/python tests/run_suite.py
+
+bench: install
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,109 @@
+"""The utilisation tracking server: create_app() wires settings, extensions, faces, errors and CLI."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .config import load_config
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    instance_path = Path(__file__).resolve().parent.parent / "instance"
+    app = Flask(__name__, instance_path=str(instance_path), instance_relative_config=True)
+    env = None
+    if test_config and "ENV" in test_config:
+        env = test_config.pop("ENV")
+    app.config.from_mapping(load_config(app.instance_path, env))
+    if test_config:
+        app.config.from_mapping(test_config)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    if app.config["TRUSTED_PROXIES"]:
+        n = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
+
+    # Navigation entries (endpoint, label, roles); each face adds its own.
+    app.config.setdefault("NAV_ITEMS", [])
+    app.context_processor(lambda: {"nav_items": [
+        item for item in app.config["NAV_ITEMS"] if item[0] in app.view_functions
+    ]})
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    _configure_logging(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    from . import security
+    from .extensions import csrf, db, limiter, login_manager, migrate
+    from .identity import Pseudonymiser
+    from .services.clients import ClientDirectory
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    security.init_app(app)
+    with app.app_context():
+        _tune_sqlite(db.engine)
+    app.extensions["pseudonymiser"] = Pseudonymiser(
+        app.config["PSEUDONYM_SECRET"], app.config["PSEUDONYM_CACHE_SIZE"]
+    )
+    app.extensions["client_directory"] = ClientDirectory(ttl=app.config["CLIENT_CACHE_SECONDS"])
+
+
+def _tune_sqlite(engine) -> None:
+    """WAL lets readers run beside the writer; synchronous=FULL keeps every acknowledged commit."""
+    if engine.dialect.name != "sqlite":
+        return
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+
+def register_blueprints(app: Flask) -> None:
+    from . import auth, beacon, meta
+    from .billing import api_bp
+    from .extensions import csrf
+
+    # The JSON API authenticates with keys and bearer tokens, not cookies: no CSRF.
+    csrf.exempt(beacon.bp)
+    csrf.exempt(api_bp)
+    app.register_blueprint(meta.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(beacon.bp)
+    app.register_blueprint(api_bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from .errors import register_errorhandlers as register
+
+    register(app)
+
+
+def register_commands(app: Flask) -> None:
+    from .cli import register
+
+    register(app)
+
+
+def _configure_logging(app: Flask) -> None:
+    gunicorn_logger = logging.getLogger("gunicorn.error")
+    if gunicorn_logger.handlers:
+        app.logger.handlers = gunicorn_logger.handlers
+        app.logger.setLevel(gunicorn_logger.level)
+        logging.getLogger("app").handlers = gunicorn_logger.handlers
+        logging.getLogger("app").setLevel(logging.INFO)

@@ -1,0 +1,104 @@
+"""Staff login and logout (session cookies) and bearer tokens for the JSON API."""
+
+from __future__ import annotations
+
+from functools import wraps
+from urllib.parse import urlsplit
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+from flask_wtf import FlaskForm
+from wtforms import EmailField, PasswordField
+from wtforms.validators import DataRequired, Length
+
+from ..extensions import db, login_manager
+from ..models import StaffUser
+from ..services import staff as staff_service
+
+bp = Blueprint("auth", __name__)
+
+login_manager.login_view = "auth.login"
+login_manager.login_message = "Please sign in to see that page."
+login_manager.session_protection = "strong"
+
+
+@login_manager.user_loader
+def _load_user(session_token: str) -> StaffUser | None:
+    user = staff_service.user_for_session(db.session, session_token)
+    if user is not None:
+        user.session_token = session_token
+    return user
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("E-mail", validators=[DataRequired(), Length(max=255)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=1024)])
+
+
+def safe_next(target: str | None) -> str | None:
+    """Only same-site paths: never another host, scheme or a protocol-relative URL."""
+    if not target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    return target
+
+
+def home_for(user: StaffUser) -> str:
+    """Client users land on their own billing page; staff on the home page."""
+    if user.role == "client" and user.client is not None:
+        return f"/billing/{user.client.slug}"
+    return url_for("meta.home")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(home_for(current_user))
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = staff_service.find_staff(db.session, form.email.data)
+        if user is not None and user.active and staff_service.check_password(db.session, user, form.password.data):
+            session.clear()  # a fresh session at login: nothing carried over from before
+            token = staff_service.start_session(db.session, user)
+            db.session.commit()
+            user.session_token = token
+            login_user(user)
+            return redirect(safe_next(request.args.get("next")) or home_for(user))
+        db.session.rollback()
+        flash("That e-mail and password do not match an active account.", "error")
+    status = 400 if request.method == "POST" else 200
+    return render_template("auth/login.html", form=form), status
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    staff_service.end_session(db.session, current_user.session_token)
+    logout_user()
+    session.clear()
+    flash("You are signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+def bearer_user() -> StaffUser | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return staff_service.user_for_token(db.session, token.strip())
+
+
+def token_required(view):
+    """JSON API views: a valid bearer token or 401."""
+
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        user = bearer_user()
+        if user is None:
+            abort(401)
+        g.api_user = user
+        return view(*args, **kwargs)
+
+    return wrapped

@@ -1,0 +1,47 @@
+"""GET /api/v1/clients/<slug>/usage: unique users per course and date, for bearer tokens."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Blueprint, abort, g, jsonify, request
+from marshmallow import ValidationError
+from sqlalchemy import select
+
+from ..auth import token_required
+from ..extensions import db
+from ..models import Client
+from ..schemas import UsageQuerySchema, UsageSchema
+from ..services.billing import usage_report
+
+bp = Blueprint("billing_api", __name__, url_prefix="/api/v1")
+
+_query = UsageQuerySchema()
+_usage = UsageSchema()
+
+
+def visible_client(user, slug: str) -> Client:
+    """The client named by ``slug`` if this user may see it; 404 otherwise (no hint it exists)."""
+    client = db.session.scalar(select(Client).where(Client.slug == slug))
+    if client is None or not user.can_see_client(client):
+        abort(404)
+    return client
+
+
+@bp.get("/clients/<slug>/usage")
+@token_required
+def usage(slug: str):
+    client = visible_client(g.api_user, slug)
+    try:
+        args = _query.load(request.args.to_dict())
+    except ValidationError as exc:
+        response = jsonify({"error": "invalid_query", "message": "use from=YYYY-MM-DD&to=YYYY-MM-DD",
+                            "fields": exc.normalized_messages()})
+        response.status_code = 400
+        return response
+    report = usage_report(db.session, client, args["from_"], args["to"])
+    return jsonify(_usage.dump(report))
+
+
+def today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()

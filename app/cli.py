@@ -1,0 +1,209 @@
+"""Operator commands: ``flask --app wsgi <group> <command>``; each prints JSON with --json."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import sys
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from sqlalchemy import select
+
+from .extensions import db
+from .identity import InvalidIdentity, PseudonymParams
+from .models import LICENCES, ROLES, Client, StaffUser
+from .services import clients as client_service
+from .services import learners as learner_service
+from .services import staff as staff_service
+
+CLI_ACTOR = "cli"
+
+
+def default_params() -> PseudonymParams:
+    config = current_app.config
+    return PseudonymParams(config["PSEUDONYM_TIME_COST"], config["PSEUDONYM_MEMORY_KIB"],
+                           config["PSEUDONYM_PARALLELISM"])
+
+
+def emit(as_json: bool, data: dict, text: str) -> None:
+    click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
+
+
+def find_client(slug: str) -> Client:
+    client = db.session.scalar(select(Client).where(Client.slug == slug))
+    if client is None:
+        raise click.ClickException(f"no client with slug {slug!r} (see the admin's client list)")
+    return client
+
+
+client_group = click.Group("client", help="Create and inspect clients.")
+staff_group = click.Group("staff", help="Create staff users.")
+token_group = click.Group("token", help="Bearer tokens for the JSON API.")
+learner_group = click.Group("learner", help="Act on one learner's data.")
+demo_group = click.Group("demo", help="Demo data for a first look.")
+tls_group = click.Group("tls", help="Certificates for local HTTPS.")
+
+
+@client_group.command("create")
+@click.option("--name", required=True, help="The client organisation's name.")
+@click.option("--anonymised", is_flag=True, help="Store learners as keyed, salted pseudonyms.")
+@click.option("--licence", type=click.Choice(LICENCES), default="subscription", show_default=True)
+@click.option("--origin", "origins", multiple=True, help="An allowed LMS origin (repeat); none: any origin.")
+@click.option("--seat-limit", type=click.IntRange(min=0), default=None)
+@click.option("--slug", default=None, help="URL name; made from the name when left out.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def client_create(name, anonymised, licence, origins, seat_limit, slug, as_json):
+    """Create a client and print its beacon key (shown once)."""
+    try:
+        client, key = client_service.create_client(
+            db.session, name=name, actor=CLI_ACTOR, anonymised=anonymised, licence=licence,
+            origins=list(origins), seat_limit=seat_limit, slug=slug, params=default_params(),
+        )
+    except client_service.ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    data = {"slug": client.slug, "key": key, "name": client.name, "anonymised": client.anonymised,
+            "licence": client.licence, "origins": client.allowed_origins, "seat_limit": client.seat_limit}
+    emit(as_json, data, f"Created client {client.slug!r}. Beacon key (shown once): {key}")
+
+
+@client_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def client_list(as_json):
+    """List clients."""
+    rows = [client_service.client_settings(c) for c in db.session.scalars(select(Client).order_by(Client.slug))]
+    emit(as_json, {"clients": rows},
+         "\n".join(f"{r['slug']}\t{r['name']}\t{'anonymised' if r['anonymised'] else 'verbatim'}\t{r['licence']}"
+                   for r in rows) or "No clients yet.")
+
+
+@staff_group.command("create")
+@click.argument("email")
+@click.option("--role", type=click.Choice(ROLES), required=True)
+@click.option("--client", "client_slug", default=None, help="The client's slug (client role only).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--json", "as_json", is_flag=True)
+def staff_create(email, role, client_slug, password_stdin, as_json):
+    """Create a staff user. Without --password-stdin a password is generated and printed."""
+    client = find_client(client_slug) if client_slug else None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        generated = False
+    else:
+        password = secrets.token_urlsafe(15)
+        generated = True
+    try:
+        user = staff_service.create_staff(db.session, email=email, role=role, password=password,
+                                          client=client, actor=CLI_ACTOR)
+    except staff_service.StaffError as exc:
+        raise click.ClickException(str(exc)) from None
+    data = {"email": user.email, "role": user.role, "client": client.slug if client else None}
+    if generated:
+        data["password"] = password
+    emit(as_json, data, f"Created {user.role} {user.email}" + (f" with password {password}" if generated else ""))
+
+
+@token_group.command("create")
+@click.argument("email")
+@click.option("--label", default=None, help="What the token is for.")
+@click.option("--json", "as_json", is_flag=True)
+def token_create(email, label, as_json):
+    """Create a bearer token for EMAIL's role (shown once)."""
+    user = staff_service.find_staff(db.session, email)
+    if user is None:
+        raise click.ClickException(f"no staff user {email}")
+    token = staff_service.create_token(db.session, user, actor=CLI_ACTOR, label=label)
+    emit(as_json, {"token": token, "email": user.email, "role": user.role}, token)
+
+
+@learner_group.command("erase")
+@click.option("--client", "client_slug", required=True)
+@click.option("--student-id", required=True, help="As the LMS sends it; normalised as at ingest.")
+@click.option("--json", "as_json", is_flag=True)
+def learner_erase(client_slug, student_id, as_json):
+    """Erase one learner's events, usage and record (both modes)."""
+    client = find_client(client_slug)
+    try:
+        erased = learner_service.erase_learner(db.session, current_app.extensions["pseudonymiser"], client,
+                                               student_id, actor=CLI_ACTOR)
+    except InvalidIdentity as exc:
+        raise click.ClickException(str(exc)) from None
+    emit(as_json, {"client": client.slug, "erased": erased},
+         f"Erased {erased} learner record(s) of {client.slug}." if erased else "No such learner; nothing erased.")
+
+
+@demo_group.command("init")
+def demo_init():
+    """Create a demo admin and a demo client once; print their credentials once."""
+    if db.session.scalar(select(StaffUser.id).limit(1)) is not None:
+        click.echo("Demo data exists already (credentials were printed when it was made).")
+        return
+    password = secrets.token_urlsafe(12)
+    staff_service.create_staff(db.session, email="admin@example.com", role="admin", password=password,
+                               actor=CLI_ACTOR)
+    client, key = client_service.create_client(db.session, name="Demo Client", actor=CLI_ACTOR,
+                                               params=default_params(), seat_limit=100)
+    base = current_app.config["PUBLIC_URL"]
+    click.echo("\n".join([
+        "", "=" * 64, "Demo data created. These are shown once; keep them.",
+        f"  Staff admin:  {base}/login",
+        "    e-mail:     admin@example.com",
+        f"    password:   {password}",
+        f"  Demo client:  {client.slug}",
+        f"    beacon key: {key}",
+        "=" * 64, "",
+    ]))
+
+
+@tls_group.command("self-signed")
+@click.option("--cert", "cert_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False))
+@click.option("--host", "hosts", multiple=True, default=("localhost", "127.0.0.1", "::1"), show_default=True)
+def tls_self_signed(cert_path, key_path, hosts):
+    """Make a self-signed ECDSA certificate for local HTTPS, unless one exists."""
+    if Path(cert_path).exists() and Path(key_path).exists():
+        click.echo(f"Using the certificate in {cert_path}.")
+        return
+    write_self_signed(Path(cert_path), Path(key_path), hosts)
+    click.echo(f"Made a self-signed certificate in {cert_path} (browsers will warn: it is for local use).")
+
+
+def write_self_signed(cert_path: Path, key_path: Path, hosts) -> None:
+    import ipaddress
+    import os
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    names = []
+    for host in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "SCORM usage tracker (local)")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=825))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path.parent.mkdir(parents=True, exist_ok=True)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption()))
+
+
+def register(app: Flask) -> None:
+    for group in (client_group, staff_group, token_group, learner_group, demo_group, tls_group):
+        app.cli.add_command(group)

@@ -1,0 +1,122 @@
+"""Settings, read from the environment once at start-up.
+
+In production (``APP_ENV=production``) a missing secret stops start-up with a
+message that says which variable to set. In development the secrets are
+generated once into ``instance/secrets.json`` so restarts keep sessions and,
+above all, keep pseudonyms stable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or wrong; the message says what to do."""
+
+
+_SECRETS = ("SECRET_KEY", "PSEUDONYM_SECRET")
+
+
+def _int(env: dict, name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _development_secrets(instance_path: Path) -> dict[str, str]:
+    """Generate the secrets once and keep them in instance/ (mode 0600)."""
+    path = instance_path / "secrets.json"
+    stored: dict[str, str] = {}
+    if path.exists():
+        stored = json.loads(path.read_text())
+    missing = [name for name in _SECRETS if not stored.get(name)]
+    if missing:
+        for name in missing:
+            stored[name] = secrets.token_urlsafe(48)
+        instance_path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(stored, fh, indent=2)
+    return stored
+
+
+def load_config(instance_path: str | Path, env: dict | None = None) -> dict:
+    """Build the Flask config mapping from environment variables."""
+    env = dict(os.environ if env is None else env)
+    instance_path = Path(instance_path)
+    app_env = env.get("APP_ENV", "development").strip().lower() or "development"
+    if app_env not in {"development", "production", "test"}:
+        raise ConfigError("APP_ENV must be 'development', 'production' or 'test'")
+    production = app_env == "production"
+
+    secret_values = {name: env.get(name, "").strip() for name in _SECRETS}
+    missing = [name for name, value in secret_values.items() if not value]
+    if missing and production:
+        raise ConfigError(
+            "APP_ENV=production needs "
+            + " and ".join(missing)
+            + " set in the environment (generate one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(48))'). "
+            "Keep PSEUDONYM_SECRET safe and never change it: every pseudonym depends on it."
+        )
+    if missing:
+        generated = _development_secrets(instance_path)
+        for name in missing:
+            secret_values[name] = generated[name]
+
+    database_url = env.get("DATABASE_URL", "").strip()
+    if not database_url:
+        database_url = f"sqlite:///{instance_path / 'tracker.db'}"
+    if database_url.startswith("postgres://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgres://"):]
+    elif database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url[len("postgresql://"):]
+
+    engine_options: dict = {"hide_parameters": True, "pool_pre_ping": True}
+    if database_url.startswith("sqlite"):
+        engine_options["connect_args"] = {"timeout": 15}
+    else:
+        engine_options["pool_size"] = _int(env, "DB_POOL_SIZE", 10)
+        engine_options["connect_args"] = {"connect_timeout": 5}
+
+    return {
+        "APP_ENV": app_env,
+        "TESTING": app_env == "test",
+        "SECRET_KEY": secret_values["SECRET_KEY"],
+        "PSEUDONYM_SECRET": secret_values["PSEUDONYM_SECRET"],
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
+        "PUBLIC_URL": env.get("PUBLIC_URL", "https://127.0.0.1:8443").rstrip("/"),
+        # Argon2id parameters for new clients; each client keeps its own copy.
+        "PSEUDONYM_TIME_COST": _int(env, "PSEUDONYM_TIME_COST", 2),
+        "PSEUDONYM_MEMORY_KIB": _int(env, "PSEUDONYM_MEMORY_KIB", 19456),
+        "PSEUDONYM_PARALLELISM": _int(env, "PSEUDONYM_PARALLELISM", 1),
+        "PSEUDONYM_CACHE_SIZE": _int(env, "PSEUDONYM_CACHE_SIZE", 100_000),
+        # Beacons are tiny; uploads of course content are not.
+        "BEACON_MAX_BYTES": _int(env, "BEACON_MAX_BYTES", 4096),
+        "MAX_CONTENT_LENGTH": _int(env, "MAX_UPLOAD_MB", 200) * 1024 * 1024,
+        "BEACON_RATE_LIMIT": env.get("BEACON_RATE_LIMIT", "600/minute"),
+        "LOGIN_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT", "10/minute"),
+        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_ENABLED": env.get("RATELIMIT_ENABLED", "1") not in {"0", "false", "no"},
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "CLIENT_CACHE_SECONDS": _int(env, "CLIENT_CACHE_SECONDS", 10),
+        "RETRY_AFTER_SECONDS": _int(env, "RETRY_AFTER_SECONDS", 5),
+        "TRUSTED_PROXIES": _int(env, "TRUSTED_PROXIES", 0),
+        "SESSION_COOKIE_SECURE": env.get("SESSION_COOKIE_SECURE", "1") not in {"0", "false", "no"},
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": True,
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "PERMANENT_SESSION_LIFETIME": _int(env, "SESSION_HOURS", 12) * 3600,
+        "WTF_CSRF_TIME_LIMIT": None,
+        "WTF_CSRF_SSL_STRICT": True,
+    }

@@ -1,0 +1,167 @@
+"""Learner identity: the one place that normalises student IDs and makes pseudonyms.
+
+A student ID is normalised the same way everywhere (ingest, erasure, health
+checks): Unicode NFC, surrounding white space removed, case-folded when it is
+an e-mail address (contains ``@``). Empty IDs and IDs with control characters
+are refused.
+
+For anonymised clients the stored identity is a pseudonym::
+
+    client_key = HMAC-SHA256(PSEUDONYM_SECRET, "client-key:" + client uid)
+    mac        = HMAC-SHA256(client_key, normalised student ID)
+    pseudonym  = Argon2id(secret=mac, salt=client salt, client's t/m/p)
+
+The HMAC binds pseudonyms to the server's secret (kept out of the database);
+the Argon2id step makes guessing IDs slow even for someone who has it. The
+parameters are stored with each client, so raising the defaults never changes
+an existing client's pseudonyms. A bounded cache keyed by the HMAC (never the
+plain value) spares returning learners the Argon2 cost.
+
+Names of anonymised learners are kept only as a keyed digest (HMAC), enough to
+notice that one ID arrives with different names, useless to read.
+
+This is pseudonymisation in the GDPR sense, not anonymisation: whoever holds
+the secret, the salt and a candidate ID can confirm it. Deleting a client's
+salt (crypto-shredding) makes its pseudonyms unlinkable for good.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import hmac
+import unicodedata
+import uuid
+from dataclasses import dataclass
+
+from argon2.low_level import Type, hash_secret_raw
+
+MAX_STUDENT_ID_LENGTH = 255
+MAX_NAME_LENGTH = 255
+MAX_COURSE_TITLE_LENGTH = 300
+
+
+class InvalidIdentity(ValueError):
+    """A student ID, name or title that cannot be stored; the message is safe to show."""
+
+
+def has_control_characters(value: str) -> bool:
+    """C0/C1 controls (tabs and newlines included) and lone surrogates."""
+    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value)
+
+
+def _check_text(value: str, what: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidIdentity(f"{what} is not valid Unicode text") from None
+    if has_control_characters(value):
+        raise InvalidIdentity(f"{what} contains control characters")
+
+
+def normalise_student_id(raw: str) -> str:
+    """The canonical form of a student ID (see the module docstring)."""
+    if not isinstance(raw, str):
+        raise InvalidIdentity("student ID must be text")
+    _check_text(raw, "student ID")
+    value = unicodedata.normalize("NFC", raw).strip()
+    if not value:
+        raise InvalidIdentity("student ID is empty")
+    if "@" in value:
+        value = unicodedata.normalize("NFC", value.casefold())
+    if len(value) > MAX_STUDENT_ID_LENGTH:
+        raise InvalidIdentity(f"student ID is longer than {MAX_STUDENT_ID_LENGTH} characters")
+    return value
+
+
+def normalise_name(raw: str) -> str:
+    """A learner's name: NFC, trimmed, inner runs of white space made one space."""
+    if not isinstance(raw, str):
+        raise InvalidIdentity("student name must be text")
+    _check_text(raw, "student name")
+    value = " ".join(unicodedata.normalize("NFC", raw).split())
+    if len(value) > MAX_NAME_LENGTH:
+        raise InvalidIdentity(f"student name is longer than {MAX_NAME_LENGTH} characters")
+    return value
+
+
+def normalise_course_title(raw: str) -> str:
+    """A course title as the package reports it: NFC, trimmed, spaces collapsed."""
+    if not isinstance(raw, str):
+        raise InvalidIdentity("course title must be text")
+    _check_text(raw, "course title")
+    value = " ".join(unicodedata.normalize("NFC", raw).split())
+    if not value:
+        raise InvalidIdentity("course title is empty")
+    if len(value) > MAX_COURSE_TITLE_LENGTH:
+        raise InvalidIdentity(f"course title is longer than {MAX_COURSE_TITLE_LENGTH} characters")
+    return value
+
+
+@dataclass(frozen=True)
+class PseudonymParams:
+    """Argon2id cost parameters, recorded per client."""
+
+    time_cost: int
+    memory_kib: int
+    parallelism: int
+
+
+@dataclass(frozen=True)
+class PseudonymKey:
+    """What a client contributes to its pseudonyms."""
+
+    client_uid: uuid.UUID
+    salt: bytes
+    params: PseudonymParams
+
+
+class Pseudonymiser:
+    """Makes pseudonyms for one server secret, with a bounded cache."""
+
+    def __init__(self, secret: str, cache_size: int = 100_000):
+        if not secret:
+            raise ValueError("a pseudonymisation secret is required")
+        self._secret = secret.encode("utf-8")
+        self._argon2 = functools.lru_cache(maxsize=max(cache_size, 0))(self._argon2_uncached)
+
+    def client_key(self, client_uid: uuid.UUID) -> bytes:
+        return hmac.new(self._secret, b"client-key:" + client_uid.bytes, hashlib.sha256).digest()
+
+    def mac(self, key: PseudonymKey, normalised: str) -> bytes:
+        return hmac.new(self.client_key(key.client_uid), normalised.encode("utf-8"), hashlib.sha256).digest()
+
+    def pseudonym(self, key: PseudonymKey, normalised_student_id: str) -> str:
+        """The stored identity of a learner of an anonymised client."""
+        if not key.salt:
+            raise InvalidIdentity("this client's pseudonym salt was deleted; it cannot record learners")
+        return self._argon2(self.mac(key, normalised_student_id), key.salt, key.params)
+
+    def name_digest(self, key: PseudonymKey, normalised_name: str) -> str:
+        """A keyed digest of a name: equal names give equal digests, nothing more."""
+        if not normalised_name:
+            return ""
+        digest = hmac.new(
+            self.client_key(key.client_uid), b"name:" + normalised_name.encode("utf-8"), hashlib.sha256
+        ).digest()
+        return "n:" + base64.b32encode(digest[:10]).decode("ascii").lower()
+
+    def cache_info(self):
+        return self._argon2.cache_info()
+
+    def cache_clear(self) -> None:
+        self._argon2.cache_clear()
+
+    @staticmethod
+    def _argon2_uncached(mac: bytes, salt: bytes, params: PseudonymParams) -> str:
+        raw = hash_secret_raw(
+            secret=mac,
+            salt=salt,
+            time_cost=params.time_cost,
+            memory_cost=params.memory_kib,
+            parallelism=params.parallelism,
+            hash_len=20,
+            type=Type.ID,
+        )
+        return "p:" + base64.b32encode(raw).decode("ascii").lower()

@@ -1,0 +1,302 @@
+"""The data: clients, their courses and learners, beacon events, daily usage,
+staff, tokens and the audit log.
+
+Times are stored as UTC and always come back timezone-aware (``UTCDateTime``).
+Billing reads ``DailyUsage``; ``Event`` is the raw, deduplicated record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes on every database (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use aware UTC datetimes")
+        value = value.astimezone(dt.UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+# SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets a bigint.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+ROLES = ("admin", "csm", "billing", "client")
+LICENCES = ("subscription", "perpetual")
+EVENT_KINDS = ("launch", "completed", "passed", "failed")
+COMPLETION_KINDS = ("completed", "passed")
+
+
+class Client(db.Model):
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True, default=uuid.uuid4)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    anonymised: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Random per-client salt for pseudonyms; NULL once crypto-shredded.
+    salt: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    pseudonym_time_cost: Mapped[int] = mapped_column(Integer)
+    pseudonym_memory_kib: Mapped[int] = mapped_column(Integer)
+    pseudonym_parallelism: Mapped[int] = mapped_column(Integer)
+    licence: Mapped[str] = mapped_column(String(20), default="subscription")
+    licence_start: Mapped[dt.date | None] = mapped_column(Date)
+    licence_end: Mapped[dt.date | None] = mapped_column(Date)
+    seat_limit: Mapped[int | None] = mapped_column(Integer)
+    # Exact origins ("https://lms.example.com"); empty means any origin.
+    allowed_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    keys: Mapped[list[ClientKey]] = relationship(back_populates="client", cascade="all, delete-orphan")
+
+    @property
+    def tracked(self) -> bool:
+        return self.licence != "perpetual"
+
+
+class ClientKey(db.Model):
+    """A beacon key. Stored as a SHA-256 digest; shown once when made."""
+
+    __tablename__ = "client_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_prefix: Mapped[str] = mapped_column(String(12))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # NULL: valid until rotated. Set on rotation to the end of the grace period.
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    client: Mapped[Client] = relationship(back_populates="keys")
+
+    def valid_at(self, when: dt.datetime) -> bool:
+        return self.expires_at is None or self.expires_at > when
+
+
+class Course(db.Model):
+    __tablename__ = "courses"
+    __table_args__ = (UniqueConstraint("client_id", "title"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Learner(db.Model):
+    """One learner of one client.
+
+    ``identity`` is the normalised student ID for verbatim clients, or its
+    pseudonym (``pseudonymised`` true). ``name`` is the name as the LMS sent it,
+    or a keyed digest of it for anonymised clients: never the plain name.
+    """
+
+    __tablename__ = "learners"
+    __table_args__ = (UniqueConstraint("client_id", "identity"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    identity: Mapped[str] = mapped_column(String(255))
+    pseudonymised: Mapped[bool] = mapped_column(Boolean, default=False)
+    name: Mapped[str | None] = mapped_column(String(255))
+    first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Event(db.Model):
+    """One beacon as received, stored once per event ID."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_client_received", "client_id", "received_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"))
+    learner_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("learners.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The name as sent with this beacon (keyed digest for anonymised clients),
+    # kept per event so the go-live check can see names that change.
+    learner_name: Mapped[str | None] = mapped_column(String(255))
+    lms_host: Mapped[str | None] = mapped_column(String(255))
+    scorm_version: Mapped[str | None] = mapped_column(String(16))
+    package_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class DailyUsage(db.Model):
+    """A learner's use of a course on one UTC day: the unit billing counts."""
+
+    __tablename__ = "daily_usage"
+    __table_args__ = (
+        UniqueConstraint("client_id", "course_id", "learner_id", "day"),
+        Index("ix_daily_usage_client_day", "client_id", "day"),
+        Index("ix_daily_usage_learner", "learner_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"))
+    learner_id: Mapped[int] = mapped_column(BigId, ForeignKey("learners.id", ondelete="CASCADE"))
+    day: Mapped[dt.date] = mapped_column(Date)
+    launches: Mapped[int] = mapped_column(Integer, default=0)
+    completions: Mapped[int] = mapped_column(Integer, default=0)
+    first_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RefusedOrigin(db.Model):
+    """Beacons refused because their Origin is not one of the client's LMS hosts."""
+
+    __tablename__ = "refused_origins"
+    __table_args__ = (UniqueConstraint("client_id", "origin"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    origin: Mapped[str] = mapped_column(String(255))
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PackageIssue(db.Model):
+    """A package built for a client: who, which course, which kind, when."""
+
+    __tablename__ = "package_issues"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    package_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True, default=uuid.uuid4)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
+    course_title: Mapped[str] = mapped_column(String(300))
+    scorm_version: Mapped[str] = mapped_column(String(8))
+    # deployed | remote | untracked (perpetual licence)
+    mode: Mapped[str] = mapped_column(String(16))
+    issued_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StaffUser(db.Model):
+    __tablename__ = "staff_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(255), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    client: Mapped[Client | None] = relationship()
+
+    # Flask-Login: the cookie names the login session, not the user, so a
+    # revoked session (logout) cannot be replayed.
+    session_token = None
+    is_anonymous = False
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    def get_id(self) -> str | None:
+        return self.session_token
+
+    def can_see_client(self, client: Client) -> bool:
+        if self.role in ("admin", "csm", "billing"):
+            return True
+        return self.role == "client" and self.client_id == client.id
+
+
+class StaffSession(db.Model):
+    """A login. The session cookie names it; logout revokes it for good."""
+
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    staff_user: Mapped[StaffUser] = relationship()
+
+
+class ApiToken(db.Model):
+    """A bearer token for the JSON API, stored as a SHA-256 digest."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    staff_user: Mapped[StaffUser] = relationship()
+
+
+class AuditEntry(db.Model):
+    __tablename__ = "audit_entries"
+    __table_args__ = (Index("ix_audit_entries_client_created", "client_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # "alice@example.com", or "cli" for the operator's command line.
+    actor: Mapped[str] = mapped_column(String(255))
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(64))
+    before: Mapped[dict | None] = mapped_column(JSON)
+    after: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,93 @@
+"""marshmallow schemas: what the JSON API accepts and what it returns.
+
+The same schemas validate requests and describe the API in /api/openapi.json.
+"""
+
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from .identity import InvalidIdentity, normalise_course_title, normalise_name, normalise_student_id
+from .models import EVENT_KINDS
+
+
+class _Normalised(fields.String):
+    """A string field whose value is normalised by a function from identity.py."""
+
+    normaliser = staticmethod(lambda value: value)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return self.normaliser(text)
+        except InvalidIdentity as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class StudentId(_Normalised):
+    normaliser = staticmethod(normalise_student_id)
+
+
+class StudentName(_Normalised):
+    normaliser = staticmethod(normalise_name)
+
+
+class CourseTitle(_Normalised):
+    normaliser = staticmethod(normalise_course_title)
+
+
+class BeaconSchema(Schema):
+    """A beacon sent by a SCORM package when a learner opens it."""
+
+    key = fields.String(required=True, validate=validate.Length(min=1, max=100),
+                        metadata={"description": "The client's beacon key, written into the package."})
+    course = CourseTitle(required=True, metadata={"description": "Course title as the package reports it."})
+    student_id = StudentId(required=True, metadata={"description": "cmi.core.student_id / cmi.learner_id."})
+    student_name = StudentName(required=True, metadata={"description": "cmi.core.student_name / cmi.learner_name."})
+    event = fields.String(load_default="launch", validate=validate.OneOf(EVENT_KINDS))
+    event_id = fields.UUID(load_default=None, allow_none=True,
+                           metadata={"description": "Fresh UUID per beacon; a repeat is stored once."})
+    scorm_version = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(["1.2", "2004"]))
+    package = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64),
+                            metadata={"description": "The package ID written at build time."})
+
+
+class ErrorSchema(Schema):
+    error = fields.String(required=True, metadata={"description": "A machine-readable error code."})
+    message = fields.String(metadata={"description": "What went wrong, for people."})
+    fields_ = fields.Dict(data_key="fields", metadata={"description": "Per-field messages (invalid_beacon)."})
+
+
+class UsageQuerySchema(Schema):
+    from_ = fields.Date(data_key="from", required=True, metadata={"description": "First day, inclusive (UTC)."})
+    to = fields.Date(required=True, metadata={"description": "Last day, inclusive (UTC)."})
+
+    @validates_schema
+    def _ordered(self, data, **kwargs):
+        if "from_" in data and "to" in data:
+            if data["from_"] > data["to"]:
+                raise ValidationError("'from' must not be after 'to'", "from")
+            if (data["to"] - data["from_"]).days > 3660:
+                raise ValidationError("the range may span at most ten years", "to")
+
+
+class UsageDaySchema(Schema):
+    date = fields.Date(required=True)
+    unique_users = fields.Integer(required=True)
+    launches = fields.Integer(required=True)
+
+
+class UsageCourseSchema(Schema):
+    course = fields.String(required=True)
+    unique_users = fields.Integer(required=True, metadata={"description": "Distinct learners over the range."})
+    launches = fields.Integer(required=True)
+    days = fields.List(fields.Nested(UsageDaySchema), required=True)
+
+
+class UsageSchema(Schema):
+    client = fields.String(required=True, metadata={"description": "The client's slug."})
+    from_ = fields.Date(data_key="from", required=True)
+    to = fields.Date(required=True)
+    unique_users = fields.Integer(required=True, metadata={"description": "Distinct learners over the range (not a sum of days)."})
+    launches = fields.Integer(required=True)
+    courses = fields.List(fields.Nested(UsageCourseSchema), required=True)

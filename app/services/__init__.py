@@ -1,0 +1,1 @@
+"""Plain service functions: they take a session and plain arguments, never `request`."""

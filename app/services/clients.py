@@ -1,0 +1,261 @@
+"""Clients: creation, beacon keys, and the in-process directory the beacon path reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import secrets
+import threading
+import time
+import unicodedata
+import uuid
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..identity import PseudonymKey, PseudonymParams
+from ..models import LICENCES, Client, ClientKey, Learner, utcnow
+from . import audit
+
+KEY_PREFIX = "ck_"
+
+
+class ClientError(ValueError):
+    """Bad input for a client operation; the message is safe to show."""
+
+
+def hash_secret_token(token: str) -> str:
+    """Keys and API tokens are random and long: a plain SHA-256 is the right lookup hash."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_beacon_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(24)
+
+
+def slugify(name: str) -> str:
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    return slug[:48] or "client"
+
+
+def normalise_origin(raw: str) -> str:
+    """An allowed LMS origin as browsers send it: scheme://host[:port], no path."""
+    value = raw.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ClientError(f"origin {raw!r} must look like https://lms.example.com")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
+        raise ClientError(f"origin {raw!r} must be scheme://host[:port] only, with no path")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ClientError(f"origin {raw!r} has a bad port") from None
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    default_port = {"https": 443, "http": 80}[parts.scheme]
+    if port and port != default_port:
+        return f"{parts.scheme}://{host}:{port}"
+    return f"{parts.scheme}://{host}"
+
+
+def _unique_slug(session: Session, base: str) -> str:
+    slug, n = base, 2
+    while session.scalar(select(Client.id).where(Client.slug == slug)) is not None:
+        slug = f"{base}-{n}"
+        n += 1
+    return slug
+
+
+def client_settings(client: Client) -> dict:
+    """The audited view of a client's configuration."""
+    return {
+        "name": client.name,
+        "slug": client.slug,
+        "active": client.active,
+        "anonymised": client.anonymised,
+        "licence": client.licence,
+        "licence_start": client.licence_start.isoformat() if client.licence_start else None,
+        "licence_end": client.licence_end.isoformat() if client.licence_end else None,
+        "seat_limit": client.seat_limit,
+        "allowed_origins": list(client.allowed_origins or []),
+    }
+
+
+def create_client(session: Session, *, name: str, actor: str, anonymised: bool = False,
+                  licence: str = "subscription", origins: list[str] | tuple = (),
+                  seat_limit: int | None = None, slug: str | None = None,
+                  licence_start: dt.date | None = None, licence_end: dt.date | None = None,
+                  params: PseudonymParams) -> tuple[Client, str]:
+    """Create a client and its first beacon key. Returns (client, plain key); commits."""
+    name = " ".join((name or "").split())
+    if not name:
+        raise ClientError("a client needs a name")
+    if len(name) > 200:
+        raise ClientError("client name is longer than 200 characters")
+    if licence not in LICENCES:
+        raise ClientError(f"licence must be one of {', '.join(LICENCES)}")
+    if seat_limit is not None and seat_limit < 0:
+        raise ClientError("seat limit must be zero or more")
+    if licence_start and licence_end and licence_end < licence_start:
+        raise ClientError("licence period ends before it starts")
+    normalised_origins = sorted({normalise_origin(o) for o in origins})
+    if slug:
+        slug = slugify(slug)
+        if session.scalar(select(Client.id).where(Client.slug == slug)) is not None:
+            raise ClientError(f"slug {slug!r} is taken")
+    else:
+        slug = _unique_slug(session, slugify(name))
+    client = Client(
+        uid=uuid.uuid4(), slug=slug, name=name, active=True, anonymised=anonymised,
+        salt=secrets.token_bytes(16), licence=licence, seat_limit=seat_limit,
+        licence_start=licence_start, licence_end=licence_end,
+        allowed_origins=normalised_origins,
+        pseudonym_time_cost=params.time_cost, pseudonym_memory_kib=params.memory_kib,
+        pseudonym_parallelism=params.parallelism,
+    )
+    key = new_beacon_key()
+    client.keys.append(ClientKey(key_hash=hash_secret_token(key), key_prefix=key[:8]))
+    session.add(client)
+    session.flush()
+    audit.record(session, actor, "client.create", client.id, None, client_settings(client))
+    session.commit()
+    return client, key
+
+
+def rotate_key(session: Session, client: Client, *, actor: str, grace: dt.timedelta) -> str:
+    """Issue a new key; keys in use now stay valid for ``grace`` (0 ends them at once). Commits."""
+    if grace < dt.timedelta(0):
+        raise ClientError("the grace period cannot be negative")
+    now = utcnow()
+    ends = now + grace
+    for old in client.keys:
+        if old.expires_at is None or old.expires_at > ends:
+            old.expires_at = ends
+    key = new_beacon_key()
+    client.keys.append(ClientKey(key_hash=hash_secret_token(key), key_prefix=key[:8]))
+    audit.record(session, actor, "client.rotate_key", client.id,
+                 {"keys_valid_until": ends.isoformat()}, {"new_key_prefix": key[:8]})
+    session.commit()
+    return key
+
+
+# --- the directory the beacon path reads --------------------------------------
+
+
+@dataclass(frozen=True)
+class ClientSnapshot:
+    """What the beacon path needs to know about a client, cached for a few seconds."""
+
+    id: int
+    slug: str
+    active: bool
+    tracked: bool
+    anonymised: bool
+    allowed_origins: frozenset[str]
+    pseudonym_key: PseudonymKey | None
+    # Verbatim client that was anonymised before: link returning learners.
+    links_pseudonyms: bool
+    key_expires_at: dt.datetime | None = None
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        if not self.allowed_origins:
+            return True
+        return origin is not None and origin in self.allowed_origins
+
+
+def snapshot(session: Session, client: Client, key_expires_at: dt.datetime | None = None) -> ClientSnapshot:
+    pseudonym_key = None
+    if client.salt:
+        pseudonym_key = PseudonymKey(
+            client_uid=client.uid, salt=client.salt,
+            params=PseudonymParams(client.pseudonym_time_cost, client.pseudonym_memory_kib,
+                                   client.pseudonym_parallelism),
+        )
+    links = False
+    if not client.anonymised and pseudonym_key is not None:
+        links = session.scalar(
+            select(Learner.id).where(Learner.client_id == client.id, Learner.pseudonymised.is_(True)).limit(1)
+        ) is not None
+    return ClientSnapshot(
+        id=client.id, slug=client.slug, active=client.active, tracked=client.tracked,
+        anonymised=client.anonymised, allowed_origins=frozenset(client.allowed_origins or ()),
+        pseudonym_key=pseudonym_key, links_pseudonyms=links, key_expires_at=key_expires_at,
+    )
+
+
+@dataclass
+class ClientDirectory:
+    """Beacon key -> client snapshot, cached per process for ``ttl`` seconds.
+
+    Changes made in the admin reach every process within ``ttl``; the process
+    that made a change clears its own cache at once.
+    """
+
+    ttl: float = 10.0
+    _by_key: dict = field(default_factory=dict)
+    _courses: dict = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def client_for_key(self, session: Session, key: str) -> ClientSnapshot | None:
+        key_hash = hash_secret_token(key)
+        now_mono = time.monotonic()
+        cached = self._by_key.get(key_hash)
+        if cached and cached[0] > now_mono:
+            found = cached[1]
+        else:
+            found = self._load(session, key_hash)
+            with self._lock:
+                if len(self._by_key) > 10_000:
+                    self._by_key.clear()
+                self._by_key[key_hash] = (now_mono + self.ttl, found)
+        if found is None:
+            return None
+        if found.key_expires_at is not None and found.key_expires_at <= utcnow():
+            return None
+        return found
+
+    def _load(self, session: Session, key_hash: str) -> ClientSnapshot | None:
+        row = session.execute(
+            select(ClientKey, Client).join(Client, ClientKey.client_id == Client.id)
+            .where(ClientKey.key_hash == key_hash)
+        ).first()
+        if row is None:
+            return None
+        client_key, client = row
+        return snapshot(session, client, client_key.expires_at)
+
+    def course_id(self, client_id: int, title: str) -> int | None:
+        return self._courses.get((client_id, title))
+
+    def remember_course(self, client_id: int, title: str, course_id: int) -> None:
+        with self._lock:
+            if len(self._courses) > 50_000:
+                self._courses.clear()
+            self._courses[(client_id, title)] = course_id
+
+    def clear(self) -> None:
+        with self._lock:
+            self._by_key.clear()
+            self._courses.clear()
+
+    def allowed_any_origin(self, session: Session, origin: str) -> bool:
+        """For CORS preflight, which carries no key: is the origin allowed for any client?"""
+        cached = self._by_key.get(("preflight", origin))
+        now_mono = time.monotonic()
+        if cached and cached[0] > now_mono:
+            return cached[1]
+        allowed = False
+        for origins in session.scalars(
+            select(Client.allowed_origins).where(Client.active.is_(True), Client.licence != "perpetual")
+        ):
+            if not origins or origin in origins:
+                allowed = True
+                break
+        with self._lock:
+            self._by_key[("preflight", origin)] = (now_mono + self.ttl, allowed)
+        return allowed

@@ -1,0 +1,127 @@
+"""Staff users, their passwords (Argon2id), login sessions and API tokens."""
+
+from __future__ import annotations
+
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..models import ROLES, ApiToken, Client, StaffSession, StaffUser, utcnow
+from . import audit
+from .clients import hash_secret_token
+
+password_hasher = PasswordHasher()  # argon2-cffi's RFC 9106 low-memory profile (Argon2id)
+
+MIN_PASSWORD_LENGTH = 12
+# Verified against when the e-mail is unknown, so both cases take the same time.
+_DUMMY_HASH = password_hasher.hash(secrets.token_urlsafe(16))
+
+
+class StaffError(ValueError):
+    """Bad input for a staff operation; the message is safe to show."""
+
+
+def normalise_email(email: str) -> str:
+    value = (email or "").strip().casefold()
+    if "@" not in value or len(value) > 255 or any(ch.isspace() for ch in value):
+        raise StaffError("enter a valid e-mail address")
+    return value
+
+
+def staff_settings(user: StaffUser) -> dict:
+    return {"email": user.email, "role": user.role, "client_id": user.client_id, "active": user.active}
+
+
+def create_staff(session: Session, *, email: str, role: str, password: str, actor: str,
+                 client: Client | None = None) -> StaffUser:
+    """Create a staff user; ``client`` is required for (and only for) the client role. Commits."""
+    email = normalise_email(email)
+    if role not in ROLES:
+        raise StaffError(f"role must be one of {', '.join(ROLES)}")
+    if role == "client" and client is None:
+        raise StaffError("a client user needs --client SLUG")
+    if role != "client" and client is not None:
+        raise StaffError("only client users belong to a client")
+    if len(password or "") < MIN_PASSWORD_LENGTH:
+        raise StaffError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    if session.scalar(select(StaffUser.id).where(StaffUser.email == email)) is not None:
+        raise StaffError(f"a staff user {email} exists already")
+    user = StaffUser(email=email, role=role, client_id=client.id if client else None,
+                     password_hash=password_hasher.hash(password))
+    session.add(user)
+    session.flush()
+    audit.record(session, actor, "staff.create", user.client_id, None, staff_settings(user))
+    session.commit()
+    return user
+
+
+def check_password(session: Session, user: StaffUser | None, password: str) -> bool:
+    """Verify a password in constant-ish time; rehash when the parameters were raised."""
+    if user is None:
+        try:
+            password_hasher.verify(_DUMMY_HASH, password)
+        except VerificationError:
+            pass
+        return False
+    try:
+        password_hasher.verify(user.password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+    if password_hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = password_hasher.hash(password)
+    return True
+
+
+def find_staff(session: Session, email: str) -> StaffUser | None:
+    try:
+        email = normalise_email(email)
+    except StaffError:
+        return None
+    return session.scalar(select(StaffUser).where(StaffUser.email == email))
+
+
+def start_session(session: Session, user: StaffUser) -> str:
+    """A new login session; returns the token the cookie carries. The caller commits."""
+    token = secrets.token_urlsafe(32)
+    session.add(StaffSession(token_hash=hash_secret_token(token), staff_user_id=user.id))
+    user.last_login_at = utcnow()
+    return token
+
+
+def user_for_session(session: Session, token: str) -> StaffUser | None:
+    row = session.scalar(
+        select(StaffSession).where(StaffSession.token_hash == hash_secret_token(token),
+                                   StaffSession.revoked_at.is_(None))
+    )
+    if row is None or not row.staff_user.active:
+        return None
+    return row.staff_user
+
+
+def end_session(session: Session, token: str) -> None:
+    """Revoke a login session for good (a replayed cookie is refused). Commits."""
+    row = session.scalar(select(StaffSession).where(StaffSession.token_hash == hash_secret_token(token)))
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = utcnow()
+        session.commit()
+
+
+def create_token(session: Session, user: StaffUser, *, actor: str, label: str | None = None) -> str:
+    """A bearer token for the JSON API, shown once. Commits."""
+    token = "tk_" + secrets.token_urlsafe(32)
+    session.add(ApiToken(token_hash=hash_secret_token(token), staff_user_id=user.id, label=label))
+    audit.record(session, actor, "token.create", user.client_id, None, {"email": user.email, "label": label})
+    session.commit()
+    return token
+
+
+def user_for_token(session: Session, token: str) -> StaffUser | None:
+    row = session.scalar(
+        select(ApiToken).where(ApiToken.token_hash == hash_secret_token(token), ApiToken.revoked_at.is_(None))
+    )
+    if row is None or not row.staff_user.active:
+        return None
+    return row.staff_user

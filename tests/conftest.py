@@ -1,0 +1,335 @@
+"""Shared fixtures: a fresh database per test (SQLite, or PostgreSQL when
+TEST_DATABASE_URL names one), the app, an HTTPS test client, factories for
+clients and staff, and a real gunicorn over HTTPS for end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app import create_app  # noqa: E402
+from app.extensions import db  # noqa: E402
+from app.identity import PseudonymParams  # noqa: E402
+from app.services import clients as client_service  # noqa: E402
+from app.services import staff as staff_service  # noqa: E402
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TEST_PASSWORD = "correct horse battery staple"
+# Cheap Argon2 for tests; production parameters are covered by the benchmark.
+TEST_PARAMS = PseudonymParams(time_cost=1, memory_kib=256, parallelism=1)
+TEST_SECRETS = {
+    "SECRET_KEY": "test-secret-key-0123456789",
+    "PSEUDONYM_SECRET": "test-pseudonym-secret-0123456789",
+}
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip locally when a real part is missing; under CI that is a failure."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required under CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _postgres_url() -> str | None:
+    url = os.environ.get("TEST_DATABASE_URL", "").strip()
+    if not url:
+        return None
+    return url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url
+
+
+def _migrate(url: str) -> None:
+    from flask_migrate import upgrade
+
+    app = create_app(_config(url))
+    with app.app_context():
+        upgrade(directory=str(ROOT / "migrations"))
+        db.engine.dispose()
+
+
+def _config(url: str, **extra) -> dict:
+    return {
+        "ENV": {"APP_ENV": "test", "DATABASE_URL": url, **TEST_SECRETS},
+        "PSEUDONYM_TIME_COST": TEST_PARAMS.time_cost,
+        "PSEUDONYM_MEMORY_KIB": TEST_PARAMS.memory_kib,
+        "PSEUDONYM_PARALLELISM": TEST_PARAMS.parallelism,
+        "BEACON_RATE_LIMIT": "100000/minute",
+        "LOGIN_RATE_LIMIT": "1000/minute",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def database_kind() -> str:
+    return "postgresql" if _postgres_url() else "sqlite"
+
+
+@pytest.fixture(scope="session")
+def _database_template(tmp_path_factory, database_kind):
+    """Migrated once per session: a SQLite file to copy, or a PostgreSQL database to truncate."""
+    if database_kind == "sqlite":
+        path = tmp_path_factory.mktemp("template") / "template.db"
+        _migrate(f"sqlite:///{path}")
+        yield path
+        return
+    admin_url = make_url(_postgres_url())
+    name = f"tracker_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001
+        admin.dispose()
+        pytest.fail(f"TEST_DATABASE_URL names a PostgreSQL that does not answer: {type(exc).__name__}: {exc}",
+                    pytrace=False)
+    url = admin_url.set(database=name).render_as_string(hide_password=False)
+    _migrate(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def database_url(_database_template, database_kind, tmp_path):
+    if database_kind == "sqlite":
+        path = tmp_path / "tracker.db"
+        shutil.copy(_database_template, path)
+        yield f"sqlite:///{path}"
+        return
+    yield _database_template
+    engine = create_engine(_database_template)
+    with engine.begin() as conn:
+        tables = [row[0] for row in conn.execute(text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"))]
+        conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+class HttpsClient(FlaskClient):
+    """The test client speaks https:// so Secure cookies behave as in a browser."""
+
+    def open(self, *args, **kwargs):
+        if args and isinstance(args[0], str):
+            kwargs.setdefault("base_url", "https://localhost")
+        return super().open(*args, **kwargs)
+
+
+@pytest.fixture
+def app_config(database_url) -> dict:
+    """Override entries here (in a test module's own fixture) before `app` is built."""
+    return _config(database_url)
+
+
+@pytest.fixture
+def app(app_config):
+    application = create_app(dict(app_config))
+    application.test_client_class = HttpsClient
+    with application.app_context():
+        yield application
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def make_client(app):
+    """make_client(name=..., anonymised=..., origins=[...], licence=...) -> (Client, key)."""
+    counter = iter(range(1, 10_000))
+
+    def factory(name: str | None = None, **kwargs):
+        return client_service.create_client(
+            db.session, name=name or f"Client {next(counter)}", actor="test", params=TEST_PARAMS, **kwargs
+        )
+
+    return factory
+
+
+@pytest.fixture
+def make_staff(app):
+    """make_staff(role, client=None, email=None) -> StaffUser with password TEST_PASSWORD."""
+    counter = iter(range(1, 10_000))
+
+    def factory(role: str, client=None, email: str | None = None):
+        return staff_service.create_staff(
+            db.session, email=email or f"{role}{next(counter)}@example.com", role=role,
+            password=TEST_PASSWORD, client=client, actor="test",
+        )
+
+    return factory
+
+
+def csrf_token_from(html: str) -> str:
+    import re
+
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or re.search(
+        r'value="([^"]+)"[^>]*name="csrf_token"', html)
+    assert match, "no CSRF token on the page"
+    return match.group(1)
+
+
+@pytest.fixture
+def login(client):
+    """login(user) signs the test client in through the real form."""
+
+    def do_login(user, password: str = TEST_PASSWORD):
+        page = client.get("/login")
+        token = csrf_token_from(page.get_data(as_text=True))
+        response = client.post("/login", data={"email": user.email, "password": password, "csrf_token": token})
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return response
+
+    return do_login
+
+
+def beacon_body(key: str, **fields) -> dict:
+    body = {"key": key, "course": "Anti-Bribery", "student_id": "s-1", "student_name": "Doe, Jane",
+            "event_id": str(uuid.uuid4())}
+    body.update(fields)
+    return {k: v for k, v in body.items() if v is not ...}
+
+
+# --- a real gunicorn over HTTPS -------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def tls_ca(tmp_path_factory):
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    folder = tmp_path_factory.mktemp("tls")
+    ca_path, cert_path, key_path = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    cert.private_key_pem.write_to_path(str(key_path))
+    return {"ca": str(ca_path), "cert": str(cert_path), "key": str(key_path)}
+
+
+class LiveServer:
+    """gunicorn serving wsgi:app over HTTPS on a free port, against the test's database."""
+
+    def __init__(self, database_url: str, tls: dict, log_path: Path, extra_env: dict | None = None):
+        self.database_url = database_url
+        self.tls = tls
+        self.log_path = log_path
+        self.extra_env = extra_env or {}
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def env(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "PORT"))}
+        env.update({
+            "APP_ENV": "test", **TEST_SECRETS, "DATABASE_URL": self.database_url,
+            "PORT": str(self.port), "CERT_FILE": self.tls["cert"], "KEY_FILE": self.tls["key"],
+            "PUBLIC_URL": self.url, "WEB_CONCURRENCY": "2", "PSEUDONYM_TIME_COST": str(TEST_PARAMS.time_cost),
+            "PSEUDONYM_MEMORY_KIB": str(TEST_PARAMS.memory_kib), "BEACON_RATE_LIMIT": "100000/minute",
+            "CLIENT_CACHE_SECONDS": "0",
+        })
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> "LiveServer":
+        self.log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT, env=self.env(), stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 20) -> None:
+        import requests
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                if requests.get(self.url + "/healthz", verify=self.tls["ca"], timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"gunicorn did not become ready: {self.log_path.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        if getattr(self, "log", None):
+            self.log.close()
+
+
+@pytest.fixture
+def live_server(database_url, tls_ca, tmp_path, app):
+    """A real gunicorn over HTTPS sharing the test's database (the `app` fixture sees its writes)."""
+    server = LiveServer(database_url, tls_ca, tmp_path / "gunicorn.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    require(path is not None, "Debian's chromium is not installed (apt-get install -y chromium)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path):
+    """Playwright driving Debian's Chromium (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(
+            executable_path=chromium_path, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def screenshots_dir() -> Path:
+    """Screenshots taken by browser tests, kept for people to look at."""
+    folder = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "test-artifacts" / "screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
