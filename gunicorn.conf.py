@@ -21,6 +21,8 @@ graceful_timeout = 20
 keepalive = 5
 accesslog = os.environ.get("ACCESS_LOG", "-")
 errorlog = "-"
+# gunicorn 27's runtime control socket is not used; several servers on one host would share its path.
+control_socket_disable = True
 loglevel = os.environ.get("LOG_LEVEL", "info")
 # Behind a TLS-terminating load balancer set PLAIN_HTTP=1 (and TRUSTED_PROXIES).
 if os.environ.get("PLAIN_HTTP", "") not in ("1", "true", "yes"):

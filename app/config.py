@@ -94,7 +94,7 @@ def load_config(instance_path: str | Path, env: dict | None = None) -> dict:
         "PSEUDONYM_SECRET": secret_values["PSEUDONYM_SECRET"],
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
-        "PUBLIC_URL": env.get("PUBLIC_URL", "https://127.0.0.1:8443").rstrip("/"),
+        "PUBLIC_URL": (env.get("PUBLIC_URL") or f"https://127.0.0.1:{env.get('PORT') or 8443}").rstrip("/"),
         # Argon2id parameters for new clients; each client keeps its own copy.
         "PSEUDONYM_TIME_COST": _int(env, "PSEUDONYM_TIME_COST", 2),
         "PSEUDONYM_MEMORY_KIB": _int(env, "PSEUDONYM_MEMORY_KIB", 19456),

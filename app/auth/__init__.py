@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import wraps
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
@@ -97,7 +97,11 @@ def token_required(view):
     def wrapped(*args, **kwargs):
         user = bearer_user()
         if user is None:
-            abort(401)
+            response = jsonify({"error": "unauthorized",
+                                "message": "send Authorization: Bearer <token> (flask token create)"})
+            response.status_code = 401
+            response.headers["WWW-Authenticate"] = 'Bearer realm="usage API"'
+            return response
         g.api_user = user
         return view(*args, **kwargs)
 

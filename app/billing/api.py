@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from flask import Blueprint, abort, g, jsonify, request
 from marshmallow import ValidationError
 from sqlalchemy import select
@@ -41,7 +39,3 @@ def usage(slug: str):
         return response
     report = usage_report(db.session, client, args["from_"], args["to"])
     return jsonify(_usage.dump(report))
-
-
-def today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
