@@ -89,13 +89,43 @@ def test_beacon_usage_headers_and_tls_through_gunicorn(live_server, make_client,
                                  headers={"Origin": LMS, "Access-Control-Request-Method": "POST"})
     assert preflight.status_code == 204 and preflight.headers["Access-Control-Allow-Origin"] == LMS
 
+    # A chunked body (no Content-Length) is held to the size limit too: a valid beacon padded past
+    # the limit is refused, not cut at the limit and stored.
+    def chunks():
+        yield json.dumps(beacon_body(key, student_id="padded")).encode()
+        for _ in range(8):
+            yield b" " * 1024
+
+    chunked = requests.post(live_server.url + "/api/v1/beacons", data=chunks(), verify=ca, timeout=10,
+                            headers={"Content-Type": "text/plain", "Origin": LMS})
+    assert chunked.status_code == 413, chunked.text
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(Event)) == 1
+
+    # Concurrent beacons across workers: a repeated event ID is stored once, distinct learners all count.
+    from concurrent.futures import ThreadPoolExecutor
+
+    repeated = beacon_body(key, student_id="twice@example.com")
+    bodies = [repeated] * 8 + [beacon_body(key, student_id=f"learner-{n}") for n in range(16)]
+
+    def post(body):
+        return requests.post(live_server.url + "/api/v1/beacons", data=json.dumps(body), timeout=20,
+                             headers={"Content-Type": "text/plain", "Origin": LMS}, verify=ca).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(post, bodies))
+    assert statuses == [204] * len(bodies)
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(Event)) == 1 + 1 + 16
+    assert db.session.scalar(select(func.count(func.distinct(DailyUsage.learner_id)))) == 1 + 1 + 16
+
     # The usage API with a bearer token.
     token = staff_service.create_token(db.session, make_staff("billing"), actor="test")
     today = time.strftime("%Y-%m-%d", time.gmtime())
     usage = requests.get(f"{live_server.url}/api/v1/clients/{acme.slug}/usage?from={today}&to={today}",
                          headers={"Authorization": f"Bearer {token}"}, verify=ca, timeout=10)
     assert usage.status_code == 200
-    assert (usage.json()["unique_users"], usage.json()["launches"]) == (1, 1)
+    assert (usage.json()["unique_users"], usage.json()["launches"]) == (18, 18)
     assert requests.get(f"{live_server.url}/api/v1/clients/{acme.slug}/usage?from={today}&to={today}",
                         verify=ca, timeout=10).status_code == 401
 

@@ -214,3 +214,18 @@ def test_fuzzed_bytes_never_500(client, key, data):
     response = client.post(URL, data=data, content_type="application/json")
     assert response.status_code == 400, response.get_data(as_text=True)
     assert stored_rows() == 0
+
+
+def test_size_limit_boundary(client, key, app):
+    """A body of exactly BEACON_MAX_BYTES is read; one byte more is 413."""
+    limit = app.config["BEACON_MAX_BYTES"]
+    text = json.dumps(beacon_body(key))
+    exact = text[:-1] + " " * (limit - len(text)) + "}"
+    assert len(exact.encode()) == limit
+    assert client.post(URL, data=exact, content_type="text/plain").status_code == 204
+    over = text[:-1] + " " * (limit + 1 - len(text)) + "}"
+    response = client.post(URL, data=over.replace(json.loads(text)["event_id"], str(uuid.uuid4())),
+                           content_type="text/plain")
+    assert response.status_code == 413
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(Event)) == 1

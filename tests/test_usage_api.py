@@ -14,6 +14,14 @@ from conftest import beacon_body
 BEACONS = "/api/v1/beacons"
 
 
+@pytest.fixture(autouse=True)
+def cheap_password_hashes(monkeypatch):
+    """Staff passwords are not what this module tests; production-cost Argon2 would dominate its time."""
+    from argon2 import PasswordHasher
+
+    monkeypatch.setattr(staff_service, "password_hasher", PasswordHasher(time_cost=1, memory_cost=256, parallelism=1))
+
+
 def usage_url(slug: str, start: str = "2026-03-01", end: str = "2026-03-31") -> str:
     return f"/api/v1/clients/{slug}/usage?from={start}&to={end}"
 
