@@ -15,7 +15,7 @@ from sqlalchemy import func, inspect, select, text
 
 from app.extensions import db
 from app.models import DailyUsage, Event, Learner
-from conftest import beacon_body
+from conftest import LiveServer, beacon_body
 
 URL = "/api/v1/beacons"
 # Unusual enough never to appear by chance; the name and the IDs differ in case on purpose.
@@ -128,8 +128,17 @@ def test_verbatim_client_does_store_them(client, make_client):
     assert MARKER_IDS[1] in found and MARKER_NAMES[0] in found
 
 
+@pytest.fixture
+def debug_live_server(app, database_url, tls_ca, tmp_path):
+    """Like conftest's live_server, with gunicorn logging at debug level: the strictest log to scan."""
+    server = LiveServer(database_url, tls_ca, tmp_path / "gunicorn.log", extra_env={"LOG_LEVEL": "debug"}).start()
+    yield server
+    server.stop()
+
+
 @pytest.mark.e2e
-def test_no_marker_in_the_gunicorn_log(live_server, anonymised_key, tls_ca):
+def test_no_marker_in_the_gunicorn_log(debug_live_server, anonymised_key, tls_ca):
+    live_server = debug_live_server
     session = requests.Session()
 
     def post(body):
@@ -145,6 +154,7 @@ def test_no_marker_in_the_gunicorn_log(live_server, anonymised_key, tls_ca):
     live_server.stop()
     log_text = live_server.log_path.read_text(errors="replace")
     assert "POST /api/v1/beacons" in log_text  # the access log is there and was read
+    assert "[DEBUG]" in log_text
     assert find_markers(log_text) == set()
     assert find_markers(dump_database()) == set()
 
