@@ -198,3 +198,17 @@ def test_name_digest_is_keyed_and_never_plain():
     assert digest == pseudonymiser.name_digest(key_for(), "Doe, Jane")
     assert digest != pseudonymiser.name_digest(key_for(uid=uuid.UUID(int=9)), "Doe, Jane")
     assert pseudonymiser.name_digest(key_for(), "") == ""
+
+
+def test_stored_pseudonyms_through_the_endpoint(client, make_client):
+    """Same learner, same client: one row; same learner, another client: an unrelated pseudonym."""
+    acme, acme_key = make_client(anonymised=True)
+    other, other_key = make_client(anonymised=True)
+    for key, student_id in ((acme_key, "Jane@Example.com"), (acme_key, " jane@example.COM "),
+                            (other_key, "jane@example.com")):
+        assert client.post(URL, json=beacon_body(key, student_id=student_id)).status_code == 204
+    db.session.rollback()
+    rows = {row.client_id: row.identity for row in db.session.scalars(select(Learner))}
+    assert set(rows) == {acme.id, other.id}
+    assert rows[acme.id] != rows[other.id]
+    assert all(identity.startswith("p:") and "jane" not in identity for identity in rows.values())
