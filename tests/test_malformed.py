@@ -6,6 +6,8 @@ import json
 import uuid
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from app.extensions import db
@@ -186,9 +188,6 @@ def test_a_valid_beacon_built_like_the_cases_is_stored(client, key):
 
 
 # --- fuzzing: whatever arrives, never a 500 and nothing stored unless valid ---
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 _json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
