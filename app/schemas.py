@@ -60,7 +60,7 @@ class BeaconSchema(Schema):
     """A beacon sent by a SCORM package when a learner opens it."""
 
     key = PlainText(required=True, validate=validate.Length(min=1, max=100),
-                        metadata={"description": "The client's beacon key, written into the package."})
+                    metadata={"description": "The client's beacon key, written into the package."})
     course = CourseTitle(required=True, metadata={"description": "Course title as the package reports it."})
     student_id = StudentId(required=True, metadata={"description": "cmi.core.student_id / cmi.learner_id."})
     student_name = StudentName(required=True, metadata={"description": "cmi.core.student_name / cmi.learner_name."})
@@ -69,7 +69,7 @@ class BeaconSchema(Schema):
                            metadata={"description": "Fresh UUID per beacon; a repeat is stored once."})
     scorm_version = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(["1.2", "2004"]))
     package = PlainText(load_default=None, allow_none=True, validate=validate.Length(max=64),
-                            metadata={"description": "The package ID written at build time."})
+                        metadata={"description": "The package ID written at build time."})
 
 
 class ErrorSchema(Schema):
