@@ -13,10 +13,12 @@ from .config import load_config
 
 def create_app(test_config: dict | None = None) -> Flask:
     instance_path = Path(__file__).resolve().parent.parent / "instance"
-    app = Flask(__name__, instance_path=str(instance_path), instance_relative_config=True)
     env = None
-    if test_config and "ENV" in test_config:
-        env = test_config.pop("ENV")
+    if test_config:
+        # Tests pass the environment and, to keep generated secrets apart, an instance folder.
+        env = test_config.pop("ENV", None)
+        instance_path = Path(test_config.pop("INSTANCE_PATH", instance_path))
+    app = Flask(__name__, instance_path=str(instance_path), instance_relative_config=True)
     app.config.from_mapping(load_config(app.instance_path, env))
     if test_config:
         app.config.from_mapping(test_config)

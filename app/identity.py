@@ -132,9 +132,12 @@ class Pseudonymiser:
     def mac(self, key: PseudonymKey, normalised: str) -> bytes:
         return hmac.new(self.client_key(key.client_uid), normalised.encode("utf-8"), hashlib.sha256).digest()
 
-    def pseudonym(self, key: PseudonymKey, normalised_student_id: str) -> str:
-        """The stored identity of a learner of an anonymised client."""
-        if not key.salt:
+    def pseudonym(self, key: PseudonymKey | None, normalised_student_id: str) -> str:
+        """The stored identity of a learner of an anonymised client.
+
+        ``key`` is None once the client's salt was deleted (crypto-shredded).
+        """
+        if key is None or not key.salt:
             raise InvalidIdentity("this client's pseudonym salt was deleted; it cannot record learners")
         return self._argon2(self.mac(key, normalised_student_id), key.salt, key.params)
 

@@ -7,8 +7,28 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from .identity import InvalidIdentity, normalise_course_title, normalise_name, normalise_student_id
+from .identity import (
+    InvalidIdentity,
+    has_control_characters,
+    normalise_course_title,
+    normalise_name,
+    normalise_student_id,
+)
 from .models import EVENT_KINDS
+
+
+class PlainText(fields.String):
+    """Text without control characters or lone surrogates.
+
+    A lone surrogate cannot be encoded for hashing or storage (it gave a 500),
+    and PostgreSQL refuses NUL in text (a 503); both are the sender's mistake.
+    """
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if has_control_characters(text):
+            raise ValidationError("Contains control characters or invalid Unicode.")
+        return text
 
 
 class _Normalised(fields.String):
@@ -39,8 +59,8 @@ class CourseTitle(_Normalised):
 class BeaconSchema(Schema):
     """A beacon sent by a SCORM package when a learner opens it."""
 
-    key = fields.String(required=True, validate=validate.Length(min=1, max=100),
-                        metadata={"description": "The client's beacon key, written into the package."})
+    key = PlainText(required=True, validate=validate.Length(min=1, max=100),
+                    metadata={"description": "The client's beacon key, written into the package."})
     course = CourseTitle(required=True, metadata={"description": "Course title as the package reports it."})
     student_id = StudentId(required=True, metadata={"description": "cmi.core.student_id / cmi.learner_id."})
     student_name = StudentName(required=True, metadata={"description": "cmi.core.student_name / cmi.learner_name."})
@@ -48,8 +68,8 @@ class BeaconSchema(Schema):
     event_id = fields.UUID(load_default=None, allow_none=True,
                            metadata={"description": "Fresh UUID per beacon; a repeat is stored once."})
     scorm_version = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(["1.2", "2004"]))
-    package = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64),
-                            metadata={"description": "The package ID written at build time."})
+    package = PlainText(load_default=None, allow_none=True, validate=validate.Length(max=64),
+                        metadata={"description": "The package ID written at build time."})
 
 
 class ErrorSchema(Schema):

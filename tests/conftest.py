@@ -200,7 +200,9 @@ def login(client):
     def do_login(user, password: str = TEST_PASSWORD):
         page = client.get("/login")
         token = csrf_token_from(page.get_data(as_text=True))
-        response = client.post("/login", data={"email": user.email, "password": password, "csrf_token": token})
+        # WTF_CSRF_SSL_STRICT: over HTTPS the form must come with a same-site Referer, as from a browser.
+        response = client.post("/login", data={"email": user.email, "password": password, "csrf_token": token},
+                               headers={"Referer": "https://localhost/login"})
         assert response.status_code == 302, response.get_data(as_text=True)
         return response
 

@@ -105,11 +105,16 @@ def receive_beacon():
     if request.mimetype not in _MEDIA_TYPES:
         return _error(415, "unsupported_media_type", "send the beacon as application/json or text/plain JSON")
 
-    request.max_content_length = current_app.config["BEACON_MAX_BYTES"]
+    limit = current_app.config["BEACON_MAX_BYTES"]
+    # One byte more than the limit is read: for a chunked body (no Content-Length)
+    # werkzeug's stream stops quietly at its limit, so a body cut there could pass.
+    request.max_content_length = limit + 1
     try:
         raw = request.get_data(cache=False)
     except RequestEntityTooLarge:
-        return _error(413, "too_large", f"a beacon is at most {request.max_content_length} bytes")
+        raw = None
+    if raw is None or len(raw) > limit:
+        return _error(413, "too_large", f"a beacon is at most {limit} bytes")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
