@@ -257,5 +257,7 @@ class ClientDirectory:
                 allowed = True
                 break
         with self._lock:
+            if len(self._by_key) > 10_000:
+                self._by_key.clear()
             self._by_key[("preflight", origin)] = (now_mono + self.ttl, allowed)
         return allowed
