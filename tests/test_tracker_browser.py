@@ -274,3 +274,37 @@ def test_tracker_without_an_lms_api_stays_out_of_the_way(lms, context, make_clie
         page.wait_for_timeout(1000)
         assert (outside, errors) == ([], [])
         page.close()
+
+
+LATE_PAGE = """<!DOCTYPE html><html><head><title>Late</title></head><body><p id="state">loading</p>
+<script src="late.js"></script></body></html>"""
+# Plain web content that talks to the LMS only after the tracker has opened the session itself.
+LATE_SCRIPT = """window.setTimeout(function () {
+  window.contentInit = String(window.parent.API.LMSInitialize(""));
+  window.contentSet = String(window.parent.API.LMSSetValue("cmi.core.lesson_status", "completed"));
+  window.contentFinish = String(window.parent.API.LMSFinish(""));
+  document.getElementById("state").textContent = "done";
+}, 2600);"""
+
+
+@pytest.mark.e2e
+def test_plain_content_is_counted_and_gets_the_session_the_tracker_opened(lms, context, live_server, make_client,
+                                                                           tmp_path):
+    client, _ = make_client()
+    folder = tmp_path / "late"
+    folder.mkdir()
+    (folder / "index.html").write_text(LATE_PAGE)
+    (folder / "late.js").write_text(LATE_SCRIPT)
+    launch = lms.add("late", build(client, "1.2", live_server.url, content=folder))
+    page = context.new_page()
+    page.goto(lms.page("1.2", f"{launch}/index.html"))
+
+    wait_for(lambda: count(Event) == 1)  # content that never initialises still counts
+    frame = content_frame(page)
+    frame.locator("#state", has_text="done").wait_for()
+    inner = next(f for f in page.frames if f.parent_frame is not None)
+    assert inner.evaluate("[window.contentInit, window.contentSet, window.contentFinish]") == ["true", "true", "true"]
+    # One real LMSInitialize (the tracker's), handed over; one LMSFinish (the content's).
+    assert page.evaluate("window.lmsLog") == ["Initialize", "Finish"]
+    wait_for(lambda: count(Event) == 2)
+    assert [e.kind for e in events()] == ["launch", "completed"]

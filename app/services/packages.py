@@ -278,7 +278,15 @@ def render_manifest(scorm_version: str, title: str, package_id: uuid.UUID, launc
 
 
 def tracker_source() -> str:
-    return (PACKAGE_SOURCE / "tracker.js").read_text(encoding="utf-8")
+    """tracker.js as shipped: its header comment, comment lines and indentation left out.
+
+    Only whole-line comments go, so no string or regular expression is touched.
+    """
+    source = (PACKAGE_SOURCE / "tracker.js").read_text(encoding="utf-8")
+    if source.startswith("/*"):
+        source = source[source.index("*/") + 2:]
+    lines = (line.strip() for line in source.splitlines())
+    return "/* SCORM usage tracker */\n" + "\n".join(line for line in lines if line and not line.startswith("//")) + "\n"
 
 
 def configured_tracker(*, beacon_url: str, key: str, course: str, package_id: uuid.UUID, scorm_version: str) -> bytes:
