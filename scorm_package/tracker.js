@@ -289,8 +289,7 @@
       unwrap(); // the LMS may keep its API object after this page is gone
     });
     if (window.addEventListener) {
-      window.addEventListener("pagehide", leave);
-      window.addEventListener("unload", leave);
+      window.addEventListener("pagehide", leave); // not "unload": it would keep the page out of the back/forward cache
     }
   }
 

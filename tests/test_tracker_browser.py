@@ -225,6 +225,35 @@ def test_beacon_lost_while_server_is_down_is_sent_on_next_launch_once(lms, conte
 
 
 @pytest.mark.e2e
+def test_beacons_answered_503_or_429_are_kept_and_sent_again(lms, context, live_server, make_client):
+    """Storage down (503) at the first launch, rate limited (429) at the second, all stored at the third."""
+    client, _ = make_client()
+    launch = lms.add("course", build(client, "1.2", live_server.url))
+    beacons = live_server.url + "/api/v1/beacons"
+    sent: list[str] = []
+    for status in (503, 429, None):
+        if status:
+            def answer(route, request, status=status):
+                sent.append(request.post_data_json["event_id"])
+                route.fulfill(status=status, headers={"Access-Control-Allow-Origin": "*", "Retry-After": "5"},
+                              content_type="application/json", body='{"error": "unavailable"}')
+
+            context.route(beacons, answer)
+        page = context.new_page()
+        seen = watch(page, live_server.url)
+        page.goto(lms.page("1.2", f"{launch}/index.html"))
+        deadline = time.monotonic() + 10
+        while len(seen["statuses"]) < (1 if status == 503 else 2) and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+        page.wait_for_timeout(200)
+        page.close()
+        context.unroute(beacons)
+    wait_for(lambda: count(Event) == 3)
+    assert {str(e.event_id) for e in events()} >= set(sent)
+    assert count(Learner) == 1 and db.session.scalar(select(DailyUsage.launches)) == 3
+
+
+@pytest.mark.e2e
 def test_empty_student_id_is_refused_and_not_retried(lms, context, live_server, make_client):
     client, _ = make_client()
     launch = lms.add("course", build(client, "1.2", live_server.url))

@@ -317,8 +317,10 @@ def inject_tracker(html: bytes, launch: str) -> bytes:
     return bom + tag + b"\n" + html[len(bom):]
 
 
-def check_server_url(raw: str) -> str:
-    value = (raw or "").strip().rstrip("/")
+def check_server_url(raw: str | None) -> str:
+    if not raw or not raw.strip():
+        raise PackageError("a tracked package needs the server's public URL (set PUBLIC_URL or --server-url)")
+    value = raw.strip().rstrip("/")
     parts = urlsplit(value)
     local = parts.hostname in ("localhost", "127.0.0.1", "::1")
     if not parts.hostname or parts.scheme not in ("https", "http") or (parts.scheme == "http" and not local):
@@ -333,12 +335,14 @@ def check_server_url(raw: str) -> str:
 
 def build_package(session: Session, *, client: Client, course_title: str, scorm_version: str,
                   out: str | Path | BinaryIO, content: str | Path | BinaryIO | None = None,
-                  mode: str = "deployed", server_url: str, issued_by: str) -> BuiltPackage:
+                  mode: str = "deployed", server_url: str | None, issued_by: str) -> BuiltPackage:
     """Write a SCORM package for ``client`` to ``out`` and record its issue. Commits.
 
     ``content``: None (placeholder course), a folder, a zip path or a binary
-    file holding a zip. ``out``: a path or a writable binary file. A
-    perpetual-licence client gets an untracked package whatever ``mode`` says.
+    file holding a zip (an upload). ``out``: a path or a writable binary file.
+    ``server_url``: the server as learners' browsers reach it (PUBLIC_URL);
+    unused for a perpetual-licence client, whose package is untracked
+    whatever ``mode`` says. ``issued_by``: the staff e-mail, or "cli".
     Raises PackageError with a message fit for the person who asked.
     """
     if not client.active:
