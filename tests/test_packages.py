@@ -264,3 +264,20 @@ def test_cli_refuses_unknown_client_and_bad_content_without_leaving_files(runner
     assert result.exit_code != 0 and "leaves the package" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.zip"]
     assert db.session.scalar(select(func.count()).select_from(PackageIssue)) == 0
+
+
+@pytest.mark.parametrize("page, expected", [
+    (b"<!doctype html><html lang=en><body>x", b'<!doctype html><html lang=en>\n<script src="../scorm-usage-tracker.js">'
+                                              b"</script><body>x"),
+    (b"<!DOCTYPE html><p>x", b'<!DOCTYPE html>\n<script src="../scorm-usage-tracker.js"></script><p>x'),
+    (b"\xef\xbb\xbf<p>x", b'\xef\xbb\xbf<script src="../scorm-usage-tracker.js"></script>\n<p>x'),
+    (b"<html><header>h</header><HEAD data-x='1'>", b"<html><header>h</header><HEAD data-x='1'>\n<script "
+                                                 b'src="../scorm-usage-tracker.js"></script>'),
+])
+def test_tracker_goes_first_into_any_launch_page(page, expected):
+    assert packages.inject_tracker(page, "lesson/page.html") == expected
+
+
+def test_utf16_launch_page_is_refused():
+    with pytest.raises(packages.PackageError, match="UTF-16"):
+        packages.inject_tracker("<html></html>".encode("utf-16"), "index.html")

@@ -131,7 +131,7 @@ def content_frame(page):
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("version", ["1.2", "2004"])
-def test_launch_is_counted_once_with_completion(version, lms, context, live_server, make_client):
+def test_launch_is_counted_once_with_completion(version, lms, context, live_server, make_client, screenshots_dir):
     client, _ = make_client(origins=[lms.url])
     launch = lms.add("course", build(client, version, live_server.url))
     page = context.new_page()
@@ -143,6 +143,7 @@ def test_launch_is_counted_once_with_completion(version, lms, context, live_serv
     frame.locator("#next").click()
     frame.locator("#complete").click()
     wait_for(lambda: count(Event) == 2)
+    page.screenshot(path=str(screenshots_dir / f"package-placeholder-scorm{version.replace('.', '')}.png"))
 
     stored = events()
     assert [e.kind for e in stored] == ["launch", "completed"]
