@@ -17,6 +17,7 @@ from .identity import InvalidIdentity, PseudonymParams
 from .models import LICENCES, ROLES, Client, StaffUser
 from .services import clients as client_service
 from .services import learners as learner_service
+from .services import packages as package_service
 from .services import staff as staff_service
 
 CLI_ACTOR = "cli"
@@ -45,6 +46,7 @@ token_group = click.Group("token", help="Bearer tokens for the JSON API.")
 learner_group = click.Group("learner", help="Act on one learner's data.")
 demo_group = click.Group("demo", help="Demo data for a first look.")
 tls_group = click.Group("tls", help="Certificates for local HTTPS.")
+package_group = click.Group("package", help="Build SCORM packages for clients.")
 
 
 @client_group.command("create")
@@ -134,6 +136,41 @@ def learner_erase(client_slug, student_id, as_json):
          f"Erased {erased} learner record(s) of {client.slug}." if erased else "No such learner; nothing erased.")
 
 
+@package_group.command("build")
+@click.option("--client", "client_slug", required=True, help="The client's slug.")
+@click.option("--course", "course_title", required=True, help="The course title, as billing will show it.")
+@click.option("--scorm", "scorm_version", type=click.Choice(package_service.SCORM_VERSIONS), required=True)
+@click.option("--content", type=click.Path(exists=True), default=None,
+              help="A folder or zip with index.html, or an authoring tool's SCORM zip; none: a placeholder.")
+@click.option("--mode", type=click.Choice(package_service.MODES), default="deployed", show_default=True)
+@click.option("--server-url", default=None, help="Where learners' browsers reach this server (default PUBLIC_URL).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, writable=True),
+              help="The zip file to write.")
+@click.option("--json", "as_json", is_flag=True)
+def package_build(client_slug, course_title, scorm_version, content, mode, server_url, output, as_json):
+    """Build a SCORM package (a new beacon key is written into it) and record its issue."""
+    client = find_client(client_slug)
+    target = Path(output)
+    partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+    try:
+        built = package_service.build_package(
+            db.session, client=client, course_title=course_title, scorm_version=scorm_version, out=partial,
+            content=content, mode=mode, server_url=server_url or current_app.config["PUBLIC_URL"],
+            issued_by=CLI_ACTOR,
+        )
+        partial.replace(target)
+    except package_service.PackageError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        partial.unlink(missing_ok=True)
+    data = {"package_id": str(built.issue.package_id), "client": client.slug, "course": built.issue.course_title,
+            "scorm_version": built.scorm_version, "mode": built.mode, "file": str(target),
+            "bytes": target.stat().st_size, "launch_files": built.launch_files, "key_prefix": built.key_prefix,
+            "server_url": built.server_url}
+    what = "untracked (perpetual licence)" if built.mode == "untracked" else f"reporting to {built.server_url}"
+    emit(as_json, data, f"Wrote {target} (SCORM {built.scorm_version}, {what}), package {data['package_id']}.")
+
+
 @demo_group.command("init")
 def demo_init():
     """Create a demo admin and a demo client once; print their credentials once."""
@@ -205,5 +242,5 @@ def write_self_signed(cert_path: Path, key_path: Path, hosts) -> None:
 
 
 def register(app: Flask) -> None:
-    for group in (client_group, staff_group, token_group, learner_group, demo_group, tls_group):
+    for group in (client_group, staff_group, token_group, learner_group, demo_group, tls_group, package_group):
         app.cli.add_command(group)

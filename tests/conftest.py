@@ -314,16 +314,35 @@ def chromium_path() -> str:
     return path
 
 
+def spki_hash(cert_path: str) -> str:
+    """base64(SHA-256(SubjectPublicKeyInfo)) of a certificate, as Chromium pins it."""
+    import base64
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
+    spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
+
+
 @pytest.fixture(scope="session")
-def browser(chromium_path):
-    """Playwright driving Debian's Chromium (never a downloaded browser)."""
+def browser(chromium_path, tls_ca):
+    """Playwright driving Debian's Chromium (never a downloaded browser).
+
+    It trusts the live server's test certificate (and only that one) by its
+    public key, so beacons sent while a page unloads (keepalive) are verified
+    like any other request instead of relying on a per-page override.
+    """
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         launched = pw.chromium.launch(
             executable_path=chromium_path, headless=True,
             args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  f"--ignore-certificate-errors-spki-list={spki_hash(tls_ca['cert'])}"],
         )
         yield launched
         launched.close()

@@ -144,6 +144,17 @@ def rotate_key(session: Session, client: Client, *, actor: str, grace: dt.timede
     return key
 
 
+def add_key(client: Client) -> str:
+    """A new beacon key for ``client`` in the caller's transaction (the caller commits and audits).
+
+    Keys are stored hashed, so whoever needs the plain key (a package being
+    built) must get a new one; older keys stay valid.
+    """
+    key = new_beacon_key()
+    client.keys.append(ClientKey(key_hash=hash_secret_token(key), key_prefix=key[:8]))
+    return key
+
+
 # --- the directory the beacon path reads --------------------------------------
 
 

@@ -1,0 +1,340 @@
+"""The tracker in a real browser, inside a real SCORM runtime, talking to the real server.
+
+A test LMS page (tests/browser/lms/) runs scorm-again's Scorm12API or
+Scorm2004API with the learner's data and opens a built package in an iframe.
+The LMS page and the unzipped package are served over HTTP by a small static
+server of the test (another origin than the tracking server, as on a real
+LMS); beacons travel over HTTPS to gunicorn (`live_server`). Every test asserts
+what the server stored, read from the database, not what the page shows.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import io
+import shutil
+import threading
+import time
+import zipfile
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import DailyUsage, Event, Learner
+from app.services import packages
+from conftest import ROOT, free_port
+from scorm_content import SCORM_AGAIN, authoring_zip, require_node_modules
+
+pytestmark = [pytest.mark.browser]
+LMS_FILES = ROOT / "tests" / "browser" / "lms"
+QUEUE_KEY = "scormUsageTracker.queue.v1"
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def end_headers(self):
+        self.send_header("Cache-Control", "no-store")
+        super().end_headers()
+
+
+@pytest.fixture
+def lms(tmp_path):
+    """A static web server for the LMS page and unzipped packages: lms.url, lms.add(name, zip_bytes)."""
+    require_node_modules()
+    root = tmp_path / "lms-root"
+    root.mkdir()
+    for name in ("lms.html", "lms.js"):
+        shutil.copy(LMS_FILES / name, root / name)
+    (root / "favicon.ico").write_bytes(b"")
+    for name in ("scorm12.min.js", "scorm2004.min.js"):
+        shutil.copy(SCORM_AGAIN / name, root / name)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()),
+                                             functools.partial(QuietHandler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    class Lms:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+
+        @staticmethod
+        def add(name: str, data: bytes) -> str:
+            folder = root / "pkg" / name
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                archive.extractall(folder)
+            return f"pkg/{name}"
+
+        def page(self, version: str, launch: str, student_id="Jane@Example.com", student_name="Doe, Jane", **extra):
+            query = {"version": version, "student_id": student_id, "student_name": student_name,
+                     "launch": launch, **extra}
+            return f"{self.url}/lms.html?{urlencode(query)}"
+
+    yield Lms()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def context(browser):
+    # The browser fixture trusts the tracking server's test certificate by its key.
+    ctx = browser.new_context()
+    yield ctx
+    ctx.close()
+
+
+def build(client, version, server_url, content=None, title="Anti-Bribery") -> bytes:
+    data, _ = packages.package_bytes(db.session, client=client, course_title=title, scorm_version=version,
+                                     content=content, server_url=server_url, issued_by="test")
+    return data
+
+
+def wait_for(predicate, timeout=15.0, what="the server to count it"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        db.session.rollback()
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def events() -> list[Event]:
+    db.session.rollback()
+    return db.session.scalars(select(Event).order_by(Event.id)).all()
+
+
+def count(model) -> int:
+    db.session.rollback()
+    return db.session.scalar(select(func.count()).select_from(model))
+
+
+def watch(page, server_url: str) -> dict:
+    """Collect the page's requests to the tracking server and their answers."""
+    seen = {"requests": [], "statuses": [], "failed": [], "errors": []}
+    page.on("request", lambda r: seen["requests"].append(r) if r.url.startswith(server_url) else None)
+    page.on("response", lambda r: seen["statuses"].append(r.status) if r.url.startswith(server_url) else None)
+    page.on("requestfailed", lambda r: seen["failed"].append(r) if r.url.startswith(server_url) else None)
+    page.on("pageerror", lambda e: seen["errors"].append(str(e)))
+    return seen
+
+
+def content_frame(page):
+    page.wait_for_selector("#content")
+    return page.frame_locator("#content")
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("version", ["1.2", "2004"])
+def test_launch_is_counted_once_with_completion(version, lms, context, live_server, make_client, screenshots_dir):
+    client, _ = make_client(origins=[lms.url])
+    launch = lms.add("course", build(client, version, live_server.url))
+    page = context.new_page()
+    seen = watch(page, live_server.url)
+    page.goto(lms.page(version, f"{launch}/index.html"))
+
+    wait_for(lambda: count(Event) == 1)
+    frame = content_frame(page)
+    frame.locator("#next").click()
+    frame.locator("#complete").click()
+    wait_for(lambda: count(Event) == 2)
+    page.screenshot(path=str(screenshots_dir / f"package-placeholder-scorm{version.replace('.', '')}.png"))
+
+    stored = events()
+    assert [e.kind for e in stored] == ["launch", "completed"]
+    assert {e.scorm_version for e in stored} == {version}
+    assert stored[0].lms_host == lms.url.split("://")[1]
+    learner = db.session.scalar(select(Learner))
+    assert (learner.identity, learner.name) == ("jane@example.com", "Doe, Jane")
+    usage = db.session.scalar(select(DailyUsage))
+    assert (usage.launches, usage.completions) == (1, 1)
+    # The content's own session: initialised once (by the content), never twice.
+    assert page.evaluate("window.lmsLog") == ["Initialize"]
+    assert seen["errors"] == [] and seen["statuses"] == [204, 204]
+
+
+@pytest.mark.e2e
+def test_wrapped_authoring_package_reports_launch_and_results(lms, context, live_server, make_client):
+    client, _ = make_client()
+    launch = lms.add("ethics", build(client, "2004", live_server.url, content=io.BytesIO(authoring_zip("2004")),
+                                     title="Ethics at Work"))
+    page = context.new_page()
+    seen = watch(page, live_server.url)
+    page.goto(lms.page("2004", f"{launch}/course/story.html", student_id="E-1001", student_name="Roe, Rick"))
+
+    wait_for(lambda: count(Event) == 3)
+    assert sorted(e.kind for e in events()) == ["completed", "launch", "passed"]
+    assert db.session.scalar(select(Learner.identity)) == "E-1001"
+    # The course initialised the LMS session itself and it worked: the tracker did not take it.
+    frame = next(f for f in page.frames if f.parent_frame is not None)
+    assert frame.evaluate("window.courseInitialised") == "true"
+    assert page.evaluate("window.API_1484_11.cmi.completion_status") == "completed"
+    assert page.evaluate("window.lmsLog") == ["Initialize"]
+    assert seen["errors"] == []
+
+
+@pytest.mark.e2e
+def test_launch_is_counted_when_the_page_navigates_away_at_once(lms, context, live_server, make_client):
+    client, _ = make_client()
+    launch = lms.add("course", build(client, "1.2", live_server.url))
+    page = context.new_page()
+    page.goto(lms.page("1.2", f"{launch}/index.html", leave="1"))
+    page.wait_for_url("about:blank")
+    wait_for(lambda: count(Event) == 1)
+    assert count(DailyUsage) == 1
+
+
+@pytest.mark.e2e
+def test_beacon_lost_while_server_is_down_is_sent_on_next_launch_once(lms, context, live_server, make_client):
+    client, _ = make_client()
+    launch = lms.add("course", build(client, "2004", live_server.url))
+    live_server.stop()
+
+    page = context.new_page()
+    seen = watch(page, live_server.url)
+    page.goto(lms.page("2004", f"{launch}/index.html"))
+    deadline = time.monotonic() + 10
+    while not seen["failed"] and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert len(seen["failed"]) == 1, "the first launch should have tried and failed"
+    first_event_id = seen["failed"][0].post_data_json["event_id"]
+    page.close()
+
+    live_server.start()
+    second = context.new_page()
+    seen = watch(second, live_server.url)
+    second.goto(lms.page("2004", f"{launch}/index.html"))
+    wait_for(lambda: count(Event) == 2)
+    assert first_event_id in {str(e.event_id) for e in events()}
+    second.wait_for_timeout(300)
+    second.close()
+
+    third = context.new_page()
+    seen = watch(third, live_server.url)
+    third.goto(lms.page("2004", f"{launch}/index.html"))
+    wait_for(lambda: count(Event) == 3)
+    third.wait_for_timeout(500)
+    assert len(seen["requests"]) == 1, "the queue must be empty after the second launch"
+    assert count(Learner) == 1
+    assert db.session.scalar(select(DailyUsage.launches)) == 3
+    assert third.evaluate(f"localStorage.getItem('{QUEUE_KEY}')") is None
+
+
+@pytest.mark.e2e
+def test_beacons_answered_503_or_429_are_kept_and_sent_again(lms, context, live_server, make_client):
+    """Storage down (503) at the first launch, rate limited (429) at the second, all stored at the third."""
+    client, _ = make_client()
+    launch = lms.add("course", build(client, "1.2", live_server.url))
+    beacons = live_server.url + "/api/v1/beacons"
+    sent: list[str] = []
+    for status in (503, 429, None):
+        if status:
+            def answer(route, request, status=status):
+                sent.append(request.post_data_json["event_id"])
+                route.fulfill(status=status, headers={"Access-Control-Allow-Origin": "*", "Retry-After": "5"},
+                              content_type="application/json", body='{"error": "unavailable"}')
+
+            context.route(beacons, answer)
+        page = context.new_page()
+        seen = watch(page, live_server.url)
+        page.goto(lms.page("1.2", f"{launch}/index.html"))
+        deadline = time.monotonic() + 10
+        while len(seen["statuses"]) < (1 if status == 503 else 2) and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+        page.wait_for_timeout(200)
+        page.close()
+        context.unroute(beacons)
+    wait_for(lambda: count(Event) == 3)
+    assert {str(e.event_id) for e in events()} >= set(sent)
+    assert count(Learner) == 1 and db.session.scalar(select(DailyUsage.launches)) == 3
+
+
+@pytest.mark.e2e
+def test_empty_student_id_is_refused_and_not_retried(lms, context, live_server, make_client):
+    client, _ = make_client()
+    launch = lms.add("course", build(client, "1.2", live_server.url))
+    for attempt in range(2):
+        page = context.new_page()
+        seen = watch(page, live_server.url)
+        page.goto(lms.page("1.2", f"{launch}/index.html", student_id=""))
+        deadline = time.monotonic() + 10
+        while not seen["statuses"] and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+        page.wait_for_timeout(300)
+        assert seen["statuses"] == [400], f"launch {attempt + 1}: one beacon, refused"
+        assert page.evaluate(f"localStorage.getItem('{QUEUE_KEY}')") is None
+        assert seen["errors"] == []
+        content_frame(page).locator("#next").click()  # the course runs on
+        page.close()
+    assert count(Event) == 0
+
+
+def test_perpetual_package_makes_no_request_to_any_server(lms, context, make_client):
+    client, _ = make_client(licence="perpetual")
+    launch = lms.add("course", build(client, "2004", "https://127.0.0.1:9"))
+    page = context.new_page()
+    outside = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(lms.url) else None)
+    page.goto(lms.page("2004", f"{launch}/index.html"))
+    content_frame(page).locator("#next").click()
+    page.wait_for_timeout(1000)
+    assert outside == []
+    assert page.evaluate("window.lmsLog") == ["Initialize"]
+
+
+def test_tracker_without_an_lms_api_stays_out_of_the_way(lms, context, make_client):
+    """Opened outside any LMS (or an LMS without the API): the course runs, nothing thrown, nothing sent."""
+    client, _ = make_client()
+    launch = lms.add("course", build(client, "1.2", "https://127.0.0.1:9"))
+    for url in (f"{lms.url}/{launch}/index.html", lms.page("1.2", f"{launch}/index.html", api="none")):
+        page = context.new_page()
+        outside, errors = [], []
+        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(lms.url) else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(url)
+        frame = page if url.endswith("index.html") else content_frame(page)
+        frame.locator("#next").click()
+        frame.locator("#complete").click()
+        page.wait_for_timeout(1000)
+        assert (outside, errors) == ([], [])
+        page.close()
+
+
+LATE_PAGE = """<!DOCTYPE html><html><head><title>Late</title></head><body><p id="state">loading</p>
+<script src="late.js"></script></body></html>"""
+# Plain web content that talks to the LMS only after the tracker has opened the session itself.
+LATE_SCRIPT = """window.setTimeout(function () {
+  window.contentInit = String(window.parent.API.LMSInitialize(""));
+  window.contentSet = String(window.parent.API.LMSSetValue("cmi.core.lesson_status", "completed"));
+  window.contentFinish = String(window.parent.API.LMSFinish(""));
+  document.getElementById("state").textContent = "done";
+}, 2600);"""
+
+
+@pytest.mark.e2e
+def test_plain_content_is_counted_and_gets_the_session_the_tracker_opened(lms, context, live_server, make_client,
+                                                                           tmp_path):
+    client, _ = make_client()
+    folder = tmp_path / "late"
+    folder.mkdir()
+    (folder / "index.html").write_text(LATE_PAGE)
+    (folder / "late.js").write_text(LATE_SCRIPT)
+    launch = lms.add("late", build(client, "1.2", live_server.url, content=folder))
+    page = context.new_page()
+    page.goto(lms.page("1.2", f"{launch}/index.html"))
+
+    wait_for(lambda: count(Event) == 1)  # content that never initialises still counts
+    frame = content_frame(page)
+    frame.locator("#state", has_text="done").wait_for()
+    inner = next(f for f in page.frames if f.parent_frame is not None)
+    assert inner.evaluate("[window.contentInit, window.contentSet, window.contentFinish]") == ["true", "true", "true"]
+    # One real LMSInitialize (the tracker's), handed over; one LMSFinish (the content's).
+    assert page.evaluate("window.lmsLog") == ["Initialize", "Finish"]
+    wait_for(lambda: count(Event) == 2)
+    assert [e.kind for e in events()] == ["launch", "completed"]
