@@ -42,7 +42,11 @@ def register_errorhandlers(app: Flask) -> None:
         if hasattr(exc, "retry_after") and exc.retry_after:
             retry = str(int(exc.retry_after))
         headers = {"Retry-After": retry or str(current_app.config["RETRY_AFTER_SECONDS"])}
-        return _answer(429, "rate_limited", "Too many requests; wait a moment and try again.", headers)
+        message = "Too many requests; wait a moment and try again."
+        limit = getattr(exc, "limit", None)
+        if limit is not None and getattr(limit, "error_message", None):
+            message = exc.description  # a limit that explains itself (e.g. sign-in attempts)
+        return _answer(429, "rate_limited", message, headers)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

@@ -123,11 +123,19 @@ def database_url(_database_template, database_kind, tmp_path):
 
 
 class HttpsClient(FlaskClient):
-    """The test client speaks https:// so Secure cookies behave as in a browser."""
+    """The test client speaks https:// so Secure cookies behave as in a browser.
+
+    Like a browser posting a form of this site, it sends a same-origin Referer
+    (Flask-WTF's strict HTTPS CSRF check wants one); pass ``headers={"Referer": ...}``
+    to send another.
+    """
 
     def open(self, *args, **kwargs):
         if args and isinstance(args[0], str):
             kwargs.setdefault("base_url", "https://localhost")
+            headers = dict(kwargs.get("headers") or {})
+            headers.setdefault("Referer", kwargs["base_url"] + "/")
+            kwargs["headers"] = headers
         return super().open(*args, **kwargs)
 
 

@@ -1,0 +1,54 @@
+// Go-live check: poll for new beacons and add them to the top of the table.
+// Values go in with textContent, never as HTML: everything in a beacon is untrusted.
+(function () {
+  "use strict";
+  var table = document.getElementById("beacons");
+  if (!table) { return; }
+  var body = table.tBodies[0];
+  var empty = document.getElementById("beacons-empty");
+  var status = document.getElementById("live-status");
+  var url = table.getAttribute("data-url");
+  var lastId = parseInt(table.getAttribute("data-last-id"), 10) || 0;
+  var columns = ["received_at", "event", "course", "student_id", "student_name", "lms_host"];
+  var MAX_ROWS = 200;
+
+  function addRow(beacon) {
+    var row = document.createElement("tr");
+    row.className = "new";
+    columns.forEach(function (name) {
+      var cell = document.createElement("td");
+      if (name === "student_id") {
+        var code = document.createElement("code");
+        code.textContent = beacon[name];
+        cell.appendChild(code);
+      } else {
+        cell.textContent = beacon[name];
+      }
+      row.appendChild(cell);
+    });
+    body.insertBefore(row, body.firstChild);
+    while (body.rows.length > MAX_ROWS) { body.deleteRow(body.rows.length - 1); }
+  }
+
+  function poll() {
+    fetch(url + "?after=" + lastId, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then(function (response) {
+        if (!response.ok) { throw new Error("HTTP " + response.status); }
+        return response.json();
+      })
+      .then(function (data) {
+        // Newest first from the server: add oldest first so the newest ends on top.
+        data.beacons.slice().reverse().forEach(addRow);
+        if (data.beacons.length && empty) { empty.hidden = true; }
+        lastId = data.last_id;
+        status.textContent = "live";
+        status.className = "live";
+      })
+      .catch(function () {
+        status.textContent = "reconnecting…";
+        status.className = "live stale";
+      })
+      .then(function () { window.setTimeout(poll, 2000); });
+  }
+  window.setTimeout(poll, 2000);
+}());
