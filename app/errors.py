@@ -34,6 +34,7 @@ def _answer(status: int, error: str, message: str, headers: dict | None = None):
 def register_errorhandlers(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def _csrf(exc: CSRFError):
+        log.warning("csrf refused: %s", exc.description)
         return _answer(400, "csrf_failed", "The form expired or was not sent from this site. Reload and try again.")
 
     @app.errorhandler(429)

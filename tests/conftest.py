@@ -136,7 +136,10 @@ class HttpsClient(FlaskClient):
             headers = dict(kwargs.get("headers") or {})
             headers.setdefault("Referer", kwargs["base_url"] + "/")
             kwargs["headers"] = headers
-        return super().open(*args, **kwargs)
+        # Each request gets its own app context, as under gunicorn: otherwise it would share
+        # the test's `g` (a stale CSRF token, flags from the previous request) and DB session.
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
 
 
 @pytest.fixture
