@@ -75,6 +75,17 @@ def _config(url: str, **extra) -> dict:
     }
 
 
+@pytest.fixture(autouse=True)
+def _cheap_password_hashing(monkeypatch):
+    """Staff passwords hash with argon2-cffi's production profile (~0.5 s here); tests need not pay it.
+
+    Still Argon2id, and still stronger than the "old parameters" the rehash test plants.
+    """
+    from argon2 import PasswordHasher
+
+    monkeypatch.setattr(staff_service, "password_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
 @pytest.fixture(scope="session")
 def database_kind() -> str:
     return "postgresql" if _postgres_url() else "sqlite"
