@@ -196,8 +196,10 @@ def _placeholder_ids(session: Session, pseudonymiser: Pseudonymiser, client: Cli
     wanted: dict[str, str] = {value: f"“{value}”" for value in PLACEHOLDER_IDS}
     key = snapshot(session, client).pseudonym_key
     if key is not None:
+        # Pseudonyms keep case (IDs without "@" are not case-folded): try the usual spellings.
         for value in PLACEHOLDER_IDS:
-            wanted[pseudonymiser.pseudonym(key, value)] = f"“{value}” (pseudonymised)"
+            for spelling in {value, value.upper(), value.capitalize()}:
+                wanted[pseudonymiser.pseudonym(key, spelling)] = f"“{value}” (pseudonymised)"
     rows = session.execute(
         select(Learner.identity, func.count()).where(Learner.client_id == client.id,
                                                      func.lower(func.trim(Learner.identity)).in_(list(wanted))
