@@ -28,6 +28,7 @@ def routes(own_slug: str, staff_id: int) -> list[tuple[str, str, dict | None, in
         ("POST", f"{c}/rotate-key", {"grace_hours": "1"}, 200),
         ("GET", f"{c}/mode", None, 200),
         ("POST", f"{c}/mode", {"confirm_name": "not the name"}, 400),
+        ("POST", f"{c}/pseudonymise-remaining", {}, 409),  # the client is verbatim
         ("GET", f"{c}/packages", None, 200),
         ("POST", f"{c}/packages", {"course_title": ""}, 400),
         ("GET", f"{c}/go-live", None, 200),

@@ -80,6 +80,14 @@ def test_create_client_shows_the_key_once_and_it_works(client, csm):
     assert entry.actor == "casey@vendor.example" and entry.after["name"] == "Globex"
 
 
+def test_create_an_inactive_client_is_one_audit_entry(client, csm):
+    client.post("/admin/clients/new", data={"csrf_token": token(client, "/admin/clients/new"), "name": "Later Ltd",
+                                           "licence": "subscription"})
+    assert db.session.scalar(select(Client.active).where(Client.name == "Later Ltd")) is False
+    [entry] = audit("client.create")
+    assert entry.after["active"] is False
+
+
 def test_create_client_form_shows_inline_errors(client, csm):
     response = client.post("/admin/clients/new", data={
         "csrf_token": token(client, "/admin/clients/new"), "name": "", "origins": "ftp://nope",
@@ -156,6 +164,7 @@ def test_rotate_key_refuses_a_negative_grace(client, csm, make_client):
     ("/admin/clients/{slug}/edit", {"name": "Evil", "licence": "subscription"}),
     ("/admin/clients/{slug}/rotate-key", {"grace_hours": "0"}),
     ("/admin/clients/{slug}/mode", {"confirm_name": "Acme"}),
+    ("/admin/clients/{slug}/pseudonymise-remaining", {}),
     ("/admin/clients/{slug}/packages", {"course_title": "Evil", "scorm_version": "1.2"}),
     ("/admin/staff", {"email": "evil@example.com", "role": "admin", "password": "a" * 20}),
     ("/admin/staff/{staff_id}", {"u{staff_id}-role": "admin", "u{staff_id}-active": "y"}),

@@ -183,3 +183,21 @@ def test_switching_is_idempotent_and_refuses_the_same_mode(app, make_client):
         anonymisation.switch_mode(db.session, app.extensions["pseudonymiser"], acme, anonymised=True, actor="t")
     assert anonymisation.pseudonymise_learners(db.session, app.extensions["pseudonymiser"], acme) == {
         "learners_pseudonymised": 0, "learners_merged": 0, "event_names_replaced": 0}
+
+
+def test_learners_stored_plain_just_after_the_switch_can_be_pseudonymised(client, csm, app, make_client):
+    """Another process may hold the old (verbatim) mode for CLIENT_CACHE_SECONDS after the switch."""
+    acme, _ = make_client(name="Acme")
+    stale = client_service.snapshot(db.session, acme)
+    confirm(client, acme.slug, "Acme")
+    db.session.rollback()
+    record_beacon(db.session, app.extensions["pseudonymiser"], app.extensions["client_directory"], stale,
+                  Beacon(course="Fire Safety", student_id="S-1001", student_name="Roe, Richard"))
+    acme = db.session.get(Client, acme.id)
+    html = client.get(f"/admin/clients/{acme.slug}/mode").get_data(as_text=True)
+    assert "1 learner record(s) of this client are stored with a plain ID" in html
+    response = client.post(f"/admin/clients/{acme.slug}/pseudonymise-remaining",
+                           data={"csrf_token": csrf_token_from(html)}, follow_redirects=True)
+    assert "1 remaining learner(s) pseudonymised" in response.get_data(as_text=True)
+    assert plain_values_left(acme) == []
+    assert db.session.scalar(select(AuditEntry).where(AuditEntry.action == "client.pseudonymise_remaining"))

@@ -130,7 +130,7 @@ def client_new():
                 db.session, name=form.name.data, actor=_actor(), anonymised=form.anonymised.data,
                 licence=form.licence.data, origins=origin_lines(form.origins.data),
                 seat_limit=form.seat_limit.data, licence_start=form.licence_start.data,
-                licence_end=form.licence_end.data,
+                licence_end=form.licence_end.data, active=form.active.data,
                 params=PseudonymParams(config["PSEUDONYM_TIME_COST"], config["PSEUDONYM_MEMORY_KIB"],
                                        config["PSEUDONYM_PARALLELISM"]),
             )
@@ -138,11 +138,6 @@ def client_new():
             db.session.rollback()
             form.name.errors.append(str(exc))
         else:
-            if not form.active.data:
-                client_service.update_client(
-                    db.session, client, actor=_actor(), name=client.name, active=False, licence=client.licence,
-                    seat_limit=client.seat_limit, licence_start=client.licence_start,
-                    licence_end=client.licence_end, origins=client.allowed_origins)
             _clients_changed()
             flash(f"Client {client.name} created.", "success")
             return render_template("admin/key_shown.html", client=client, key=key, new_client=True)
@@ -222,8 +217,22 @@ def client_mode(slug: str):
             return redirect(url_for("admin.client_detail", slug=client.slug))
     stored = db.session.scalar(select(func.count()).select_from(Learner).where(Learner.client_id == client.id)) or 0
     return render_template("admin/mode.html", client=client, form=form, stored=stored,
-                           plain=anonymisation.plain_learner_count(db.session, client)), \
+                           plain=anonymisation.plain_learner_count(db.session, client),
+                           sweep_form=ModeForm(formdata=None)), \
         400 if form.errors else 200
+
+
+@bp.post("/clients/<slug>/pseudonymise-remaining")
+def client_pseudonymise_remaining(slug: str):
+    """Learners written verbatim by a process that still had the old mode cached (a few seconds)."""
+    client = _client(slug)
+    if not client.anonymised:
+        abort(409, "This client stores learners verbatim; switch it to anonymised first.")
+    done = anonymisation.pseudonymise_remaining(db.session, current_app.extensions["pseudonymiser"], client,
+                                                actor=_actor())
+    flash(f"{done['learners_pseudonymised'] + done['learners_merged']} remaining learner(s) pseudonymised.",
+          "success")
+    return redirect(url_for("admin.client_mode", slug=client.slug))
 
 
 # --- packages -------------------------------------------------------------------

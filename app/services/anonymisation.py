@@ -56,6 +56,21 @@ def switch_mode(session: Session, pseudonymiser: Pseudonymiser, client: Client, 
     return done
 
 
+def pseudonymise_remaining(session: Session, pseudonymiser: Pseudonymiser, client: Client, *, actor: str) -> dict:
+    """For an anonymised client: pseudonymise learners stored verbatim after the switch.
+
+    Other processes keep the client's old mode cached for up to
+    CLIENT_CACHE_SECONDS, so a beacon in those seconds may still be written
+    plain. Audited; commits.
+    """
+    if not client.anonymised:
+        raise ClientError("the client stores learners verbatim")
+    done = pseudonymise_learners(session, pseudonymiser, client)
+    audit.record(session, actor, "client.pseudonymise_remaining", client.id, None, done)
+    session.commit()
+    return done
+
+
 def pseudonymise_learners(session: Session, pseudonymiser: Pseudonymiser, client: Client) -> dict:
     """Replace every plain identity and name of the client by pseudonym and digest (no commit).
 

@@ -141,7 +141,7 @@ def create_client(session: Session, *, name: str, actor: str, anonymised: bool =
                   licence: str = "subscription", origins: list[str] | tuple = (),
                   seat_limit: int | None = None, slug: str | None = None,
                   licence_start: dt.date | None = None, licence_end: dt.date | None = None,
-                  params: PseudonymParams) -> tuple[Client, str]:
+                  params: PseudonymParams, active: bool = True) -> tuple[Client, str]:
     """Create a client and its first beacon key. Returns (client, plain key); commits."""
     name = _checked_name(name)
     _check_licence(licence, seat_limit, licence_start, licence_end)
@@ -153,7 +153,7 @@ def create_client(session: Session, *, name: str, actor: str, anonymised: bool =
     else:
         slug = _unique_slug(session, slugify(name))
     client = Client(
-        uid=uuid.uuid4(), slug=slug, name=name, active=True, anonymised=anonymised,
+        uid=uuid.uuid4(), slug=slug, name=name, active=active, anonymised=anonymised,
         salt=secrets.token_bytes(16), licence=licence, seat_limit=seat_limit,
         licence_start=licence_start, licence_end=licence_end,
         allowed_origins=normalised_origins,
