@@ -33,7 +33,7 @@ def clean_stream(app, client_row, learners: int = 12):
     """A week of ordinary use: stable IDs, "Last, First" names, a few new learners a day."""
     for n in range(learners):
         first = NOW - dt.timedelta(days=6) + dt.timedelta(hours=9 * n)
-        for visit in range(3):
+        for visit in range(2):
             send(app, client_row, f"S-{1000 + n}", f"Learner{n}, Pat", first + dt.timedelta(hours=visit * 5))
 
 
