@@ -201,3 +201,42 @@ def test_learners_stored_plain_just_after_the_switch_can_be_pseudonymised(client
     assert "1 remaining learner(s) pseudonymised" in response.get_data(as_text=True)
     assert plain_values_left(acme) == []
     assert db.session.scalar(select(AuditEntry).where(AuditEntry.action == "client.pseudonymise_remaining"))
+
+
+def test_large_clients_are_sent_to_the_cli_and_the_cli_switches(client, csm, acme_with_data, monkeypatch,
+                                                                 runner):
+    import json
+
+    import app.admin as admin_views
+
+    acme, _ = acme_with_data
+    before = period_counts(acme)
+    monkeypatch.setattr(admin_views, "WEB_PSEUDONYMISE_LIMIT", 2)
+    html = client.get(f"/admin/clients/{acme.slug}/mode").get_data(as_text=True)
+    assert f"client set-mode {acme.slug} --anonymised" in html
+    response = confirm(client, acme.slug, "Acme")
+    assert response.status_code == 400 and "Too many learners" in response.get_data(as_text=True)
+    db.session.rollback()
+    assert db.session.get(Client, acme.id).anonymised is False
+
+    refused = runner.invoke(args=["client", "set-mode", acme.slug, "--anonymised", "--confirm-name", "Acme Corp"])
+    assert refused.exit_code != 0 and "does not match" in refused.output
+    result = runner.invoke(args=["client", "set-mode", acme.slug, "--anonymised", "--confirm-name", "Acme",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["learners_pseudonymised"] == 3
+    db.session.rollback()
+    acme = db.session.get(Client, acme.id)
+    assert acme.anonymised and period_counts(acme) == before and plain_values_left(acme) == []
+    assert db.session.scalar(select(AuditEntry.actor).where(AuditEntry.action == "client.mode")) == "cli"
+
+
+def test_a_client_whose_salt_was_deleted_cannot_be_pseudonymised(client, csm, acme_with_data):
+    acme, _ = acme_with_data
+    acme.salt = None
+    db.session.commit()
+    response = confirm(client, acme.slug, "Acme")
+    assert response.status_code == 400
+    assert "salt was deleted" in response.get_data(as_text=True)
+    db.session.rollback()
+    assert db.session.get(Client, acme.id).anonymised is False

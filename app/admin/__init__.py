@@ -51,6 +51,9 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 ADMIN_ROLES = ("admin", "csm")
 ADMIN_ONLY_PREFIX = "admin.staff"
+# Pseudonymising costs one Argon2id per learner (~27 ms at the default cost): more than
+# this and the page request would outlive gunicorn's timeout, so the CLI does it instead.
+WEB_PSEUDONYMISE_LIMIT = 500
 
 
 @bp.before_request
@@ -201,12 +204,22 @@ def client_rotate_key(slug: str):
 def client_mode(slug: str):
     client = _client(slug)
     form = ModeForm()
+    plain = anonymisation.plain_learner_count(db.session, client)
+    too_many = not client.anonymised and plain > WEB_PSEUDONYMISE_LIMIT
     if form.validate_on_submit():
         if form.confirm_name.data.strip() != client.name:
             form.confirm_name.errors.append("That is not the client's name; nothing was changed.")
+        elif too_many:
+            form.confirm_name.errors.append("Too many learners to pseudonymise within one page request; "
+                                            "ask an operator to run the command shown above.")
         else:
-            done = anonymisation.switch_mode(db.session, current_app.extensions["pseudonymiser"], client,
-                                             anonymised=not client.anonymised, actor=_actor())
+            try:
+                done = anonymisation.switch_mode(db.session, current_app.extensions["pseudonymiser"], client,
+                                                 anonymised=not client.anonymised, actor=_actor())
+            except client_service.ClientError as exc:
+                db.session.rollback()
+                form.confirm_name.errors.append(f"Nothing was changed: {exc}.")
+                return _mode_page(client, form, plain, too_many), 400
             _clients_changed()
             if client.anonymised:
                 flash(f"{client.name} is now anonymised: {done['learners_pseudonymised']} learner(s) "
@@ -215,11 +228,13 @@ def client_mode(slug: str):
                 flash(f"{client.name} now stores learners verbatim; returning learners are linked to "
                       "their pseudonyms.", "success")
             return redirect(url_for("admin.client_detail", slug=client.slug))
+    return _mode_page(client, form, plain, too_many), 400 if form.errors else 200
+
+
+def _mode_page(client: Client, form: ModeForm, plain: int, too_many: bool) -> str:
     stored = db.session.scalar(select(func.count()).select_from(Learner).where(Learner.client_id == client.id)) or 0
-    return render_template("admin/mode.html", client=client, form=form, stored=stored,
-                           plain=anonymisation.plain_learner_count(db.session, client),
-                           sweep_form=ModeForm(formdata=None)), \
-        400 if form.errors else 200
+    return render_template("admin/mode.html", client=client, form=form, stored=stored, plain=plain,
+                           too_many=too_many, sweep_form=ModeForm(formdata=None))
 
 
 @bp.post("/clients/<slug>/pseudonymise-remaining")
