@@ -163,6 +163,9 @@ def test_live_feed_returns_only_newer_beacons_escaped_on_the_page(client, csm, m
     client.post(BEACONS, json=beacon_body(key, student_id="s-2", student_name="Roe, Rick"))
     newer = client.get(f"/admin/clients/{acme.slug}/go-live/beacons.json?after={first['last_id']}").json
     assert [b["student_id"] for b in newer["beacons"]] == ["s-2"]
+    client.post(BEACONS, json=beacon_body(key, student_id="s-3", student_name="Poe, Ed"))
+    both = client.get(f"/admin/clients/{acme.slug}/go-live/beacons.json?after={first['last_id']}").json
+    assert [b["student_id"] for b in both["beacons"]] == ["s-2", "s-3"]  # oldest first, for the feed
 
 
 def test_go_live_page_empty_state_says_what_to_do(client, csm, make_client):

@@ -324,7 +324,7 @@ def client_golive_beacons(slug: str):
     client = _client(slug)
     after = request.args.get("after", "0")
     after_id = int(after) if after.isdigit() else 0
-    beacons = golive.recent_beacons(db.session, client, after_id=after_id)
+    beacons = golive.recent_beacons(db.session, client, after_id=after_id)  # oldest first
     return jsonify({"beacons": beacons, "last_id": max([b["id"] for b in beacons] + [after_id])})
 
 

@@ -54,19 +54,25 @@ def short(value: str) -> str:
     return value if len(value) <= 14 else value[:14] + "…"
 
 
-def recent_beacons(session: Session, client: Client, after_id: int = 0, limit: int = 25) -> list[dict]:
-    """The newest beacons (newer than ``after_id``), newest first, ready for a page or JSON.
+def recent_beacons(session: Session, client: Client, after_id: int | None = None, limit: int = 25) -> list[dict]:
+    """Beacons ready for a page or JSON.
 
-    For anonymised clients the identity is a pseudonym and the name a digest,
-    both shortened; a plain value stored before a switch never shows.
+    Without ``after_id``: the newest ``limit``, newest first (the page). With
+    it: those with a greater ID, oldest first, up to 100 (the live feed adds
+    them in turn). For anonymised clients the identity is a pseudonym and the
+    name a digest, both shortened; a plain value stored before a switch never shows.
     """
-    rows = session.execute(
+    query = (
         select(Event.id, Event.received_at, Event.kind, Event.learner_name, Event.lms_host,
                Learner.identity, Learner.pseudonymised, Course.title)
         .join(Learner, Learner.id == Event.learner_id).join(Course, Course.id == Event.course_id)
-        .where(Event.client_id == client.id, Event.id > after_id)
-        .order_by(Event.id.desc()).limit(limit)
-    ).all()
+        .where(Event.client_id == client.id)
+    )
+    if after_id is None:
+        query = query.order_by(Event.id.desc()).limit(limit)
+    else:
+        query = query.where(Event.id > after_id).order_by(Event.id).limit(100)
+    rows = session.execute(query).all()
     beacons = []
     for event_id, received_at, kind, name, host, identity, pseudonymised, course in rows:
         if client.anonymised or pseudonymised:

@@ -9,11 +9,21 @@
   var status = document.getElementById("live-status");
   var url = table.getAttribute("data-url");
   var lastId = parseInt(table.getAttribute("data-last-id"), 10) || 0;
+  // On PostgreSQL a beacon with a lower ID can commit a moment after a higher one:
+  // ask again for a few IDs back each time and skip the ones already shown.
+  var OVERLAP = 50;
+  var seen = {};
+  Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
+    seen[row.getAttribute("data-id")] = true;
+  });
   var columns = ["received_at", "event", "course", "student_id", "student_name", "lms_host"];
   var MAX_ROWS = 200;
 
   function addRow(beacon) {
+    if (seen[beacon.id]) { return; }
+    seen[beacon.id] = true;
     var row = document.createElement("tr");
+    row.setAttribute("data-id", beacon.id);
     row.className = "new";
     columns.forEach(function (name) {
       var cell = document.createElement("td");
@@ -31,16 +41,16 @@
   }
 
   function poll() {
-    fetch(url + "?after=" + lastId, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+    fetch(url + "?after=" + Math.max(0, lastId - OVERLAP), { credentials: "same-origin", headers: { "Accept": "application/json" } })
       .then(function (response) {
         if (!response.ok) { throw new Error("HTTP " + response.status); }
         return response.json();
       })
       .then(function (data) {
-        // Newest first from the server: add oldest first so the newest ends on top.
-        data.beacons.slice().reverse().forEach(addRow);
+        // Oldest first from the server: each goes on top, so the newest ends on top.
+        data.beacons.forEach(addRow);
         if (data.beacons.length && empty) { empty.hidden = true; }
-        lastId = data.last_id;
+        lastId = Math.max(lastId, data.last_id);
         status.textContent = "live";
         status.className = "live";
       })
