@@ -77,7 +77,7 @@ def _tune_sqlite(engine) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import auth, beacon, meta
+    from . import admin, auth, beacon, meta
     from .billing import api_bp
     from .extensions import csrf
 
@@ -88,6 +88,12 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(auth.bp)
     app.register_blueprint(beacon.bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(admin.bp)
+    app.config["NAV_ITEMS"] += [
+        ("admin.clients", "Clients", ("admin", "csm")),
+        ("admin.audit_log", "Audit log", ("admin", "csm")),
+        ("admin.staff", "Staff users", ("admin",)),
+    ]
 
 
 def register_errorhandlers(app: Flask) -> None:

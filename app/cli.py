@@ -81,6 +81,31 @@ def client_list(as_json):
                    for r in rows) or "No clients yet.")
 
 
+@client_group.command("set-mode")
+@click.argument("slug")
+@click.option("--anonymised/--verbatim", required=True,
+              help="--anonymised pseudonymises every stored learner now, irreversibly.")
+@click.option("--confirm-name", required=True, help="The client's name, typed out, as in the admin.")
+@click.option("--json", "as_json", is_flag=True)
+def client_set_mode(slug, anonymised, confirm_name, as_json):
+    """Switch a client's anonymisation (as the admin's Anonymisation page; for large clients)."""
+    from .services import anonymisation
+
+    client = find_client(slug)
+    if confirm_name.strip() != client.name:
+        raise click.ClickException("--confirm-name does not match the client's name; nothing changed")
+    try:
+        done = anonymisation.switch_mode(db.session, current_app.extensions["pseudonymiser"], client,
+                                         anonymised=anonymised, actor=CLI_ACTOR)
+    except client_service.ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    current_app.extensions["client_directory"].clear()
+    mode = "anonymised" if anonymised else "verbatim"
+    emit(as_json, {"slug": client.slug, "anonymised": anonymised, **done},
+         f"{client.slug} is now {mode}." + (f" Pseudonymised {done['learners_pseudonymised']} learner(s), "
+                                             f"merged {done['learners_merged']}." if anonymised else ""))
+
+
 @staff_group.command("create")
 @click.argument("email")
 @click.option("--role", type=click.Choice(ROLES), required=True)

@@ -105,6 +105,8 @@ def load_config(instance_path: str | Path, env: dict | None = None) -> dict:
         "MAX_CONTENT_LENGTH": _int(env, "MAX_UPLOAD_MB", 200) * 1024 * 1024,
         "BEACON_RATE_LIMIT": env.get("BEACON_RATE_LIMIT", "600/minute"),
         "LOGIN_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT", "10/minute"),
+        # Failed sign-ins per e-mail address, known or not (the lockout covers known accounts).
+        "LOGIN_ACCOUNT_RATE_LIMIT": env.get("LOGIN_ACCOUNT_RATE_LIMIT", "10/minute"),
         "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_ENABLED": env.get("RATELIMIT_ENABLED", "1") not in {"0", "false", "no"},
         "RATELIMIT_HEADERS_ENABLED": True,

@@ -34,6 +34,7 @@ def _answer(status: int, error: str, message: str, headers: dict | None = None):
 def register_errorhandlers(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def _csrf(exc: CSRFError):
+        log.warning("csrf refused: %s", exc.description)
         return _answer(400, "csrf_failed", "The form expired or was not sent from this site. Reload and try again.")
 
     @app.errorhandler(429)
@@ -42,7 +43,11 @@ def register_errorhandlers(app: Flask) -> None:
         if hasattr(exc, "retry_after") and exc.retry_after:
             retry = str(int(exc.retry_after))
         headers = {"Retry-After": retry or str(current_app.config["RETRY_AFTER_SECONDS"])}
-        return _answer(429, "rate_limited", "Too many requests; wait a moment and try again.", headers)
+        message = "Too many requests; wait a moment and try again."
+        limit = getattr(exc, "limit", None)
+        if limit is not None and getattr(limit, "error_message", None):
+            message = exc.description  # a limit that explains itself (e.g. sign-in attempts)
+        return _answer(429, "rate_limited", message, headers)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

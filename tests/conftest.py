@@ -75,6 +75,17 @@ def _config(url: str, **extra) -> dict:
     }
 
 
+@pytest.fixture(autouse=True)
+def _cheap_password_hashing(monkeypatch):
+    """Staff passwords hash with argon2-cffi's production profile (~0.5 s here); tests need not pay it.
+
+    Still Argon2id, and still stronger than the "old parameters" the rehash test plants.
+    """
+    from argon2 import PasswordHasher
+
+    monkeypatch.setattr(staff_service, "password_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
 @pytest.fixture(scope="session")
 def database_kind() -> str:
     return "postgresql" if _postgres_url() else "sqlite"
@@ -123,12 +134,23 @@ def database_url(_database_template, database_kind, tmp_path):
 
 
 class HttpsClient(FlaskClient):
-    """The test client speaks https:// so Secure cookies behave as in a browser."""
+    """The test client speaks https:// so Secure cookies behave as in a browser.
+
+    Like a browser posting a form of this site, it sends a same-origin Referer
+    (Flask-WTF's strict HTTPS CSRF check wants one); pass ``headers={"Referer": ...}``
+    to send another.
+    """
 
     def open(self, *args, **kwargs):
         if args and isinstance(args[0], str):
             kwargs.setdefault("base_url", "https://localhost")
-        return super().open(*args, **kwargs)
+            headers = dict(kwargs.get("headers") or {})
+            headers.setdefault("Referer", kwargs["base_url"] + "/")
+            kwargs["headers"] = headers
+        # Each request gets its own app context, as under gunicorn: otherwise it would share
+        # the test's `g` (a stale CSRF token, flags from the previous request) and DB session.
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
 
 
 @pytest.fixture

@@ -5,13 +5,13 @@ from __future__ import annotations
 from functools import wraps
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, g, jsonify, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
-from ..extensions import db, login_manager
+from ..extensions import db, limiter, login_manager
 from ..models import StaffUser
 from ..services import staff as staff_service
 
@@ -52,24 +52,61 @@ def home_for(user: StaffUser) -> str:
     return url_for("meta.home")
 
 
+def _login_rate_limit() -> str:
+    return current_app.config["LOGIN_RATE_LIMIT"]
+
+
+def _account_rate_limit() -> str:
+    return current_app.config["LOGIN_ACCOUNT_RATE_LIMIT"]
+
+
+def _account_key() -> str:
+    """The e-mail as typed, normalised: limits guesses at one account from many addresses."""
+    return "login-account:" + (request.form.get("email") or "").strip().casefold()[:255]
+
+
+def _failed(response) -> bool:
+    return response.status_code != 302
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_login_rate_limit, methods=["POST"],
+               error_message="Too many sign-in attempts from your address. Wait a minute, then try again.")
+@limiter.limit(_account_rate_limit, methods=["POST"], key_func=_account_key, deduct_when=_failed,
+               error_message="Too many failed sign-ins for this e-mail address. Wait a minute, then try again.")
 def login():
     if current_user.is_authenticated:
         return redirect(home_for(current_user))
     form = LoginForm()
+    status = 200
     if form.validate_on_submit():
         user = staff_service.find_staff(db.session, form.email.data)
+        locked = staff_service.locked_until(user) if user is not None else None
+        if locked is not None:
+            db.session.rollback()
+            flash(_locked_message(locked), "error")
+            return render_template("auth/login.html", form=form), 429
         if user is not None and user.active and staff_service.check_password(db.session, user, form.password.data):
             session.clear()  # a fresh session at login: nothing carried over from before
+            staff_service.record_successful_login(user)
             token = staff_service.start_session(db.session, user)
             db.session.commit()
             user.session_token = token
             login_user(user)
             return redirect(safe_next(request.args.get("next")) or home_for(user))
         db.session.rollback()
+        if user is not None and user.active and staff_service.record_failed_login(db.session, user):
+            flash(_locked_message(user.locked_until), "error")
+            return render_template("auth/login.html", form=form), 429
         flash("That e-mail and password do not match an active account.", "error")
-    status = 400 if request.method == "POST" else 200
+    if request.method == "POST":
+        status = 400
     return render_template("auth/login.html", form=form), status
+
+
+def _locked_message(until) -> str:
+    return (f"This account is locked after {staff_service.LOCKOUT_THRESHOLD} failed sign-ins in a row. "
+            f"Try again after {until:%H:%M} UTC, or ask an admin to unlock it.")
 
 
 @bp.post("/logout")

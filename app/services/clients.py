@@ -86,23 +86,65 @@ def client_settings(client: Client) -> dict:
     }
 
 
-def create_client(session: Session, *, name: str, actor: str, anonymised: bool = False,
-                  licence: str = "subscription", origins: list[str] | tuple = (),
-                  seat_limit: int | None = None, slug: str | None = None,
-                  licence_start: dt.date | None = None, licence_end: dt.date | None = None,
-                  params: PseudonymParams) -> tuple[Client, str]:
-    """Create a client and its first beacon key. Returns (client, plain key); commits."""
+def _checked_name(name: str) -> str:
     name = " ".join((name or "").split())
     if not name:
         raise ClientError("a client needs a name")
     if len(name) > 200:
         raise ClientError("client name is longer than 200 characters")
+    return name
+
+
+def _check_licence(licence: str, seat_limit: int | None, licence_start: dt.date | None,
+                   licence_end: dt.date | None) -> None:
     if licence not in LICENCES:
         raise ClientError(f"licence must be one of {', '.join(LICENCES)}")
     if seat_limit is not None and seat_limit < 0:
         raise ClientError("seat limit must be zero or more")
     if licence_start and licence_end and licence_end < licence_start:
         raise ClientError("licence period ends before it starts")
+
+
+def update_client(session: Session, client: Client, *, actor: str, name: str, active: bool, licence: str,
+                  seat_limit: int | None, licence_start: dt.date | None, licence_end: dt.date | None,
+                  origins: list[str] | tuple) -> Client:
+    """Change a client's settings (not its mode: see anonymisation.switch_mode). Audited; commits.
+
+    The caller clears the process's client directory so beacons see the change at once.
+    """
+    name = _checked_name(name)
+    _check_licence(licence, seat_limit, licence_start, licence_end)
+    normalised_origins = sorted({normalise_origin(o) for o in origins if o.strip()})
+    before = client_settings(client)
+    client.name, client.active, client.licence = name, active, licence
+    client.seat_limit, client.licence_start, client.licence_end = seat_limit, licence_start, licence_end
+    client.allowed_origins = normalised_origins
+    after = client_settings(client)
+    if after != before:
+        changed = sorted(k for k in after if after[k] != before[k])
+        audit.record(session, actor, "client.update", client.id,
+                     {k: before[k] for k in changed}, {k: after[k] for k in changed})
+    session.commit()
+    return client
+
+
+def current_period(client: Client, today: dt.date) -> tuple[dt.date, dt.date]:
+    """The period a seat limit applies to now: the licence period when it covers today,
+    otherwise the calendar month so far."""
+    if client.licence_start and client.licence_start <= today and (
+            client.licence_end is None or client.licence_end >= today):
+        return client.licence_start, today
+    return today.replace(day=1), today
+
+
+def create_client(session: Session, *, name: str, actor: str, anonymised: bool = False,
+                  licence: str = "subscription", origins: list[str] | tuple = (),
+                  seat_limit: int | None = None, slug: str | None = None,
+                  licence_start: dt.date | None = None, licence_end: dt.date | None = None,
+                  params: PseudonymParams, active: bool = True) -> tuple[Client, str]:
+    """Create a client and its first beacon key. Returns (client, plain key); commits."""
+    name = _checked_name(name)
+    _check_licence(licence, seat_limit, licence_start, licence_end)
     normalised_origins = sorted({normalise_origin(o) for o in origins})
     if slug:
         slug = slugify(slug)
@@ -111,7 +153,7 @@ def create_client(session: Session, *, name: str, actor: str, anonymised: bool =
     else:
         slug = _unique_slug(session, slugify(name))
     client = Client(
-        uid=uuid.uuid4(), slug=slug, name=name, active=True, anonymised=anonymised,
+        uid=uuid.uuid4(), slug=slug, name=name, active=active, anonymised=anonymised,
         salt=secrets.token_bytes(16), licence=licence, seat_limit=seat_limit,
         licence_start=licence_start, licence_end=licence_end,
         allowed_origins=normalised_origins,

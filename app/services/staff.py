@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 
 from argon2 import PasswordHasher
@@ -16,6 +17,9 @@ from .clients import hash_secret_token
 password_hasher = PasswordHasher()  # argon2-cffi's RFC 9106 low-memory profile (Argon2id)
 
 MIN_PASSWORD_LENGTH = 12
+# After this many failed sign-ins in a row an account is locked for LOCKOUT_PERIOD.
+LOCKOUT_THRESHOLD = 5
+LOCKOUT_PERIOD = dt.timedelta(minutes=15)
 # Verified against when the e-mail is unknown, so both cases take the same time.
 _DUMMY_HASH = password_hasher.hash(secrets.token_urlsafe(16))
 
@@ -73,6 +77,72 @@ def check_password(session: Session, user: StaffUser | None, password: str) -> b
     if password_hasher.check_needs_rehash(user.password_hash):
         user.password_hash = password_hasher.hash(password)
     return True
+
+
+def locked_until(user: StaffUser, now: dt.datetime | None = None) -> dt.datetime | None:
+    """When the account's lockout ends, or None when it may sign in."""
+    now = now or utcnow()
+    if user.locked_until is not None and user.locked_until > now:
+        return user.locked_until
+    return None
+
+
+def record_failed_login(session: Session, user: StaffUser, now: dt.datetime | None = None) -> bool:
+    """Count a failed sign-in; lock the account after LOCKOUT_THRESHOLD in a row. True: locked now. Commits.
+
+    Kept in the database (not in process memory) so every machine behind the
+    load balancer sees the same count.
+    """
+    now = now or utcnow()
+    user.failed_logins = (user.failed_logins or 0) + 1
+    locked = user.failed_logins >= LOCKOUT_THRESHOLD
+    if locked:
+        user.locked_until = now + LOCKOUT_PERIOD
+        user.failed_logins = 0
+        audit.record(session, "system", "staff.locked", user.client_id, None,
+                     {"email": user.email, "locked_until": user.locked_until.isoformat()})
+    session.commit()
+    return locked
+
+
+def record_successful_login(user: StaffUser) -> None:
+    """Reset the failure count; the caller commits with the new login session."""
+    user.failed_logins = 0
+    user.locked_until = None
+
+
+def update_staff(session: Session, user: StaffUser, *, actor: str, role: str | None = None,
+                 active: bool | None = None, client: Client | None = None, unlock: bool = False) -> StaffUser:
+    """Change a staff user's role, client or active flag (deactivating ends their sessions). Commits."""
+    before = staff_settings(user)
+    if role is not None:
+        if role not in ROLES:
+            raise StaffError(f"role must be one of {', '.join(ROLES)}")
+        if role == "client" and client is None and user.client_id is None:
+            raise StaffError("a client user needs a client")
+        if role != "client":
+            client = None
+            user.client_id = None
+        user.role = role
+    if client is not None:
+        if user.role != "client":
+            raise StaffError("only client users belong to a client")
+        user.client_id = client.id
+    if active is not None:
+        user.active = active
+        if not active:
+            for row in session.scalars(select(StaffSession).where(StaffSession.staff_user_id == user.id,
+                                                                  StaffSession.revoked_at.is_(None))):
+                row.revoked_at = utcnow()
+    if unlock:
+        user.failed_logins = 0
+        user.locked_until = None
+    after = staff_settings(user)
+    if after != before or unlock:
+        action = "staff.unlock" if unlock and after == before else "staff.update"
+        audit.record(session, actor, action, user.client_id or before["client_id"], before, after)
+    session.commit()
+    return user
 
 
 def find_staff(session: Session, email: str) -> StaffUser | None:

@@ -1,0 +1,104 @@
+"""The admin's forms (Flask-WTF: every one carries a CSRF token)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from wtforms import SelectChoice
+from wtforms import (
+    BooleanField,
+    DateField,
+    EmailField,
+    IntegerField,
+    PasswordField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
+
+from ..models import LICENCES, ROLES
+from ..services.clients import ClientError, normalise_origin
+from ..services.staff import MIN_PASSWORD_LENGTH
+
+def choices(pairs) -> list[SelectChoice]:
+    """WTForms 3.3 wants SelectChoice objects (tuples are deprecated)."""
+    return [SelectChoice(value, label) for value, label in pairs]
+
+
+LICENCE_CHOICES = [("subscription", "Subscription (tracked: beacons counted)"),
+                   ("perpetual", "Perpetual (untracked packages, no beacons)")]
+assert [c[0] for c in LICENCE_CHOICES] == list(LICENCES)
+ROLE_CHOICES = [(r, r) for r in ROLES]
+
+
+def origin_lines(text: str | None) -> list[str]:
+    return [line.strip() for line in (text or "").replace(",", "\n").splitlines() if line.strip()]
+
+
+class ClientForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(message="Give the client a name."), Length(max=200)])
+    active = BooleanField("Active (beacons with its keys are accepted)", default=True)
+    licence = SelectField("Licence", choices=choices(LICENCE_CHOICES), default="subscription")
+    licence_start = DateField("Licence starts", validators=[Optional()])
+    licence_end = DateField("Licence ends", validators=[Optional()])
+    seat_limit = IntegerField("Seat limit (unique learners per period)",
+                              validators=[Optional(), NumberRange(min=0, message="Zero or more.")])
+    origins = TextAreaField("Allowed LMS origins (one per line; none: any origin)",
+                            render_kw={"rows": 4, "placeholder": "https://lms.example.com"})
+
+    def validate_origins(self, field):
+        bad = []
+        for line in origin_lines(field.data):
+            try:
+                normalise_origin(line)
+            except ClientError as exc:
+                bad.append(str(exc))
+        if bad:
+            raise ValidationError("; ".join(bad))
+
+    def validate_licence_end(self, field):
+        if field.data and self.licence_start.data and field.data < self.licence_start.data:
+            raise ValidationError("The licence cannot end before it starts.")
+
+
+class NewClientForm(ClientForm):
+    anonymised = BooleanField("Anonymised: store learners as pseudonyms from the first beacon")
+
+
+class RotateKeyForm(FlaskForm):
+    grace_hours = IntegerField("Old keys keep working for (hours)", default=72,
+                               validators=[InputRequired(message="Say how long the old key keeps working."),
+                                           NumberRange(min=0, max=24 * 365, message="0 to 8760 hours.")])
+
+
+class ModeForm(FlaskForm):
+    confirm_name = StringField("Type the client's name to confirm",
+                               validators=[DataRequired(message="Type the client's name to confirm.")])
+
+
+class PackageForm(FlaskForm):
+    course_title = StringField("Course title", validators=[DataRequired(message="Give the course a title."),
+                                                           Length(max=300)])
+    scorm_version = SelectField("SCORM version", choices=choices([("1.2", "SCORM 1.2"), ("2004", "SCORM 2004 (4th ed.)")]),
+                                default="1.2")
+    mode = SelectField("Kind", choices=choices([("deployed", "Deployed: the content inside the zip"),
+                                                ("remote", "Remote: the content loads from this server")]),
+                       default="deployed")
+    content = FileField("Course content (optional zip)")
+
+
+class StaffForm(FlaskForm):
+    email = EmailField("E-mail", validators=[DataRequired(message="Enter an e-mail address."), Length(max=255)])
+    role = SelectField("Role", choices=choices(ROLE_CHOICES), default="csm")
+    client = SelectField("Client (for the client role only)", choices=[], validate_choice=False)
+    password = PasswordField("Initial password", validators=[
+        DataRequired(message="Set an initial password."),
+        Length(min=MIN_PASSWORD_LENGTH, max=1024, message=f"At least {MIN_PASSWORD_LENGTH} characters.")])
+
+
+class StaffChangeForm(FlaskForm):
+    role = SelectField("Role", choices=choices(ROLE_CHOICES))
+    client = SelectField("Client", choices=[], validate_choice=False)
+    active = BooleanField("Active")
+    unlock = BooleanField("Unlock after failed sign-ins")

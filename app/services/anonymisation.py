@@ -1,0 +1,150 @@
+"""Switching a client between verbatim and anonymised (pseudonymised) learners.
+
+Verbatim -> anonymised rewrites every stored learner of the client in one
+transaction: the identity becomes its pseudonym, the name and every event's
+``learner_name`` become the keyed name digest. Two rows that map to one
+pseudonym (a learner pseudonymised before, who came back under the plain ID)
+are merged, so unique users per period stay what they were. It cannot be
+undone: the plain values are gone.
+
+Anonymised -> verbatim only flips the flag; ingest then links a returning
+learner to their pseudonymised row (``ingest._link_pseudonymised_learner``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from ..identity import InvalidIdentity, Pseudonymiser, normalise_name, normalise_student_id
+from ..models import Client, DailyUsage, Event, Learner
+from . import audit
+from .clients import ClientError, snapshot
+
+# What Pseudonymiser.name_digest makes: "n:" and 16 base32 characters.
+_NAME_DIGEST = re.compile(r"^n:[a-z2-7]{16}$")
+
+
+def is_name_digest(value: str | None) -> bool:
+    return value is not None and bool(_NAME_DIGEST.match(value))
+
+
+def plain_learner_count(session: Session, client: Client) -> int:
+    """Learners stored with a plain ID (0 for an anonymised client once pseudonymised)."""
+    return session.scalar(select(func.count()).select_from(Learner).where(
+        Learner.client_id == client.id, Learner.pseudonymised.is_(False))) or 0
+
+
+def switch_mode(session: Session, pseudonymiser: Pseudonymiser, client: Client, *, anonymised: bool,
+                actor: str) -> dict:
+    """Set the client's mode; pseudonymise stored learners when turning anonymisation on.
+
+    Returns what was done (counts only, never a learner). Audited; commits once.
+    The caller clears the process's client directory.
+    """
+    if client.anonymised == anonymised:
+        raise ClientError("the client is in that mode already")
+    before = {"anonymised": client.anonymised}
+    done = {"learners_pseudonymised": 0, "learners_merged": 0, "event_names_replaced": 0}
+    client.anonymised = anonymised
+    if anonymised:
+        done = pseudonymise_learners(session, pseudonymiser, client)
+    audit.record(session, actor, "client.mode", client.id, before, {"anonymised": anonymised, **done})
+    session.commit()
+    return done
+
+
+def pseudonymise_remaining(session: Session, pseudonymiser: Pseudonymiser, client: Client, *, actor: str) -> dict:
+    """For an anonymised client: pseudonymise learners stored verbatim after the switch.
+
+    Other processes keep the client's old mode cached for up to
+    CLIENT_CACHE_SECONDS, so a beacon in those seconds may still be written
+    plain. Audited; commits.
+    """
+    if not client.anonymised:
+        raise ClientError("the client stores learners verbatim")
+    done = pseudonymise_learners(session, pseudonymiser, client)
+    audit.record(session, actor, "client.pseudonymise_remaining", client.id, None, done)
+    session.commit()
+    return done
+
+
+def pseudonymise_learners(session: Session, pseudonymiser: Pseudonymiser, client: Client) -> dict:
+    """Replace every plain identity and name of the client by pseudonym and digest (no commit).
+
+    Idempotent: running it again finds nothing plain left to change.
+    """
+    key = snapshot(session, client).pseudonym_key
+    if key is None:
+        raise ClientError("this client's pseudonym salt was deleted; its learners cannot be pseudonymised")
+
+    def digest(name: str | None) -> str | None:
+        if name is None or is_name_digest(name):
+            return name
+        try:
+            return pseudonymiser.name_digest(key, normalise_name(name))
+        except InvalidIdentity:
+            return pseudonymiser.name_digest(key, name)
+
+    by_pseudonym: dict[str, int] = {
+        identity: learner_id for identity, learner_id in session.execute(
+            select(Learner.identity, Learner.id).where(Learner.client_id == client.id,
+                                                       Learner.pseudonymised.is_(True)))
+    }
+    plain = list(session.scalars(select(Learner).where(Learner.client_id == client.id,
+                                                       Learner.pseudonymised.is_(False)).order_by(Learner.id)))
+    merged = 0
+    for learner in plain:
+        try:
+            normalised = normalise_student_id(learner.identity)
+        except InvalidIdentity:
+            normalised = learner.identity
+        pseudonym = pseudonymiser.pseudonym(key, normalised)
+        target_id = by_pseudonym.get(pseudonym)
+        if target_id is None:
+            learner.identity = pseudonym
+            learner.pseudonymised = True
+            learner.name = digest(learner.name)
+            by_pseudonym[pseudonym] = learner.id
+            session.flush()
+            continue
+        _merge_into(session, learner, session.get(Learner, target_id))
+        merged += 1
+
+    # Every event name of the client, whichever learner it belongs to now.
+    names = list(session.scalars(select(Event.learner_name).where(
+        Event.client_id == client.id, Event.learner_name.is_not(None)).distinct()))
+    replaced = 0
+    for name in names:
+        new = digest(name)
+        if new != name:
+            replaced += session.execute(update(Event).where(
+                Event.client_id == client.id, Event.learner_name == name).values(learner_name=new)).rowcount
+    return {"learners_pseudonymised": len(plain) - merged, "learners_merged": merged,
+            "event_names_replaced": replaced}
+
+
+def _merge_into(session: Session, source: Learner, target: Learner) -> None:
+    """Move a plain learner's events and days of use onto the pseudonymised row, then drop it."""
+    session.execute(update(Event).where(Event.learner_id == source.id).values(learner_id=target.id))
+    target_days = {
+        (row.course_id, row.day): row for row in session.scalars(
+            select(DailyUsage).where(DailyUsage.learner_id == target.id))
+    }
+    for row in list(session.scalars(select(DailyUsage).where(DailyUsage.learner_id == source.id))):
+        same = target_days.get((row.course_id, row.day))
+        if same is None:
+            row.learner_id = target.id
+            continue
+        same.launches += row.launches
+        same.completions += row.completions
+        same.first_at = min(same.first_at, row.first_at)
+        same.last_at = max(same.last_at, row.last_at)
+        session.delete(row)
+    target.first_seen = min(target.first_seen, source.first_seen)
+    target.last_seen = max(target.last_seen, source.last_seen)
+    session.flush()
+    session.execute(delete(Learner).where(Learner.id == source.id))
+    session.flush()
