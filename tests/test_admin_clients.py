@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import io
 import zipfile
 
@@ -213,13 +212,10 @@ def test_package_list_empty_state(client, csm, make_client):
     assert "No package issued yet" in html
 
 
-@pytest.mark.skipif(importlib.util.find_spec("app.services.packages") is None,
-                    reason="the package builder (app/services/packages.py) is on the packages branch; "
-                           "this download test completes at integration")
 def test_build_and_download_a_package(client, csm, make_client):
     acme, _ = make_client(name="Acme")
     response = client.post(f"/admin/clients/{acme.slug}/packages", data={
-        "csrf_token": token(client), "course_title": "Anti-Bribery", "scorm_version": "2004", "mode": "deployed",
+        "csrf_token": token(client), "course_title": "Anti-Bribery", "scorm_version": "2004",
     })
     assert response.status_code == 200, response.get_data(as_text=True)[:500]
     assert response.mimetype == "application/zip"
@@ -230,6 +226,32 @@ def test_build_and_download_a_package(client, csm, make_client):
     issue = db.session.scalar(select(PackageIssue).where(PackageIssue.client_id == acme.id))
     assert issue.course_title == "Anti-Bribery" and issue.issued_by == "casey@vendor.example"
     assert "Anti-Bribery" in client.get(f"/admin/clients/{acme.slug}/packages").get_data(as_text=True)
+
+
+def test_upload_content_and_perpetual_download(client, csm, make_client):
+    perpetual, _ = make_client(name="Forever Ltd", licence="perpetual")
+    course = io.BytesIO()
+    with zipfile.ZipFile(course, "w") as archive:
+        archive.writestr("index.html", "<html><head><title>Course</title></head><body>Hi</body></html>")
+    course.seek(0)
+    response = client.post(f"/admin/clients/{perpetual.slug}/packages", data={
+        "csrf_token": token(client), "course_title": "Ethics", "scorm_version": "1.2",
+        "content": (course, "course.zip"),
+    }, content_type="multipart/form-data")
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    archive = zipfile.ZipFile(io.BytesIO(response.data))
+    assert "index.html" in archive.namelist()
+    everything = b"".join(archive.read(name) for name in archive.namelist())
+    assert b"ck_" not in everything and b"/api/v1/beacons" not in everything
+    db.session.rollback()
+    issue = db.session.scalar(select(PackageIssue).where(PackageIssue.client_id == perpetual.id))
+    assert issue.mode == "untracked"
+    bad = client.post(f"/admin/clients/{perpetual.slug}/packages", data={
+        "csrf_token": token(client), "course_title": "Ethics", "scorm_version": "1.2",
+        "content": (io.BytesIO(b"not a zip"), "course.zip"),
+    }, content_type="multipart/form-data")
+    assert bad.status_code == 400
+    assert "zip" in bad.get_data(as_text=True)
 
 
 def test_audit_log_filters_by_client(client, csm, make_client):

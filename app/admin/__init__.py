@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import re
 
 from flask import (
     Blueprint,
@@ -31,6 +30,7 @@ from sqlalchemy import func, select
 from ..extensions import db, login_manager
 from ..identity import PseudonymParams
 from ..models import AuditEntry, Client, ClientKey, Event, Learner, PackageIssue, StaffUser, utcnow
+from ..services import packages as package_service
 from ..services import anonymisation, golive
 from ..services import clients as client_service
 from ..services import staff as staff_service
@@ -263,48 +263,21 @@ def client_packages(slug: str):
     client = _client(slug)
     form = PackageForm()
     if form.validate_on_submit():
-        try:
-            from ..services import packages as package_service  # built on another branch; lazy on purpose
-        except ImportError:
-            flash("The package builder is not part of this installation yet.", "error")
-            return redirect(url_for("admin.client_packages", slug=client.slug))
         upload = form.content.data
-        content = upload.read() if upload and getattr(upload, "filename", "") else None
-        mode = form.mode.data if client.tracked else "untracked"
+        content = upload.stream if upload and getattr(upload, "filename", "") else None
         try:
-            result = package_service.build_package(
-                db.session, client, form.course_title.data, form.scorm_version.data, content=content,
-                mode=mode, server_url=current_app.config["PUBLIC_URL"], issued_by=_actor())
-        except ValueError as exc:  # the builder's input errors are ValueErrors with a message to show
+            data, built = package_service.package_bytes(
+                db.session, client=client, course_title=form.course_title.data,
+                scorm_version=form.scorm_version.data, content=content, mode="deployed",
+                server_url=current_app.config["PUBLIC_URL"], issued_by=_actor())
+        except package_service.PackageError as exc:
             db.session.rollback()
             form.content.errors.append(str(exc))
         else:
-            data = _zip_bytes(result)
-            name = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{client.slug}-{form.course_title.data}").strip("-")
             return send_file(io.BytesIO(data), mimetype="application/zip", as_attachment=True,
-                             download_name=f"{name}-scorm{form.scorm_version.data}.zip")
+                             download_name=f"{client.slug}-{built.filename}")
     return render_template("admin/packages.html", client=client, form=form, packages=_packages(client)), \
         400 if form.errors else 200
-
-
-def _zip_bytes(result) -> bytes:
-    """The builder may hand back bytes, a (issue, bytes) pair, a path or an object with .data."""
-    if isinstance(result, (bytes, bytearray)):
-        return bytes(result)
-    if isinstance(result, tuple):
-        for part in result:
-            if isinstance(part, (bytes, bytearray)):
-                return bytes(part)
-    for attr in ("data", "content", "zip_bytes"):
-        value = getattr(result, attr, None)
-        if isinstance(value, (bytes, bytearray)):
-            return bytes(value)
-    from pathlib import Path
-
-    path = result if isinstance(result, (str, Path)) else getattr(result, "path", None)
-    if path is not None:
-        return Path(path).read_bytes()
-    raise TypeError("the package builder returned something that is not a zip")
 
 
 # --- go-live check ------------------------------------------------------------------

@@ -82,9 +82,6 @@ class PackageForm(FlaskForm):
                                                            Length(max=300)])
     scorm_version = SelectField("SCORM version", choices=choices([("1.2", "SCORM 1.2"), ("2004", "SCORM 2004 (4th ed.)")]),
                                 default="1.2")
-    mode = SelectField("Kind", choices=choices([("deployed", "Deployed: the content inside the zip"),
-                                                ("remote", "Remote: the content loads from this server")]),
-                       default="deployed")
     content = FileField("Course content (optional zip)")
 
 
