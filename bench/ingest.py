@@ -27,6 +27,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -45,7 +46,7 @@ BIN = Path(sys.executable).parent
 LUA = BENCH / "beacon.lua"
 POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PRODUCTION_ARGON2 = {"time_cost": 2, "memory_kib": 19456, "parallelism": 1}
-RETURNING_POOL = 64
+RETURNING_POOL = 48
 
 sys.path.insert(0, str(ROOT))
 
@@ -58,13 +59,38 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: dict = field(default_factory=dict)
+    cpu_seconds: float = 0.0  # gunicorn workers (and PostgreSQL backends) while measuring
 
     @property
     def rate(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
+    @property
+    def cpu_ms(self) -> float:
+        """Server CPU per request: what the request costs, whatever else the machine runs."""
+        return self.cpu_seconds * 1000 / self.requests if self.requests else 0.0
+
 
 # --- set-up -------------------------------------------------------------------
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of one process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found += [int(p) for p in task.read_text().split()]
+    return found
 
 
 def ensure_wrk() -> str:
@@ -177,6 +203,9 @@ class Gunicorn:
             "PUBLIC_URL": self.url, **(env or {}),
         })
         self.config = config
+        self.workers = int(self.env.get("WEB_CONCURRENCY") or (os.cpu_count() or 1) * 2)
+        self.ready_dir = Path(tempfile.mkdtemp(prefix="ready-", dir=log_path.parent))
+        self.env["BENCH_READY_DIR"] = str(self.ready_dir)
 
     def __enter__(self) -> "Gunicorn":
         self.log = open(self.log_path, "ab")
@@ -188,17 +217,38 @@ class Gunicorn:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited; see {self.log_path}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(self.url + "/healthz", context=context, timeout=2) as response:
-                    if response.status == 200:
-                        return self
+                self.fail("gunicorn exited")
+            if len(list(self.ready_dir.iterdir())) >= self.workers:
+                with contextlib.suppress(OSError):
+                    with urllib.request.urlopen(self.url + "/healthz", context=context, timeout=5) as response:
+                        if response.status == 200:
+                            return self
             time.sleep(0.2)
         self.__exit__()
-        raise RuntimeError(f"gunicorn did not answer /healthz; see {self.log_path}")
+        self.fail("gunicorn did not answer /healthz")
+
+    def server_pids(self) -> list[int]:
+        pids = [self.process.pid, *children(self.process.pid)]
+        database = self.env["DATABASE_URL"]
+        if database.startswith("postgresql"):
+            import psycopg
+
+            with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+                pids += [row[0] for row in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database.rsplit("/", 1)[1],))]
+        return pids
+
+    def cpu(self) -> dict[int, float]:
+        return {pid: process_cpu(pid) for pid in self.server_pids()}
+
+    def fail(self, message: str) -> None:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        kept = RESULTS / self.log_path.name
+        shutil.copy(self.log_path, kept)
+        raise RuntimeError(f"{message}; see {kept}")
 
     def __exit__(self, *exc) -> None:
         if self.process.poll() is None:
@@ -226,13 +276,18 @@ def run_wrk(wrk: str, url: str, mode: str, key: str, seconds: float, args) -> di
 def measure(wrk: str, server: Gunicorn, case: str, database: str, mode: str, key: str, args,
             warmup: float, seconds: float) -> Result:
     run_wrk(wrk, server.url, mode, key, warmup, args)
+    before = server.cpu()
     data = run_wrk(wrk, server.url, mode, key, seconds, args)
+    after = server.cpu()
+    # Processes that appeared during the run count from zero; the pool keeps backends, so few do.
+    cpu_seconds = sum(after[pid] - before.get(pid, 0.0) for pid in after)
     errors = {k: data[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
               if data[k]}
     result = Result(case, database, data["requests"], data["duration_us"] / 1e6,
-                    data["p50_us"] / 1000, data["p99_us"] / 1000, errors)
+                    data["p50_us"] / 1000, data["p99_us"] / 1000, errors, cpu_seconds)
     print(f"  {database:<10} {case:<34} {result.rate:8.0f}/s  p50 {result.p50_ms:7.1f} ms"
-          f"  p99 {result.p99_ms:7.1f} ms{'  errors ' + json.dumps(errors) if errors else ''}", flush=True)
+          f"  p99 {result.p99_ms:7.1f} ms  server CPU {result.cpu_ms:5.2f} ms/req"
+          f"{'  errors ' + json.dumps(errors) if errors else ''}", flush=True)
     return result
 
 
@@ -294,7 +349,7 @@ def merge(parts: list[Result]) -> Result:
             errors[name] = errors.get(name, 0) + n
     return Result(parts[0].case, parts[0].database, sum(p.requests for p in parts), sum(p.seconds for p in parts),
                   sum(p.p50_ms * p.requests for p in parts) / total,
-                  max(p.p99_ms for p in parts), errors)
+                  max(p.p99_ms for p in parts), errors, sum(p.cpu_seconds for p in parts))
 
 
 CASES = (
@@ -363,8 +418,9 @@ def report(results: list[Result], hash_cpu: float, bound: float, args, started: 
         f"{hash_cpu * 1000:.1f} ms CPU per hash, bound {bound:.0f} new learners/s on {os.cpu_count()} cores",
         f"run time: {elapsed:.0f} s",
         "",
-        "| database | case | beacons/s | p50 ms | p99 ms | rate ratio | p50 ratio | p99 ratio | vs | target |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| database | case | beacons/s | p50 ms | p99 ms | server CPU ms | rate ratio | p50 ratio | p99 ratio "
+        "| CPU ratio | vs | target: rate / CPU ratio |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for database in ("sqlite", "postgresql", "tls"):
         cases = by_case(results, database)
@@ -372,22 +428,30 @@ def report(results: list[Result], hash_cpu: float, bound: float, args, started: 
             continue
         for case, r in cases.items():
             ref_name, target = reference(database, case)
-            ratio_rate = ratio_p50 = ratio_p99 = ""
+            ratio_rate = ratio_p50 = ratio_p99 = ratio_cpu = ""
             verdict = ""
             if ref_name == "argon2 bound":
                 ratio_rate = f"{r.rate / bound:.2f}"
+                ratio_cpu = f"{hash_cpu * 1000 / r.cpu_ms:.2f}" if r.cpu_ms else ""
             elif ref_name and ref_name in cases:
                 ref = cases[ref_name]
                 ratio_rate = f"{r.rate / ref.rate:.2f}" if ref.rate else ""
                 ratio_p50 = f"{r.p50_ms / ref.p50_ms:.2f}" if ref.p50_ms else ""
                 ratio_p99 = f"{r.p99_ms / ref.p99_ms:.2f}" if ref.p99_ms else ""
+                ratio_cpu = f"{ref.cpu_ms / r.cpu_ms:.2f}" if r.cpu_ms else ""
             if target is not None and ratio_rate:
-                verdict = f">= {target:g}: {'met' if float(ratio_rate) >= target else 'NOT met'}"
+                verdict = f">= {target:g}: " + " / ".join(
+                    ("met" if float(x) >= target else "NOT met") if x else "?" for x in (ratio_rate, ratio_cpu))
             errors = f" (errors {json.dumps(r.errors)})" if r.errors else ""
             lines.append(f"| {database} | {case}{errors} | {r.rate:.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | "
-                         f"{ratio_rate} | {ratio_p50} | {ratio_p99} | {ref_name or ''} | {verdict} |")
-    lines += ["", "Ratios: beacons/s divided by the reference's (higher is better); latency divided by the "
-              "reference's (lower is better). Targets are reported, not asserted. Each case ran in "
+                         f"{r.cpu_ms:.2f} | {ratio_rate} | {ratio_p50} | {ratio_p99} | {ratio_cpu} | "
+                         f"{ref_name or ''} | {verdict} |")
+    lines += ["", "Rate ratio: beacons/s over the reference's (higher is better); latency ratios: over the "
+              "reference's (lower is better). Server CPU: user+system CPU of the gunicorn processes (and, on "
+              "PostgreSQL, the database's backends) per request; CPU ratio: the reference's CPU per request over "
+              "this case's (for the Argon2 bound: one hash's CPU over a beacon's), i.e. the rate ratio the "
+              "server would reach with the cores to itself. On a shared machine the CPU ratio is the steadier "
+              "figure. Targets are reported, not asserted. Each case ran in "
               f"{args.rounds} interleaved rounds; p50 is request-weighted over them, p99 the worst round's."]
     for database, rates in argon2_rates.items():
         new_learners = by_case(results, database).get("anonymised, new learners")
@@ -435,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         args.gunicorn_env["GUNICORN_THREADS"] = str(args.threads)
 
+    # Ctrl-C and kill both unwind: gunicorn stops, the scratch database is dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     wrk = ensure_wrk()
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     t0 = time.monotonic()

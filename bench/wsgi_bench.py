@@ -42,3 +42,6 @@ def _warm_pseudonym_cache(pool: int) -> None:
 
 if os.environ.get("BENCH_RETURNING_POOL"):
     _warm_pseudonym_cache(int(os.environ["BENCH_RETURNING_POOL"]))
+if os.environ.get("BENCH_READY_DIR"):
+    # One file per loaded worker: the benchmark starts measuring when all are ready.
+    open(os.path.join(os.environ["BENCH_READY_DIR"], str(os.getpid())), "w").close()
