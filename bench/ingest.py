@@ -309,8 +309,8 @@ def argon2_bound() -> tuple[float, float]:
     return cpu, (os.cpu_count() or 1) / cpu
 
 
-def argon2_parallel_rate(seconds: float = 3.0) -> float:
-    """Production Argon2id hashes per wall-clock second with one thread per core, right now.
+def argon2_parallel_rate(seconds: float = 3.0) -> tuple[float, float]:
+    """(hashes per wall-clock second, CPU seconds per hash) with one thread per core, right now.
 
     On a shared machine this is the bound as far as the CPU we actually get
     allows (argon2-cffi releases the GIL while hashing).
@@ -331,13 +331,13 @@ def argon2_parallel_rate(seconds: float = 3.0) -> float:
             i += 1
         done[slot] = i
 
-    start = time.monotonic()
+    start, cpu = time.monotonic(), time.process_time()
     threads = [threading.Thread(target=work, args=(n,)) for n in range(len(done))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return sum(done) / (time.monotonic() - start)
+    return sum(done) / (time.monotonic() - start), (time.process_time() - cpu) / max(sum(done), 1)
 
 
 def merge(parts: list[Result]) -> Result:
@@ -363,7 +363,7 @@ CASES = (
 
 
 def bench_database(wrk: str, database: str, database_url: str, cert, args, tmp: Path,
-                   argon2_rates: dict[str, list[float]]) -> list[Result]:
+                   argon2_rates: dict[str, list[tuple[float, float]]]) -> list[Result]:
     """Every case, in ``args.rounds`` interleaved rounds so a change in the machine's load hits them alike."""
     keys = prepare_database(database_url)
     parts: dict[str, list[Result]] = {case: [] for case, _, _ in CASES}
@@ -401,7 +401,7 @@ def by_case(results: list[Result], database: str) -> dict[str, Result]:
 
 
 def report(results: list[Result], hash_cpu: float, bound: float, args, started: str, elapsed: float,
-           argon2_rates: dict[str, list[float]]) -> str:
+           argon2_rates: dict[str, list[tuple[float, float]]]) -> str:
     workers = args.gunicorn_env.get("WEB_CONCURRENCY", f"{(os.cpu_count() or 1) * 2} (2 x cores)")
     lines = [
         f"# Beacon ingest benchmark, {started}",
@@ -456,11 +456,13 @@ def report(results: list[Result], hash_cpu: float, bound: float, args, started: 
     for database, rates in argon2_rates.items():
         new_learners = by_case(results, database).get("anonymised, new learners")
         if rates and new_learners:
-            rate = sum(rates) / len(rates)
+            rate = sum(r for r, _ in rates) / len(rates)
+            cpu = sum(c for _, c in rates) / len(rates)
             lines.append(
                 f"{database}: Argon2id hashed with one thread per core right after each anonymised-new slice: "
-                f"{rate:.0f}/s (the CPU this shared machine actually gave); anonymised new learners / that = "
-                f"{new_learners.rate / rate:.2f}.")
+                f"{rate:.0f}/s at {cpu * 1000:.1f} ms CPU per hash (what this shared machine gave at that "
+                f"moment); anonymised new learners / that rate = {new_learners.rate / rate:.2f}; "
+                f"that hash's CPU / a new anonymised beacon's server CPU = {cpu * 1000 / new_learners.cpu_ms:.2f}.")
     return "\n".join(lines)
 
 
@@ -508,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Argon2id (production parameters): {hash_cpu * 1000:.1f} ms CPU per hash; "
           f"bound {bound:.0f} new learners/s on {os.cpu_count()} cores", flush=True)
     results: list[Result] = []
-    argon2_rates: dict[str, list[float]] = {}
+    argon2_rates: dict[str, list[tuple[float, float]]] = {}
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tracker-bench-") as tmp_name:
         tmp = Path(tmp_name)
