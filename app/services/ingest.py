@@ -180,9 +180,13 @@ def _statements(dialect_name: str) -> _Statements:
 
 
 def write_beacon(session: Session, pseudonymiser: Pseudonymiser, directory: ClientDirectory,
-                 client: ClientSnapshot, beacon: Beacon, lms_host: str | None, now: dt.datetime) -> bool:
-    """Write one beacon's rows into the open transaction. False: event ID already stored."""
-    identity, name, pseudonymised = learner_identity(pseudonymiser, client, beacon)
+                 client: ClientSnapshot, beacon: Beacon, lms_host: str | None, now: dt.datetime,
+                 identity: tuple[str, str, bool] | None = None) -> bool:
+    """Write one beacon's rows into the open transaction. False: event ID already stored.
+
+    ``identity`` is ``learner_identity(...)`` when the caller has made it already.
+    """
+    identity, name, pseudonymised = identity or learner_identity(pseudonymiser, client, beacon)
     if client.links_pseudonyms and not pseudonymised:
         _link_pseudonymised_learner(session, pseudonymiser, client, beacon)
     course_id = _course_id(session, directory, client.id, beacon.course)
@@ -255,11 +259,11 @@ def record_beacon(session: Session, pseudonymiser: Pseudonymiser, directory: Cli
     """
     now = now or dt.datetime.now(dt.UTC)
     try:
-        # The pseudonym of a new anonymised learner costs an Argon2 hash: make it (and
-        # cache it) before queueing for SQLite's write lock, not while holding it.
-        learner_identity(pseudonymiser, client, beacon)
+        # The pseudonym of a new anonymised learner costs an Argon2 hash: make it
+        # before queueing for SQLite's write lock, not while holding it.
+        identity = learner_identity(pseudonymiser, client, beacon)
         with _sqlite_writers.turn(session):
-            stored = write_beacon(session, pseudonymiser, directory, client, beacon, lms_host, now)
+            stored = write_beacon(session, pseudonymiser, directory, client, beacon, lms_host, now, identity)
             if stored:
                 session.commit()
             else:
