@@ -1,0 +1,544 @@
+"""Beacon ingest benchmark: `make bench` (or `.venv/bin/python bench/ingest.py`).
+
+Starts the real gunicorn (``gunicorn.conf.py``, HTTPS with a self-signed
+ECDSA certificate, a free loopback port) on SQLite and on PostgreSQL (a
+scratch database on 127.0.0.1:5432, user postgres, created and dropped here),
+drives beacons with wrk (``bench/beacon.lua``: fresh UUID event IDs; new
+learners, or a fixed pool of returning ones) and reports beacons/s and
+p50/p99 latency, each as a ratio to a no-op Flask endpoint
+(``bench/wsgi_bench.py``) served by the same gunicorn in the same run.
+
+The machine is shared and small: absolute figures move with whatever else
+runs, so only ratios measured in the same run are compared with the targets.
+Targets are reported, never asserted.
+
+Options: ``--duration`` seconds per case (warm-up excluded), ``--only
+sqlite|postgresql``, ``--worker-class``/``--workers``/``--threads`` (passed
+to gunicorn.conf.py through its environment variables), ``--keepalive``
+(reuse connections; by default every beacon opens a new TLS connection, as
+browsers mostly do), ``--no-tls-check`` (skip the TLS context comparison).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+RESULTS = BENCH / "results"
+BIN = Path(sys.executable).parent
+LUA = BENCH / "beacon.lua"
+POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PRODUCTION_ARGON2 = {"time_cost": 2, "memory_kib": 19456, "parallelism": 1}
+RETURNING_POOL = 48
+
+sys.path.insert(0, str(ROOT))
+
+@dataclass
+class Result:
+    case: str
+    database: str
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: dict = field(default_factory=dict)
+    cpu_seconds: float = 0.0  # gunicorn workers (and PostgreSQL backends) while measuring
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_ms(self) -> float:
+        """Server CPU per request: what the request costs, whatever else the machine runs."""
+        return self.cpu_seconds * 1000 / self.requests if self.requests else 0.0
+
+
+# --- set-up -------------------------------------------------------------------
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of one process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found += [int(p) for p in task.read_text().split()]
+    return found
+
+
+def ensure_wrk() -> str:
+    path = shutil.which("wrk")
+    if path:
+        return path
+    print("wrk is missing: installing Debian's package (apt-get install -y wrk)", flush=True)
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    subprocess.run([*sudo, "apt-get", "install", "-y", "wrk"], check=True)
+    path = shutil.which("wrk")
+    if not path:
+        sys.exit("wrk is still missing after apt-get install")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_certificate(folder: Path, kind: str = "ecdsa") -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1: ECDSA as `make run` makes, or RSA-2048 for comparison."""
+    cert_path, key_path = folder / f"{kind}-cert.pem", folder / f"{kind}-key.pem"
+    if kind == "ecdsa":
+        from app.cli import write_self_signed
+
+        write_self_signed(cert_path, key_path, ("127.0.0.1", "localhost"))
+        return cert_path, key_path
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@contextlib.contextmanager
+def scratch_postgres():
+    """A fresh database on the local PostgreSQL, dropped afterwards (even on Ctrl-C)."""
+    import psycopg
+
+    name = f"tracker_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def base_env(database_url: str, extra: dict | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PORT", "CERT_FILE", "KEY_FILE")}
+    env.update({
+        "APP_ENV": "development",
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": "bench-secret-key-not-for-production",
+        "PSEUDONYM_SECRET": "bench-pseudonym-secret-not-for-production",
+        "PSEUDONYM_TIME_COST": str(PRODUCTION_ARGON2["time_cost"]),
+        "PSEUDONYM_MEMORY_KIB": str(PRODUCTION_ARGON2["memory_kib"]),
+        "PSEUDONYM_PARALLELISM": str(PRODUCTION_ARGON2["parallelism"]),
+        # The limiter stays on (it is part of the beacon path), just far above the load.
+        "BEACON_RATE_LIMIT": "100000000/minute",
+        "LOG_LEVEL": "warning",
+    })
+    env.update(extra or {})
+    return env
+
+
+def prepare_database(database_url: str) -> dict[str, str]:
+    """Migrate and create two clients (verbatim, anonymised); returns their beacon keys."""
+    env = base_env(database_url)
+    flask = [str(BIN / "flask"), "--app", "wsgi"]
+    subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
+    keys = {}
+    for label, flags in (("verbatim", []), ("anonymised", ["--anonymised"])):
+        out = subprocess.run([*flask, "client", "create", "--name", f"Bench {label}", *flags, "--json"],
+                             cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
+        keys[label] = json.loads(out)["key"]
+    return keys
+
+
+class Gunicorn:
+    """gunicorn serving bench/wsgi_bench.py over HTTPS with a given configuration file."""
+
+    def __init__(self, database_url: str, cert: tuple[Path, Path], log_path: Path,
+                 config: Path = ROOT / "gunicorn.conf.py", env: dict | None = None):
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.env = base_env(database_url, {
+            "PORT": str(self.port), "HOST": "127.0.0.1", "CERT_FILE": str(cert[0]), "KEY_FILE": str(cert[1]),
+            "PUBLIC_URL": self.url, **(env or {}),
+        })
+        self.config = config
+        self.workers = int(self.env.get("WEB_CONCURRENCY") or (os.cpu_count() or 1) * 2)
+        self.ready_dir = Path(tempfile.mkdtemp(prefix="ready-", dir=log_path.parent))
+        self.env["BENCH_READY_DIR"] = str(self.ready_dir)
+
+    def __enter__(self) -> "Gunicorn":
+        self.log = open(self.log_path, "ab")
+        # Access log lines go to /dev/null (they would fill the disk); errors are kept.
+        self.process = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-c", str(self.config), "bench.wsgi_bench:app"],
+            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=self.log,
+        )
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.fail("gunicorn exited")
+            if len(list(self.ready_dir.iterdir())) >= self.workers:
+                with contextlib.suppress(OSError):
+                    with urllib.request.urlopen(self.url + "/healthz", context=context, timeout=5) as response:
+                        if response.status == 200:
+                            return self
+            time.sleep(0.2)
+        self.__exit__()
+        self.fail("gunicorn did not answer /healthz")
+
+    def server_pids(self) -> list[int]:
+        pids = [self.process.pid, *children(self.process.pid)]
+        database = self.env["DATABASE_URL"]
+        if database.startswith("postgresql"):
+            import psycopg
+
+            with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+                pids += [row[0] for row in conn.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = %s", (database.rsplit("/", 1)[1],))]
+        return pids
+
+    def cpu(self) -> dict[int, float]:
+        return {pid: process_cpu(pid) for pid in self.server_pids()}
+
+    def fail(self, message: str) -> None:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        kept = RESULTS / self.log_path.name
+        shutil.copy(self.log_path, kept)
+        raise RuntimeError(f"{message}; see {kept}")
+
+    def __exit__(self, *exc) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.log.close()
+
+
+def run_wrk(wrk: str, url: str, mode: str, key: str, seconds: float, args) -> dict:
+    seed = int(time.time() * 1000) % 1_000_000_007
+    command = [wrk, "-t", str(args.wrk_threads), "-c", str(args.connections), "-d", f"{max(1, round(seconds))}s",
+               "--timeout", "10s", "-s", str(LUA), url + ("/bench/noop" if mode == "noop" else "/api/v1/beacons"),
+               "--", mode, key, str(RETURNING_POOL), str(seed), "0" if args.keepalive else "1"]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60).stdout
+    for line in out.splitlines():
+        if line.startswith("BENCH_JSON "):
+            return json.loads(line[len("BENCH_JSON "):])
+    raise RuntimeError(f"wrk printed no summary:\n{out}")
+
+
+def measure(wrk: str, server: Gunicorn, case: str, database: str, mode: str, key: str, args,
+            warmup: float, seconds: float) -> Result:
+    run_wrk(wrk, server.url, mode, key, warmup, args)
+    before = server.cpu()
+    data = run_wrk(wrk, server.url, mode, key, seconds, args)
+    after = server.cpu()
+    # Processes that appeared during the run count from zero; the pool keeps backends, so few do.
+    cpu_seconds = sum(after[pid] - before.get(pid, 0.0) for pid in after)
+    errors = {k: data[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
+              if data[k]}
+    result = Result(case, database, data["requests"], data["duration_us"] / 1e6,
+                    data["p50_us"] / 1000, data["p99_us"] / 1000, errors, cpu_seconds)
+    print(f"  {database:<10} {case:<34} {result.rate:8.0f}/s  p50 {result.p50_ms:7.1f} ms"
+          f"  p99 {result.p99_ms:7.1f} ms  server CPU {result.cpu_ms:5.2f} ms/req"
+          f"{'  errors ' + json.dumps(errors) if errors else ''}", flush=True)
+    return result
+
+
+def argon2_bound() -> tuple[float, float]:
+    """(CPU seconds for one production Argon2id hash, the bound cores / that) in this process."""
+    from argon2.low_level import Type, hash_secret_raw
+
+    def one(i: int) -> None:
+        hash_secret_raw(secret=i.to_bytes(32, "big"), salt=b"0123456789abcdef",
+                        time_cost=PRODUCTION_ARGON2["time_cost"], memory_cost=PRODUCTION_ARGON2["memory_kib"],
+                        parallelism=PRODUCTION_ARGON2["parallelism"], hash_len=20, type=Type.ID)
+
+    one(0)
+    n = 30
+    start = time.process_time()
+    for i in range(1, n + 1):
+        one(i)
+    cpu = (time.process_time() - start) / n
+    return cpu, (os.cpu_count() or 1) / cpu
+
+
+def argon2_parallel_rate(seconds: float = 3.0) -> tuple[float, float]:
+    """(hashes per wall-clock second, CPU seconds per hash) with one thread per core, right now.
+
+    On a shared machine this is the bound as far as the CPU we actually get
+    allows (argon2-cffi releases the GIL while hashing).
+    """
+    import threading
+
+    from argon2.low_level import Type, hash_secret_raw
+
+    done = [0] * (os.cpu_count() or 1)
+    stop = time.monotonic() + seconds
+
+    def work(slot: int) -> None:
+        i = 0
+        while time.monotonic() < stop:
+            hash_secret_raw(secret=(slot * 1_000_000 + i).to_bytes(32, "big"), salt=b"0123456789abcdef",
+                            time_cost=PRODUCTION_ARGON2["time_cost"], memory_cost=PRODUCTION_ARGON2["memory_kib"],
+                            parallelism=PRODUCTION_ARGON2["parallelism"], hash_len=20, type=Type.ID)
+            i += 1
+        done[slot] = i
+
+    start, cpu = time.monotonic(), time.process_time()
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(len(done))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(done) / (time.monotonic() - start), (time.process_time() - cpu) / max(sum(done), 1)
+
+
+def merge(parts: list[Result]) -> Result:
+    """Rounds of one case as one result: total requests over total time; latency weighted by requests."""
+    total = sum(p.requests for p in parts) or 1
+    errors: dict = {}
+    for part in parts:
+        for name, n in part.errors.items():
+            errors[name] = errors.get(name, 0) + n
+    return Result(parts[0].case, parts[0].database, sum(p.requests for p in parts), sum(p.seconds for p in parts),
+                  sum(p.p50_ms * p.requests for p in parts) / total,
+                  max(p.p99_ms for p in parts), errors, sum(p.cpu_seconds for p in parts))
+
+
+CASES = (
+    # (case, wrk mode, client)
+    ("no-op", "noop", None),
+    ("verbatim, new learners", "new", "verbatim"),
+    ("verbatim, returning learners", "returning", "verbatim"),
+    ("anonymised, returning learners", "returning", "anonymised"),
+    ("anonymised, new learners", "new", "anonymised"),
+)
+
+
+def bench_database(wrk: str, database: str, database_url: str, cert, args, tmp: Path,
+                   argon2_rates: dict[str, list[tuple[float, float]]]) -> list[Result]:
+    """Every case, in ``args.rounds`` interleaved rounds so a change in the machine's load hits them alike."""
+    keys = prepare_database(database_url)
+    parts: dict[str, list[Result]] = {case: [] for case, _, _ in CASES}
+    slice_seconds = args.duration / args.rounds
+    env = {**args.gunicorn_env, "BENCH_RETURNING_POOL": str(RETURNING_POOL)}
+    with Gunicorn(database_url, cert, tmp / f"gunicorn-{database}.log", env=env) as server:
+        for _ in range(args.rounds):
+            for case, mode, client in CASES:
+                parts[case].append(measure(wrk, server, case, database, mode, keys.get(client, ""), args,
+                                           args.warmup, slice_seconds))
+                if mode == "new" and client == "anonymised":
+                    argon2_rates.setdefault(database, []).append(argon2_parallel_rate())
+    return [merge(p) for p in parts.values()]
+
+
+def bench_tls(wrk: str, database_url: str, tmp: Path, args) -> list[Result]:
+    """No-op rate with gunicorn's stock TLS (a context per connection) vs the hook, ECDSA vs RSA."""
+    prepare_database(database_url)
+    ecdsa, rsa = write_certificate(tmp, "ecdsa"), write_certificate(tmp, "rsa")
+    variants = [
+        ("no-op, stock TLS, RSA", BENCH / "gunicorn_stock_tls.py", rsa),
+        ("no-op, stock TLS, ECDSA", BENCH / "gunicorn_stock_tls.py", ecdsa),
+        ("no-op, context once, RSA", ROOT / "gunicorn.conf.py", rsa),
+        ("no-op, context once, ECDSA", ROOT / "gunicorn.conf.py", ecdsa),
+    ]
+    results = []
+    for label, config, cert in variants:
+        with Gunicorn(database_url, cert, tmp / "gunicorn-tls.log", config=config, env=args.gunicorn_env) as server:
+            results.append(measure(wrk, server, label, "tls", "noop", "", args, args.warmup, args.duration / 2))
+    return results
+
+
+def by_case(results: list[Result], database: str) -> dict[str, Result]:
+    return {r.case: r for r in results if r.database == database}
+
+
+def report(results: list[Result], hash_cpu: float, bound: float, args, started: str, elapsed: float,
+           argon2_rates: dict[str, list[tuple[float, float]]]) -> str:
+    workers = args.gunicorn_env.get("WEB_CONCURRENCY", f"{(os.cpu_count() or 1) * 2} (2 x cores)")
+    lines = [
+        f"# Beacon ingest benchmark, {started}",
+        "",
+        f"command: {' '.join(['.venv/bin/python', 'bench/ingest.py', *sys.argv[1:]])}",
+        f"machine: {os.cpu_count()} cores (shared: absolute figures vary, compare the ratios of one run)",
+        f"gunicorn: gunicorn.conf.py, worker class {args.gunicorn_env.get('GUNICORN_WORKER_CLASS', 'sync')}, "
+        f"workers {workers}, threads {args.gunicorn_env.get('GUNICORN_THREADS', '1')}; "
+        f"TLS (ECDSA P-256, self-signed), "
+        f"{'keep-alive' if args.keepalive else 'a new TLS connection per beacon'}",
+        f"wrk: {args.wrk_threads} threads, {args.connections} connections, {args.duration:g} s per case "
+        f"after a warm-up; returning learners: a pool of {RETURNING_POOL}",
+        f"Argon2id m={PRODUCTION_ARGON2['memory_kib']} KiB t={PRODUCTION_ARGON2['time_cost']}: "
+        f"{hash_cpu * 1000:.1f} ms CPU per hash, bound {bound:.0f} new learners/s on {os.cpu_count()} cores",
+        f"run time: {elapsed:.0f} s",
+        "",
+        "| database | case | beacons/s | p50 ms | p99 ms | server CPU ms | rate ratio | p50 ratio | p99 ratio "
+        "| CPU ratio | vs | target: rate / CPU ratio |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for database in ("sqlite", "postgresql", "tls"):
+        cases = by_case(results, database)
+        if not cases:
+            continue
+        for case, r in cases.items():
+            ref_name, target = reference(database, case)
+            ratio_rate = ratio_p50 = ratio_p99 = ratio_cpu = ""
+            verdict = ""
+            if ref_name == "argon2 bound":
+                ratio_rate = f"{r.rate / bound:.2f}"
+                ratio_cpu = f"{hash_cpu * 1000 / r.cpu_ms:.2f}" if r.cpu_ms else ""
+            elif ref_name and ref_name in cases:
+                ref = cases[ref_name]
+                ratio_rate = f"{r.rate / ref.rate:.2f}" if ref.rate else ""
+                ratio_p50 = f"{r.p50_ms / ref.p50_ms:.2f}" if ref.p50_ms else ""
+                ratio_p99 = f"{r.p99_ms / ref.p99_ms:.2f}" if ref.p99_ms else ""
+                ratio_cpu = f"{ref.cpu_ms / r.cpu_ms:.2f}" if r.cpu_ms else ""
+            if target is not None and ratio_rate:
+                verdict = f">= {target:g}: " + " / ".join(
+                    ("met" if float(x) >= target else "NOT met") if x else "?" for x in (ratio_rate, ratio_cpu))
+            errors = f" (errors {json.dumps(r.errors)})" if r.errors else ""
+            lines.append(f"| {database} | {case}{errors} | {r.rate:.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | "
+                         f"{r.cpu_ms:.2f} | {ratio_rate} | {ratio_p50} | {ratio_p99} | {ratio_cpu} | "
+                         f"{ref_name or ''} | {verdict} |")
+    lines += ["", "Rate ratio: beacons/s over the reference's (higher is better); latency ratios: over the "
+              "reference's (lower is better). Server CPU: user+system CPU of the gunicorn processes (and, on "
+              "PostgreSQL, the database's backends) per request; CPU ratio: the reference's CPU per request over "
+              "this case's (for the Argon2 bound: one hash's CPU over a beacon's), i.e. the rate ratio the "
+              "server would reach with the cores to itself. On a shared machine the CPU ratio is the steadier "
+              "figure. Targets are reported, not asserted. Each case ran in "
+              f"{args.rounds} interleaved rounds; p50 is request-weighted over them, p99 the worst round's."]
+    for database, rates in argon2_rates.items():
+        new_learners = by_case(results, database).get("anonymised, new learners")
+        if rates and new_learners:
+            rate = sum(r for r, _ in rates) / len(rates)
+            cpu = sum(c for _, c in rates) / len(rates)
+            lines.append(
+                f"{database}: Argon2id hashed with one thread per core right after each anonymised-new slice: "
+                f"{rate:.0f}/s at {cpu * 1000:.1f} ms CPU per hash (what this shared machine gave at that "
+                f"moment); anonymised new learners / that rate = {new_learners.rate / rate:.2f}; "
+                f"that hash's CPU / a new anonymised beacon's server CPU = {cpu * 1000 / new_learners.cpu_ms:.2f}.")
+    return "\n".join(lines)
+
+
+def reference(database: str, case: str) -> tuple[str | None, float | None]:
+    if database == "tls":
+        return ("no-op, stock TLS, RSA" if case != "no-op, stock TLS, RSA" else None), None
+    return {
+        "no-op": (None, None),
+        "verbatim, new learners": ("no-op", 0.6 if database == "sqlite" else 0.5),
+        "verbatim, returning learners": ("no-op", None),
+        "anonymised, new learners": ("argon2 bound", 0.85),
+        "anonymised, returning learners": ("verbatim, returning learners", 0.9),
+    }.get(case, (None, None))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10, help="seconds measured per case (default 10)")
+    parser.add_argument("--warmup", type=float, default=2, help="warm-up seconds per slice, not measured")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds the duration is split into")
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--only", choices=("sqlite", "postgresql"), default=None)
+    parser.add_argument("--worker-class", default=None, help="sync or gthread (default: gunicorn.conf.py's)")
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--keepalive", action="store_true", help="reuse connections (default: one per beacon)")
+    parser.add_argument("--no-tls-check", action="store_true", help="skip the stock TLS / RSA comparison")
+    parser.add_argument("--label", default="", help="added to the result file name")
+    args = parser.parse_args(argv)
+    args.gunicorn_env = {}
+    if args.worker_class:
+        args.gunicorn_env["GUNICORN_WORKER_CLASS"] = args.worker_class
+    if args.workers:
+        args.gunicorn_env["WEB_CONCURRENCY"] = str(args.workers)
+    if args.threads:
+        args.gunicorn_env["GUNICORN_THREADS"] = str(args.threads)
+
+    # Ctrl-C and kill both unwind: gunicorn stops, the scratch database is dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    wrk = ensure_wrk()
+    started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    t0 = time.monotonic()
+    hash_cpu, bound = argon2_bound()
+    print(f"Argon2id (production parameters): {hash_cpu * 1000:.1f} ms CPU per hash; "
+          f"bound {bound:.0f} new learners/s on {os.cpu_count()} cores", flush=True)
+    results: list[Result] = []
+    argon2_rates: dict[str, list[tuple[float, float]]] = {}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="tracker-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        cert = write_certificate(tmp, "ecdsa")
+        if args.only in (None, "sqlite"):
+            url = f"sqlite:///{tmp / 'bench.db'}"
+            results += bench_database(wrk, "sqlite", url, cert, args, tmp, argon2_rates)
+        if args.only in (None, "postgresql"):
+            with scratch_postgres() as url:
+                results += bench_database(wrk, "postgresql", url, cert, args, tmp, argon2_rates)
+        if not args.no_tls_check:
+            results += bench_tls(wrk, f"sqlite:///{tmp / 'tls.db'}", tmp, args)
+        for log in tmp.glob("gunicorn-*.log"):
+            if log.stat().st_size:
+                shutil.copy(log, RESULTS / log.name)
+    text = report(results, hash_cpu, bound, args, started, time.monotonic() - t0, argon2_rates)
+    print("\n" + text)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    suffix = f"-{args.label}" if args.label else ""
+    (RESULTS / f"ingest-{stamp}{suffix}.md").write_text(text + "\n")
+    (RESULTS / f"ingest-{stamp}{suffix}.json").write_text(json.dumps({
+        "started": started, "argv": sys.argv[1:], "argon2_cpu_seconds": hash_cpu, "argon2_bound": bound,
+        "argon2_parallel_rates": argon2_rates,
+        "results": [{**r.__dict__, "rate": r.rate} for r in results],
+    }, indent=2) + "\n")
+    print(f"\nwritten to {RESULTS.relative_to(ROOT)}/ingest-{stamp}{suffix}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
