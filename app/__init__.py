@@ -76,7 +76,7 @@ def _tune_sqlite(engine) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from . import auth, beacon, meta
-    from .billing import api_bp
+    from .billing import api_bp, pages_bp
     from .extensions import csrf
 
     # The JSON API authenticates with keys and bearer tokens, not cookies: no CSRF.
@@ -86,6 +86,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(auth.bp)
     app.register_blueprint(beacon.bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(pages_bp)
+    # Staff land on the overview; client users are sent on to their own client's page.
+    app.config["NAV_ITEMS"].append(("billing_pages.overview", "Billing", ("admin", "csm", "billing", "client")))
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -200,7 +200,9 @@ def login(client):
     def do_login(user, password: str = TEST_PASSWORD):
         page = client.get("/login")
         token = csrf_token_from(page.get_data(as_text=True))
-        response = client.post("/login", data={"email": user.email, "password": password, "csrf_token": token})
+        # Flask-WTF checks the Referer on HTTPS (WTF_CSRF_SSL_STRICT), as a browser would send it.
+        response = client.post("/login", data={"email": user.email, "password": password, "csrf_token": token},
+                               headers={"Referer": "https://localhost/login"})
         assert response.status_code == 302, response.get_data(as_text=True)
         return response
 
