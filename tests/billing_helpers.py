@@ -132,10 +132,27 @@ def page_course_totals(tree) -> dict[str, tuple[int, int, int]]:
 
 
 def page_course_days(tree) -> dict[tuple[str, str], tuple[int, int]]:
+    """The date-by-course matrix as {(date, course): (unique users, launches)}, empty cells left out."""
+    table = tree.get_element_by_id("course-days", None)
+    if table is None:
+        return {}
+    courses = [th.text_content().strip() for th in table.xpath("./thead/tr/th")[1:]]
     result = {}
-    for body in tree.xpath('//table[@id="course-days"]/tbody'):
-        course = body.xpath('./tr[@class="group"]/th')[0].text_content().strip()
-        for row in body.xpath('./tr[not(@class="group")]'):
-            day, users, launches = [c.text_content().strip() for c in row.xpath("./td")]
-            result[(day, course)] = (int(users), int(launches))
+    for row in table.xpath("./tbody/tr"):
+        day = row.xpath("./th")[0].text_content().strip()
+        for course, cell in zip(courses, row.xpath("./td"), strict=True):
+            text = cell.text_content().strip()
+            if text == "–":
+                continue
+            users, launches = text.split()
+            result[(day, course)] = (int(users), int(launches.strip("()")))
     return result
+
+
+def page_course_footer(tree) -> dict[str, tuple[int, int]]:
+    table = tree.get_element_by_id("course-days", None)
+    if table is None:
+        return {}
+    courses = [th.text_content().strip() for th in table.xpath("./thead/tr/th")[1:]]
+    cells = [c.text_content().split() for c in table.xpath("./tfoot/tr/td")]
+    return {course: (int(u), int(v.strip("()"))) for course, (u, v) in zip(courses, cells, strict=True)}

@@ -17,6 +17,7 @@ from app.services import billing
 from app.services import staff as staff_service
 from billing_helpers import (
     page_course_days,
+    page_course_footer,
     page_course_totals,
     page_tree,
     post_all,
@@ -85,6 +86,8 @@ def test_page_csvs_and_api_agree_with_ground_truth(client, login, seeded, start,
     # Per course and date: page table, usage.csv and the API.
     expected_days = truth.course_days(start, end)
     assert page_course_days(page) == expected_days
+    assert page_course_footer(page) == {course: (users, launches)
+                                        for course, (users, launches, _) in expected_totals.items()}
     assert {(r["date"], r["course"]): (int(r["unique_users"]), int(r["launches"])) for r in usage_rows} == expected_days
     assert {(d["date"], c["course"]): (d["unique_users"], d["launches"])
             for c in api["courses"] for d in c["days"]} == expected_days

@@ -18,23 +18,25 @@ WIDTH, HEIGHT = 880, 260
 LEFT, RIGHT, TOP, BOTTOM = 48, 16, 16, 44
 
 
-def _nice_ceiling(value: int) -> int:
-    if value <= 5:
-        return 5
-    magnitude = 10 ** int(math.floor(math.log10(value)))
-    for step in (1, 2, 2.5, 5, 10):
-        if value <= step * magnitude:
-            return int(step * magnitude)
-    return value
+def _axis(largest: int) -> tuple[int, int]:
+    """(step, top) for the value axis: a 1-2-5 step giving at most five gridlines above zero."""
+    step = 1
+    while largest > step * 5:
+        for factor in (2, 2.5, 2):   # 1 -> 2 -> 5 -> 10 -> 20 -> 50 ...
+            step = int(step * factor)
+            if largest <= step * 5:
+                break
+    top = step * max(1, math.ceil(largest / step))
+    return step, top
 
 
-def daily_chart(days: list[DayTotal], start: dt.date, end: dt.date) -> Markup:
-    """An inline <svg> for the range; days without use are drawn as zero."""
+def daily_chart(days: list[DayTotal], start: dt.date, end: dt.date, today: dt.date | None = None) -> Markup:
+    """An inline <svg> for the range; days without use are zero, days after ``today`` are not drawn."""
     by_day = {row.day: row for row in days}
     span = (end - start).days + 1
-    series = [by_day.get(start + dt.timedelta(days=i)) for i in range(span)]
-    top = _nice_ceiling(max([row.launches for row in series if row] + [row.unique_users for row in series if row]
-                            + [1]))
+    drawn = span if today is None else max(0, min(span, (today - start).days + 1))
+    series = [by_day.get(start + dt.timedelta(days=i)) for i in range(drawn)]
+    step, top = _axis(max([row.launches for row in series if row] + [1]))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = plot_w / span
     bar_w = max(slot * 0.7, 1.0)
@@ -48,14 +50,19 @@ def daily_chart(days: list[DayTotal], start: dt.date, end: dt.date) -> Markup:
         f'<title id="chart-title">{escape("Daily unique users and launches")}</title>',
         f'<desc id="chart-desc">{escape(f"From {start.isoformat()} to {end.isoformat()}, UTC days.")}</desc>',
     ]
-    for i in range(5):
-        value = top * i // 4
+    for value in range(0, top + 1, step):
         parts.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(value):.1f}" y2="{y(value):.1f}"/>')
         parts.append(f'<text class="axis" x="{LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{value}</text>')
     label_every = max(1, math.ceil(span / 10))
     points = []
-    for i, row in enumerate(series):
+    for i in range(span):
         day = start + dt.timedelta(days=i)
+        if i % label_every == 0:
+            parts.append(f'<text class="axis" x="{LEFT + slot * i + slot / 2:.1f}" y="{HEIGHT - BOTTOM + 16}" '
+                         f'text-anchor="middle">{escape(day.strftime("%d %b"))}</text>')
+        if i >= drawn:
+            continue
+        row = series[i]
         users = row.unique_users if row else 0
         day_launches = row.launches if row else 0
         x = LEFT + slot * i + (slot - bar_w) / 2
@@ -63,9 +70,6 @@ def daily_chart(days: list[DayTotal], start: dt.date, end: dt.date) -> Markup:
         parts.append(f'<rect class="bar" x="{x:.1f}" y="{y(users):.1f}" width="{bar_w:.1f}" '
                      f'height="{plot_h - (y(users) - TOP):.1f}"><title>{tip}</title></rect>')
         points.append(f"{LEFT + slot * i + slot / 2:.1f},{y(day_launches):.1f}")
-        if i % label_every == 0:
-            parts.append(f'<text class="axis" x="{LEFT + slot * i + slot / 2:.1f}" y="{HEIGHT - BOTTOM + 16}" '
-                         f'text-anchor="middle">{escape(day.strftime("%d %b"))}</text>')
     parts.append(f'<polyline class="line" points="{" ".join(points)}"/>')
     if span <= 62:
         for point in points:

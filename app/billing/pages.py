@@ -110,16 +110,16 @@ def client_usage(slug: str):
     session, start, end = db.session, period.start, period.end
     users = billing.unique_users(session, client.id, start, end)
     days = billing.daily_totals(session, client.id, start, end)
-    course_days: dict[str, list[billing.CourseDay]] = {}
-    for row in billing.course_days(session, client.id, start, end):
-        course_days.setdefault(row.course, []).append(row)
+    cells = billing.course_days(session, client.id, start, end)
+    course_days = {(row.day, row.course): row for row in cells}
+    usage_days = sorted({row.day for row in cells})
     return render_template(
         "billing/client.html", client=client, period=period,
         default_period=billing.current_period(client, billing.today_utc()),
         unique_users=users, launches=billing.launches(session, client.id, start, end),
         completers=billing.completers(session, client.id, start, end),
-        courses=billing.course_totals(session, client.id, start, end), course_days=course_days,
-        chart=daily_chart(days, start, end), has_usage=bool(days),
+        courses=billing.course_totals(session, client.id, start, end), course_days=course_days, usage_days=usage_days,
+        chart=daily_chart(days, start, end, billing.today_utc()), has_usage=bool(days),
         seat_use=(users / client.seat_limit) if client.seat_limit else None,
         milestones=billing.milestones(session, client.id),
     )
