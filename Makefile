@@ -43,7 +43,7 @@ test: test-install
 bench: install
 	$(BIN)/python bench/ingest.py
 
-## Billing speed on SQLite and PostgreSQL: 1M events, then 10x (BENCH_ARGS="--scale 3" to go faster).
+## Billing speed on SQLite and PostgreSQL: 1M events, then 3x (BENCH_ARGS="--scale 10" for the full run).
 bench-billing: install
 	$(BIN)/python bench/billing.py $(BENCH_ARGS)
 
