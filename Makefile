@@ -8,7 +8,7 @@ CERT_FILE ?= instance/tls/cert.pem
 KEY_FILE ?= instance/tls/key.pem
 export PORT CERT_FILE KEY_FILE
 
-.PHONY: run test install test-install migrate bench clean
+.PHONY: run test install test-install migrate bench bench-billing clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ test: test-install
 
 bench: install
 	$(BIN)/python bench/ingest.py
+
+## Billing speed on SQLite and PostgreSQL: 1M events, then 3x (BENCH_ARGS="--scale 10" for the full run).
+bench-billing: install
+	$(BIN)/python bench/billing.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -78,7 +78,7 @@ def _tune_sqlite(engine) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from . import admin, auth, beacon, meta
-    from .billing import api_bp
+    from .billing import api_bp, pages_bp
     from .extensions import csrf
 
     # The JSON API authenticates with keys and bearer tokens, not cookies: no CSRF.
@@ -89,8 +89,11 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(beacon.bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(pages_bp)
+    # Staff land on the billing overview; client users are sent on to their own client's page.
     app.config["NAV_ITEMS"] += [
         ("admin.clients", "Clients", ("admin", "csm")),
+        ("billing_pages.overview", "Billing", ("admin", "csm", "billing", "client")),
         ("admin.audit_log", "Audit log", ("admin", "csm")),
         ("admin.staff", "Staff users", ("admin",)),
     ]

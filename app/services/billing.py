@@ -1,18 +1,60 @@
 """Billing figures, counted in the database from the daily usage rows.
 
 Unique users over a range are a distinct count over ``daily_usage`` (never a
-sum of daily figures); dates are UTC days, both ends inclusive.
+sum of daily figures); dates are UTC days, both ends inclusive. Each figure has
+one function here, and the billing page, both CSVs and the usage API all call
+the same one, so they cannot disagree. Every count happens in SQL; Python only
+arranges rows the database has already counted.
 """
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 from collections import defaultdict
+from dataclasses import dataclass
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import case, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
-from ..models import Client, Course, DailyUsage
+from ..models import COMPLETION_KINDS, Client, Course, DailyUsage, Event, Learner
+
+# --- periods ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Period:
+    start: dt.date
+    end: dt.date
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    def previous(self) -> Period:
+        """The period of the same length that ends the day before this one starts."""
+        end = self.start - dt.timedelta(days=1)
+        return Period(end - dt.timedelta(days=self.days - 1), end)
+
+
+def today_utc() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def month_of(day: dt.date) -> Period:
+    last = calendar.monthrange(day.year, day.month)[1]
+    return Period(day.replace(day=1), day.replace(day=last))
+
+
+def current_period(client: Client, today: dt.date) -> Period:
+    """The client's licence period when it contains today; otherwise the calendar month of today."""
+    start, end = client.licence_start, client.licence_end
+    if start and end and start <= today <= end:
+        return Period(start, end)
+    return month_of(today)
+
+
+# --- totals over a range ---------------------------------------------------------
 
 
 def _in_range(client_id: int, start: dt.date, end: dt.date):
@@ -20,42 +62,344 @@ def _in_range(client_id: int, start: dt.date, end: dt.date):
 
 
 def unique_users(session: Session, client_id: int, start: dt.date, end: dt.date) -> int:
+    """Distinct learners who used any course on any day of the range."""
     return session.scalar(
         select(func.count(distinct(DailyUsage.learner_id))).where(*_in_range(client_id, start, end))
     ) or 0
 
 
 def launches(session: Session, client_id: int, start: dt.date, end: dt.date) -> int:
-    return session.scalar(
+    return int(session.scalar(
         select(func.coalesce(func.sum(DailyUsage.launches), 0)).where(*_in_range(client_id, start, end))
+    ) or 0)
+
+
+def completers(session: Session, client_id: int, start: dt.date, end: dt.date) -> int:
+    """Distinct learners with a completion (``completed`` or ``passed``) in the range."""
+    return session.scalar(
+        select(func.count(distinct(DailyUsage.learner_id)))
+        .where(*_in_range(client_id, start, end), DailyUsage.completions > 0)
     ) or 0
+
+
+def unique_users_by_client(session: Session, client_ids: list[int], start: dt.date,
+                           end: dt.date) -> dict[int, int]:
+    """Distinct learners per client over one range, for many clients in one query."""
+    if not client_ids:
+        return {}
+    rows = session.execute(
+        select(DailyUsage.client_id, func.count(distinct(DailyUsage.learner_id)))
+        .where(DailyUsage.client_id.in_(client_ids), DailyUsage.day >= start, DailyUsage.day <= end)
+        .group_by(DailyUsage.client_id)
+    ).all()
+    counts = dict.fromkeys(client_ids, 0)
+    counts.update({client_id: users for client_id, users in rows})
+    return counts
+
+
+# --- per day, per course ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DayTotal:
+    day: dt.date
+    unique_users: int
+    launches: int
+
+
+@dataclass(frozen=True)
+class CourseDay:
+    day: dt.date
+    course: str
+    unique_users: int
+    launches: int
+
+
+@dataclass(frozen=True)
+class CourseTotal:
+    course: str
+    unique_users: int
+    launches: int
+    completers: int
+
+    @property
+    def completion_rate(self) -> float | None:
+        """Completers over unique users of the course in the range; None with no users."""
+        return self.completers / self.unique_users if self.unique_users else None
+
+
+def daily_totals(session: Session, client_id: int, start: dt.date, end: dt.date) -> list[DayTotal]:
+    """Per UTC day: distinct learners over all courses, and launches. Days without use are absent."""
+    rows = session.execute(
+        select(DailyUsage.day, func.count(distinct(DailyUsage.learner_id)), func.sum(DailyUsage.launches))
+        .where(*_in_range(client_id, start, end))
+        .group_by(DailyUsage.day).order_by(DailyUsage.day)
+    ).all()
+    return [DayTotal(day, users, int(day_launches or 0)) for day, users, day_launches in rows]
+
+
+def course_days(session: Session, client_id: int, start: dt.date, end: dt.date) -> list[CourseDay]:
+    """Unique users and launches per course and UTC day, ordered by date then course title."""
+    rows = session.execute(
+        select(DailyUsage.day, Course.title, func.count(distinct(DailyUsage.learner_id)),
+               func.sum(DailyUsage.launches))
+        .join(Course, Course.id == DailyUsage.course_id)
+        .where(*_in_range(client_id, start, end))
+        .group_by(DailyUsage.day, Course.title).order_by(DailyUsage.day, Course.title)
+    ).all()
+    return [CourseDay(day, title, users, int(day_launches or 0)) for day, title, users, day_launches in rows]
+
+
+def course_totals(session: Session, client_id: int, start: dt.date, end: dt.date) -> list[CourseTotal]:
+    """Per course over the whole range: distinct learners, launches, distinct completers."""
+    completed = case((DailyUsage.completions > 0, DailyUsage.learner_id))
+    rows = session.execute(
+        select(Course.title, func.count(distinct(DailyUsage.learner_id)), func.sum(DailyUsage.launches),
+               func.count(distinct(completed)))
+        .join(Course, Course.id == DailyUsage.course_id)
+        .where(*_in_range(client_id, start, end))
+        .group_by(Course.title).order_by(Course.title)
+    ).all()
+    return [CourseTotal(title, users, int(course_launches or 0), done)
+            for title, users, course_launches, done in rows]
+
+
+# --- account attributes ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Milestones:
+    """Totango-style account attributes: when the client's learners first enrolled and completed."""
+
+    first_enrolled: dt.date | None
+    first_completed: dt.datetime | None
+
+
+def milestones(session: Session, client_id: int) -> Milestones:
+    first_enrolled = session.scalar(select(func.min(DailyUsage.day)).where(DailyUsage.client_id == client_id))
+    first_completed = session.scalar(
+        select(Event.received_at)
+        .where(Event.client_id == client_id, Event.kind.in_(COMPLETION_KINDS))
+        .order_by(Event.received_at).limit(1)
+    )
+    return Milestones(first_enrolled, first_completed)
+
+
+# --- who accessed what -----------------------------------------------------------
+
+LEARNER_SORTS = ("student", "name", "courses", "first_access", "last_access", "launches")
+
+
+@dataclass(frozen=True)
+class LearnerSummary:
+    learner_id: int
+    identity: str
+    name: str | None
+    pseudonymised: bool
+    courses: int
+    first_access: dt.datetime
+    last_access: dt.datetime
+    launches: int
+
+    @property
+    def reference(self) -> str:
+        """What a page shows for the learner: the student ID, or a short pseudonym reference."""
+        return short_reference(self.identity) if self.pseudonymised else self.identity
+
+    @property
+    def display_name(self) -> str:
+        return "" if self.pseudonymised else (self.name or "")
+
+
+def short_reference(pseudonym: str) -> str:
+    """A short, stable handle for a pseudonymised learner ("p:abcd1234ef")."""
+    return pseudonym[:12]
+
+
+def _learner_search(search: str | None):
+    if not search:
+        return ()
+    term = search.strip().casefold()
+    if not term:
+        return ()
+    by_identity = func.lower(Learner.identity).contains(term, autoescape=True)
+    # Names of pseudonymised learners are digests: never searched, never shown.
+    by_name = (Learner.pseudonymised.is_(False)) & func.lower(Learner.name).contains(term, autoescape=True)
+    return (or_(by_identity, by_name),)
+
+
+def learner_summaries(session: Session, client_id: int, start: dt.date, end: dt.date, *,
+                      search: str | None = None, sort: str = "last_access", descending: bool = True,
+                      limit: int = 100, offset: int = 0) -> tuple[list[LearnerSummary], int]:
+    """One row per learner who used the client's courses in the range, and how many such learners."""
+    courses = func.count(distinct(DailyUsage.course_id)).label("courses")
+    first = func.min(DailyUsage.first_at).label("first_access")
+    last = func.max(DailyUsage.last_at).label("last_access")
+    total_launches = func.sum(DailyUsage.launches).label("launches")
+    where = (*_in_range(client_id, start, end), *_learner_search(search))
+    count = session.scalar(
+        select(func.count(distinct(DailyUsage.learner_id)))
+        .join(Learner, Learner.id == DailyUsage.learner_id).where(*where)
+    ) or 0
+    columns = {"student": Learner.identity, "name": Learner.name, "courses": courses, "first_access": first,
+               "last_access": last, "launches": total_launches}
+    key = columns.get(sort, last)
+    order = [key.desc() if descending else key.asc(), Learner.id.asc()]
+    rows = session.execute(
+        select(Learner.id, Learner.identity, Learner.name, Learner.pseudonymised, courses, first, last,
+               total_launches)
+        .join(Learner, Learner.id == DailyUsage.learner_id).where(*where)
+        .group_by(Learner.id, Learner.identity, Learner.name, Learner.pseudonymised)
+        .order_by(*order).limit(limit).offset(offset)
+    ).all()
+    return [LearnerSummary(r[0], r[1], r[2], r[3], r[4], r[5], r[6], int(r[7] or 0)) for r in rows], count
+
+
+def learner_course_titles(session: Session, client_id: int, learner_ids: list[int], start: dt.date,
+                          end: dt.date) -> dict[int, list[str]]:
+    """The courses each of the given learners used in the range (for one page of learners)."""
+    if not learner_ids:
+        return {}
+    rows = session.execute(
+        select(DailyUsage.learner_id, Course.title).distinct()
+        .join(Course, Course.id == DailyUsage.course_id)
+        .where(*_in_range(client_id, start, end), DailyUsage.learner_id.in_(learner_ids))
+        .order_by(DailyUsage.learner_id, Course.title)
+    ).all()
+    titles: dict[int, list[str]] = defaultdict(list)
+    for learner_id, title in rows:
+        titles[learner_id].append(title)
+    return titles
+
+
+@dataclass(frozen=True)
+class LearnerCourse:
+    identity: str
+    name: str | None
+    pseudonymised: bool
+    course: str
+    first_access: dt.datetime
+    last_access: dt.datetime
+    launches: int
+
+
+def learner_courses(session: Session, client_id: int, start: dt.date, end: dt.date) -> list[LearnerCourse]:
+    """One row per learner and course used in the range (learners.csv)."""
+    rows = session.execute(
+        select(Learner.identity, Learner.name, Learner.pseudonymised, Course.title,
+               func.min(DailyUsage.first_at), func.max(DailyUsage.last_at), func.sum(DailyUsage.launches))
+        .join(Learner, Learner.id == DailyUsage.learner_id)
+        .join(Course, Course.id == DailyUsage.course_id)
+        .where(*_in_range(client_id, start, end))
+        .group_by(Learner.id, Learner.identity, Learner.name, Learner.pseudonymised, Course.title)
+        .order_by(Learner.identity, Course.title)
+    ).all()
+    return [LearnerCourse(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6] or 0)) for r in rows]
+
+
+def find_learner(session: Session, client_id: int, learner_id: int) -> Learner | None:
+    """The learner if it belongs to this client; None otherwise."""
+    return session.scalar(select(Learner).where(Learner.id == learner_id, Learner.client_id == client_id))
+
+
+@dataclass(frozen=True)
+class LearnerEvent:
+    received_at: dt.datetime
+    course: str
+    kind: str
+    lms_host: str | None
+
+
+def learner_events(session: Session, client_id: int, learner_id: int, limit: int = 1000) -> list[LearnerEvent]:
+    """A learner's launches and status changes, newest first."""
+    rows = session.execute(
+        select(Event.received_at, Course.title, Event.kind, Event.lms_host)
+        .join(Course, Course.id == Event.course_id)
+        .where(Event.client_id == client_id, Event.learner_id == learner_id)
+        .order_by(Event.received_at.desc(), Event.id.desc()).limit(limit)
+    ).all()
+    return [LearnerEvent(*row) for row in rows]
+
+
+# --- the usage API ---------------------------------------------------------------
 
 
 def usage_report(session: Session, client: Client, start: dt.date, end: dt.date) -> dict:
     """Everything the usage API returns: totals, per course, per course and day."""
-    where = _in_range(client.id, start, end)
-    per_course = session.execute(
-        select(Course.title, func.count(distinct(DailyUsage.learner_id)), func.sum(DailyUsage.launches))
-        .join(Course, Course.id == DailyUsage.course_id)
-        .where(*where).group_by(Course.title).order_by(Course.title)
-    ).all()
-    per_day = session.execute(
-        select(Course.title, DailyUsage.day, func.count(), func.sum(DailyUsage.launches))
-        .join(Course, Course.id == DailyUsage.course_id)
-        .where(*where).group_by(Course.title, DailyUsage.day).order_by(Course.title, DailyUsage.day)
-    ).all()
     days_by_course: dict[str, list[dict]] = defaultdict(list)
-    for title, day, users, day_launches in per_day:
-        days_by_course[title].append({"date": day, "unique_users": users, "launches": int(day_launches or 0)})
+    for row in course_days(session, client.id, start, end):
+        days_by_course[row.course].append({"date": row.day, "unique_users": row.unique_users,
+                                           "launches": row.launches})
     return {
         "client": client.slug,
         "from_": start,
         "to": end,
         "unique_users": unique_users(session, client.id, start, end),
-        "launches": int(launches(session, client.id, start, end)),
+        "launches": launches(session, client.id, start, end),
         "courses": [
-            {"course": title, "unique_users": users, "launches": int(course_launches or 0),
-             "days": days_by_course[title]}
-            for title, users, course_launches in per_course
+            {"course": total.course, "unique_users": total.unique_users, "launches": total.launches,
+             "days": days_by_course[total.course]}
+            for total in course_totals(session, client.id, start, end)
         ],
     }
+
+
+# --- the vendor's overview -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClientOverview:
+    slug: str
+    name: str
+    active: bool
+    period: Period
+    unique_users: int
+    previous_unique_users: int
+    seat_limit: int | None
+    forecast: int
+
+    @property
+    def seat_use(self) -> float | None:
+        """Unique users over the seat limit (1.0 is the whole allowance); None without a limit."""
+        return self.unique_users / self.seat_limit if self.seat_limit else None
+
+    @property
+    def trend(self) -> float | None:
+        """Change against the previous period of the same length; None when that had no users."""
+        if not self.previous_unique_users:
+            return None
+        return (self.unique_users - self.previous_unique_users) / self.previous_unique_users
+
+
+def forecast_unique_users(users_so_far: int, period: Period, today: dt.date) -> int:
+    """End-of-period unique users at the daily run rate so far (linear; a period that ended is exact)."""
+    if today >= period.end:
+        return users_so_far
+    if today < period.start:
+        return 0
+    elapsed = (today - period.start).days + 1
+    return round(users_so_far * period.days / elapsed)
+
+
+def overview(session: Session, today: dt.date) -> list[ClientOverview]:
+    """Every client with this period's unique users, the previous period's, and a forecast."""
+    clients = list(session.scalars(select(Client).order_by(Client.name, Client.id)))
+    periods = {client.id: current_period(client, today) for client in clients}
+    by_period: dict[Period, list[int]] = defaultdict(list)
+    for client_id, period in periods.items():
+        by_period[period].append(client_id)
+    current: dict[int, int] = {}
+    previous: dict[int, int] = {}
+    for period, client_ids in by_period.items():
+        current.update(unique_users_by_client(session, client_ids, period.start, period.end))
+        before = period.previous()
+        previous.update(unique_users_by_client(session, client_ids, before.start, before.end))
+    return [
+        ClientOverview(
+            slug=client.slug, name=client.name, active=client.active, period=periods[client.id],
+            unique_users=current[client.id], previous_unique_users=previous[client.id],
+            seat_limit=client.seat_limit,
+            forecast=forecast_unique_users(current[client.id], periods[client.id], today),
+        )
+        for client in clients
+    ]

@@ -1,0 +1,37 @@
+"""Query strings of the billing pages and CSVs: a date range, and for the learner list search, sort, page."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from ..services.billing import LEARNER_SORTS
+
+OVERVIEW_SORTS = ("name", "unique_users", "seat_limit", "seat_use", "trend", "forecast")
+
+
+class RangeQuerySchema(Schema):
+    """``from``/``to`` (YYYY-MM-DD, UTC, inclusive); both optional, the default is the current period."""
+
+    from_ = fields.Date(data_key="from", load_default=None)
+    to = fields.Date(load_default=None)
+
+    @validates_schema
+    def _ordered(self, data, **kwargs):
+        start, end = data.get("from_"), data.get("to")
+        if start and end:
+            if start > end:
+                raise ValidationError("'from' must not be after 'to'", "from")
+            if (end - start).days > 3660:
+                raise ValidationError("the range may span at most ten years", "to")
+
+
+class LearnerQuerySchema(RangeQuerySchema):
+    q = fields.String(load_default="", validate=validate.Length(max=200))
+    sort = fields.String(load_default="last_access", validate=validate.OneOf(LEARNER_SORTS))
+    dir = fields.String(load_default="desc", validate=validate.OneOf(("asc", "desc")))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))
+
+
+class OverviewQuerySchema(Schema):
+    sort = fields.String(load_default="name", validate=validate.OneOf(OVERVIEW_SORTS))
+    dir = fields.String(load_default="asc", validate=validate.OneOf(("asc", "desc")))
