@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Blueprint, current_app, jsonify, redirect, render_template, url_for
+from flask import Blueprint, current_app, jsonify, redirect, url_for
 from flask_login import current_user
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,9 +19,9 @@ bp = Blueprint("meta", __name__)
 def home():
     if not current_user.is_authenticated:
         return redirect(url_for("auth.login"))
-    if current_user.role == "client" and current_user.client is not None:
-        return redirect(f"/billing/{current_user.client.slug}")
-    return render_template("home.html")
+    from .auth import home_for
+
+    return redirect(home_for(current_user))
 
 
 @bp.get("/healthz")

@@ -132,7 +132,9 @@ def test_the_navigation_hides_the_admin_from_non_admin_roles(role, world, client
 def test_admin_and_csm_see_the_admin_in_the_navigation(world, client, login):
     _, _, users, _ = world
     login(users["csm"])
-    html = client.get("/").get_data(as_text=True)
+    home = client.get("/")
+    assert home.status_code == 302 and home.headers["Location"].endswith("/admin/")
+    html = client.get("/admin/").get_data(as_text=True)
     assert 'href="/admin/"' in html and 'href="/admin/audit"' in html
     assert 'href="/admin/staff"' not in html
 

@@ -231,3 +231,12 @@ def test_learner_list_search_sort_and_detail(client, login, make_client, make_st
     assert [e[:3] for e in events] == [["2026-11-04 09:00 UTC", "Course B", "completed"],
                                        ["2026-11-03 10:00 UTC", "Course B", "launch"],
                                        ["2026-11-03 09:00 UTC", "Course A", "launch"]]
+
+
+def test_the_isolation_tests_cover_every_billing_page(app):
+    """A new billing route must join `client_routes` (or the overview pair) to be tested above."""
+    covered = {"/billing/<slug>", "/billing/<slug>/usage.csv", "/billing/<slug>/learners.csv",
+               "/billing/<slug>/learners", "/billing/<slug>/learners/<int:learner_id>", "/billing/",
+               "/billing/overview.csv"}
+    rules = {rule.rule for rule in app.url_map.iter_rules() if rule.endpoint.startswith("billing_pages.")}
+    assert rules == covered

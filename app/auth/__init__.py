@@ -46,10 +46,13 @@ def safe_next(target: str | None) -> str | None:
 
 
 def home_for(user: StaffUser) -> str:
-    """Client users land on their own billing page; staff on the home page."""
+    """Where each role's work starts: CSMs and admins at the clients, billing at
+    the overview, client users at their own organisation's usage."""
     if user.role == "client" and user.client is not None:
-        return f"/billing/{user.client.slug}"
-    return url_for("meta.home")
+        return url_for("billing_pages.client_usage", slug=user.client.slug)
+    if user.role in ("admin", "csm"):
+        return url_for("admin.clients")
+    return url_for("billing_pages.overview")
 
 
 def _login_rate_limit() -> str:
