@@ -106,6 +106,27 @@ def client_set_mode(slug, anonymised, confirm_name, as_json):
                                              f"merged {done['learners_merged']}." if anonymised else ""))
 
 
+@client_group.command("shred-pseudonyms")
+@click.argument("slug")
+@click.option("--confirm-name", required=True, help="The client's name, typed out.")
+@click.option("--json", "as_json", is_flag=True)
+def client_shred(slug, confirm_name, as_json):
+    """Delete the client's pseudonym salt for good (crypto-shredding) and deactivate it.
+
+    Stored counts stay; no stored pseudonym can be linked to a person again.
+    """
+    client = find_client(slug)
+    if confirm_name.strip() != client.name:
+        raise click.ClickException("--confirm-name does not match the client's name; nothing changed")
+    try:
+        client_service.shred_pseudonyms(db.session, client, actor=CLI_ACTOR)
+    except client_service.ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    current_app.extensions["client_directory"].clear()
+    emit(as_json, {"slug": client.slug, "salt": "deleted", "active": False},
+         f"The pseudonym salt of {client.slug} is deleted and the client deactivated.")
+
+
 @staff_group.command("create")
 @click.argument("email")
 @click.option("--role", type=click.Choice(ROLES), required=True)

@@ -142,12 +142,15 @@ class Pseudonymiser:
         return self._argon2(self.mac(key, normalised_student_id), key.salt, key.params)
 
     def name_digest(self, key: PseudonymKey, normalised_name: str) -> str:
-        """A keyed digest of a name: equal names give equal digests, nothing more."""
-        if not normalised_name:
+        """A keyed digest of a name: equal names give equal digests, nothing more.
+
+        Keyed by the secret and the client's salt, so shredding the salt
+        unlinks names as it unlinks IDs.
+        """
+        if not normalised_name or key is None or not key.salt:
             return ""
-        digest = hmac.new(
-            self.client_key(key.client_uid), b"name:" + normalised_name.encode("utf-8"), hashlib.sha256
-        ).digest()
+        name_key = hmac.new(self.client_key(key.client_uid), b"name-key:" + key.salt, hashlib.sha256).digest()
+        digest = hmac.new(name_key, b"name:" + normalised_name.encode("utf-8"), hashlib.sha256).digest()
         return "n:" + base64.b32encode(digest[:10]).decode("ascii").lower()
 
     def cache_info(self):

@@ -212,3 +212,30 @@ def test_stored_pseudonyms_through_the_endpoint(client, make_client):
     assert set(rows) == {acme.id, other.id}
     assert rows[acme.id] != rows[other.id]
     assert all(identity.startswith("p:") and "jane" not in identity for identity in rows.values())
+
+
+def test_shredding_a_client_unlinks_its_pseudonyms_for_good(app, client, runner, make_client):
+    """`client shred-pseudonyms`: the salt goes, counts stay, nobody returning is recognised or recorded."""
+    from app.models import AuditEntry
+
+    acme, key = make_client(name="Acme Anon", anonymised=True)
+    assert client.post(URL, json=beacon_body(key, student_id="s-1", student_name="Doe, Jane")).status_code == 204
+    refused = runner.invoke(args=["client", "shred-pseudonyms", acme.slug, "--confirm-name", "Someone Else"])
+    assert refused.exit_code != 0 and "does not match" in refused.output
+    result = runner.invoke(args=["client", "shred-pseudonyms", acme.slug, "--confirm-name", "Acme Anon", "--json"])
+    assert result.exit_code == 0, result.output
+    db.session.rollback()
+    acme = db.session.get(Client, acme.id)
+    assert acme.salt is None and acme.active is False
+    assert db.session.scalar(select(db.func.count()).select_from(Learner)) == 1
+    assert db.session.scalar(select(AuditEntry).where(AuditEntry.action == "client.shred_pseudonyms"))
+
+    # Even reactivated, it records no learner it cannot pseudonymise.
+    acme.active = True
+    db.session.commit()
+    app.extensions["client_directory"].clear()
+    response = client.post(URL, json=beacon_body(key, student_id="s-1"))
+    assert response.status_code == 403 and response.json["error"] == "pseudonyms_shredded"
+    assert Pseudonymiser(SECRET).name_digest(None, "Doe, Jane") == ""
+    again = runner.invoke(args=["client", "shred-pseudonyms", acme.slug, "--confirm-name", "Acme Anon"])
+    assert again.exit_code != 0 and "already" in again.output

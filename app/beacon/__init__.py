@@ -140,6 +140,9 @@ def receive_beacon():
             return _error(403, "unknown_key", "this key is unknown or no longer active")
         if not client.tracked:
             return _error(403, "untracked_licence", "this client's licence is not tracked")
+        if client.anonymised and client.pseudonym_key is None:
+            return _error(403, "pseudonyms_shredded",
+                          "this client's pseudonym salt was deleted; it records no more learners")
         if not client.origin_allowed(origin):
             g.origin_refused = True
             record_refused_origin(db.session, client.id, origin or "(none)")

@@ -197,6 +197,22 @@ def add_key(client: Client) -> str:
     return key
 
 
+def shred_pseudonyms(session: Session, client: Client, *, actor: str) -> None:
+    """Crypto-shredding: delete the client's salt, so its pseudonyms can never be linked again. Commits.
+
+    Counts over the stored rows stay as they were; nobody returning can be
+    recognised, so the client is deactivated and records no more learners.
+    """
+    if client.salt is None:
+        raise ClientError("this client's pseudonym salt was deleted already")
+    before = client_settings(client)
+    client.salt = None
+    client.active = False
+    audit.record(session, actor, "client.shred_pseudonyms", client.id, before,
+                 {**client_settings(client), "salt": "deleted"})
+    session.commit()
+
+
 # --- the directory the beacon path reads --------------------------------------
 
 
