@@ -11,11 +11,13 @@ are configured) and by nothing else.
 from __future__ import annotations
 
 import mimetypes
+import threading
 import uuid
 import zipfile
+from collections import OrderedDict
 from io import BytesIO
 
-from flask import Blueprint, Response, abort
+from flask import Blueprint, Response, abort, request
 from sqlalchemy import select
 
 from .extensions import db
@@ -31,17 +33,42 @@ def _framing_policy(client: Client) -> str:
             "form-action 'self'")
 
 
+class _ZipCache:
+    """Recently served contents per process, by (package, updated_at): a republish is a new key."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self.items, self.lock = budget, OrderedDict(), threading.Lock()
+
+    def get(self, key, load) -> bytes:
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        data = load()
+        with self.lock:
+            self.items[key] = data
+            for old in [k for k in self.items if k[0] == key[0] and k != key]:
+                del self.items[old]
+            while sum(len(v) for v in self.items.values()) > self.budget and len(self.items) > 1:
+                self.items.popitem(last=False)
+        return data
+
+
+_cache = _ZipCache(256 * 1024**2)
+
+
 @bp.get("/<uuid:package_id>/<path:path>")
 def content(package_id: uuid.UUID, path: str):
     row = db.session.execute(
-        select(RemoteContent, PackageIssue, Client)
+        select(RemoteContent.id, RemoteContent.launch_file, RemoteContent.beacon_key, RemoteContent.updated_at,
+               PackageIssue, Client)
         .join(PackageIssue, PackageIssue.package_id == RemoteContent.package_id)
         .join(Client, Client.id == PackageIssue.client_id)
         .where(RemoteContent.package_id == package_id)
     ).one_or_none()
     if row is None:
         abort(404)
-    remote, issue, client = row
+    content_id, launch_file, beacon_key, updated_at, issue, client = row
     if not client.active or not client.tracked:
         abort(404)
     try:
@@ -50,23 +77,26 @@ def content(package_id: uuid.UUID, path: str):
         abort(404)
 
     if name == packages.TRACKER_FILE:
-        body = packages.configured_tracker(beacon_url=packages.BEACON_PATH, key=remote.beacon_key,
+        body = packages.configured_tracker(beacon_url=packages.BEACON_PATH, key=beacon_key,
                                            course=issue.course_title, package_id=package_id,
                                            scorm_version=issue.scorm_version)
     elif name == packages.REMOTE_API_FILE:
         body = packages.remote_api_source()
     else:
-        with zipfile.ZipFile(BytesIO(remote.content)) as archive:
+        data = _cache.get((package_id, updated_at), lambda: db.session.scalar(
+            select(RemoteContent.content).where(RemoteContent.id == content_id)))
+        with zipfile.ZipFile(BytesIO(data)) as archive:
             try:
                 body = archive.read(name)
             except KeyError:
                 abort(404)
-        if name == remote.launch_file:
+        if name == launch_file:
             body = packages.inject_tracker(body, name, (packages.REMOTE_API_FILE, packages.TRACKER_FILE))
 
     mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
     response = Response(body, mimetype=mimetype)
-    # Republished content shows at the next launch: caches must ask again.
+    # Republished content shows at the next launch: caches must ask again (and get 304 when unchanged).
     response.headers["Cache-Control"] = "no-cache"
     response.headers["Content-Security-Policy"] = _framing_policy(client)
-    return response
+    response.add_etag()
+    return response.make_conditional(request)

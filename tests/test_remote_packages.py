@@ -63,6 +63,13 @@ def test_remote_package_of_authoring_content_stores_it_whole(make_client):
     assert "imsmanifest.xml" in zipfile.ZipFile(io.BytesIO(stored.content)).namelist()
 
 
+def test_launcher_checks_messages_against_the_servers_origin_as_browsers_write_it(make_client):
+    client, _ = make_client()
+    data, _ = packages.package_bytes(db.session, client=client, course_title="A", scorm_version="1.2",
+                                     mode="remote", server_url="https://Track.Vendor.Example:443", issued_by="t")
+    assert launcher_config(zipfile.ZipFile(io.BytesIO(data)))["serverOrigin"] == "https://track.vendor.example"
+
+
 def test_remote_is_refused_for_a_perpetual_client(make_client):
     client, _ = make_client(licence="perpetual")
     with pytest.raises(packages.PackageError, match="perpetual-licence client gets untracked packages"):
@@ -95,7 +102,9 @@ def test_launch_page_is_served_with_relay_and_tracker_and_may_be_framed_by_the_l
     assert config == {"url": "/api/v1/beacons", "key": stored.beacon_key, "course": "Anti-Bribery",
                       "packageId": str(built.issue.package_id), "scormVersion": "1.2"}
     assert b"scorm-remote=" in client.get(f"{base}/scorm-remote-api.js").data
-    assert client.get(f"{base}/course.css").mimetype == "text/css"
+    css = client.get(f"{base}/course.css")
+    assert css.mimetype == "text/css" and css.headers["ETag"]
+    assert client.get(f"{base}/course.css", headers={"If-None-Match": css.headers["ETag"]}).status_code == 304
     # Other pages keep the app's own policy.
     assert client.get("/healthz").headers.get("X-Frame-Options", "DENY") == "DENY"
 

@@ -62,6 +62,7 @@ REMOTE_PREFIX = "/remote"
 RESERVED_FILES = (TRACKER_FILE, REMOTE_API_FILE)
 MAX_FILES = 20_000
 MAX_CONTENT_BYTES = 2 * 1024**3
+MAX_REMOTE_BYTES = 512 * 1024**2  # PostgreSQL's bytea holds 1 GiB; every app server may cache it
 # Left out of wrapped content: operating-system clutter, never course files.
 JUNK = re.compile(r"(^|/)(__MACOSX/|\.DS_Store$|Thumbs\.db$|desktop\.ini$)")
 _HTML = (".html", ".htm")
@@ -472,6 +473,7 @@ def republish(session: Session, *, package_id: uuid.UUID, content: str | Path | 
 
 
 def _content_zip(course: Content) -> bytes:
+    """The course as one zip for ``RemoteContent`` (at most MAX_REMOTE_BYTES: it lives in a database row)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         if course.manifest is not None:
@@ -479,6 +481,9 @@ def _content_zip(course: Content) -> bytes:
         for name in course.files:
             if name != "imsmanifest.xml":
                 archive.writestr(name, course.read(name))
+                if buffer.tell() > MAX_REMOTE_BYTES:
+                    raise PackageError(f"a remote package's content is at most {MAX_REMOTE_BYTES // 1024**2} MiB "
+                                       "zipped; build a deployed package instead")
     return buffer.getvalue()
 
 
@@ -488,8 +493,7 @@ REMOTE_LAUNCHER_FILES = ("index.html", "remote-launcher.js", "remote-launcher.cs
 def _write_remote_zip(out, title: str, scorm_version: str, package_id: uuid.UUID, server_url: str,
                       launch: str) -> None:
     folder = PACKAGE_SOURCE / "remote"
-    parts = urlsplit(server_url)
-    config = json.dumps({"serverOrigin": f"{parts.scheme}://{parts.netloc}", "scormVersion": scorm_version,
+    config = json.dumps({"serverOrigin": origin_of(server_url), "scormVersion": scorm_version,
                          "contentUrl": remote_url(server_url, package_id, launch)}, ensure_ascii=True)
     launcher = (folder / "remote-launcher.js").read_text(encoding="utf-8")
     if LAUNCHER_MARK not in launcher:
@@ -501,6 +505,17 @@ def _write_remote_zip(out, title: str, scorm_version: str, package_id: uuid.UUID
         archive.writestr("remote-launcher.js", launcher.replace(LAUNCHER_MARK, config, 1))
         archive.writestr("remote-launcher.css", (folder / "remote-launcher.css").read_bytes())
         archive.writestr(TRACKER_FILE, tracker_source())  # unconfigured: only its API finder is used
+
+
+def origin_of(url: str) -> str:
+    """The origin as a browser writes it (``event.origin``): lower-case host, no default port."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    port = f":{parts.port}" if parts.port and parts.port != default else ""
+    return f"{parts.scheme}://{host}{port}"
 
 
 def remote_url(server_url: str, package_id: uuid.UUID, path: str) -> str:
