@@ -158,7 +158,8 @@ def test_cli_builds_remote_then_republish_replaces_the_content(runner, make_clie
 
     folder = tmp_path / "v2"
     folder.mkdir()
-    (folder / "index.html").write_text("<!DOCTYPE html><html><head><title>v2</title></head><body>Version 2</body></html>")
+    (folder / "index.html").write_text("<!DOCTYPE html><html><head><title>v2</title></head>"
+                                       "<body>Version 2</body></html>")
     result = runner.invoke(args=["package", "republish", "--package", package_id, "--content", str(folder), "--json"])
     assert result.exit_code == 0, result.output
     page = client.get(f"/remote/{package_id}/index.html").get_data(as_text=True)
@@ -167,8 +168,9 @@ def test_cli_builds_remote_then_republish_replaces_the_content(runner, make_clie
     entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "package.republish"))
     assert entry.actor == "cli" and entry.after["package_id"] == package_id
 
-    wrong = runner.invoke(args=["package", "republish", "--package", package_id, "--content", str(tmp_path / "remote.zip")])
-    assert wrong.exit_code != 0  # the thin zip itself is not a course
+    wrong = runner.invoke(args=["package", "republish", "--package", package_id,
+                                "--content", str(tmp_path / "remote.zip")])
+    assert wrong.exit_code != 0 and "already holds" in wrong.output  # the thin zip itself is not a course
     deployed = runner.invoke(args=["package", "build", "--client", customer.slug, "--course", "Ethics",
                                    "--scorm", "1.2", "-o", str(tmp_path / "d.zip"), "--json"])
     other = json.loads(deployed.output)["package_id"]
