@@ -217,6 +217,21 @@ def package_build(client_slug, course_title, scorm_version, content, mode, serve
     emit(as_json, data, f"Wrote {target} (SCORM {built.scorm_version}, {what}), package {data['package_id']}.")
 
 
+@package_group.command("republish")
+@click.option("--package", "package_id", type=click.UUID, required=True, help="The remote package's ID.")
+@click.option("--content", type=click.Path(exists=True), required=True,
+              help="The new course: a folder or zip with index.html, or an authoring tool's SCORM zip.")
+@click.option("--json", "as_json", is_flag=True)
+def package_republish(package_id, content, as_json):
+    """Replace a remote package's course on this server; every LMS shows it at the next launch."""
+    try:
+        remote = package_service.republish(db.session, package_id=package_id, content=content, actor=CLI_ACTOR)
+    except package_service.PackageError as exc:
+        raise click.ClickException(str(exc)) from None
+    data = {"package_id": str(package_id), "launch_file": remote.launch_file, "bytes": len(remote.content)}
+    emit(as_json, data, f"Republished package {package_id} ({data['bytes']} bytes, opens {remote.launch_file}).")
+
+
 @demo_group.command("init")
 def demo_init():
     """Create a demo admin and a demo client once; print their credentials once."""

@@ -221,6 +221,25 @@ class PackageIssue(db.Model):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class RemoteContent(db.Model):
+    """The course content of a remote package, kept here so every app server can serve it.
+
+    ``content`` is the course as a zip; ``launch_file`` is the page the launcher opens;
+    ``beacon_key`` is the package's own beacon key, written into the tracker served
+    with the content (it is as public as a deployed package's key).
+    """
+
+    __tablename__ = "remote_contents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    package_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("package_issues.package_id", ondelete="CASCADE"), unique=True)
+    launch_file: Mapped[str] = mapped_column(String(1000))
+    beacon_key: Mapped[str] = mapped_column(String(255))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
 class StaffUser(db.Model):
     __tablename__ = "staff_users"
 

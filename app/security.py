@@ -19,5 +19,7 @@ def init_app(app: Flask) -> None:
         response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
         if response.mimetype == "text/html":
             response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-            response.headers.setdefault("X-Frame-Options", "DENY")
+            # A view that allows framing (remote package content) sets its own frame-ancestors.
+            if "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]:
+                response.headers.setdefault("X-Frame-Options", "DENY")
         return response

@@ -293,5 +293,7 @@
     }
   }
 
+  // The remote package's launcher loads this file unconfigured to find the LMS API the same way.
+  window.ScormUsageTracker = { findApi: findApi, VERSIONS: VERSIONS };
   safe(start)();
 })(window);

@@ -206,8 +206,6 @@ def test_inactive_client_and_bad_settings_are_refused(make_client):
     client, _ = make_client()
     with pytest.raises(packages.PackageError, match="http"):
         build(client, server_url="http://track.vendor.example")
-    with pytest.raises(packages.PackageError, match="remote packages are not available"):
-        build(client, mode="remote")
     with pytest.raises(packages.PackageError, match="empty"):
         build(client, title="   ")
     client.active = False

@@ -338,3 +338,52 @@ def test_plain_content_is_counted_and_gets_the_session_the_tracker_opened(lms, c
     assert page.evaluate("window.lmsLog") == ["Initialize", "Finish"]
     wait_for(lambda: count(Event) == 2)
     assert [e.kind for e in events()] == ["launch", "completed"]
+
+
+# --- remote packages: the launcher in the LMS, the course from the server ------------------
+
+
+def remote_frame(page):
+    return page.frame_locator("#content").frame_locator("#remote-content")
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("version", ["1.2", "2004"])
+def test_remote_package_relays_completion_to_the_lms_and_republish_shows_at_once(
+        version, lms, context, live_server, make_client, tmp_path, screenshots_dir):
+    client, _ = make_client(origins=[lms.url])
+    data, built = packages.package_bytes(db.session, client=client, course_title="Anti-Bribery",
+                                         scorm_version=version, mode="remote", server_url=live_server.url,
+                                         issued_by="test")
+    launch = lms.add("remote", data)
+    page = context.new_page()
+    seen = watch(page, live_server.url)
+    page.goto(lms.page(version, f"{launch}/index.html"))
+
+    frame = remote_frame(page)
+    frame.locator("#next").click()
+    frame.locator("#complete").click()
+    wait_for(lambda: count(Event) == 2)
+    page.screenshot(path=str(screenshots_dir / f"package-remote-scorm{version.replace('.', '')}.png"))
+    assert [e.kind for e in events()] == ["launch", "completed"]
+    learner = db.session.scalar(select(Learner))
+    assert (learner.identity, learner.name) == ("jane@example.com", "Doe, Jane")
+    usage = db.session.scalar(select(DailyUsage))
+    assert (usage.launches, usage.completions) == (1, 1)
+    # The LMS's own runtime got the status through the relay; its session was opened once (by the launcher).
+    element = "window.API.cmi.core.lesson_status" if version == "1.2" else "window.API_1484_11.cmi.completion_status"
+    wait_for(lambda: page.evaluate(element) == "completed", what="the LMS to receive the status")
+    assert page.evaluate("window.lmsLog") == ["Initialize"]
+    assert seen["errors"] == [] and sorted(set(seen["statuses"])) == [200, 204]
+    page.close()
+
+    folder = tmp_path / "v2"
+    folder.mkdir()
+    (folder / "index.html").write_text('<!DOCTYPE html><html><head><title>v2</title></head>'
+                                       '<body><p id="state">Version 2</p></body></html>')
+    packages.republish(db.session, package_id=built.issue.package_id, content=folder, actor="test")
+    again = context.new_page()
+    again.goto(lms.page(version, f"{launch}/index.html"))
+    remote_frame(again).locator("#state", has_text="Version 2").wait_for()
+    wait_for(lambda: count(Event) == 3)
+    assert db.session.scalar(select(DailyUsage.launches)) == 2

@@ -17,6 +17,12 @@ issued here in the same transaction as its ``PackageIssue``: each package's key
 can be told apart (its prefix is in the audit entry) and rotating the client's
 keys retires every package at once. A perpetual-licence client gets an
 untracked package: no tracker, no key, no server address.
+
+A remote package (tracked clients only) is a thin zip: our manifest, a launcher
+page and script that open the course from this server (``/remote/<package_id>/``)
+in a full-size iframe and relay its SCORM calls to the LMS. The course itself
+is kept in ``RemoteContent`` with the package's beacon key; ``republish``
+replaces it, and the next launch on every LMS shows the new content.
 """
 
 from __future__ import annotations
@@ -32,14 +38,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 from xml.etree import ElementTree
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..identity import InvalidIdentity, has_control_characters, normalise_course_title
-from ..models import Client, PackageIssue
+from ..models import Client, PackageIssue, RemoteContent, utcnow
 from . import audit
 from . import clients as client_service
 
@@ -49,8 +56,13 @@ MODES = ("deployed", "remote")
 TRACKER_FILE = "scorm-usage-tracker.js"
 BEACON_PATH = "/api/v1/beacons"
 CONFIG_MARK = "/*@TRACKER_CONFIG@*/ null"
+LAUNCHER_MARK = "/*@LAUNCHER_CONFIG@*/ null"
+REMOTE_API_FILE = "scorm-remote-api.js"
+REMOTE_PREFIX = "/remote"
+RESERVED_FILES = (TRACKER_FILE, REMOTE_API_FILE)
 MAX_FILES = 20_000
 MAX_CONTENT_BYTES = 2 * 1024**3
+MAX_REMOTE_BYTES = 512 * 1024**2  # PostgreSQL's bytea holds 1 GiB; every app server may cache it
 # Left out of wrapped content: operating-system clutter, never course files.
 JUNK = re.compile(r"(^|/)(__MACOSX/|\.DS_Store$|Thumbs\.db$|desktop\.ini$)")
 _HTML = (".html", ".htm")
@@ -303,12 +315,15 @@ _HTML_TAG = re.compile(rb"<html(\s[^>]*)?>", re.IGNORECASE)
 _DOCTYPE = re.compile(rb"<!doctype[^>]*>", re.IGNORECASE)
 
 
-def inject_tracker(html: bytes, launch: str) -> bytes:
-    """Load the tracker first thing in <head>, so it sees the content's first SCORM call."""
+def inject_tracker(html: bytes, launch: str, scripts: tuple[str, ...] = (TRACKER_FILE,)) -> bytes:
+    """Load the tracker (and ``scripts`` before it) first thing in <head>, so it sees the first SCORM call."""
     if html.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise PackageError(f"launch file {launch!r} is UTF-16; save it as UTF-8")
-    src = posixpath.relpath(TRACKER_FILE, posixpath.dirname(launch) or ".")
-    tag = b'<script src="' + src.encode("utf-8") + b'"></script>'
+    tags = []
+    for script in scripts:
+        src = posixpath.relpath(script, posixpath.dirname(launch) or ".")
+        tags.append(b'<script src="' + src.encode("utf-8") + b'"></script>')
+    tag = b"\n".join(tags)
     for pattern in (_HEAD, _HTML_TAG, _DOCTYPE):
         match = pattern.search(html)
         if match:
@@ -333,6 +348,33 @@ def check_server_url(raw: str | None) -> str:
 # --- the build ----------------------------------------------------------------------
 
 
+def _course(content, title: str, scorm_version: str, tracked: bool, opened: list) -> tuple[Content, list[str]]:
+    """The course to package and its launch files, checked."""
+    if content is None:
+        files = _placeholder(title, scorm_version)
+        course = Content(files={name: (lambda b=body: b) for name, body in files.items()})
+    else:
+        course = _open_content(content, opened)
+    if course.manifest is not None:
+        found_version, launches = read_manifest(course.manifest)
+        if found_version != scorm_version:
+            raise PackageError(f"the content is a SCORM {found_version} package, not SCORM {scorm_version}")
+        missing = [name for name in launches if name not in course.files]
+        if missing:
+            raise PackageError(f"imsmanifest.xml launches {missing[0]!r}, which is not in the content")
+    else:
+        launches = ["index.html"]
+    if tracked:
+        wrong = [name for name in launches if not name.lower().endswith(_HTML)]
+        if wrong:
+            raise PackageError(f"launch file {wrong[0]!r} is not an HTML page the tracker can be added to")
+        reserved = [name for name in RESERVED_FILES if name in course.files]
+        if reserved:
+            raise PackageError(f"the content already holds {reserved[0]}: it was built here before; "
+                               "wrap the original course instead")
+    return course, launches
+
+
 def build_package(session: Session, *, client: Client, course_title: str, scorm_version: str,
                   out: str | Path | BinaryIO, content: str | Path | BinaryIO | None = None,
                   mode: str = "deployed", server_url: str | None, issued_by: str) -> BuiltPackage:
@@ -342,7 +384,7 @@ def build_package(session: Session, *, client: Client, course_title: str, scorm_
     file holding a zip (an upload). ``out``: a path or a writable binary file.
     ``server_url``: the server as learners' browsers reach it (PUBLIC_URL);
     unused for a perpetual-licence client, whose package is untracked
-    whatever ``mode`` says. ``issued_by``: the staff e-mail, or "cli".
+    (a remote package is refused for it). ``issued_by``: the staff e-mail, or "cli".
     Raises PackageError with a message fit for the person who asked.
     """
     if not client.active:
@@ -352,8 +394,9 @@ def build_package(session: Session, *, client: Client, course_title: str, scorm_
     if mode not in MODES:
         raise PackageError(f"mode must be one of {', '.join(MODES)}")
     tracked = client.tracked
-    if mode == "remote" and tracked:
-        raise PackageError("remote packages are not available yet; build a deployed package")
+    if mode == "remote" and not tracked:
+        raise PackageError("a perpetual-licence client gets untracked packages, which are always deployed; "
+                           "build without --mode remote")
     try:
         title = normalise_course_title(course_title)
     except InvalidIdentity as exc:
@@ -363,37 +406,26 @@ def build_package(session: Session, *, client: Client, course_title: str, scorm_
 
     opened: list = []
     try:
-        if content is None:
-            files = _placeholder(title, scorm_version)
-            course = Content(files={name: (lambda b=body: b) for name, body in files.items()})
-        else:
-            course = _open_content(content, opened)
-        if course.manifest is not None:
-            found_version, launches = read_manifest(course.manifest)
-            if found_version != scorm_version:
-                raise PackageError(f"the content is a SCORM {found_version} package, not SCORM {scorm_version}")
-            missing = [name for name in launches if name not in course.files]
-            if missing:
-                raise PackageError(f"imsmanifest.xml launches {missing[0]!r}, which is not in the content")
-        else:
-            launches = ["index.html"]
-        if tracked:
-            wrong = [name for name in launches if not name.lower().endswith(_HTML)]
-            if wrong:
-                raise PackageError(f"launch file {wrong[0]!r} is not an HTML page the tracker can be added to")
-            if TRACKER_FILE in course.files:
-                raise PackageError(f"the content already holds {TRACKER_FILE}: it was built here before; "
-                                   "wrap the original course instead")
+        course, launches = _course(content, title, scorm_version, tracked, opened)
+        if mode == "remote" and len(launches) > 1:
+            raise PackageError(f"a remote package opens one launch file; the content's manifest lists "
+                               f"{len(launches)} SCOs")
 
         issue = PackageIssue(package_id=uuid.uuid4(), client_id=client.id, course_title=title,
                              scorm_version=scorm_version, mode=mode if tracked else "untracked",
                              issued_by=issued_by)
         session.add(issue)
         key = client_service.add_key(client) if tracked else None
-        _write_zip(out, course, launches, title, scorm_version, issue.package_id,
-                   tracker=configured_tracker(beacon_url=server_url + BEACON_PATH, key=key, course=title,
-                                              package_id=issue.package_id, scorm_version=scorm_version)
-                   if tracked else None)
+        if mode == "remote":
+            session.flush()
+            session.add(RemoteContent(package_id=issue.package_id, launch_file=launches[0], beacon_key=key,
+                                      content=_content_zip(course)))
+            _write_remote_zip(out, title, scorm_version, issue.package_id, server_url, launches[0])
+        else:
+            _write_zip(out, course, launches, title, scorm_version, issue.package_id,
+                       tracker=configured_tracker(beacon_url=server_url + BEACON_PATH, key=key, course=title,
+                                                  package_id=issue.package_id, scorm_version=scorm_version)
+                       if tracked else None)
         session.flush()
         built = BuiltPackage(issue=issue, mode=issue.mode, scorm_version=scorm_version, launch_files=launches,
                              key_prefix=key[:8] if key else None, server_url=server_url if tracked else None)
@@ -410,6 +442,88 @@ def build_package(session: Session, *, client: Client, course_title: str, scorm_
     finally:
         for thing in reversed(opened):
             thing.close()
+
+
+def republish(session: Session, *, package_id: uuid.UUID, content: str | Path | BinaryIO, actor: str) -> RemoteContent:
+    """Replace a remote package's course on the server; every LMS shows it at the next launch. Commits."""
+    remote = session.scalar(select(RemoteContent).where(RemoteContent.package_id == package_id))
+    issue = session.scalar(select(PackageIssue).where(PackageIssue.package_id == package_id))
+    if remote is None or issue is None:
+        raise PackageError(f"package {package_id} is not a remote package")
+    opened: list = []
+    try:
+        course, launches = _course(content, issue.course_title, issue.scorm_version, True, opened)
+        if len(launches) > 1:
+            raise PackageError(f"a remote package opens one launch file; the content's manifest lists "
+                               f"{len(launches)} SCOs")
+        before = {"launch_file": remote.launch_file, "bytes": len(remote.content)}
+        remote.content = _content_zip(course)
+        remote.launch_file = launches[0]
+        remote.updated_at = utcnow()
+        audit.record(session, actor, "package.republish", issue.client_id, before, {
+            "package_id": str(package_id), "launch_file": launches[0], "bytes": len(remote.content)})
+        session.commit()
+        return remote
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        for thing in reversed(opened):
+            thing.close()
+
+
+def _content_zip(course: Content) -> bytes:
+    """The course as one zip for ``RemoteContent`` (at most MAX_REMOTE_BYTES: it lives in a database row)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        if course.manifest is not None:
+            archive.writestr("imsmanifest.xml", course.manifest)
+        for name in course.files:
+            if name != "imsmanifest.xml":
+                archive.writestr(name, course.read(name))
+                if buffer.tell() > MAX_REMOTE_BYTES:
+                    raise PackageError(f"a remote package's content is at most {MAX_REMOTE_BYTES // 1024**2} MiB "
+                                       "zipped; build a deployed package instead")
+    return buffer.getvalue()
+
+
+REMOTE_LAUNCHER_FILES = ("index.html", "remote-launcher.js", "remote-launcher.css", TRACKER_FILE)
+
+
+def _write_remote_zip(out, title: str, scorm_version: str, package_id: uuid.UUID, server_url: str,
+                      launch: str) -> None:
+    folder = PACKAGE_SOURCE / "remote"
+    config = json.dumps({"serverOrigin": origin_of(server_url), "scormVersion": scorm_version,
+                         "contentUrl": remote_url(server_url, package_id, launch)}, ensure_ascii=True)
+    launcher = (folder / "remote-launcher.js").read_text(encoding="utf-8")
+    if LAUNCHER_MARK not in launcher:
+        raise RuntimeError("scorm_package/remote/remote-launcher.js lost its configuration mark")
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("imsmanifest.xml", render_manifest(scorm_version, title, package_id, "index.html",
+                                                            sorted(REMOTE_LAUNCHER_FILES)))
+        archive.writestr("index.html", _templates.get_template("remote/index.html").render(title=title))
+        archive.writestr("remote-launcher.js", launcher.replace(LAUNCHER_MARK, config, 1))
+        archive.writestr("remote-launcher.css", (folder / "remote-launcher.css").read_bytes())
+        archive.writestr(TRACKER_FILE, tracker_source())  # unconfigured: only its API finder is used
+
+
+def origin_of(url: str) -> str:
+    """The origin as a browser writes it (``event.origin``): lower-case host, no default port."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    port = f":{parts.port}" if parts.port and parts.port != default else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def remote_url(server_url: str, package_id: uuid.UUID, path: str) -> str:
+    return f"{server_url}{REMOTE_PREFIX}/{package_id}/{quote(path)}"
+
+
+def remote_api_source() -> bytes:
+    return (PACKAGE_SOURCE / "remote" / REMOTE_API_FILE).read_bytes()
 
 
 def _placeholder(title: str, scorm_version: str) -> dict[str, bytes]:
