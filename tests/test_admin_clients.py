@@ -228,6 +228,22 @@ def test_build_and_download_a_package(client, csm, make_client):
     assert "Anti-Bribery" in client.get(f"/admin/clients/{acme.slug}/packages").get_data(as_text=True)
 
 
+def test_build_a_remote_package_from_the_admin(client, csm, make_client):
+    from app.models import RemoteContent
+
+    acme, _ = make_client(name="Acme")
+    response = client.post(f"/admin/clients/{acme.slug}/packages", data={
+        "csrf_token": token(client), "course_title": "Fire Safety", "scorm_version": "1.2", "mode": "remote",
+    })
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    names = zipfile.ZipFile(io.BytesIO(response.data)).namelist()
+    assert "imsmanifest.xml" in names and "course.js" not in names
+    db.session.rollback()
+    issue = db.session.scalar(select(PackageIssue).where(PackageIssue.client_id == acme.id))
+    assert issue.mode == "remote"
+    assert db.session.scalar(select(RemoteContent).where(RemoteContent.package_id == issue.package_id)) is not None
+
+
 def test_upload_content_and_perpetual_download(client, csm, make_client):
     perpetual, _ = make_client(name="Forever Ltd", licence="perpetual")
     course = io.BytesIO()

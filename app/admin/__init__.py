@@ -268,7 +268,8 @@ def client_packages(slug: str):
         try:
             data, built = package_service.package_bytes(
                 db.session, client=client, course_title=form.course_title.data,
-                scorm_version=form.scorm_version.data, content=content, mode="deployed",
+                scorm_version=form.scorm_version.data, content=content,
+                mode=form.mode.data if client.tracked else "deployed",
                 server_url=current_app.config["PUBLIC_URL"], issued_by=_actor())
         except package_service.PackageError as exc:
             db.session.rollback()

@@ -82,6 +82,10 @@ class PackageForm(FlaskForm):
                                                            Length(max=300)])
     scorm_version = SelectField("SCORM version", choices=choices([("1.2", "SCORM 1.2"), ("2004", "SCORM 2004 (4th ed.)")]),
                                 default="1.2")
+    mode = SelectField("Kind", choices=choices([
+        ("deployed", "Deployed: the course inside the zip"),
+        ("remote", "Remote: a thin launcher; the course loads from this server and can be republished"),
+    ]), default="deployed")
     content = FileField("Course content (optional zip)")
 
 
