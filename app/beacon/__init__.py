@@ -144,7 +144,7 @@ def receive_beacon():
             return _error(403, "pseudonyms_shredded",
                           "this client's pseudonym salt was deleted; it records no more learners")
         # Remote package content is served from here: its framing is limited to the client's origins.
-        own_origin = origin is not None and origin == request.host_url.rstrip("/")
+        own_origin = origin is not None and origin in _own_origins()
         if not own_origin and not client.origin_allowed(origin):
             g.origin_refused = True
             record_refused_origin(db.session, client.id, origin or "(none)")
@@ -164,6 +164,18 @@ def receive_beacon():
         log.warning("beacon not stored, storage unavailable: %s", type(exc).__name__)
         return _retry_after(_error(503, "unavailable", "storage is unavailable, try again later"))
     return Response(status=204)
+
+
+def _own_origins() -> set[str]:
+    """This server's origin as browsers send it: from PUBLIC_URL (behind a proxy) and the request."""
+    from ..services.clients import ClientError, normalise_origin
+
+    origins = {request.host_url.rstrip("/")}
+    try:
+        origins.add(normalise_origin(current_app.config["PUBLIC_URL"]))
+    except ClientError:
+        pass
+    return origins
 
 
 def _host(origin: str | None) -> str | None:
