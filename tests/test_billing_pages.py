@@ -240,3 +240,16 @@ def test_the_isolation_tests_cover_every_billing_page(app):
                "/billing/overview.csv"}
     rules = {rule.rule for rule in app.url_map.iter_rules() if rule.endpoint.startswith("billing_pages.")}
     assert rules == covered
+
+
+def test_chart_draws_each_days_figures(client, login, make_client, make_staff):
+    acme, key = make_client(name="Acme")
+    one_launch(client, key, student="s-1")
+    one_launch(client, key, student="s-1")
+    one_launch(client, key, student="s-2", when=WHEN + dt.timedelta(days=1))
+    login(make_staff("billing"))
+    html = client.get(f"/billing/{acme.slug}?{RANGE}").get_data(as_text=True)
+    assert '<svg class="chart"' in html
+    assert "<title>2026-11-03: 1 unique users, 2 launches</title>" in html
+    assert "<title>2026-11-04: 1 unique users, 1 launches</title>" in html
+    assert "<title>2026-11-05: 0 unique users, 0 launches</title>" in html

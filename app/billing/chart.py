@@ -1,8 +1,9 @@
 """The daily usage chart as server-rendered SVG: no JavaScript, nothing for the CSP to allow.
 
 Bars are unique users per day, the line is launches per day, on one scale
-(a day's launches are never fewer than its users). Every piece of text is
-escaped here, since this markup is handed to the template as safe.
+(a day's launches are never fewer than its users). This module only works
+out the geometry; ``templates/billing/_chart.html`` draws it, so Jinja's
+autoescaping covers every piece of text and nothing is marked safe.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
-from markupsafe import Markup, escape
+from dataclasses import dataclass, field
 
 from ..services.billing import DayTotal
 
@@ -30,8 +31,30 @@ def _axis(largest: int) -> tuple[int, int]:
     return step, top
 
 
-def daily_chart(days: list[DayTotal], start: dt.date, end: dt.date, today: dt.date | None = None) -> Markup:
-    """An inline <svg> for the range; days without use are zero, days after ``today`` are not drawn."""
+@dataclass
+class DailyChart:
+    """Everything the SVG template needs, in SVG user units."""
+
+    width: int
+    height: int
+    left: int
+    right_edge: int
+    description: str
+    gridlines: list[tuple[int, float]] = field(default_factory=list)   # (value, y)
+    day_labels: list[tuple[float, str]] = field(default_factory=list)  # (x, "01 Nov")
+    bars: list[dict] = field(default_factory=list)                     # x, y, width, height, tip
+    points: list[tuple[float, float]] = field(default_factory=list)    # launches line
+    dots: bool = True
+    label_y: int = 0
+    legend_y: int = 0
+
+    @property
+    def polyline(self) -> str:
+        return " ".join(f"{x:.1f},{y:.1f}" for x, y in self.points)
+
+
+def daily_chart(days: list[DayTotal], start: dt.date, end: dt.date, today: dt.date | None = None) -> DailyChart:
+    """The chart for the range; days without use are zero, days after ``today`` are not drawn."""
     by_day = {row.day: row for row in days}
     span = (end - start).days + 1
     drawn = span if today is None else max(0, min(span, (today - start).days + 1))
@@ -44,41 +67,26 @@ def daily_chart(days: list[DayTotal], start: dt.date, end: dt.date, today: dt.da
     def y(value: int) -> float:
         return TOP + plot_h - plot_h * value / top
 
-    parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="chart-title chart-desc" '
-        f'xmlns="http://www.w3.org/2000/svg">',
-        f'<title id="chart-title">{escape("Daily unique users and launches")}</title>',
-        f'<desc id="chart-desc">{escape(f"From {start.isoformat()} to {end.isoformat()}, UTC days.")}</desc>',
-    ]
-    for value in range(0, top + 1, step):
-        parts.append(f'<line class="grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(value):.1f}" y2="{y(value):.1f}"/>')
-        parts.append(f'<text class="axis" x="{LEFT - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{value}</text>')
+    chart = DailyChart(
+        width=WIDTH, height=HEIGHT, left=LEFT, right_edge=WIDTH - RIGHT,
+        description=f"From {start.isoformat()} to {end.isoformat()}, UTC days.",
+        dots=span <= 62, label_y=HEIGHT - BOTTOM + 16, legend_y=HEIGHT - 10,
+    )
+    chart.gridlines = [(value, y(value)) for value in range(0, top + 1, step)]
     label_every = max(1, math.ceil(span / 10))
-    points = []
     for i in range(span):
         day = start + dt.timedelta(days=i)
         if i % label_every == 0:
-            parts.append(f'<text class="axis" x="{LEFT + slot * i + slot / 2:.1f}" y="{HEIGHT - BOTTOM + 16}" '
-                         f'text-anchor="middle">{escape(day.strftime("%d %b"))}</text>')
+            chart.day_labels.append((LEFT + slot * i + slot / 2, day.strftime("%d %b")))
         if i >= drawn:
             continue
         row = series[i]
         users = row.unique_users if row else 0
         day_launches = row.launches if row else 0
-        x = LEFT + slot * i + (slot - bar_w) / 2
-        tip = escape(f"{day.isoformat()}: {users} unique users, {day_launches} launches")
-        parts.append(f'<rect class="bar" x="{x:.1f}" y="{y(users):.1f}" width="{bar_w:.1f}" '
-                     f'height="{plot_h - (y(users) - TOP):.1f}"><title>{tip}</title></rect>')
-        points.append(f"{LEFT + slot * i + slot / 2:.1f},{y(day_launches):.1f}")
-    parts.append(f'<polyline class="line" points="{" ".join(points)}"/>')
-    if span <= 62:
-        for point in points:
-            cx, cy = point.split(",")
-            parts.append(f'<circle class="dot" cx="{cx}" cy="{cy}" r="2.5"/>')
-    legend_y = HEIGHT - 10
-    parts.append(f'<rect class="bar" x="{LEFT}" y="{legend_y - 9}" width="12" height="10"/>')
-    parts.append(f'<text class="legend" x="{LEFT + 18}" y="{legend_y}">Unique users (distinct per day)</text>')
-    parts.append(f'<line class="line" x1="{LEFT + 240}" x2="{LEFT + 262}" y1="{legend_y - 4}" y2="{legend_y - 4}"/>')
-    parts.append(f'<text class="legend" x="{LEFT + 268}" y="{legend_y}">Launches</text>')
-    parts.append("</svg>")
-    return Markup("".join(parts))
+        chart.bars.append({
+            "x": LEFT + slot * i + (slot - bar_w) / 2, "y": y(users), "width": bar_w,
+            "height": plot_h - (y(users) - TOP),
+            "tip": f"{day.isoformat()}: {users} unique users, {day_launches} launches",
+        })
+        chart.points.append((LEFT + slot * i + slot / 2, y(day_launches)))
+    return chart
