@@ -8,6 +8,7 @@ the repository.
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import zipfile
 from functools import cache
@@ -171,6 +172,13 @@ AUTHORING_PAGE = """<!DOCTYPE html>
 <body><p id="state">loading</p><script src="story.js"></script></body>
 </HTML>
 """
+
+
+def script_config(archive, name: str) -> dict:
+    """The ``var CONFIG = {...};`` the builder wrote into a script of a built package."""
+    source = archive.read(name).decode()
+    line = next(line for line in source.splitlines() if "var CONFIG =" in line)
+    return json.loads(line.split("=", 1)[1].strip().rstrip(";"))
 
 
 def authoring_zip(version: str) -> bytes:

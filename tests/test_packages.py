@@ -17,7 +17,7 @@ from app.extensions import db
 from app.models import AuditEntry, ClientKey, Event, PackageIssue
 from app.services import packages
 from conftest import beacon_body
-from scorm_content import authoring_zip, validate
+from scorm_content import authoring_zip, script_config, validate
 
 SERVER = "https://track.vendor.example"
 
@@ -30,9 +30,7 @@ def build(client, version="1.2", content=None, title="Anti-Bribery", **kwargs):
 
 
 def tracker_config(archive: zipfile.ZipFile) -> dict:
-    source = archive.read(packages.TRACKER_FILE).decode()
-    line = next(line for line in source.splitlines() if "var CONFIG =" in line)
-    return json.loads(line.split("=", 1)[1].strip().rstrip(";"))
+    return script_config(archive, packages.TRACKER_FILE)
 
 
 @pytest.mark.parametrize("version", ["1.2", "2004"])

@@ -13,6 +13,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from ..extensions import db, limiter
 from ..identity import InvalidIdentity
 from ..schemas import BeaconSchema
+from ..services.clients import ClientError, normalise_origin
 from ..services.ingest import Beacon, record_beacon, record_refused_origin
 
 bp = Blueprint("beacon", __name__, url_prefix="/api/v1")
@@ -144,8 +145,7 @@ def receive_beacon():
             return _error(403, "pseudonyms_shredded",
                           "this client's pseudonym salt was deleted; it records no more learners")
         # Remote package content is served from here: its framing is limited to the client's origins.
-        own_origin = origin is not None and origin in _own_origins()
-        if not own_origin and not client.origin_allowed(origin):
+        if not client.origin_allowed(origin) and not (origin is not None and origin in _own_origins()):
             g.origin_refused = True
             record_refused_origin(db.session, client.id, origin or "(none)")
             return _error(403, "origin_not_allowed", "this LMS origin is not allowed for the key")
@@ -168,8 +168,6 @@ def receive_beacon():
 
 def _own_origins() -> set[str]:
     """This server's origin as browsers send it: from PUBLIC_URL (behind a proxy) and the request."""
-    from ..services.clients import ClientError, normalise_origin
-
     origins = {request.host_url.rstrip("/")}
     try:
         origins.add(normalise_origin(current_app.config["PUBLIC_URL"]))

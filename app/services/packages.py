@@ -27,6 +27,7 @@ replaces it, and the next launch on every LMS shows the new content.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import posixpath
@@ -348,6 +349,26 @@ def check_server_url(raw: str | None) -> str:
 # --- the build ----------------------------------------------------------------------
 
 
+def _one_launch_file(launches: list[str]) -> None:
+    if len(launches) > 1:
+        raise PackageError(f"a remote package opens one launch file; the content's manifest lists "
+                           f"{len(launches)} SCOs")
+
+
+@contextlib.contextmanager
+def _use_case(session: Session):
+    """One build or republish: roll back on any failure; close the content files it opened."""
+    opened: list = []
+    try:
+        yield opened
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        for thing in reversed(opened):
+            thing.close()
+
+
 def _course(content, title: str, scorm_version: str, tracked: bool, opened: list) -> tuple[Content, list[str]]:
     """The course to package and its launch files, checked."""
     if content is None:
@@ -404,12 +425,10 @@ def build_package(session: Session, *, client: Client, course_title: str, scorm_
     if tracked:
         server_url = check_server_url(server_url)
 
-    opened: list = []
-    try:
+    with _use_case(session) as opened:
         course, launches = _course(content, title, scorm_version, tracked, opened)
-        if mode == "remote" and len(launches) > 1:
-            raise PackageError(f"a remote package opens one launch file; the content's manifest lists "
-                               f"{len(launches)} SCOs")
+        if mode == "remote":
+            _one_launch_file(launches)
 
         issue = PackageIssue(package_id=uuid.uuid4(), client_id=client.id, course_title=title,
                              scorm_version=scorm_version, mode=mode if tracked else "untracked",
@@ -436,12 +455,6 @@ def build_package(session: Session, *, client: Client, course_title: str, scorm_
         })
         session.commit()
         return built
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        for thing in reversed(opened):
-            thing.close()
 
 
 def republish(session: Session, *, package_id: uuid.UUID, content: str | Path | BinaryIO, actor: str) -> RemoteContent:
@@ -450,12 +463,9 @@ def republish(session: Session, *, package_id: uuid.UUID, content: str | Path | 
     issue = session.scalar(select(PackageIssue).where(PackageIssue.package_id == package_id))
     if remote is None or issue is None:
         raise PackageError(f"package {package_id} is not a remote package")
-    opened: list = []
-    try:
+    with _use_case(session) as opened:
         course, launches = _course(content, issue.course_title, issue.scorm_version, True, opened)
-        if len(launches) > 1:
-            raise PackageError(f"a remote package opens one launch file; the content's manifest lists "
-                               f"{len(launches)} SCOs")
+        _one_launch_file(launches)
         before = {"launch_file": remote.launch_file, "bytes": len(remote.content)}
         remote.content = _content_zip(course)
         remote.launch_file = launches[0]
@@ -464,12 +474,6 @@ def republish(session: Session, *, package_id: uuid.UUID, content: str | Path | 
             "package_id": str(package_id), "launch_file": launches[0], "bytes": len(remote.content)})
         session.commit()
         return remote
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        for thing in reversed(opened):
-            thing.close()
 
 
 def _content_zip(course: Content) -> bytes:
