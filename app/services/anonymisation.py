@@ -37,6 +37,10 @@ def plain_learner_count(session: Session, client: Client) -> int:
         Learner.client_id == client.id, Learner.pseudonymised.is_(False))) or 0
 
 
+def stored_learner_count(session: Session, client: Client) -> int:
+    return session.scalar(select(func.count()).select_from(Learner).where(Learner.client_id == client.id)) or 0
+
+
 def switch_mode(session: Session, pseudonymiser: Pseudonymiser, client: Client, *, anonymised: bool,
                 actor: str) -> dict:
     """Set the client's mode; pseudonymise stored learners when turning anonymisation on.

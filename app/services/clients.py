@@ -13,11 +13,11 @@ import uuid
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..identity import PseudonymKey, PseudonymParams
-from ..models import LICENCES, Client, ClientKey, Learner, utcnow
+from ..models import LICENCES, Client, ClientKey, Event, Learner, PackageIssue, utcnow
 from . import audit
 
 KEY_PREFIX = "ck_"
@@ -321,3 +321,41 @@ class ClientDirectory:
                 self._by_key.clear()
             self._by_key[("preflight", origin)] = (now_mono + self.ttl, allowed)
         return allowed
+
+
+# --- what the admin reads ------------------------------------------------------
+
+
+def find_client(session: Session, slug: str) -> Client | None:
+    return session.scalar(select(Client).where(Client.slug == slug))
+
+
+def all_clients(session: Session) -> list[Client]:
+    return list(session.scalars(select(Client).order_by(Client.name, Client.slug)))
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    # max() over a column skips the type's result processing on some databases.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def last_beacons(session: Session) -> dict[int, dt.datetime]:
+    """Each client's latest beacon, in one query."""
+    rows = session.execute(select(Event.client_id, func.max(Event.received_at)).group_by(Event.client_id)).all()
+    return {client_id: _aware(at) for client_id, at in rows}
+
+
+def last_beacon_at(session: Session, client: Client) -> dt.datetime | None:
+    return _aware(session.scalar(select(func.max(Event.received_at)).where(Event.client_id == client.id)))
+
+
+def client_keys(session: Session, client: Client) -> list[ClientKey]:
+    return list(session.scalars(select(ClientKey).where(ClientKey.client_id == client.id)
+                                .order_by(ClientKey.created_at.desc())))
+
+
+def package_issues(session: Session, client: Client) -> list[PackageIssue]:
+    return list(session.scalars(select(PackageIssue).where(PackageIssue.client_id == client.id)
+                                .order_by(PackageIssue.created_at.desc())))

@@ -145,6 +145,10 @@ def update_staff(session: Session, user: StaffUser, *, actor: str, role: str | N
     return user
 
 
+def all_staff(session: Session) -> list[StaffUser]:
+    return list(session.scalars(select(StaffUser).order_by(StaffUser.role, StaffUser.email)))
+
+
 def find_staff(session: Session, email: str) -> StaffUser | None:
     try:
         email = normalise_email(email)
