@@ -141,7 +141,7 @@ def test_admin_manages_staff_and_builds_a_package(page, live_server, make_staff,
     page.click("nav.nav >> text=Staff users")
     page.fill("#email", "pat@perpetual.example")
     page.select_option("#role", "client")
-    page.select_option("#client", label="Perpetual Ltd")
+    page.select_option("#client", label="Perpetual Ltd (perpetual-ltd)")
     page.fill("#password", "short")
     page.click("button:has-text('Add staff user')")
     page.wait_for_selector("text=At least 12 characters.")
