@@ -56,14 +56,18 @@ package_group = click.Group("package", help="Build SCORM packages for clients.")
 @click.option("--origin", "origins", multiple=True, help="An allowed LMS origin (repeat); none: any origin.")
 @click.option("--seat-limit", type=click.IntRange(min=0), default=None)
 @click.option("--slug", default=None, help="URL name; made from the name when left out.")
+@click.option("--allow-duplicate-name", is_flag=True, help="Create it although another client has this name.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def client_create(name, anonymised, licence, origins, seat_limit, slug, as_json):
+def client_create(name, anonymised, licence, origins, seat_limit, slug, allow_duplicate_name, as_json):
     """Create a client and print its beacon key (shown once)."""
     try:
         client, key = client_service.create_client(
             db.session, name=name, actor=CLI_ACTOR, anonymised=anonymised, licence=licence,
             origins=list(origins), seat_limit=seat_limit, slug=slug, params=default_params(),
+            local_http=current_app.config["APP_ENV"] != "production", confirm_duplicate=allow_duplicate_name,
         )
+    except client_service.DuplicateName as exc:
+        raise click.ClickException(f"{exc} with --allow-duplicate-name") from None
     except client_service.ClientError as exc:
         raise click.ClickException(str(exc)) from None
     data = {"slug": client.slug, "key": key, "name": client.name, "anonymised": client.anonymised,

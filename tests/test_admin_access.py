@@ -35,6 +35,7 @@ def routes(own_slug: str, staff_id: int) -> list[tuple[str, str, dict | None, in
         ("GET", f"{c}/go-live/beacons.json", None, 200),
         ("GET", "/admin/audit", None, 200),
         ("GET", f"/admin/audit?client={own_slug}", None, 200),
+        ("GET", f"/admin/audit.csv?client={own_slug}", None, 200),
         ("GET", "/admin/staff", None, 200),
         ("POST", "/admin/staff", {"email": ""}, 400),
         ("POST", f"/admin/staff/{staff_id}", {}, 302),

@@ -14,7 +14,7 @@ from ..services import audit as audit_service
 from ..services import clients as client_service
 from ..services.billing import unique_users
 from . import actor, bp, client_or_404, clients_changed
-from .forms import ClientForm, ModeForm, NewClientForm, PackageForm, RotateKeyForm, origin_lines
+from .forms import ClientForm, ModeForm, NewClientForm, PackageForm, RotateKeyForm, local_http, origin_lines
 
 # Pseudonymising costs one Argon2id per learner (~27 ms at the default cost): more than
 # this and the page request would outlive gunicorn's timeout, so the CLI does it instead.
@@ -30,16 +30,23 @@ def _status(client: Client, last_beacon: dt.datetime | None, warnings: int) -> d
 
 @bp.get("/")
 def clients():
-    rows = client_service.all_clients(db.session)
+    search = (request.args.get("q") or "")[:200]
+    show = request.args.get("show") or "all"
+    if show not in client_service.CLIENT_FILTERS:
+        abort(400, description=f"'show' must be one of {', '.join(client_service.CLIENT_FILTERS)}.")
+    rows = client_service.all_clients(db.session, search=search, show=show)
     last = client_service.last_beacons(db.session)
     warnings = golive.warnings_by_client(db.session, current_app.extensions["pseudonymiser"], rows)
     statuses = {c.id: _status(c, last.get(c.id), warnings[c.id]) for c in rows}
-    return render_template("admin/clients.html", clients=rows, statuses=statuses)
+    return render_template("admin/clients.html", clients=rows, statuses=statuses, search=search, show=show,
+                           filters=client_service.CLIENT_FILTERS, any_clients=bool(rows) or bool(search)
+                           or show != "all" or client_service.find_any_client(db.session))
 
 
 @bp.route("/clients/new", methods=["GET", "POST"])
 def client_new():
     form = NewClientForm()
+    duplicate = False
     if form.validate_on_submit():
         config = current_app.config
         try:
@@ -47,18 +54,23 @@ def client_new():
                 db.session, name=form.name.data, actor=actor(), anonymised=form.anonymised.data,
                 licence=form.licence.data, origins=origin_lines(form.origins.data),
                 seat_limit=form.seat_limit.data, licence_start=form.licence_start.data,
-                licence_end=form.licence_end.data, active=form.active.data,
-                params=PseudonymParams(config["PSEUDONYM_TIME_COST"], config["PSEUDONYM_MEMORY_KIB"],
+                licence_end=form.licence_end.data, active=form.active.data, local_http=local_http(),
+                confirm_duplicate=form.confirm_duplicate.data, params=PseudonymParams(config["PSEUDONYM_TIME_COST"], config["PSEUDONYM_MEMORY_KIB"],
                                        config["PSEUDONYM_PARALLELISM"]),
             )
+        except client_service.DuplicateName as exc:
+            db.session.rollback()
+            form.name.errors.append(str(exc))
+            duplicate = True
         except client_service.ClientError as exc:
             db.session.rollback()
             form.name.errors.append(str(exc))
         else:
             clients_changed()
-            flash(f"Client {client.name} created.", "success")
+            flash(f"Client {client.name} ({client.slug}) created.", "success")
             return render_template("admin/key_shown.html", client=client, key=key, new_client=True)
-    return render_template("admin/client_form.html", form=form, client=None), 400 if form.errors else 200
+    return render_template("admin/client_form.html", form=form, client=None, duplicate=duplicate), \
+        400 if form.errors else 200
 
 
 @bp.get("/clients/<slug>")
@@ -78,6 +90,7 @@ def client_detail(slug: str):
 def client_edit(slug: str):
     client = client_or_404(slug)
     form = ClientForm(obj=client)
+    duplicate = False
     if request.method == "GET":
         form.origins.data = "\n".join(client.allowed_origins or [])
     if form.validate_on_submit():
@@ -86,7 +99,12 @@ def client_edit(slug: str):
                 db.session, client, actor=actor(), name=form.name.data, active=form.active.data,
                 licence=form.licence.data, seat_limit=form.seat_limit.data,
                 licence_start=form.licence_start.data, licence_end=form.licence_end.data,
-                origins=origin_lines(form.origins.data))
+                origins=origin_lines(form.origins.data), local_http=local_http(),
+                confirm_duplicate=form.confirm_duplicate.data)
+        except client_service.DuplicateName as exc:
+            db.session.rollback()
+            form.name.errors.append(str(exc))
+            duplicate = True
         except client_service.ClientError as exc:
             db.session.rollback()
             form.name.errors.append(str(exc))
@@ -94,7 +112,8 @@ def client_edit(slug: str):
             clients_changed()
             flash("Client settings saved.", "success")
             return redirect(url_for("admin.client_detail", slug=client.slug))
-    return render_template("admin/client_form.html", form=form, client=client), 400 if form.errors else 200
+    return render_template("admin/client_form.html", form=form, client=client, duplicate=duplicate), \
+        400 if form.errors else 200
 
 
 @bp.route("/clients/<slug>/mode", methods=["GET", "POST"])

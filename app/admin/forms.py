@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import current_app
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import SelectChoice
@@ -32,6 +33,11 @@ assert [c[0] for c in LICENCE_CHOICES] == list(LICENCES)
 ROLE_CHOICES = [(r, r) for r in ROLES]
 
 
+def local_http() -> bool:
+    """http://localhost origins are for development only."""
+    return current_app.config["APP_ENV"] != "production"
+
+
 def origin_lines(text: str | None) -> list[str]:
     return [line.strip() for line in (text or "").replace(",", "\n").splitlines() if line.strip()]
 
@@ -44,14 +50,17 @@ class ClientForm(FlaskForm):
     licence_end = DateField("Licence ends", validators=[Optional()])
     seat_limit = IntegerField("Seat limit (unique learners per period)",
                               validators=[Optional(), NumberRange(min=0, message="Zero or more.")])
-    origins = TextAreaField("Allowed LMS origins (one per line; none: any origin)",
+    origins = TextAreaField("Allowed LMS origins: one https://host[:port] per line, no path, no wildcard "
+                            "(none: any origin)",
                             render_kw={"rows": 4, "placeholder": "https://lms.example.com"})
+
+    confirm_duplicate = BooleanField("Yes, use this name although another client has it")
 
     def validate_origins(self, field):
         bad = []
         for line in origin_lines(field.data):
             try:
-                normalise_origin(line)
+                normalise_origin(line, local_http=local_http())
             except ClientError as exc:
                 bad.append(str(exc))
         if bad:

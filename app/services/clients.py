@@ -42,21 +42,37 @@ def slugify(name: str) -> str:
     return slug[:48] or "client"
 
 
-def normalise_origin(raw: str) -> str:
-    """An allowed LMS origin as browsers send it: scheme://host[:port], no path."""
-    value = raw.strip()
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+def normalise_origin(raw: str, *, local_http: bool = False) -> str:
+    """An allowed LMS origin as browsers send it: ``https://host[:port]``, nothing else.
+
+    No path, query, user, wildcard or other scheme; the host lower-cased, the
+    default port dropped. ``http://`` only for localhost and only when
+    ``local_http`` (development). The one origin rule for the form, the CLI
+    and the service.
+    """
+    value = (raw or "").strip()
     parts = urlsplit(value)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    if "*" in value:
+        raise ClientError(f"origin {raw!r}: wildcards are not allowed; list each LMS host")
+    if not parts.hostname or parts.scheme not in ("https", "http"):
         raise ClientError(f"origin {raw!r} must look like https://lms.example.com")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
-        raise ClientError(f"origin {raw!r} must be scheme://host[:port] only, with no path")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password \
+            or value.endswith(("?", "#")):
+        raise ClientError(f"origin {raw!r} must be https://host[:port] only, with no path")
     try:
         port = parts.port
     except ValueError:
         raise ClientError(f"origin {raw!r} has a bad port") from None
+    if port == 0:
+        raise ClientError(f"origin {raw!r} has a bad port")
     host = parts.hostname.lower()
     if ":" in host:
         host = f"[{host}]"
+    if parts.scheme == "http" and not (local_http and host in LOCAL_HOSTS):
+        raise ClientError(f"origin {raw!r} must use https:// (http:// only for localhost in development)")
     default_port = {"https": 443, "http": 80}[parts.scheme]
     if port and port != default_port:
         return f"{parts.scheme}://{host}:{port}"
@@ -95,6 +111,24 @@ def _checked_name(name: str) -> str:
     return name
 
 
+class DuplicateName(ClientError):
+    """Another client has this name; the caller may confirm and go ahead (the slugs tell them apart)."""
+
+    def __init__(self, name: str, slugs: list[str]):
+        super().__init__(f"a client named {name!r} exists already ({', '.join(slugs)}); "
+                         "confirm to use the name again")
+        self.slugs = slugs
+
+
+def _check_name_free(session: Session, name: str, client: Client | None) -> None:
+    query = select(Client.slug).where(func.lower(Client.name) == name.lower())
+    if client is not None:
+        query = query.where(Client.id != client.id)
+    slugs = list(session.scalars(query.order_by(Client.slug)))
+    if slugs:
+        raise DuplicateName(name, slugs)
+
+
 def _check_licence(licence: str, seat_limit: int | None, licence_start: dt.date | None,
                    licence_end: dt.date | None) -> None:
     if licence not in LICENCES:
@@ -107,14 +141,16 @@ def _check_licence(licence: str, seat_limit: int | None, licence_start: dt.date 
 
 def update_client(session: Session, client: Client, *, actor: str, name: str, active: bool, licence: str,
                   seat_limit: int | None, licence_start: dt.date | None, licence_end: dt.date | None,
-                  origins: list[str] | tuple) -> Client:
+                  origins: list[str] | tuple, local_http: bool = False, confirm_duplicate: bool = False) -> Client:
     """Change a client's settings (not its mode: see anonymisation.switch_mode). Audited; commits.
 
     The caller clears the process's client directory so beacons see the change at once.
     """
     name = _checked_name(name)
     _check_licence(licence, seat_limit, licence_start, licence_end)
-    normalised_origins = sorted({normalise_origin(o) for o in origins if o.strip()})
+    normalised_origins = sorted({normalise_origin(o, local_http=local_http) for o in origins if o.strip()})
+    if not confirm_duplicate:
+        _check_name_free(session, name, client)
     before = client_settings(client)
     client.name, client.active, client.licence = name, active, licence
     client.seat_limit, client.licence_start, client.licence_end = seat_limit, licence_start, licence_end
@@ -132,11 +168,17 @@ def create_client(session: Session, *, name: str, actor: str, anonymised: bool =
                   licence: str = "subscription", origins: list[str] | tuple = (),
                   seat_limit: int | None = None, slug: str | None = None,
                   licence_start: dt.date | None = None, licence_end: dt.date | None = None,
-                  params: PseudonymParams, active: bool = True) -> tuple[Client, str]:
-    """Create a client and its first beacon key. Returns (client, plain key); commits."""
+                  params: PseudonymParams, active: bool = True, local_http: bool = False,
+                  confirm_duplicate: bool = False) -> tuple[Client, str]:
+    """Create a client and its first beacon key. Returns (client, plain key); commits.
+
+    A name another client has already raises DuplicateName unless ``confirm_duplicate``.
+    """
     name = _checked_name(name)
     _check_licence(licence, seat_limit, licence_start, licence_end)
-    normalised_origins = sorted({normalise_origin(o) for o in origins})
+    normalised_origins = sorted({normalise_origin(o, local_http=local_http) for o in origins})
+    if not confirm_duplicate:
+        _check_name_free(session, name, None)
     if slug:
         slug = slugify(slug)
         if session.scalar(select(Client.id).where(Client.slug == slug)) is not None:
@@ -326,12 +368,30 @@ class ClientDirectory:
 # --- what the admin reads ------------------------------------------------------
 
 
+def find_any_client(session: Session) -> bool:
+    return session.scalar(select(Client.id).limit(1)) is not None
+
+
 def find_client(session: Session, slug: str) -> Client | None:
     return session.scalar(select(Client).where(Client.slug == slug))
 
 
-def all_clients(session: Session) -> list[Client]:
-    return list(session.scalars(select(Client).order_by(Client.name, Client.slug)))
+CLIENT_FILTERS = ("all", "active", "inactive", "anonymised", "verbatim", "subscription", "perpetual")
+
+
+def all_clients(session: Session, *, search: str = "", show: str = "all") -> list[Client]:
+    """Clients by name (then slug); ``search`` matches name or slug, ``show`` one of CLIENT_FILTERS."""
+    query = select(Client).order_by(Client.name, Client.slug)
+    term = (search or "").strip().lower()
+    if term:
+        query = query.where(func.lower(Client.name).contains(term, autoescape=True)
+                            | Client.slug.contains(term, autoescape=True))
+    conditions = {"active": Client.active.is_(True), "inactive": Client.active.is_(False),
+                  "anonymised": Client.anonymised.is_(True), "verbatim": Client.anonymised.is_(False),
+                  "subscription": Client.licence == "subscription", "perpetual": Client.licence == "perpetual"}
+    if show in conditions:
+        query = query.where(conditions[show])
+    return list(session.scalars(query))
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
