@@ -121,7 +121,7 @@ def test_csm_journey_create_switch_rotate_and_watch_a_beacon(page, live_server, 
     shot(page, screenshots_dir, "12-packages")
 
     page.click("nav.nav >> text=Audit log")
-    page.select_option("#client", label="Acme Learning")
+    page.select_option("#client", label="Acme Learning (acme-learning)")
     page.click("button:has-text('Filter')")
     page.wait_for_selector("text=client.rotate_key")
     assert page.locator("text=client.mode").count() >= 1
