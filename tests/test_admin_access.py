@@ -39,6 +39,9 @@ def routes(own_slug: str, staff_id: int) -> list[tuple[str, str, dict | None, in
         ("GET", "/admin/staff", None, 200),
         ("POST", "/admin/staff", {"email": ""}, 400),
         ("POST", f"/admin/staff/{staff_id}", {}, 302),
+        ("POST", f"/admin/staff/{staff_id}/password", {}, 302),
+        ("GET", "/admin/staff/tokens", None, 200),
+        ("POST", "/admin/staff/tokens/999999/revoke", {}, 404),
     ]
 
 

@@ -107,6 +107,20 @@ class StaffForm(FlaskForm):
         Length(min=MIN_PASSWORD_LENGTH, max=1024, message=f"At least {MIN_PASSWORD_LENGTH} characters.")])
 
 
+PASSWORD_RULE = f"At least {MIN_PASSWORD_LENGTH} characters; a few unrelated words are easiest to type."
+
+
+class PasswordResetForm(FlaskForm):
+    password = PasswordField("New password", validators=[
+        DataRequired(message="Type the new password."),
+        Length(min=MIN_PASSWORD_LENGTH, max=1024, message=f"At least {MIN_PASSWORD_LENGTH} characters.")])
+
+
+class TokenRevokeForm(FlaskForm):
+    confirm = BooleanField("Yes, revoke it: scripts using this token stop at once",
+                           validators=[DataRequired(message="Tick the box to confirm.")])
+
+
 class StaffChangeForm(FlaskForm):
     role = SelectField("Role", choices=choices(ROLE_CHOICES))
     client = SelectField("Client", choices=[], validate_choice=False)
