@@ -158,3 +158,27 @@ def test_beacons_still_work_with_a_strict_origin(client, make_client):
     acme, key = make_client(name="Acme Corp", origins=["https://lms.acme.example"])
     assert client.post("/api/v1/beacons", json=beacon_body(key),
                        headers={"Origin": "https://lms.acme.example"}).status_code == 204
+
+
+@pytest.fixture
+def small_uploads(app):
+    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024      # 1 MB, so the test sends little
+
+
+def test_an_oversize_upload_returns_to_the_form_with_the_limit(client, csm, make_client, small_uploads):
+    import io
+
+    acme, _ = make_client(name="Acme Corp")
+    url = f"/admin/clients/{acme.slug}/packages"
+    page = client.get(url).get_data(as_text=True)
+    assert "at most 1 MB" in page
+    response = client.post(url, data={"csrf_token": csrf_token_from(page), "course_title": "Big", "scorm_version": "1.2",
+                                      "mode": "deployed", "content": (io.BytesIO(b"x" * (2 * 1024 * 1024)), "big.zip")},
+                           content_type="multipart/form-data")
+    # The server refused the body unread, so the test client's spooled copy of it is still open.
+    response.request.environ["wsgi.input"].close()
+    assert response.status_code == 413
+    html = response.get_data(as_text=True)
+    assert "larger than the 1 MB an upload may have" in html and 'name="course_title"' in html
+    from app.models import PackageIssue
+    assert db.session.scalar(select(PackageIssue.id)) is None

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import io
 
-from flask import current_app, flash, redirect, render_template, send_file, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..extensions import db
 from ..services import clients as client_service
@@ -48,6 +49,27 @@ def client_packages(slug: str):
         else:
             return send_file(io.BytesIO(data), mimetype="application/zip", as_attachment=True,
                              download_name=f"{client.slug}-{built.filename}")
-    return render_template("admin/packages.html", client=client, form=form,
-                           packages=client_service.package_issues(db.session, client)), \
-        400 if form.errors else 200
+    return _packages_page(client, form), 400 if form.errors else 200
+
+
+def upload_limit_mb() -> int:
+    return current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
+
+
+def _packages_page(client, form) -> str:
+    return render_template("admin/packages.html", client=client, form=form, upload_limit_mb=upload_limit_mb(),
+                           packages=client_service.package_issues(db.session, client))
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _upload_too_large(exc):
+    """An upload over MAX_UPLOAD_MB: back to the package form with the limit, not a bare 413 page."""
+    if request.endpoint != "admin.client_packages":
+        return exc
+    client = client_service.find_client(db.session, (request.view_args or {}).get("slug", ""))
+    if client is None:
+        abort(404)
+    form = PackageForm(formdata=None)
+    form.content.errors = [f"That file is larger than the {upload_limit_mb()} MB an upload may have; nothing was "
+                           "built. Remove unused media from the course, or ask an operator to raise MAX_UPLOAD_MB."]
+    return _packages_page(client, form), 413
