@@ -25,7 +25,7 @@ def routes(own_slug: str, staff_id: int) -> list[tuple[str, str, dict | None, in
         ("GET", c, None, 200),
         ("GET", f"{c}/edit", None, 200),
         ("POST", f"{c}/edit", {"name": ""}, 400),
-        ("POST", f"{c}/rotate-key", {"grace_hours": "1"}, 200),
+        ("POST", f"{c}/rotate-key", {"grace_hours": "1", "confirm": "y"}, 200),
         ("GET", f"{c}/mode", None, 200),
         ("POST", f"{c}/mode", {"confirm_name": "not the name"}, 400),
         ("POST", f"{c}/pseudonymise-remaining", {}, 409),  # the client is verbatim

@@ -94,6 +94,7 @@ def test_csm_journey_create_switch_rotate_and_watch_a_beacon(page, live_server, 
 
     # Rotate the key with a 24-hour grace period: the new key is shown once, the old one still works.
     page.fill("#grace_hours", "24")
+    page.check("#confirm")
     page.click("button:has-text('Rotate key')")
     new_key = page.text_content("#beacon-key").strip()
     assert new_key.startswith("ck_") and new_key != key

@@ -79,6 +79,8 @@ class RotateKeyForm(FlaskForm):
     grace_hours = IntegerField("Old keys keep working for (hours)", default=72,
                                validators=[InputRequired(message="Say how long the old key keeps working."),
                                            NumberRange(min=0, max=24 * 365, message="0 to 8760 hours.")])
+    confirm = BooleanField("Yes, issue a new key: packages built before stop working after the grace period",
+                           validators=[DataRequired(message="tick the box to confirm the rotation.")])
 
 
 class ModeForm(FlaskForm):

@@ -20,7 +20,7 @@ def client_rotate_key(slug: str):
     client = client_or_404(slug)
     form = RotateKeyForm()
     if not form.validate_on_submit():
-        for error in form.grace_hours.errors:
+        for error in [*form.grace_hours.errors, *form.confirm.errors]:
             flash(f"Key not rotated: {error}", "error")
         return redirect(url_for("admin.client_detail", slug=client.slug))
     key = client_service.rotate_key(db.session, client, actor=actor(),
