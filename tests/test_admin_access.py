@@ -31,6 +31,7 @@ def routes(own_slug: str, staff_id: int) -> list[tuple[str, str, dict | None, in
         ("POST", f"{c}/pseudonymise-remaining", {}, 409),  # the client is verbatim
         ("GET", f"{c}/packages", None, 200),
         ("POST", f"{c}/packages", {"course_title": ""}, 400),
+        ("POST", f"{c}/packages/00000000-0000-4000-8000-000000000000/revoke-key", {}, 404),
         ("GET", f"{c}/go-live", None, 200),
         ("GET", f"{c}/go-live/beacons.json", None, 200),
         ("GET", "/admin/audit", None, 200),

@@ -182,3 +182,59 @@ def test_an_oversize_upload_returns_to_the_form_with_the_limit(client, csm, make
     assert "larger than the 1 MB an upload may have" in html and 'name="course_title"' in html
     from app.models import PackageIssue
     assert db.session.scalar(select(PackageIssue.id)) is None
+
+
+def _admin_build(client, acme, course: str) -> tuple[str, str]:
+    """Build a package through the admin; return (package_id, the key in it)."""
+    import io
+    import zipfile
+
+    from test_packages import tracker_config
+
+    url = f"/admin/clients/{acme.slug}/packages"
+    response = client.post(url, data={"csrf_token": token(client, url), "course_title": course,
+                                      "scorm_version": "1.2", "mode": "deployed"})
+    assert response.status_code == 200 and response.mimetype == "application/zip"
+    config = tracker_config(zipfile.ZipFile(io.BytesIO(response.data)))
+    return config["packageId"], config["key"]
+
+
+def test_each_package_records_its_key_and_can_be_revoked_alone(client, csm, make_client):
+    from app.models import ClientKey, PackageIssue
+
+    acme, own_key = make_client(name="Acme Corp")
+    ethics_id, ethics_key = _admin_build(client, acme, "Ethics")
+    fire_id, fire_key = _admin_build(client, acme, "Fire Safety")
+    # Each issue records its key; the client page says which package carries which key.
+    keys = {k.key_prefix: k for k in db.session.scalars(select(ClientKey))}
+    assert keys[ethics_key[:8]].package_issue.course_title == "Ethics"
+    assert keys[fire_key[:8]].package_issue.course_title == "Fire Safety"
+    assert keys[own_key[:8]].package_issue is None
+    detail = client.get(f"/admin/clients/{acme.slug}").get_data(as_text=True)
+    ethics_row = detail.split(f'data-key="{ethics_key[:8]}"')[1].split("</tr>")[0]
+    assert "Ethics" in ethics_row and "current" in ethics_row
+    assert "in no package" in detail.split(f'data-key="{own_key[:8]}"')[1].split("</tr>")[0]
+
+    packages = client.get(f"/admin/clients/{acme.slug}/packages").get_data(as_text=True)
+    issue = db.session.scalar(select(PackageIssue).where(PackageIssue.course_title == "Ethics"))
+    revoke = f"/admin/clients/{acme.slug}/packages/{ethics_id}/revoke-key"
+    # Not confirmed: nothing changes.
+    client.post(revoke, data={"csrf_token": csrf_token_from(packages)})
+    assert client.post("/api/v1/beacons", json=beacon_body(ethics_key, course="Ethics")).status_code == 204
+    # Confirmed: that package's beacons get 403, the other package and the client's key keep working.
+    assert client.post(revoke, data={"csrf_token": csrf_token_from(packages), f"r{issue.id}-confirm": "y"}
+                       ).status_code == 302
+    refused = client.post("/api/v1/beacons", json=beacon_body(ethics_key, course="Ethics"))
+    assert refused.status_code == 403
+    assert client.post("/api/v1/beacons", json=beacon_body(fire_key, course="Fire Safety")).status_code == 204
+    assert client.post("/api/v1/beacons", json=beacon_body(own_key)).status_code == 204
+    [entry] = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "package.revoke_key"))
+    assert entry.before["key_prefixes"] == [ethics_key[:8]] and entry.actor == "casey@vendor.example"
+    page = client.get(f"/admin/clients/{acme.slug}/packages").get_data(as_text=True)
+    assert "revoked" in page.split(f'data-package="{ethics_id}"')[1].split("</tr>")[0]
+    # Twice: a clear message, nothing changes; a package of another client: 404.
+    client.post(revoke, data={"csrf_token": csrf_token_from(page), f"r{issue.id}-confirm": "y"})
+    other, _ = make_client(name="Other")
+    assert client.post(f"/admin/clients/{other.slug}/packages/{fire_id}/revoke-key",
+                       data={"csrf_token": csrf_token_from(page)}).status_code == 404
+    assert len(list(db.session.scalars(select(AuditEntry).where(AuditEntry.action == "package.revoke_key")))) == 1

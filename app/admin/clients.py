@@ -14,6 +14,7 @@ from ..services import audit as audit_service
 from ..services import clients as client_service
 from ..services.billing import unique_users
 from . import actor, bp, client_or_404, clients_changed
+from .keys import package_list
 from .forms import ClientForm, ModeForm, NewClientForm, PackageForm, RotateKeyForm, local_http, origin_lines
 
 # Pseudonymising costs one Argon2id per learner (~27 ms at the default cost): more than
@@ -81,7 +82,7 @@ def client_detail(slug: str):
     return render_template(
         "admin/client_detail.html", client=client, keys=client_service.client_keys(db.session, client),
         now=utcnow(), status=status, rotate_form=RotateKeyForm(), package_form=PackageForm(),
-        packages=client_service.package_issues(db.session, client),
+        **package_list(client),
         audit=audit_service.entries(db.session, client_id=client.id, limit=10)[0],
     )
 

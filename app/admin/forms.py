@@ -123,6 +123,11 @@ class TokenRevokeForm(FlaskForm):
                            validators=[DataRequired(message="Tick the box to confirm.")])
 
 
+class PackageKeyRevokeForm(FlaskForm):
+    confirm = BooleanField("Yes, revoke this package's key: its beacons are refused from now on",
+                           validators=[DataRequired(message="tick the box to confirm.")])
+
+
 class StaffChangeForm(FlaskForm):
     role = SelectField("Role", choices=choices(ROLE_CHOICES))
     client = SelectField("Client", choices=[], validate_choice=False)

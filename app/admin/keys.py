@@ -12,7 +12,7 @@ from ..extensions import db
 from ..services import clients as client_service
 from ..services import packages as package_service
 from . import actor, bp, client_or_404, clients_changed
-from .forms import PackageForm, RotateKeyForm
+from .forms import PackageForm, PackageKeyRevokeForm, RotateKeyForm
 
 
 @bp.post("/clients/<slug>/rotate-key")
@@ -56,9 +56,42 @@ def upload_limit_mb() -> int:
     return current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
 
 
+def package_list(client) -> dict:
+    """What the package list needs: the issues, each one's keys, a revoke form each."""
+    packages = client_service.package_issues(db.session, client)
+    keys: dict[int, list] = {}
+    for key in client_service.client_keys(db.session, client):
+        if key.package_issue_id is not None:
+            keys.setdefault(key.package_issue_id, []).append(key)
+    return {"packages": packages, "package_keys": keys,
+            "revoke_forms": {p.id: PackageKeyRevokeForm(prefix=f"r{p.id}", formdata=None) for p in packages}}
+
+
 def _packages_page(client, form) -> str:
     return render_template("admin/packages.html", client=client, form=form, upload_limit_mb=upload_limit_mb(),
-                           packages=client_service.package_issues(db.session, client))
+                           **package_list(client))
+
+
+@bp.post("/clients/<slug>/packages/<uuid:package_id>/revoke-key")
+def client_package_revoke(slug: str, package_id):
+    client = client_or_404(slug)
+    issue = client_service.package_issue(db.session, client, package_id)
+    if issue is None:
+        abort(404)
+    form = PackageKeyRevokeForm(prefix=f"r{issue.id}")
+    if not form.validate_on_submit():
+        flash("Key not revoked: tick the box to confirm.", "error")
+        return redirect(url_for("admin.client_packages", slug=client.slug))
+    try:
+        revoked = client_service.revoke_package_key(db.session, client, issue, actor=actor())
+    except client_service.ClientError as exc:
+        db.session.rollback()
+        flash(f"Nothing changed: {exc}.", "error")
+    else:
+        clients_changed()
+        flash(f"Key {', '.join(revoked)} of the {issue.course_title} package revoked; other packages keep "
+              "working.", "success")
+    return redirect(url_for("admin.client_packages", slug=client.slug))
 
 
 @bp.errorhandler(RequestEntityTooLarge)

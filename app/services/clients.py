@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from ..identity import PseudonymKey, PseudonymParams
 from ..models import LICENCES, Client, ClientKey, Event, Learner, PackageIssue, utcnow
@@ -219,15 +219,50 @@ def rotate_key(session: Session, client: Client, *, actor: str, grace: dt.timede
     return key
 
 
-def add_key(client: Client) -> str:
+def add_key(client: Client, issue: PackageIssue | None = None) -> str:
     """A new beacon key for ``client`` in the caller's transaction (the caller commits and audits).
 
     Keys are stored hashed, so whoever needs the plain key (a package being
-    built) must get a new one; older keys stay valid.
+    built) must get a new one; older keys stay valid. The key is tied to the
+    package issue that will carry it: ``issue``, or else the one issue of this
+    client pending in the same session (the package builder adds it just before).
     """
+    if issue is None:
+        session = object_session(client)
+        pending = [o for o in (session.new if session else ()) if isinstance(o, PackageIssue)
+                   and o.client_id == client.id]
+        issue = pending[0] if len(pending) == 1 else None
     key = new_beacon_key()
-    client.keys.append(ClientKey(key_hash=hash_secret_token(key), key_prefix=key[:8]))
+    client.keys.append(ClientKey(key_hash=hash_secret_token(key), key_prefix=key[:8], package_issue=issue))
     return key
+
+
+def revoke_package_key(session: Session, client: Client, issue: PackageIssue, *, actor: str) -> list[str]:
+    """End the key(s) a package carries, now; other packages' keys keep working. Audited; commits.
+
+    Returns the prefixes revoked. The caller clears the process's client directory.
+    """
+    if issue.client_id != client.id:
+        raise ClientError("that package belongs to another client")
+    now = utcnow()
+    revoked = []
+    for key in session.scalars(select(ClientKey).where(ClientKey.package_issue_id == issue.id,
+                                                       ClientKey.revoked_at.is_(None))):
+        key.revoked_at, key.revoked_by = now, actor
+        key.expires_at = now if key.expires_at is None or key.expires_at > now else key.expires_at
+        revoked.append(key.key_prefix)
+    if not revoked:
+        raise ClientError("this package carries no key that is still valid")
+    audit.record(session, actor, "package.revoke_key", client.id,
+                 {"package_id": str(issue.package_id), "course": issue.course_title, "key_prefixes": revoked},
+                 {"revoked_at": now.isoformat()})
+    session.commit()
+    return revoked
+
+
+def package_issue(session: Session, client: Client, package_id) -> PackageIssue | None:
+    return session.scalar(select(PackageIssue).where(PackageIssue.client_id == client.id,
+                                                     PackageIssue.package_id == package_id))
 
 
 def shred_pseudonyms(session: Session, client: Client, *, actor: str) -> None:
