@@ -128,13 +128,21 @@ def test_every_page_fits_a_390px_phone(browser, live_server, make_client, make_s
         assert answer.status_code == 204, answer.text
     admin = make_staff("admin", email="admin@vendor.example")
     client_user = make_staff("client", client=acme, email="reader@acme.example")
+    from app.extensions import db
+    from app.services import packages as package_service
+    from app.services import staff as staff_service
+
+    staff_service.create_token(db.session, client_user, actor="test", label="nightly invoicing export")
+    package_service.package_bytes(db.session, client=acme, course_title="Anti-Bribery and Corruption",
+                                  scorm_version="1.2", content=None, mode="deployed",
+                                  server_url=live_server.url, issued_by="admin@vendor.example")
     learner_page = None
     pages = {
         "admin-clients": "/admin/", "admin-client": f"/admin/clients/{acme.slug}",
         "admin-settings": f"/admin/clients/{acme.slug}/edit", "admin-mode": f"/admin/clients/{acme.slug}/mode",
         "admin-packages": f"/admin/clients/{acme.slug}/packages",
         "admin-golive": f"/admin/clients/{acme.slug}/go-live", "admin-new-client": "/admin/clients/new",
-        "admin-audit": "/admin/audit", "admin-staff": "/admin/staff",
+        "admin-audit": "/admin/audit", "admin-staff": "/admin/staff", "admin-tokens": "/admin/staff/tokens",
         "billing-overview": "/billing/", "billing-client": f"/billing/{acme.slug}",
         "billing-learners": f"/billing/{acme.slug}/learners",
     }
