@@ -23,6 +23,7 @@ import uuid
 
 from flask import Blueprint, Flask, Response, abort, current_app, redirect, request, send_file
 from sqlalchemy import select
+from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
 from ..extensions import db
 from ..models import Client, PackageIssue, RemoteContent
@@ -99,8 +100,11 @@ def content_file(package_id: uuid.UUID, version: str, path: str):
         abort(404)
     mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
     # Werkzeug answers Range (206, 416) and If-None-Match / If-Range (304) from the file itself.
-    response = send_file(stored.path, mimetype=mimetype, conditional=True, etag=stored.sha256,
-                         max_age=None, last_modified=None)
+    try:
+        response = send_file(stored.path, mimetype=mimetype, conditional=True, etag=stored.sha256,
+                             max_age=None, last_modified=None)
+    except RequestedRangeNotSatisfiable:
+        response = Response(status=416, headers={"Content-Range": f"bytes */{stored.size}"})
     response.headers["Cache-Control"] = ("no-cache" if mimetype == "text/html"
                                          else f"public, max-age={_FILE_MAX_AGE}")
     return _secured(response, client)

@@ -105,7 +105,7 @@ def _course(content, title: str, scorm_version: str, tracked: bool, opened: list
         wrong = [name for name in launches if not name.lower().endswith(_HTML)]
         if wrong:
             raise PackageError(f"launch file {wrong[0]!r} is not an HTML page the tracker can be added to")
-        reserved = [name for name in remote.RESERVED_FILES if name in course.files]
+        reserved = [name for name in (*remote.RESERVED_FILES, "remote-launcher.js") if name in course.files]
         if reserved:
             raise PackageError(f"the content already holds {reserved[0]}: it was built here before; "
                                "wrap the original course instead")
