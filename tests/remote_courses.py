@@ -85,7 +85,7 @@ STORYLINE_LAUNCH = """<!DOCTYPE html>
 <head>
 <meta charset="utf-8">
 <title>Storyline course</title>
-<script>window.DS = {{}}; window.globalProvideData = function (kind, data) {{ window.DS[kind] = data; }};</script>
+<script>window.DS = {}; window.globalProvideData = function (kind, data) {{ window.DS[kind] = data; }};</script>
 <script src="story_content/user.js"></script>
 </head>
 <body onload="window.bodyLoaded = true;">
@@ -147,7 +147,7 @@ STORYLINE_FRAME_JS = """(function () {
   // A bad status value is refused with the version's code.
   call(n.set, el.status, "done");
   window.badStatusError = String(api[n.err]());
-  fetch("video/intro.mp4", {headers: {Range: "bytes=1000-1999"}}).then(function (r) {
+  fetch("story_content/video/intro.mp4", {headers: {Range: "bytes=1000-1999"}}).then(function (r) {
     window.rangeStatus = r.status;
     return r.arrayBuffer();
   }).then(function (b) {
