@@ -185,7 +185,7 @@ def storyline(version: str, marker: str = "v1") -> dict[str, bytes]:
     m = manifest(version, "Storyline Course", [("item_1", "res_1", "")], [("res_1", "index_lms.html")])
     return {
         "imsmanifest.xml": m.encode(),
-        "index_lms.html": STORYLINE_LAUNCH.replace("loading", f"loading {marker}").encode(),
+        "index_lms.html": STORYLINE_LAUNCH.replace("<title>Storyline course", f"<title>Storyline course {marker}").encode(),
         "story.html": b"<!DOCTYPE html><html><body>Not in an LMS</body></html>",
         "story_content/user.js": STORYLINE_USER_JS.encode(),
         "story_content/frame.js": STORYLINE_FRAME_JS.replace("@VERSION@", version).encode(),

@@ -174,7 +174,7 @@ def test_launch_page_has_the_relay_the_tracker_and_a_policy_for_authoring_tools(
     assert '<script src="scorm-remote-api.js"></script>\n<script src="scorm-usage-tracker.js"></script>' in html
     assert html.index("scorm-usage-tracker.js") < html.index("course.js")
     policy = page.headers["Content-Security-Policy"]
-    assert "frame-ancestors https://lms.acme.example https://lms2.acme.example" in policy
+    assert "frame-ancestors 'self' https://lms.acme.example https://lms2.acme.example" in policy
     assert "script-src 'self' 'unsafe-inline' 'unsafe-eval' data: blob:" in policy
     assert f"connect-src 'self' data: blob: {app.config['PUBLIC_URL']}" in policy
     assert "object-src 'none'" in policy and "form-action 'self'" in policy
@@ -195,7 +195,7 @@ def test_any_https_lms_may_frame_when_no_origins_are_set(make_client, client, co
     customer, _ = make_client()
     _, built = build(customer)
     _, page = open_launch(client, content_base, built.issue.package_id)
-    assert page.headers["Content-Security-Policy"].endswith("frame-ancestors https:")
+    assert page.headers["Content-Security-Policy"].endswith("frame-ancestors 'self' https:")
 
 
 def test_range_and_conditional_requests_on_course_files(make_client, client, content_base):
@@ -341,7 +341,7 @@ def test_republish_while_an_old_version_is_still_being_read(make_client, client,
     new["story_content/video/intro.mp4"] = b"\x00" * len(old["story_content/video/intro.mp4"])
     packages.republish(db.session, package_id=built.issue.package_id, content=io.BytesIO(as_zip(new)), actor="t")
     second, page = open_launch(client, content_base, built.issue.package_id)
-    assert second != first and b"loading v2" in page.data
+    assert second != first and b"Storyline course v2" in page.data
 
     received += b"".join(chunks)
     reading.close()

@@ -8,8 +8,9 @@ because the content origin holds nothing to protect: it is not the app's
 origin, it sets and receives no cookie, and the app answers none of its own
 pages or APIs there, so a script of a course (or one injected into it) can
 read no staff page, submit no staff form and borrow no session. What stays
-limited: who may frame the content (``frame-ancestors``: the client's allowed
-LMS origins, any https: origin when none are set), where it may send data
+limited: who may frame the content (``frame-ancestors``: the content origin itself, for a
+course's own frames, and the client's allowed LMS origins, any https: origin when
+none are set), where it may send data
 (``connect-src``: the content origin and the app's beacon endpoint origin),
 where forms go (``form-action 'self'``), ``<base>`` (``base-uri 'self'``) and
 plug-ins (``object-src 'none'``).
@@ -36,5 +37,6 @@ def content_security_policy(allowed_origins: list[str], public_url: str) -> str:
         "object-src 'none'",
         "base-uri 'self'",
         "form-action 'self'",
-        f"frame-ancestors {ancestors}",
+        # 'self': a course's own frames (Rise's launch page frames its lesson) have the content as an ancestor.
+        f"frame-ancestors 'self' {ancestors}",
     ])
