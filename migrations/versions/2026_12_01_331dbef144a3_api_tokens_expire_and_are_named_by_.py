@@ -4,7 +4,7 @@ Tokens issued before keep no expiry and no prefix: they still work and can be
 revoked from the admin's token list.
 
 Revision ID: 331dbef144a3
-Revises: 36912346a5a2
+Revises: 3982d3aedb1e
 Create Date: 2026-12-01 23:20:18.286036
 
 """
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '331dbef144a3'
-down_revision = '36912346a5a2'
+down_revision = '3982d3aedb1e'
 branch_labels = None
 depends_on = None
 
