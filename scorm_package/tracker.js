@@ -276,7 +276,7 @@
     var originals = {};
 
     function call(method, arg) {
-      return originals[method].call(api, arg);
+      return arguments.length > 1 ? originals[method].call(api, arg) : originals[method].call(api);
     }
 
     function lastError() {

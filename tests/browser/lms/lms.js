@@ -93,7 +93,9 @@
 
   function install() {
     if (q.get("api") !== "none") { window[NAMES.api] = strict(makeRuntime()); }
+    window.lmsSco = sco; // which SCO is (being) launched
   }
+  window.lmsLaunches = launches;
 
   // The LMS's own navigation: unload the current SCO, then launch the next with a fresh API.
   window.lmsNext = function () {
