@@ -20,7 +20,6 @@ from app.services.packages import PackageError, package_bytes
 from tracker_lms import (RUNTIME_IDS, RUNTIMES, build, content_frame, context, count, events,  # noqa: F401
                          launch_query, lms, lms_state, probe_content, tracker_extras, wait_for, watch)
 
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 NAMES = {
     "1.2": {"init": "LMSInitialize", "finish": "LMSFinish", "get": "LMSGetValue", "error": "LMSGetLastError",
@@ -76,6 +75,8 @@ def before_first_initialize(calls: list[dict], version: str) -> list[tuple]:
     return out
 
 
+@pytest.mark.browser
+@pytest.mark.e2e
 @pytest.mark.parametrize("behaviour", list(BEHAVIOURS))
 @pytest.mark.parametrize("runtime,version", RUNTIMES, ids=RUNTIME_IDS)
 def test_content_sees_the_same_answers_with_and_without_the_tracker(
@@ -117,6 +118,8 @@ def test_content_sees_the_same_answers_with_and_without_the_tracker(
     assert [c["method"] for c in tracked_state["calls"]].count(n["init"]) == 1
 
 
+@pytest.mark.browser
+@pytest.mark.e2e
 @pytest.mark.parametrize("runtime,version", RUNTIMES, ids=RUNTIME_IDS)
 def test_tracker_makes_no_call_before_the_session_is_open(runtime, version, lms, context, live_server,
                                                           make_client, tmp_path):
@@ -132,6 +135,8 @@ def test_tracker_makes_no_call_before_the_session_is_open(runtime, version, lms,
     assert state["calls"][0]["result"] == "true"
 
 
+@pytest.mark.browser
+@pytest.mark.e2e
 @pytest.mark.parametrize("runtime,version", RUNTIMES, ids=RUNTIME_IDS)
 def test_multi_sco_visit_is_one_launch_and_one_completion(runtime, version, lms, context, live_server,
                                                           make_client, tmp_path):

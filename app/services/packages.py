@@ -272,6 +272,14 @@ def read_manifest(data: bytes) -> tuple[str, list[str]]:
             if name not in launches:
                 launches.append(name)
     if not launches:
+        assets = [r for r in root.iter() if _local(r.tag) == "resource" and r.get("href")
+                  and (_attr(r, "scormtype") or "").lower() == "asset"]
+        if assets:
+            raise PackageError(
+                "imsmanifest.xml lists only assets (adlcp:scormtype=\"asset\"): an LMS gives an asset no SCORM "
+                "API, so the tracker could never read the learner and no launch would be counted. Export the "
+                "course again as SCORM with at least one SCO, or leave imsmanifest.xml out and give the content "
+                "with index.html at its root (the package is then one SCO that launches index.html)")
         raise PackageError("imsmanifest.xml lists no SCO with a launch file (adlcp:scormtype=\"sco\" and href)")
     return version, launches
 
