@@ -107,7 +107,14 @@ def load_config(instance_path: str | Path, env: dict | None = None) -> dict:
         "LOGIN_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT", "10/minute"),
         # Failed sign-ins per e-mail address, known or not (the lockout covers known accounts).
         "LOGIN_ACCOUNT_RATE_LIMIT": env.get("LOGIN_ACCOUNT_RATE_LIMIT", "10/minute"),
-        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://"),
+        # Shared by every worker of this machine (app/ratelimits.py); redis://... shares between machines.
+        # In-process tests build one app per test, so memory:// is shared there too.
+        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI")
+        or ("memory://" if app_env == "test" else f"machine://{(instance_path / 'ratelimits.db').resolve()}"),
+        # Several deployments sharing one Redis keep their counters apart with a prefix each.
+        "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX", ""),
+        # A rate-limit store that is down lets requests through rather than failing them (never a 500).
+        "RATELIMIT_SWALLOW_ERRORS": True,
         "RATELIMIT_ENABLED": env.get("RATELIMIT_ENABLED", "1") not in {"0", "false", "no"},
         "RATELIMIT_HEADERS_ENABLED": True,
         "CLIENT_CACHE_SECONDS": _int(env, "CLIENT_CACHE_SECONDS", 10),
