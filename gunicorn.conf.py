@@ -32,11 +32,12 @@ import time
 from functools import partial
 from pathlib import Path
 
+from marshmallow import fields
 from gunicorn.workers.gthread import _DEFER, TConn, ThreadWorker
 
 _instance = Path(__file__).resolve().parent / "instance"
-_truthy = ("1", "true", "yes", "on")
-behind_proxy = os.environ.get("PLAIN_HTTP", "").strip().lower() in _truthy
+# The same truthy rule as app/config.py (environs, i.e. marshmallow's Boolean).
+behind_proxy = os.environ.get("PLAIN_HTTP", "").strip() in fields.Boolean.truthy
 
 if behind_proxy:
     bind = [os.environ.get("BIND") or "127.0.0.1:8000"]
