@@ -32,8 +32,8 @@ import time
 from functools import partial
 from pathlib import Path
 
-from marshmallow import fields
 from gunicorn.workers.gthread import _DEFER, TConn, ThreadWorker
+from marshmallow import fields
 
 _instance = Path(__file__).resolve().parent / "instance"
 # The same truthy rule as app/config.py (environs, i.e. marshmallow's Boolean).
