@@ -246,10 +246,13 @@ def write_batch(connection: Connection, pseudonymiser: Pseudonymiser, directory:
     statements = _statements(connection.dialect.name)
     _read_modes(connection, statements, pseudonymiser, directory, batch)
     _mark_known_event_ids(connection, statements, batch)
-    for pending in batch:
-        if pending.outcome is None:
-            stored = _write_beacon(connection, statements, pseudonymiser, directory, pending)
-            pending.outcome = STORED if stored else DUPLICATE
+    # Rows are locked in one order (client, learner, course) in every batch of every process:
+    # two PostgreSQL batches sharing returning learners would otherwise deadlock.
+    waiting = sorted((p for p in batch if p.outcome is None),
+                     key=lambda p: (p.client.id, p.identity[0], p.beacon.course))
+    for pending in waiting:
+        stored = _write_beacon(connection, statements, pseudonymiser, directory, pending)
+        pending.outcome = STORED if stored else DUPLICATE
     record_stored_events(connection, [p for p in batch if p.outcome == STORED])
 
 
