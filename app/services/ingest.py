@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from ..identity import Pseudonymiser
 from ..models import COMPLETION_KINDS, Course, DailyUsage, Event, Learner, RefusedOrigin
+from . import outbox
 from .clients import ClientDirectory, ClientSnapshot
 
 
@@ -171,7 +172,7 @@ class _Statements:
                     "completions": usage.c.completions + combined.excluded.completions,
                     "last_at": combined.excluded.last_at,
                 },
-            ).returning(usage.c.id)
+            ).returning(usage.c.id, usage.c.learner_id)
 
 
 @functools.cache
@@ -203,12 +204,17 @@ def write_beacon(session: Session, pseudonymiser: Pseudonymiser, directory: Clie
     connection = session.connection()
     if statements.combined is not None:
         # One round trip; no row back means the event ID was stored before.
-        return connection.execute(statements.combined, params).first() is not None
-
-    params["learner_id"] = connection.execute(statements.learner, params).scalar_one()
-    if connection.execute(statements.event, params).first() is None:
-        return False
-    connection.execute(statements.usage, params)
+        stored = connection.execute(statements.combined, params).first()
+        if stored is None:
+            return False
+        params["learner_id"] = stored.learner_id
+    else:
+        params["learner_id"] = connection.execute(statements.learner, params).scalar_one()
+        if connection.execute(statements.event, params).first() is None:
+            return False
+        connection.execute(statements.usage, params)
+    # Issue 12: webhooks and alerts leave through the outbox, written in this same transaction.
+    outbox.enqueue_for_beacon(session, beacon.event, client.id, course_id, params["learner_id"], now)
     return True
 
 
@@ -285,6 +291,7 @@ def record_refused_origin(session: Session, client_id: int, origin: str, now: dt
             index_elements=["client_id", "origin"],
             set_={"count": RefusedOrigin.count + 1, "last_seen": stmt.excluded.last_seen},
         ))
+        outbox.enqueue_refused_origin(session, client_id, origin[:255], now)
         session.commit()
     except Exception:
         session.rollback()
