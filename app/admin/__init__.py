@@ -386,3 +386,5 @@ def staff_change(user_id: int):
     else:
         flash(f"Saved {user.email}.", "success")
     return redirect(url_for("admin.staff"))
+
+from . import licences as _licences  # noqa: E402,F401  (issue 12: licence and webhook pages)
