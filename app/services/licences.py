@@ -81,13 +81,12 @@ def renew_term(session: Session, client: Client, term: LicenceTerm, *, actor: st
                seat_limit: int | None = None) -> LicenceTerm:
     """The next term: from the day after ``term`` ends, as long, the same settings (or a new limit)."""
     starts_on = term.ends_on + dt.timedelta(days=1)
-    length_days = (term.ends_on - term.starts_on).days
-    # A term of whole years renews as whole years (leap days included).
-    if term.starts_on.month == starts_on.month and term.starts_on.day == starts_on.day:
-        years = starts_on.year - term.starts_on.year
-        ends_on = _same_day_later(starts_on, years=years) - dt.timedelta(days=1)
+    # A term of whole months (or years) renews as whole months: leap days and month lengths follow.
+    months = (starts_on.year - term.starts_on.year) * 12 + starts_on.month - term.starts_on.month
+    if starts_on == _same_day_later(term.starts_on, months=months):
+        ends_on = _same_day_later(starts_on, months=months) - dt.timedelta(days=1)
     else:
-        ends_on = starts_on + dt.timedelta(days=length_days)
+        ends_on = starts_on + (term.ends_on - term.starts_on)
     return add_term(session, client, actor=actor, starts_on=starts_on, ends_on=ends_on,
                     seat_limit=term.seat_limit if seat_limit is None else seat_limit,
                     seat_window=term.seat_window, at_limit=term.at_limit, after_expiry=term.after_expiry)
@@ -224,10 +223,24 @@ def forecast(session: Session, client_id: int, window: Window, today: dt.date, l
     recent_start = today - dt.timedelta(days=recent_days - 1)
     recent = sum(n for day, n in arrivals.items() if day >= recent_start)
     rate = recent / recent_days
-    expected = used + rate * remaining
-    variance = rate * remaining + (remaining ** 2) * recent / (recent_days ** 2)
-
+    future = rate * remaining
+    variance = future + (remaining ** 2) * recent / (recent_days ** 2)
     basis = f"{recent} new learner(s) in the last {recent_days} day(s)"
+
+    # A saturating client: clearly fewer arrivals in the second half of the days so far
+    # than in the first. Arrivals then fall off geometrically at the observed pace.
+    half = elapsed // 2
+    if half >= 7:
+        middle = today - dt.timedelta(days=half - 1)
+        first = sum(n for day, n in arrivals.items() if middle - dt.timedelta(days=half) <= day < middle)
+        second = sum(n for day, n in arrivals.items() if day >= middle)
+        if first - second > 2 * math.sqrt(first + second):
+            per_day = ((second + 0.5) / first) ** (1 / half)
+            future = rate * per_day * (1 - per_day ** remaining) / (1 - per_day)
+            variance = future + future ** 2 / max(recent, 1)
+            basis += f", slowing down ({first} then {second} over two spans of {half} days)"
+    expected = used + future
+
     if last_year is not None:
         before = seats_used(session, client_id, last_year,
                             until=last_year.start + dt.timedelta(days=elapsed - 1))
