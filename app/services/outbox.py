@@ -86,13 +86,40 @@ def _enqueue_statement(dialect_name: str) -> _EnqueueStatement:
 
 
 def enqueue(session: Session, type_: str, client_id: int | None, facts: dict, now: dt.datetime,
-            dedupe_key: str | None = None) -> None:
-    """Add an event to the caller's transaction (nothing if ``dedupe_key`` was used before)."""
+            dedupe_key: str | None = None) -> bool:
+    """Add an event to the caller's transaction. False: ``dedupe_key`` was used before (nothing added)."""
     connection = session.connection()
-    connection.execute(_enqueue_statement(connection.dialect.name).statement, {
+    result = connection.execute(_enqueue_statement(connection.dialect.name).statement, {
         "webhook_id": new_webhook_id(), "type": type_, "client_id": client_id, "dedupe_key": dedupe_key,
         "facts": facts, "occurred_at": now,
     })
+    return result.rowcount != 0
+
+
+class _KnownEnrolments:
+    """(database, course, learner) triples whose ``learner.enrolled`` is committed: their launches skip the INSERT.
+
+    Only a conflicting INSERT adds a pair (the row is then committed: PostgreSQL
+    waits for a concurrent writer before it reports the conflict), so a rolled
+    back beacon never hides an enrolment. Bounded: cleared when full.
+    """
+
+    def __init__(self, size: int = 200_000):
+        self.size = size
+        self.pairs: set[tuple[int, int]] = set()
+        self.lock = threading.Lock()
+
+    def __contains__(self, pair) -> bool:
+        return pair in self.pairs
+
+    def add(self, pair) -> None:
+        with self.lock:
+            if len(self.pairs) >= self.size:
+                self.pairs.clear()
+            self.pairs.add(pair)
+
+
+known_enrolments = _KnownEnrolments()
 
 
 def enqueue_for_beacon(session: Session, kind: str, client_id: int, course_id: int, learner_id: int,
@@ -100,7 +127,11 @@ def enqueue_for_beacon(session: Session, kind: str, client_id: int, course_id: i
     """The beacon path's hook: a launch may be an enrolment; a status is always an event."""
     facts = {"course_id": course_id, "learner_id": learner_id}
     if kind == "launch":
-        enqueue(session, "learner.enrolled", client_id, facts, now, f"enrolled:{course_id}:{learner_id}")
+        pair = (session.get_bind().url.database, course_id, learner_id)
+        if pair in known_enrolments:
+            return
+        if not enqueue(session, "learner.enrolled", client_id, facts, now, f"enrolled:{course_id}:{learner_id}"):
+            known_enrolments.add(pair)
     else:
         enqueue(session, f"learner.{kind}", client_id, facts, now)
 
