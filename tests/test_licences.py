@@ -176,3 +176,53 @@ def test_forecast_uses_last_years_term(acme):
     assert "last year" in outlook.statement
     without = licences.forecast(db.session, acme.id, licences.seat_window(this, D(2026, 6, 29)), D(2026, 6, 29), 1000)
     assert outlook.expected > without.expected
+
+
+def test_admin_licence_page_adds_a_term_sets_contacts_and_renews(acme, client, make_staff, login):
+    from conftest import csrf_token_from
+
+    login(make_staff("csm"))
+    url = f"/admin/clients/{acme.slug}/licence"
+    page = client.get(url)
+    assert page.status_code == 200 and "No licence term is in force" in page.get_data(as_text=True)
+    token = csrf_token_from(page.get_data(as_text=True))
+    referer = {"Referer": "https://localhost" + url}
+    today = dt.datetime.now(dt.UTC).date()
+    bad = client.post(url, data={"csrf_token": token, "term-starts_on": today.isoformat(),
+                                 "term-ends_on": (today - dt.timedelta(days=1)).isoformat()}, headers=referer)
+    assert bad.status_code == 200 and "must end on or after" in bad.get_data(as_text=True)
+    assert licences.terms(db.session, acme.id) == []
+    added = client.post(url, data={"csrf_token": token, "term-starts_on": today.isoformat(),
+                                   "term-ends_on": (today + dt.timedelta(days=99)).isoformat(),
+                                   "term-seat_limit": "25", "term-seat_window": "term",
+                                   "term-at_limit": "block", "term-after_expiry": "record"}, headers=referer)
+    assert added.status_code == 302
+    html = client.get(url).get_data(as_text=True)
+    assert "/ 25" in html and "block new learners" in html and "90 % likely between" in html
+    client.post(f"{url}/contacts", data={"csrf_token": token, "contacts-alert_emails": "A@Acme.example\nnot-an-address"},
+                headers=referer)
+    assert licences.contacts(db.session, acme.id) == [], "a bad address changes nothing"
+    client.post(f"{url}/contacts", data={"csrf_token": token, "contacts-alert_emails": "A@Acme.example\nb@acme.example"},
+                headers=referer)
+    assert licences.contacts(db.session, acme.id) == ["a@acme.example", "b@acme.example"]
+    assert client.post(f"{url}/renew", data={}, headers=referer).status_code == 400
+    client.post(f"{url}/renew", data={"csrf_token": token}, headers=referer)
+    db.session.expire_all()
+    assert [t.starts_on for t in licences.terms(db.session, acme.id)] == [today, today + dt.timedelta(days=100)]
+
+
+def test_cli_client_create_with_alert_emails_and_terms(app, runner):
+    import json
+
+    made = runner.invoke(args=["client", "create", "--name", "Delta", "--alert-email", "Ops@Delta.example",
+                               "--alert-email", "cs@delta.example", "--json"])
+    assert made.exit_code == 0, made.output
+    assert json.loads(made.output)["alert_emails"] == ["cs@delta.example", "ops@delta.example"]
+    bad = runner.invoke(args=["licence", "add-term", "--client", "delta", "--start", "2026-02-01",
+                              "--end", "2026-01-01"])
+    assert bad.exit_code != 0 and "end on or after" in bad.output
+    ok = runner.invoke(args=["licence", "add-term", "--client", "delta", "--start", "2026-01-01",
+                             "--end", "2026-12-31", "--seat-limit", "5", "--count-per", "month", "--json"])
+    assert ok.exit_code == 0 and json.loads(ok.output)["seat_window"] == "month"
+    renewed = json.loads(runner.invoke(args=["licence", "renew", "--client", "delta", "--json"]).output)
+    assert (renewed["starts_on"], renewed["ends_on"]) == ("2027-01-01", "2027-12-31")

@@ -132,6 +132,13 @@ def learner_counted(session: Session, client_id: int, identity: str, window: Win
         DailyUsage.day >= window.start, DailyUsage.day <= window.end).limit(1)) is not None
 
 
+def window_in_force(session: Session, client_id: int, day: dt.date) -> Window | None:
+    """The seat window of the term in force on ``day`` (None without a term): what the one
+    ``current_period`` of the product should return when a client has terms."""
+    term = term_in_force(session, client_id, day)
+    return seat_window(term, day) if term is not None else None
+
+
 # --- enforcement -------------------------------------------------------------------
 
 
