@@ -120,3 +120,26 @@ def test_renewed_term_alerts_again(app, client, make_client, make_staff, smtp):
                 client.post(BEACONS, json=beacon_body(key, student_id=f"g{i}"))
             _work(app)
     assert len(smtp.by_subject()["Gamma has used 100 % of its seats"]) == 2, "once in each term"
+
+
+def test_mail_server_down_retries_then_sends_and_admin_lists_it(app, client, make_client, make_staff, login, smtp):
+    from conftest import csrf_token_from
+
+    delta, key = make_client(name="Delta", origins=["https://lms.delta.example"])
+    csm = make_staff("csm", email="csm@vendor.example")
+    real_url = app.config["SMTP_URL"]
+    app.config["SMTP_URL"] = "smtp://127.0.0.1:9"  # nothing listens there
+    start = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)
+    with time_machine.travel(start, tick=False) as traveller:
+        client.post(BEACONS, json=beacon_body(key), headers={"Origin": "https://elsewhere.example"})
+        _work(app)
+        delivery = db.session.scalar(select(OutboxDelivery).where(OutboxDelivery.channel == "email"))
+        assert delivery.status == "pending" and delivery.attempts == 1 and smtp.messages == []
+        login(csm)
+        page = client.get("/admin/webhooks").get_data(as_text=True)
+        assert "Beacons from an LMS not on Delta" in page and "retrying" in page
+        app.config["SMTP_URL"] = real_url
+        traveller.shift(11)
+        _work(app)
+    assert [rcpts for rcpts, _ in smtp.messages] == [["csm@vendor.example"]]
+    assert csrf_token_from(page)

@@ -82,3 +82,47 @@ def test_kill_9_mid_delivery_loses_nothing(app, client, runner, make_client, dat
     assert len(delivered) - len(events) <= 1 and duplicates in ([], [hook.received[0].webhook_id]), \
         "at most the interrupted delivery again, under the same webhook-id"
     assert all(r.verified for r in hook.received)
+
+
+def test_two_workers_share_the_work_and_send_each_delivery_once(app, client, runner, make_client, tls_ca,
+                                                                database_kind):
+    """PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: the write lock makes one of two claims fail and retry."""
+    from sqlalchemy.exc import OperationalError
+
+    from app.services import outbox
+
+    _, key = make_client(name="Acme")
+    hook = Receiver(tls_ca)
+    try:
+        hook.secret = json.loads(runner.invoke(args=["webhook", "add", "--url", hook.url, "--json"]).output)["secret"]
+        for i in range(30):
+            client.post(BEACONS, json=beacon_body(key, student_id=f"s-{i}"))
+        settings = outbox.Settings.from_config({**app.config, "WEBHOOK_CA_FILE": tls_ca["ca"]})
+        db.session.remove()
+        failures = []
+
+        def work():
+            with app.app_context():
+                for _ in range(200):
+                    try:
+                        outbox.run_once(db.session, settings)
+                    except OperationalError:
+                        db.session.rollback()
+                    except Exception as exc:  # an IntegrityError: both fanned out the same event
+                        db.session.rollback()
+                        failures.append(type(exc).__name__)
+                    if len(hook.delivered_ids()) >= 30 and not db.session.scalar(
+                            select(OutboxDelivery.id).where(OutboxDelivery.status != "delivered")):
+                        break
+                db.session.remove()
+
+        threads = [threading.Thread(target=work) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    finally:
+        hook.stop()
+    delivered = hook.delivered_ids()
+    assert len(delivered) == 30 and len(set(delivered)) == 30, "each delivery sent exactly once"
+    assert set(failures) <= {"IntegrityError"}

@@ -151,8 +151,12 @@ def webhooks_list():
             .group_by(OutboxDelivery.endpoint_id, OutboxDelivery.status)):
         counts.setdefault(endpoint_id, {})[status] = n
     endpoints = list(db.session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)))
+    # E-mail alerts not (yet) sent: failing or dead, each with a replay button.
+    mails = list(db.session.scalars(select(OutboxDelivery).where(
+        OutboxDelivery.channel == "email", OutboxDelivery.status != "delivered", OutboxDelivery.attempts > 0,
+    ).order_by(OutboxDelivery.id.desc()).limit(100)))
     return render_template("admin/webhooks.html", form=form, endpoints=endpoints, counts=counts, secret=secret,
-                           event_types=webhooks.EVENT_TYPES)
+                           event_types=webhooks.EVENT_TYPES, mails=mails, action_form=ActionForm())
 
 
 @bp.get("/webhooks/<int:endpoint_id>")
