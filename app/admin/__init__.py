@@ -31,7 +31,7 @@ from ..extensions import db, login_manager
 from ..identity import PseudonymParams
 from ..models import AuditEntry, Client, ClientKey, Event, Learner, PackageIssue, StaffUser, utcnow
 from ..services import packages as package_service
-from ..services import anonymisation, golive
+from ..services import anonymisation, golive, periods
 from ..services import clients as client_service
 from ..services import staff as staff_service
 from ..services.billing import unique_users
@@ -96,10 +96,10 @@ def _today() -> dt.date:
 
 
 def _status(client: Client, last_beacon: dt.datetime | None, warnings: int) -> dict:
-    start, end = client_service.current_period(client, _today())
-    users = unique_users(db.session, client.id, start, end)
+    period = periods.current_period(client, _today())
+    users = unique_users(db.session, client.id, period.start, period.end)
     over = client.seat_limit is not None and users > client.seat_limit
-    return {"period": (start, end), "users": users, "over": over, "last_beacon": last_beacon,
+    return {"period": period, "users": users, "over": over, "last_beacon": last_beacon,
             "warnings": warnings}
 
 

@@ -128,15 +128,6 @@ def update_client(session: Session, client: Client, *, actor: str, name: str, ac
     return client
 
 
-def current_period(client: Client, today: dt.date) -> tuple[dt.date, dt.date]:
-    """The period a seat limit applies to now: the licence period when it covers today,
-    otherwise the calendar month so far."""
-    if client.licence_start and client.licence_start <= today and (
-            client.licence_end is None or client.licence_end >= today):
-        return client.licence_start, today
-    return today.replace(day=1), today
-
-
 def create_client(session: Session, *, name: str, actor: str, anonymised: bool = False,
                   licence: str = "subscription", origins: list[str] | tuple = (),
                   seat_limit: int | None = None, slug: str | None = None,
