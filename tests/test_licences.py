@@ -226,3 +226,27 @@ def test_cli_client_create_with_alert_emails_and_terms(app, runner):
     assert ok.exit_code == 0 and json.loads(ok.output)["seat_window"] == "month"
     renewed = json.loads(runner.invoke(args=["licence", "renew", "--client", "delta", "--json"]).output)
     assert (renewed["starts_on"], renewed["ends_on"]) == ("2027-01-01", "2027-12-31")
+
+
+def test_ten_learners_on_day_one_are_not_forecast_at_310(acme):
+    for i in range(10):
+        _use(acme.id, f"d1-{i}", D(2026, 3, 1), acme.course_id)
+    db.session.commit()
+    outlook = licences.forecast(db.session, acme.id, licences.Window(D(2026, 3, 1), D(2026, 3, 31)), D(2026, 3, 1),
+                                limit=None)
+    assert outlook.expected < 60 and "not sure yet" in outlook.statement
+
+
+def test_billing_overview_and_period_use_the_term_in_force(acme):
+    from app.services import billing, periods
+
+    licences.add_term(db.session, acme, actor="t", starts_on=D(2026, 1, 1), ends_on=D(2026, 12, 31),
+                      seat_limit=7, seat_window="month")
+    for i in range(3):
+        _use(acme.id, f"m-{i}", D(2026, 3, 2 + i), acme.course_id)
+    _use(acme.id, "feb", D(2026, 2, 20), acme.course_id)
+    db.session.commit()
+    assert periods.current_period(acme, D(2026, 3, 10)) == periods.Period(D(2026, 3, 1), D(2026, 3, 31))
+    [row] = [r for r in billing.overview(db.session, D(2026, 3, 10)) if r.slug == acme.slug]
+    assert (row.seat_limit, row.unique_users, row.period.start) == (7, 3, D(2026, 3, 1))
+    assert periods.current_period(acme, D(2027, 3, 10)) == periods.month_of(D(2027, 3, 10)), "after the term"

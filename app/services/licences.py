@@ -7,7 +7,6 @@ beacon/remote path all call these, so they agree.
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import math
 from dataclasses import dataclass
@@ -18,6 +17,9 @@ from sqlalchemy.orm import Session
 from ..licensing_models import AT_LIMIT, SEAT_WINDOWS, AlertContact, LicenceTerm
 from ..models import Client, DailyUsage, Learner
 from . import audit
+# A seat window is a period of UTC days (the one home: services/periods.py).
+from .periods import Period as Window
+from .periods import month_of
 
 
 class LicenceError(ValueError):
@@ -74,7 +76,7 @@ def _same_day_later(day: dt.date, years: int = 0, months: int = 0) -> dt.date:
     month_index = day.month - 1 + months
     year = day.year + years + month_index // 12
     month = month_index % 12 + 1
-    return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+    return dt.date(year, month, min(day.day, month_of(dt.date(year, month, 1)).end.day))
 
 
 def renew_term(session: Session, client: Client, term: LicenceTerm, *, actor: str,
@@ -95,22 +97,9 @@ def renew_term(session: Session, client: Client, term: LicenceTerm, *, actor: st
 # --- seat windows and counts ---------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Window:
-    """The dates seats are counted over on a day: the term, or its month or year cut to the term."""
-
-    start: dt.date
-    end: dt.date
-
-    @property
-    def days(self) -> int:
-        return (self.end - self.start).days + 1
-
-
 def seat_window(term: LicenceTerm, day: dt.date) -> Window:
     if term.seat_window == "month":
-        start = day.replace(day=1)
-        end = day.replace(day=calendar.monthrange(day.year, day.month)[1])
+        start, end = month_of(day).start, month_of(day).end
     elif term.seat_window == "year":
         start, end = dt.date(day.year, 1, 1), dt.date(day.year, 12, 31)
     else:
@@ -181,6 +170,7 @@ def launch_decision(session: Session, client_id: int, identity: str, day: dt.dat
 
 
 RECENT_DAYS = 14
+PRIOR_DAYS = 7
 Z_90 = 1.645
 
 
@@ -230,9 +220,19 @@ def forecast(session: Session, client_id: int, window: Window, today: dt.date, l
     recent_start = today - dt.timedelta(days=recent_days - 1)
     recent = sum(n for day, n in arrivals.items() if day >= recent_start)
     rate = recent / recent_days
+    if elapsed < RECENT_DAYS:
+        # Little data: one busy first day is a cohort, not a rate. Weigh in PRIOR_DAYS at
+        # the rate of the window before (none: no arrivals), so 10 learners on day 1 of a
+        # month forecast tens, not 310.
+        before = Window(window.start - dt.timedelta(days=window.days), window.start - dt.timedelta(days=1))
+        prior_rate = seats_used(session, client_id, before) / before.days
+        rate = (recent + prior_rate * PRIOR_DAYS) / (recent_days + PRIOR_DAYS)
+        basis_prior = f", weighed with {PRIOR_DAYS} days at the previous window's {prior_rate:.1f} a day"
+    else:
+        basis_prior = ""
     future = rate * remaining
     variance = future + (remaining ** 2) * recent / (recent_days ** 2)
-    basis = f"{recent} new learner(s) in the last {recent_days} day(s)"
+    basis = f"{recent} new learner(s) in the last {recent_days} day(s)" + basis_prior
 
     # A saturating client: clearly fewer arrivals in the second half of the days so far
     # than in the first. Arrivals then fall off geometrically at the observed pace.
