@@ -250,3 +250,17 @@ def test_billing_overview_and_period_use_the_term_in_force(acme):
     [row] = [r for r in billing.overview(db.session, D(2026, 3, 10)) if r.slug == acme.slug]
     assert (row.seat_limit, row.unique_users, row.period.start) == (7, 3, D(2026, 3, 1))
     assert periods.current_period(acme, D(2027, 3, 10)) == periods.month_of(D(2027, 3, 10)), "after the term"
+
+
+def test_remote_hook_and_its_polite_page(app, acme):
+    from flask import render_template
+
+    licences.add_term(db.session, acme, actor="t", starts_on=D(2026, 1, 1), ends_on=D(2026, 12, 31),
+                      seat_limit=1, at_limit="block")
+    _use(acme.id, "ann", D(2026, 3, 1), acme.course_id)
+    db.session.commit()
+    assert not licences.remote_launch_decision(db.session, acme.id, "bob", D(2026, 3, 2)).allowed
+    assert licences.remote_launch_decision(db.session, acme.id, "ann", D(2026, 3, 2)).allowed
+    with app.test_request_context("/"):
+        html = render_template(licences.LIMIT_PAGE_TEMPLATE, client_name="Acme")
+    assert "Licence limit reached" in html and "Acme has used every seat" in html

@@ -312,3 +312,17 @@ def set_contacts(session: Session, client: Client, emails: list[str], *, actor: 
     if commit:
         session.commit()
     return wanted
+
+
+# --- the hook for the remote content face ----------------------------------------------
+
+
+LIMIT_PAGE_TEMPLATE = "licence_limit.html"
+
+
+def remote_launch_decision(session: Session, client_id: int, identity: str, day: dt.date) -> LaunchDecision:
+    """For the remote package face, before it relays a learner's first SCORM call:
+    ``allowed`` false means render ``LIMIT_PAGE_TEMPLATE`` (status 403) instead of the
+    content, and record nothing. ``identity`` is the stored identity
+    (``ingest.learner_identity``: the pseudonym for anonymised clients)."""
+    return launch_decision(session, client_id, identity, day, remote=True)
