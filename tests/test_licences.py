@@ -190,7 +190,7 @@ def test_admin_licence_page_adds_a_term_sets_contacts_and_renews(acme, client, m
     today = dt.datetime.now(dt.UTC).date()
     bad = client.post(url, data={"csrf_token": token, "term-starts_on": today.isoformat(),
                                  "term-ends_on": (today - dt.timedelta(days=1)).isoformat()}, headers=referer)
-    assert bad.status_code == 200 and "must end on or after" in bad.get_data(as_text=True)
+    assert bad.status_code == 400 and "must end on or after" in bad.get_data(as_text=True)
     assert licences.terms(db.session, acme.id) == []
     added = client.post(url, data={"csrf_token": token, "term-starts_on": today.isoformat(),
                                    "term-ends_on": (today + dt.timedelta(days=99)).isoformat(),
@@ -199,8 +199,9 @@ def test_admin_licence_page_adds_a_term_sets_contacts_and_renews(acme, client, m
     assert added.status_code == 302
     html = client.get(url).get_data(as_text=True)
     assert "/ 25" in html and "block new learners" in html and "90 % likely between" in html
-    client.post(f"{url}/contacts", data={"csrf_token": token, "contacts-alert_emails": "A@Acme.example\nnot-an-address"},
-                headers=referer)
+    refused = client.post(f"{url}/contacts", headers=referer,
+                          data={"csrf_token": token, "contacts-alert_emails": "A@Acme.example\nnot-an-address"})
+    assert refused.status_code == 400 and "Nothing changed" in refused.get_data(as_text=True)
     assert licences.contacts(db.session, acme.id) == [], "a bad address changes nothing"
     client.post(f"{url}/contacts", data={"csrf_token": token, "contacts-alert_emails": "A@Acme.example\nb@acme.example"},
                 headers=referer)

@@ -66,17 +66,24 @@ def _today() -> dt.date:
 def client_licence(slug):
     client = _client(slug)
     term_form, contacts_form = TermForm(prefix="term"), ContactsForm(prefix="contacts")
-    if term_form.validate_on_submit() and term_form.starts_on.data:
-        try:
-            licences.add_term(db.session, client, actor=current_user.email, starts_on=term_form.starts_on.data,
-                              ends_on=term_form.ends_on.data, seat_limit=term_form.seat_limit.data,
-                              seat_window=term_form.seat_window.data, at_limit=term_form.at_limit.data,
-                              after_expiry=term_form.after_expiry.data)
-        except licences.LicenceError as exc:
-            term_form.starts_on.errors.append(str(exc))
-        else:
-            flash("Licence term added.", "success")
-            return redirect(url_for("admin.client_licence", slug=slug))
+    if term_form.is_submitted():
+        if term_form.validate():
+            try:
+                licences.add_term(db.session, client, actor=current_user.email, starts_on=term_form.starts_on.data,
+                                  ends_on=term_form.ends_on.data, seat_limit=term_form.seat_limit.data,
+                                  seat_window=term_form.seat_window.data, at_limit=term_form.at_limit.data,
+                                  after_expiry=term_form.after_expiry.data)
+            except licences.LicenceError as exc:
+                db.session.rollback()
+                term_form.starts_on.errors.append(str(exc))
+            else:
+                flash("Licence term added.", "success")
+                return redirect(url_for("admin.client_licence", slug=slug))
+        return _licence_page(client, term_form, contacts_form), 400
+    return _licence_page(client, term_form, contacts_form)
+
+
+def _licence_page(client: Client, term_form: TermForm, contacts_form: ContactsForm) -> str:
     today = _today()
     term = licences.term_in_force(db.session, client.id, today)
     seats = outlook = window = None
@@ -106,9 +113,9 @@ def client_licence_contacts(slug):
                               actor=current_user.email)
     except licences.LicenceError as exc:
         db.session.rollback()
-        flash(f"Contacts not changed: {exc}", "error")
-    else:
-        flash("Alert contacts saved.", "success")
+        form.alert_emails.errors.append(f"Nothing changed: {exc}")
+        return _licence_page(client, TermForm(prefix="term", formdata=None), form), 400
+    flash("Alert contacts saved.", "success")
     return redirect(url_for("admin.client_licence", slug=slug))
 
 
@@ -155,8 +162,9 @@ def webhooks_list():
     mails = list(db.session.scalars(select(OutboxDelivery).where(
         OutboxDelivery.channel == "email", OutboxDelivery.status != "delivered", OutboxDelivery.attempts > 0,
     ).order_by(OutboxDelivery.id.desc()).limit(100)))
-    return render_template("admin/webhooks.html", form=form, endpoints=endpoints, counts=counts, secret=secret,
+    page = render_template("admin/webhooks.html", form=form, endpoints=endpoints, counts=counts, secret=secret,
                            event_types=webhooks.EVENT_TYPES, mails=mails, action_form=ActionForm())
+    return page, (400 if form.is_submitted() and secret is None else 200)
 
 
 @bp.get("/webhooks/<int:endpoint_id>")
