@@ -10,7 +10,7 @@ import socket
 
 import pytest
 import time_machine
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.extensions import db
 from app.licensing_models import OutboxDelivery, OutboxEvent
@@ -210,3 +210,24 @@ def test_signature_matches_the_standard_webhooks_reference():
     body = '{"type":"learner.enrolled"}'
     when = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     assert webhooks.sign(secret, "msg_x", int(when.timestamp()), body) == Webhook(secret).sign("msg_x", when, body)
+
+
+def test_admin_adds_an_endpoint_and_sees_the_secret_once(app, client, make_client, make_staff, login):
+    acme, _ = make_client(name="Acme")
+    login(make_staff("admin"))
+    page = client.get("/admin/webhooks")
+    token = csrf_token_from(page.get_data(as_text=True))
+    referer = {"Referer": "https://localhost/admin/webhooks"}
+    made = client.post("/admin/webhooks", headers=referer, data={
+        "csrf_token": token, "url": "https://127.0.0.1:9443/hooks", "client": acme.slug,
+        "events": "learner.enrolled licence.threshold"})
+    html = made.get_data(as_text=True)
+    from app.licensing_models import WebhookEndpoint
+    endpoint = db.session.scalar(select(WebhookEndpoint))
+    assert made.status_code == 200 and endpoint.secret in html
+    assert (endpoint.client_id, endpoint.event_types) == (acme.id, ["learner.enrolled", "licence.threshold"])
+    assert endpoint.secret not in client.get("/admin/webhooks").get_data(as_text=True), "shown once"
+    unknown = client.post("/admin/webhooks", headers=referer,
+                          data={"csrf_token": token, "url": "https://127.0.0.1/x", "events": "learner.sneezed"})
+    assert unknown.status_code == 400 and "unknown event type" in unknown.get_data(as_text=True)
+    assert db.session.scalar(select(func.count()).select_from(WebhookEndpoint)) == 1
