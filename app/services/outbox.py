@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -321,13 +321,20 @@ def deliver_due(session: Session, settings: Settings, clock: Callable[[], dt.dat
     due = list(session.scalars(_locked(session, select(OutboxDelivery).where(
         OutboxDelivery.status == "pending", OutboxDelivery.next_attempt_at <= now,
     ).order_by(OutboxDelivery.next_attempt_at, OutboxDelivery.id).limit(limit))))
+    candidates = [(delivery.id, delivery.event.webhook_id) for delivery in due]
+    session.rollback()
     claimed = []
-    for delivery in due:
-        delivery.next_attempt_at = now + settings.lease
-        delivery.attempts += 1
-        delivery.last_attempt_at = now
-        claimed.append((delivery.id, delivery.event.webhook_id))
-    session.commit()
+    table = OutboxDelivery.__table__
+    for delivery_id, webhook_id in candidates:
+        # The claim is one conditional UPDATE: of two workers that saw the same row due,
+        # only one changes it (SQLite's driver reads outside a transaction; PostgreSQL
+        # re-checks the condition after a concurrent update).
+        result = session.execute(update(table).where(
+            table.c.id == delivery_id, table.c.status == "pending", table.c.next_attempt_at <= now,
+        ).values(next_attempt_at=now + settings.lease, attempts=table.c.attempts + 1, last_attempt_at=now))
+        session.commit()
+        if result.rowcount == 1:
+            claimed.append((delivery_id, webhook_id))
     for delivery_id, webhook_id in claimed:
         delivery = session.get(OutboxDelivery, delivery_id)
         endpoint = session.get(WebhookEndpoint, delivery.endpoint_id) if delivery.endpoint_id else None
