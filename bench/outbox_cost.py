@@ -45,6 +45,13 @@ def _app(url):
     return app
 
 
+STATEMENTS = [0]
+
+
+def _count(*args, **kwargs):
+    STATEMENTS[0] += 1
+
+
 def _round(app, client, n, new_learners, hook_on, counter):
     original = outbox.enqueue_for_beacon
     if not hook_on:
@@ -61,14 +68,18 @@ def _round(app, client, n, new_learners, hook_on, counter):
             ingest.record_beacon(db.session, app.extensions["pseudonymiser"], app.extensions["client_directory"],
                                  snap, beacon, lms_host="lms.example.com", now=dt.datetime.now(dt.UTC))
             times.append(time.perf_counter() - started)
-        return statistics.median(times) * 1e6
+        return statistics.median(times) * 1e6, STATEMENTS[0] / n
     finally:
+        STATEMENTS[0] = 0
         ingest.outbox.enqueue_for_beacon = original
 
 
 def run(url, label, rounds, n):
     app = _app(url)
     with app.app_context():
+        from sqlalchemy import event
+
+        event.listen(db.engine, "before_cursor_execute", _count)
         client, _ = client_service.create_client(db.session, name="Bench", actor="bench",
                                                  params=PseudonymParams(1, 256, 1))
         counter = [0]
@@ -79,9 +90,9 @@ def run(url, label, rounds, n):
                 off.append(_round(app, client, n, new, False, counter))
                 on.append(_round(app, client, n, new, True, counter))
             mix = "new learners" if new else "returning learners"
-            m_on, m_off = statistics.median(on), statistics.median(off)
+            m_on, m_off = statistics.median(t for t, _ in on), statistics.median(t for t, _ in off)
             print(f"{label:10} {mix:18} without outbox {m_off:7.0f} µs  with {m_on:7.0f} µs  "
-                  f"ratio {m_on / m_off:.2f}")
+                  f"ratio {m_on / m_off:.2f}   statements per beacon {off[0][1]:.1f} -> {on[0][1]:.1f}")
         db.session.remove()
         db.engine.dispose()
 

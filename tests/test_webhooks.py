@@ -231,3 +231,26 @@ def test_admin_adds_an_endpoint_and_sees_the_secret_once(app, client, make_clien
                           data={"csrf_token": token, "url": "https://127.0.0.1/x", "events": "learner.sneezed"})
     assert unknown.status_code == 400 and "unknown event type" in unknown.get_data(as_text=True)
     assert db.session.scalar(select(func.count()).select_from(WebhookEndpoint)) == 1
+
+
+def test_a_returning_learners_launch_adds_no_outbox_statement(app, client, make_client):
+    from sqlalchemy import event
+
+    _, key = make_client(name="Acme")
+    _send(client, key, student_id="s-1")
+    _send(client, key, student_id="s-1")  # the enrolment conflicts once: now known
+    seen = []
+
+    def spy(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", spy)
+    try:
+        _send(client, key, student_id="s-1")
+        assert not any("outbox_events" in s for s in seen), "a known enrolment skips the INSERT"
+        seen.clear()
+        _send(client, key, student_id="s-1", event="completed")
+        assert sum("outbox_events" in s for s in seen) == 1, "a status is one INSERT"
+    finally:
+        event.remove(db.engine, "before_cursor_execute", spy)
+    assert db.session.scalar(select(func.count()).select_from(OutboxEvent)) == 2

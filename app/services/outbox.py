@@ -77,7 +77,7 @@ class _EnqueueStatement:
             dedupe_key=bindparam("dedupe_key", type_=table.c.dedupe_key.type),
             facts=bindparam("facts", type_=table.c.facts.type),
             occurred_at=bindparam("occurred_at", type_=table.c.occurred_at.type),
-        ).on_conflict_do_nothing()
+        ).on_conflict_do_nothing().returning(table.c.id)
 
 
 @functools.cache
@@ -93,7 +93,8 @@ def enqueue(session: Session, type_: str, client_id: int | None, facts: dict, no
         "webhook_id": new_webhook_id(), "type": type_, "client_id": client_id, "dedupe_key": dedupe_key,
         "facts": facts, "occurred_at": now,
     })
-    return result.rowcount != 0
+    # RETURNING, not rowcount: drivers disagree on rowcount after ON CONFLICT DO NOTHING.
+    return result.first() is not None
 
 
 class _KnownEnrolments:
