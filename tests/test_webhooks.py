@@ -254,3 +254,19 @@ def test_a_returning_learners_launch_adds_no_outbox_statement(app, client, make_
     finally:
         event.remove(db.engine, "before_cursor_execute", spy)
     assert db.session.scalar(select(func.count()).select_from(OutboxEvent)) == 2
+
+
+def test_erasure_removes_the_learners_webhook_events_and_bodies(app, client, runner, make_client):
+    acme, key = make_client(name="Acme")
+    runner.invoke(args=["webhook", "add", "--url", "https://127.0.0.1:9/unused"])
+    _send(client, key, student_id="erase.me@acme.example")
+    _send(client, key, student_id="erase.me@acme.example", event="completed")
+    _send(client, key, student_id="keep@acme.example")
+    outbox.fan_out(db.session, dt.datetime.now(dt.UTC))
+    assert any("erase.me" in d.body for d in db.session.scalars(select(OutboxDelivery)))
+    result = runner.invoke(args=["learner", "erase", "--client", acme.slug, "--student-id", "Erase.Me@acme.example"])
+    assert result.exit_code == 0, result.output
+    db.session.expire_all()
+    bodies = [d.body for d in db.session.scalars(select(OutboxDelivery))]
+    assert len(bodies) == 1 and "keep@acme.example" in bodies[0]
+    assert db.session.scalar(select(func.count()).select_from(OutboxEvent)) == 1

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -141,6 +141,21 @@ def enqueue_refused_origin(session: Session, client_id: int, origin: str, now: d
     """A leak alert: once per client, origin and day."""
     enqueue(session, "origin.refused", client_id, {"origin": origin}, now,
             f"origin:{client_id}:{now.date().isoformat()}:{origin}"[:200])
+
+
+def forget_learners(session: Session, client_id: int, learner_ids: list[int]) -> int:
+    """Erasure: drop the learners' events (and their deliveries, bodies included) from the
+    outbox, in the caller's transaction. Returns how many events went."""
+    wanted = set(learner_ids)
+    doomed = [event_id for event_id, facts in session.execute(
+        select(OutboxEvent.id, OutboxEvent.facts).where(OutboxEvent.client_id == client_id,
+                                                        OutboxEvent.type.like("learner.%")))
+        if facts.get("learner_id") in wanted]
+    for start in range(0, len(doomed), 500):
+        chunk = doomed[start:start + 500]
+        session.execute(delete(OutboxDelivery).where(OutboxDelivery.event_id.in_(chunk)))
+        session.execute(delete(OutboxEvent).where(OutboxEvent.id.in_(chunk)))
+    return len(doomed)
 
 
 # --- fanning out -----------------------------------------------------------------------
