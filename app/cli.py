@@ -217,6 +217,10 @@ def package_build(client_slug, course_title, scorm_version, content, mode, serve
             "scorm_version": built.scorm_version, "mode": built.mode, "file": str(target),
             "bytes": target.stat().st_size, "launch_files": built.launch_files, "key_prefix": built.key_prefix,
             "server_url": built.server_url}
+    if built.mode == "remote":
+        data |= {"content_url": built.content_url, "warnings": built.warnings}
+    for warning in built.warnings:
+        click.echo(f"Warning: {warning}", err=True)
     what = "untracked (perpetual licence)" if built.mode == "untracked" else f"reporting to {built.server_url}"
     emit(as_json, data, f"Wrote {target} (SCORM {built.scorm_version}, {what}), package {data['package_id']}.")
 
@@ -232,7 +236,10 @@ def package_republish(package_id, content, as_json):
         remote = package_service.republish(db.session, package_id=package_id, content=content, actor=CLI_ACTOR)
     except package_service.PackageError as exc:
         raise click.ClickException(str(exc)) from None
-    data = {"package_id": str(package_id), "launch_file": remote.launch_file, "bytes": len(remote.content)}
+    data = {"package_id": str(package_id), "launch_file": remote.launch_file, "bytes": remote.content_bytes,
+            "version": remote.content_version, "warnings": remote.warnings}
+    for warning in remote.warnings:
+        click.echo(f"Warning: {warning}", err=True)
     emit(as_json, data, f"Republished package {package_id} ({data['bytes']} bytes, opens {remote.launch_file}).")
 
 

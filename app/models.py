@@ -222,11 +222,14 @@ class PackageIssue(db.Model):
 
 
 class RemoteContent(db.Model):
-    """The course content of a remote package, kept here so every app server can serve it.
+    """A remote package's course: the name of its current version in the content store.
 
-    ``content`` is the course as a zip; ``launch_file`` is the page the launcher opens;
-    ``beacon_key`` is the package's own beacon key, written into the tracker served
-    with the content (it is as public as a deployed package's key).
+    The files live in the content store (``CONTENT_DIR``), content-addressed, so
+    every app machine reaching the store serves them; a republish writes a new
+    version and points ``content_version`` at it. ``launch_file`` is the first
+    SCO's page, ``sco_count`` the number of SCO items the thin package on the LMS
+    holds; ``beacon_key`` is the package's own beacon key, written into the
+    tracker served with the content (it is as public as a deployed package's key).
     """
 
     __tablename__ = "remote_contents"
@@ -236,7 +239,9 @@ class RemoteContent(db.Model):
         ForeignKey("package_issues.package_id", ondelete="CASCADE"), unique=True)
     launch_file: Mapped[str] = mapped_column(String(1000))
     beacon_key: Mapped[str] = mapped_column(String(255))
-    content: Mapped[bytes] = mapped_column(LargeBinary)
+    content_version: Mapped[str] = mapped_column(String(32))
+    content_bytes: Mapped[int] = mapped_column(BigInteger)
+    sco_count: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 

@@ -169,10 +169,11 @@ def receive_beacon():
 def _own_origins() -> set[str]:
     """This server's origin as browsers send it: from PUBLIC_URL (behind a proxy) and the request."""
     origins = {request.host_url.rstrip("/")}
-    try:
-        origins.add(normalise_origin(current_app.config["PUBLIC_URL"]))
-    except ClientError:
-        pass
+    for setting in ("PUBLIC_URL", "CONTENT_URL"):  # remote content sends beacons from CONTENT_URL
+        try:
+            origins.add(normalise_origin(current_app.config[setting] or ""))
+        except ClientError:
+            pass
     return origins
 
 
