@@ -214,7 +214,7 @@ def write_beacon(session: Session, pseudonymiser: Pseudonymiser, directory: Clie
             return False
         connection.execute(statements.usage, params)
     # Issue 12: webhooks and alerts leave through the outbox, written in this same transaction.
-    outbox.enqueue_for_beacon(session, beacon.event, client.id, course_id, params["learner_id"], now)
+    outbox.enqueue_for_beacon(session, beacon.event, client.id, course_id, params["learner_id"], now, directory)
     return True
 
 

@@ -115,20 +115,22 @@ class _KnownEnrolments:
 
     def add(self, pair) -> None:
         with self.lock:
-            if len(self.pairs) >= self.size:
+            if len(self.pairs) >= max(self.size, 1):
                 self.pairs.clear()
             self.pairs.add(pair)
 
 
-known_enrolments = _KnownEnrolments()
-
-
 def enqueue_for_beacon(session: Session, kind: str, client_id: int, course_id: int, learner_id: int,
-                       now: dt.datetime) -> None:
-    """The beacon path's hook: a launch may be an enrolment; a status is always an event."""
+                       now: dt.datetime, directory=None) -> None:
+    """The beacon path's hook: a launch may be an enrolment; a status is always an event.
+
+    ``directory`` is the app's ClientDirectory: the known enrolments live beside its
+    course ids (one per app, so a database rebuilt under the same name starts afresh).
+    """
     facts = {"course_id": course_id, "learner_id": learner_id}
     if kind == "launch":
-        pair = (session.get_bind().url.database, course_id, learner_id)
+        known_enrolments = _known_enrolments(directory)
+        pair = (course_id, learner_id)
         if pair in known_enrolments:
             return
         if not enqueue(session, "learner.enrolled", client_id, facts, now, f"enrolled:{course_id}:{learner_id}"):
@@ -156,6 +158,15 @@ def forget_learners(session: Session, client_id: int, learner_ids: list[int]) ->
         session.execute(delete(OutboxDelivery).where(OutboxDelivery.event_id.in_(chunk)))
         session.execute(delete(OutboxEvent).where(OutboxEvent.id.in_(chunk)))
     return len(doomed)
+
+
+def _known_enrolments(directory) -> _KnownEnrolments:
+    if directory is None:
+        return _KnownEnrolments(size=0)
+    known = getattr(directory, "known_enrolments", None)
+    if known is None:
+        known = directory.known_enrolments = _KnownEnrolments()
+    return known
 
 
 # --- fanning out -----------------------------------------------------------------------
