@@ -108,10 +108,17 @@ class ClientKey(db.Model):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     key_prefix: Mapped[str] = mapped_column(String(12))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # NULL: valid until rotated. Set on rotation to the end of the grace period.
+    # NULL: valid until rotated. Set on rotation to the end of the grace period, or to the
+    # moment a package's key is revoked.
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The package issue that carries this key (NULL: the client's own key, in no package).
+    package_issue_id: Mapped[int | None] = mapped_column(ForeignKey("package_issues.id", ondelete="SET NULL"),
+                                                         index=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(255))
 
     client: Mapped[Client] = relationship(back_populates="keys")
+    package_issue: Mapped[PackageIssue | None] = relationship()
 
     def valid_at(self, when: dt.datetime) -> bool:
         return self.expires_at is None or self.expires_at > when
@@ -306,7 +313,11 @@ class ApiToken(db.Model):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), index=True)
     label: Mapped[str | None] = mapped_column(String(100))
+    # The first characters of the token ("tk_" and 8 more): lists and `token revoke` name it by them.
+    token_prefix: Mapped[str | None] = mapped_column(String(16), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # None only for tokens issued before tokens expired.
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     staff_user: Mapped[StaffUser] = relationship()

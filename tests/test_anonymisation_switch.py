@@ -207,7 +207,7 @@ def test_large_clients_are_sent_to_the_cli_and_the_cli_switches(client, csm, acm
                                                                  runner):
     import json
 
-    import app.admin as admin_views
+    import app.admin.clients as admin_views
 
     acme, _ = acme_with_data
     before = period_counts(acme)

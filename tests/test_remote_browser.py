@@ -28,7 +28,7 @@ SCORM_ERROR = {"1.2": {"write_only": "404", "bad_value": "405"}, "2004": {"write
 @pytest.mark.parametrize("version", ["1.2", "2004"])
 def test_storyline_shaped_course_runs_remotely_and_reports_to_the_lms(version, lms, context, live_server,
                                                                       make_client, screenshots_dir):
-    client, _ = make_client(origins=[lms.url])
+    client, _ = make_client(origins=[lms.url], local_http=True)  # a local http LMS: development only
     data, built = build_remote(client, version, live_server, content=io.BytesIO(as_zip(storyline(version))),
                                title="Storyline Course")
     assert built.warnings == []
@@ -84,7 +84,7 @@ def test_storyline_shaped_course_runs_remotely_and_reports_to_the_lms(version, l
 
 @pytest.mark.parametrize("version", ["1.2", "2004"])
 def test_rise_shaped_course_with_its_launch_page_in_a_subfolder(version, lms, context, live_server, make_client):
-    client, _ = make_client(origins=[lms.url])
+    client, _ = make_client(origins=[lms.url], local_http=True)  # a local http LMS: development only
     data, _ = build_remote(client, version, live_server, content=io.BytesIO(as_zip(rise(version))),
                            title="Rise Course")
     page = context.new_page()
@@ -107,7 +107,7 @@ def test_rise_shaped_course_with_its_launch_page_in_a_subfolder(version, lms, co
 @pytest.mark.parametrize("version", ["1.2", "2004"])
 def test_multi_sco_items_share_one_launch_file_and_open_with_their_own_query(version, lms, context, live_server,
                                                                             make_client):
-    client, _ = make_client(origins=[lms.url])
+    client, _ = make_client(origins=[lms.url], local_http=True)  # a local http LMS: development only
     data, _ = build_remote(client, version, live_server, content=io.BytesIO(as_zip(captivate_multi(version))),
                            title="Lessons")
     launch = lms.add("lessons", data)
@@ -129,7 +129,7 @@ def test_multi_sco_items_share_one_launch_file_and_open_with_their_own_query(ver
 
 @pytest.mark.parametrize("version", ["1.2", "2004"])
 def test_republish_shows_at_the_next_launch(version, lms, context, live_server, make_client):
-    client, _ = make_client(origins=[lms.url])
+    client, _ = make_client(origins=[lms.url], local_http=True)  # a local http LMS: development only
     data, built = build_remote(client, version, live_server, content=io.BytesIO(as_zip(storyline(version, "v1"))))
     launch = lms.add("story", data)
     page = context.new_page()
@@ -173,7 +173,7 @@ LMS_REFUSES = """<!DOCTYPE html><html><head><title>Strict</title></head><body><p
 @pytest.mark.parametrize("version", ["1.2", "2004"])
 def test_the_lmss_own_error_codes_strings_and_diagnostics_reach_the_course(version, lms, context, live_server,
                                                                            make_client, tmp_path):
-    client, _ = make_client(origins=[lms.url])
+    client, _ = make_client(origins=[lms.url], local_http=True)  # a local http LMS: development only
     folder = tmp_path / "strict"
     folder.mkdir()
     (folder / "index.html").write_text(LMS_REFUSES)
@@ -206,7 +206,7 @@ NEVER_INITIALISES = """<!DOCTYPE html><html><head><title>Quiet</title></head>
 
 def test_a_course_that_never_initialises_leaves_the_lms_session_closed(lms, context, live_server, make_client,
                                                                        tmp_path):
-    client, _ = make_client(origins=[lms.url])
+    client, _ = make_client(origins=[lms.url], local_http=True)  # a local http LMS: development only
     folder = tmp_path / "quiet"
     folder.mkdir()
     (folder / "index.html").write_text(NEVER_INITIALISES)

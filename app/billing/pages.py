@@ -15,6 +15,7 @@ from marshmallow import ValidationError
 from ..extensions import db, login_manager
 from ..models import Client
 from ..services import billing, periods
+from ..services.anonymisation import short_reference
 from ..services.periods import Period
 from .api import visible_client
 from .chart import usage_chart
@@ -221,7 +222,7 @@ def learner(slug: str, learner_id: int):
         abort(404)
     events = billing.learner_events(db.session, client.id, learner_id)
     return render_template("billing/learner.html", client=client, learner=found, events=events,
-                           reference=billing.short_reference(found.identity) if found.pseudonymised
+                           reference=short_reference(found.identity) if found.pseudonymised
                            else found.identity)
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from ..models import COMPLETION_KINDS, Client, Course, DailyUsage, Event, Learner
 from . import licences
+from .anonymisation import short_reference
 from .periods import Period, current_period
 
 # --- totals over a range ---------------------------------------------------------
@@ -194,11 +195,6 @@ class LearnerSummary:
     @property
     def display_name(self) -> str:
         return "" if self.pseudonymised else (self.name or "")
-
-
-def short_reference(pseudonym: str) -> str:
-    """A short, stable handle for a pseudonymised learner ("p:abcd1234ef")."""
-    return pseudonym[:12]
 
 
 def _learner_search(search: str | None):

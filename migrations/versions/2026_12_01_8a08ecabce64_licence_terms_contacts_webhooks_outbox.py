@@ -1,7 +1,7 @@
 """licence terms, alert contacts, webhook endpoints and the outbox
 
 Revision ID: 8a08ecabce64
-Revises: 3982d3aedb1e
+Revises: baf227eda4fd
 Create Date: 2026-12-01 22:47:50.499816
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '8a08ecabce64'
-down_revision = '3982d3aedb1e'
+down_revision = 'baf227eda4fd'
 branch_labels = None
 depends_on = None
 
