@@ -57,8 +57,9 @@ package_group = click.Group("package", help="Build SCORM packages for clients.")
 @click.option("--seat-limit", type=click.IntRange(min=0), default=None)
 @click.option("--slug", default=None, help="URL name; made from the name when left out.")
 @click.option("--allow-duplicate-name", is_flag=True, help="Create it although another client has this name.")
+@click.option("--alert-email", "alert_emails", multiple=True, help="A contact for licence alerts (repeat).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def client_create(name, anonymised, licence, origins, seat_limit, slug, allow_duplicate_name, as_json):
+def client_create(name, anonymised, licence, origins, seat_limit, slug, allow_duplicate_name, alert_emails, as_json):
     """Create a client and print its beacon key (shown once)."""
     try:
         client, key = client_service.create_client(
@@ -72,6 +73,9 @@ def client_create(name, anonymised, licence, origins, seat_limit, slug, allow_du
         raise click.ClickException(str(exc)) from None
     data = {"slug": client.slug, "key": key, "name": client.name, "anonymised": client.anonymised,
             "licence": client.licence, "origins": client.allowed_origins, "seat_limit": client.seat_limit}
+    if alert_emails:
+        from .cli_licences import set_alert_emails
+        data["alert_emails"] = set_alert_emails(client, alert_emails)
     emit(as_json, data, f"Created client {client.slug!r}. Beacon key (shown once): {key}")
 
 
@@ -371,3 +375,4 @@ def write_self_signed(cert_path: Path, key_path: Path, hosts) -> None:
 def register(app: Flask) -> None:
     for group in (client_group, staff_group, token_group, learner_group, demo_group, tls_group, package_group):
         app.cli.add_command(group)
+    from .cli_licences import register as register_licences; register_licences(app)  # noqa: E702 (issue 12)

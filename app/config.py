@@ -187,4 +187,9 @@ def load_config(instance_path: str | Path, env: dict | None = None) -> dict:
         "PERMANENT_SESSION_LIFETIME": _int(settings, "SESSION_HOURS", 12) * 3600,
         "WTF_CSRF_TIME_LIMIT": None,
         "WTF_CSRF_SSL_STRICT": True,
+        # Licence alerts and webhooks (issue 12): the outbox worker sends them.
+        "SMTP_URL": env.get("SMTP_URL", "").strip() or None,
+        "MAIL_FROM": env.get("MAIL_FROM", "").strip() or "tracker@localhost",
+        "WEBHOOK_CA_FILE": env.get("WEBHOOK_CA_FILE", "").strip() or None,
+        "OUTBOX_LEASE_SECONDS": _int(env, "OUTBOX_LEASE_SECONDS", 60),
     }

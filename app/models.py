@@ -335,3 +335,5 @@ class AuditEntry(db.Model):
     before: Mapped[dict | None] = mapped_column(JSON)
     after: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+from .licensing_models import AlertContact, LicenceTerm, OutboxDelivery, OutboxEvent, WebhookEndpoint  # noqa: E402,F401

@@ -43,6 +43,14 @@ def routes(own_slug: str, staff_id: int) -> list[tuple[str, str, dict | None, in
         ("POST", f"/admin/staff/{staff_id}/password", {}, 302),
         ("GET", "/admin/staff/tokens", None, 200),
         ("POST", "/admin/staff/tokens/999999/revoke", {}, 404),
+        ("GET", f"{c}/licence", None, 200),
+        ("POST", f"{c}/licence", {"term-starts_on": ""}, 400),
+        ("POST", f"{c}/licence/contacts", {"contacts-alert_emails": "not-an-address"}, 400),
+        ("POST", f"{c}/licence/renew", {}, 302),  # no term yet: nothing to renew
+        ("GET", "/admin/webhooks", None, 200),
+        ("POST", "/admin/webhooks", {"url": "http://10.0.0.1/"}, 400),
+        ("GET", "/admin/webhooks/999999", None, 404),
+        ("POST", "/admin/webhooks/deliveries/999999/replay", {}, 404),
     ]
 
 

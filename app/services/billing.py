@@ -17,6 +17,7 @@ from sqlalchemy import case, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..models import COMPLETION_KINDS, Client, Course, DailyUsage, Event, Learner
+from . import licences
 from .anonymisation import short_reference
 from .periods import Period, current_period
 
@@ -351,16 +352,6 @@ class ClientOverview:
         return (self.unique_users - self.previous_unique_users) / self.previous_unique_users
 
 
-def forecast_unique_users(users_so_far: int, period: Period, today: dt.date) -> int:
-    """End-of-period unique users at the daily run rate so far (linear; a period that ended is exact)."""
-    if today >= period.end:
-        return users_so_far
-    if today < period.start:
-        return 0
-    elapsed = (today - period.start).days + 1
-    return round(users_so_far * period.days / elapsed)
-
-
 def overview(session: Session, today: dt.date) -> list[ClientOverview]:
     """Every client with this period's unique users, the previous period's, and a forecast."""
     clients = list(session.scalars(select(Client).order_by(Client.name, Client.id)))
@@ -378,8 +369,13 @@ def overview(session: Session, today: dt.date) -> list[ClientOverview]:
         ClientOverview(
             slug=client.slug, name=client.name, active=client.active, period=periods[client.id],
             unique_users=current[client.id], previous_unique_users=previous[client.id],
-            seat_limit=client.seat_limit,
-            forecast=forecast_unique_users(current[client.id], periods[client.id], today),
+            seat_limit=_seat_limit(session, client, today),
+            forecast=licences.forecast(session, client.id, periods[client.id], today, None).expected,
         )
         for client in clients
     ]
+
+
+def _seat_limit(session: Session, client: Client, today: dt.date) -> int | None:
+    term = licences.term_in_force(session, client.id, today)
+    return term.seat_limit if term is not None else client.seat_limit

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from ..extensions import db
 from ..identity import InvalidIdentity, Pseudonymiser
 from ..models import RefusedOrigin
+from . import outbox
 from .clients import ClientDirectory, ClientSnapshot
 from .group_commit import GroupCommitter, sqlite_writers
 from .ingest_batch import (
@@ -175,6 +176,7 @@ def record_refused_origin(session: Session, client_id: int, origin: str, now: dt
             index_elements=["client_id", "origin"],
             set_={"count": RefusedOrigin.count + 1, "last_seen": stmt.excluded.last_seen},
         ))
+        outbox.enqueue_refused_origin(session, client_id, origin[:255], now)
         session.commit()
     except Exception:
         session.rollback()

@@ -33,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from ..identity import Pseudonymiser
 from ..models import COMPLETION_KINDS, Client, Course, DailyUsage, Event, Learner
+from . import outbox
 from .clients import ClientDirectory, ClientSnapshot
 
 STORED, DUPLICATE, REFUSED, UNAVAILABLE = "stored", "duplicate", "refused", "unavailable"
@@ -253,7 +254,7 @@ def write_batch(connection: Connection, pseudonymiser: Pseudonymiser, directory:
     for pending in waiting:
         stored = _write_beacon(connection, statements, pseudonymiser, directory, pending)
         pending.outcome = STORED if stored else DUPLICATE
-    record_stored_events(connection, [p for p in batch if p.outcome == STORED])
+    record_stored_events(connection, directory, [p for p in batch if p.outcome == STORED])
 
 
 def _read_modes(connection: Connection, statements: _Statements, pseudonymiser: Pseudonymiser,
@@ -320,8 +321,8 @@ def _write_beacon(connection: Connection, statements: _Statements, pseudonymiser
     return True
 
 
-def record_stored_events(connection: Connection, stored: list[PendingBeacon]) -> None:
-    """Step 4: rows that must commit with the beacons stored in this batch (nothing yet).
+def record_stored_events(connection: Connection, directory: ClientDirectory, stored: list[PendingBeacon]) -> None:
+    """Step 4: rows that must commit with the beacons stored in this batch: the outbox's events.
 
     Each ``PendingBeacon`` here was stored now (never a duplicate) and carries
     ``client``, ``beacon.event`` (launch / completed / passed / failed),
@@ -329,3 +330,14 @@ def record_stored_events(connection: Connection, stored: list[PendingBeacon]) ->
     anonymised clients). The webhook outbox inserts its rows here, in the
     beacon's transaction, so an event is announced if and only if it is stored.
     """
+    launched = set()
+    for pending in stored:
+        if pending.beacon.event == "launch":
+            # A second launch of the same learner and course in one batch would conflict with the
+            # first one's uncommitted row, and a conflict marks the enrolment as committed.
+            pair = (pending.client.id, pending.course_id, pending.learner_id)
+            if pair in launched:
+                continue
+            launched.add(pair)
+        outbox.enqueue_for_beacon(connection, pending.beacon.event, pending.client.id, pending.course_id,
+                                  pending.learner_id, pending.now, directory)

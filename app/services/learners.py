@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from ..identity import InvalidIdentity, Pseudonymiser, legacy_student_id, normalise_student_id
 from ..models import Client, DailyUsage, Event, Learner
-from . import audit
+from . import audit, outbox
 from .clients import snapshot
 
 
@@ -37,6 +37,7 @@ def erase_learner(session: Session, pseudonymiser: Pseudonymiser, client: Client
         session.execute(delete(DailyUsage).where(DailyUsage.learner_id.in_(learner_ids)))
         session.execute(delete(Event).where(Event.learner_id.in_(learner_ids)))
         session.execute(delete(Learner).where(Learner.id.in_(learner_ids)))
+        outbox.forget_learners(session, client.id, learner_ids)  # webhook bodies name the learner
     audit.record(session, actor, "learner.erase", client.id, None, {"learners_erased": len(learner_ids)})
     session.commit()
     return len(learner_ids)

@@ -58,15 +58,37 @@ def month_of(day: dt.date) -> Period:
 def current_period(client, today: dt.date) -> Period:
     """The period a client's seat limit and invoice apply to on ``today``.
 
-    The licence period when it has both ends and contains today; otherwise
+    The seat window of the licence term in force (the term, or its calendar
+    month or year: ``services/licences.py``); else the client's licence
+    period when it has both ends and contains today; otherwise
     (no licence dates, an open-ended licence, a licence ended or not begun)
     the calendar month of today. Whole periods: callers that must not show the
     future use ``Period.to_date``.
     """
+    window = _licence_window(client, today)
+    if window is not None:
+        return window
     start, end = client.licence_start, client.licence_end
     if start and end and start <= today <= end:
         return Period(start, end)
     return month_of(today)
+
+
+def _licence_window(client, today: dt.date) -> Period | None:
+    """The seat window of the client's licence term in force (issue 12), when it has terms."""
+    from sqlalchemy.orm import object_session
+    from sqlalchemy.orm.exc import UnmappedInstanceError
+
+    from . import licences
+
+    try:
+        session = object_session(client)
+    except UnmappedInstanceError:  # a plain object with licence dates (tests, snapshots)
+        return None
+    if session is None:
+        return None
+    window = licences.window_in_force(session, client.id, today)
+    return Period(window.start, window.end) if window is not None else None
 
 
 def checked_range(start: dt.date, end: dt.date) -> Period:

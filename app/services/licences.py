@@ -1,0 +1,328 @@
+"""Licence terms: which term is in force, how seats are counted, renewal, the
+decision at the seat limit, and the forecast of seats at the end of the window.
+
+Plain functions over a session; the admin, the CLI, the outbox worker and the
+beacon/remote path all call these, so they agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+
+from sqlalchemy import distinct, func, select
+from sqlalchemy.orm import Session
+
+from ..licensing_models import AT_LIMIT, SEAT_WINDOWS, AlertContact, LicenceTerm
+from ..models import Client, DailyUsage, Learner
+from . import audit
+# A seat window is a period of UTC days (the one home: services/periods.py).
+from .periods import Period as Window
+from .periods import month_of
+
+
+class LicenceError(ValueError):
+    """A licence term or contact the CSM must correct; the message says what."""
+
+
+# --- terms ------------------------------------------------------------------------
+
+
+def terms(session: Session, client_id: int) -> list[LicenceTerm]:
+    return list(session.scalars(select(LicenceTerm).where(LicenceTerm.client_id == client_id)
+                                .order_by(LicenceTerm.starts_on)))
+
+
+def term_in_force(session: Session, client_id: int, day: dt.date) -> LicenceTerm | None:
+    """The client's term covering ``day`` (terms never overlap), or None."""
+    return session.scalar(select(LicenceTerm).where(
+        LicenceTerm.client_id == client_id, LicenceTerm.starts_on <= day, LicenceTerm.ends_on >= day,
+    ).order_by(LicenceTerm.starts_on.desc()).limit(1))
+
+
+def last_term_before(session: Session, client_id: int, day: dt.date) -> LicenceTerm | None:
+    return session.scalar(select(LicenceTerm).where(
+        LicenceTerm.client_id == client_id, LicenceTerm.ends_on < day,
+    ).order_by(LicenceTerm.ends_on.desc()).limit(1))
+
+
+def add_term(session: Session, client: Client, *, actor: str, starts_on: dt.date, ends_on: dt.date,
+             seat_limit: int | None, seat_window: str = "term", at_limit: str = "record",
+             after_expiry: str = "record") -> LicenceTerm:
+    """Add a term (audited, commits). Terms of one client never overlap."""
+    if ends_on < starts_on:
+        raise LicenceError("a term must end on or after the day it starts")
+    if seat_limit is not None and seat_limit < 0:
+        raise LicenceError("the seat limit cannot be negative")
+    if seat_window not in SEAT_WINDOWS:
+        raise LicenceError(f"seats are counted per {', '.join(SEAT_WINDOWS)}")
+    if at_limit not in AT_LIMIT or after_expiry not in AT_LIMIT:
+        raise LicenceError(f"at the limit a client is set to {' or '.join(AT_LIMIT)}")
+    overlap = session.scalar(select(LicenceTerm).where(
+        LicenceTerm.client_id == client.id, LicenceTerm.starts_on <= ends_on, LicenceTerm.ends_on >= starts_on))
+    if overlap is not None:
+        raise LicenceError(f"this overlaps the term {overlap.starts_on} to {overlap.ends_on}")
+    term = LicenceTerm(client_id=client.id, starts_on=starts_on, ends_on=ends_on, seat_limit=seat_limit,
+                       seat_window=seat_window, at_limit=at_limit, after_expiry=after_expiry)
+    session.add(term)
+    session.flush()
+    audit.record(session, actor, "licence.term_add", client.id, None, term.as_dict())
+    session.commit()
+    return term
+
+
+def _same_day_later(day: dt.date, years: int = 0, months: int = 0) -> dt.date:
+    month_index = day.month - 1 + months
+    year = day.year + years + month_index // 12
+    month = month_index % 12 + 1
+    return dt.date(year, month, min(day.day, month_of(dt.date(year, month, 1)).end.day))
+
+
+def renew_term(session: Session, client: Client, term: LicenceTerm, *, actor: str,
+               seat_limit: int | None = None) -> LicenceTerm:
+    """The next term: from the day after ``term`` ends, as long, the same settings (or a new limit)."""
+    starts_on = term.ends_on + dt.timedelta(days=1)
+    # A term of whole months (or years) renews as whole months: leap days and month lengths follow.
+    months = (starts_on.year - term.starts_on.year) * 12 + starts_on.month - term.starts_on.month
+    if starts_on == _same_day_later(term.starts_on, months=months):
+        ends_on = _same_day_later(starts_on, months=months) - dt.timedelta(days=1)
+    else:
+        ends_on = starts_on + (term.ends_on - term.starts_on)
+    return add_term(session, client, actor=actor, starts_on=starts_on, ends_on=ends_on,
+                    seat_limit=term.seat_limit if seat_limit is None else seat_limit,
+                    seat_window=term.seat_window, at_limit=term.at_limit, after_expiry=term.after_expiry)
+
+
+# --- seat windows and counts ---------------------------------------------------------
+
+
+def seat_window(term: LicenceTerm, day: dt.date) -> Window:
+    if term.seat_window == "month":
+        start, end = month_of(day).start, month_of(day).end
+    elif term.seat_window == "year":
+        start, end = dt.date(day.year, 1, 1), dt.date(day.year, 12, 31)
+    else:
+        start, end = term.starts_on, term.ends_on
+    return Window(max(start, term.starts_on), min(end, term.ends_on))
+
+
+def seats_used(session: Session, client_id: int, window: Window, until: dt.date | None = None) -> int:
+    """Unique learners of the client in the window (up to ``until``, inclusive)."""
+    end = min(window.end, until) if until else window.end
+    return session.scalar(select(func.count(distinct(DailyUsage.learner_id))).where(
+        DailyUsage.client_id == client_id, DailyUsage.day >= window.start, DailyUsage.day <= end)) or 0
+
+
+def learner_counted(session: Session, client_id: int, identity: str, window: Window) -> bool:
+    """Has this learner (stored identity) already taken a seat in the window?"""
+    return session.scalar(select(DailyUsage.id).join(Learner, Learner.id == DailyUsage.learner_id).where(
+        DailyUsage.client_id == client_id, Learner.client_id == client_id, Learner.identity == identity,
+        DailyUsage.day >= window.start, DailyUsage.day <= window.end).limit(1)) is not None
+
+
+def window_in_force(session: Session, client_id: int, day: dt.date) -> Window | None:
+    """The seat window of the term in force on ``day`` (None without a term): what the one
+    ``current_period`` of the product should return when a client has terms."""
+    term = term_in_force(session, client_id, day)
+    return seat_window(term, day) if term is not None else None
+
+
+# --- enforcement -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LaunchDecision:
+    """What to do with a launch. ``allowed`` false only for a new learner of a remote package."""
+
+    allowed: bool
+    over_limit: bool
+    reason: str  # "no_term" | "within_limit" | "returning" | "over_limit" | "expired"
+
+
+def launch_decision(session: Session, client_id: int, identity: str, day: dt.date, *,
+                    remote: bool) -> LaunchDecision:
+    """Record-and-flag or block, per the term in force (or the last one, once expired).
+
+    A learner already counted is never refused (their launch is never lost);
+    a deployed package cannot be blocked, only flagged.
+    """
+    term = term_in_force(session, client_id, day)
+    if term is None:
+        expired = last_term_before(session, client_id, day)
+        if expired is None:
+            return LaunchDecision(True, False, "no_term")
+        # After the last term: a learner of the last term's final window still returns.
+        if learner_counted(session, client_id, identity, seat_window(expired, expired.ends_on)):
+            return LaunchDecision(True, True, "returning")
+        return LaunchDecision(not (remote and expired.after_expiry == "block"), True, "expired")
+    if term.seat_limit is None:
+        return LaunchDecision(True, False, "within_limit")
+    window = seat_window(term, day)
+    if learner_counted(session, client_id, identity, window):
+        return LaunchDecision(True, False, "returning")
+    if seats_used(session, client_id, window) < term.seat_limit:
+        return LaunchDecision(True, False, "within_limit")
+    return LaunchDecision(not (remote and term.at_limit == "block"), True, "over_limit")
+
+
+# --- forecast ----------------------------------------------------------------------
+
+
+RECENT_DAYS = 14
+PRIOR_DAYS = 7
+Z_90 = 1.645
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Seats expected at the end of the window, with a 90 % range and a plain statement."""
+
+    used: int
+    expected: int
+    low: int
+    high: int
+    limit: int | None
+    statement: str
+
+    @property
+    def over_limit(self) -> bool:
+        """Likely over: the expected figure passes the limit."""
+        return self.limit is not None and self.expected > self.limit
+
+
+def _new_learners_by_day(session: Session, client_id: int, window: Window, until: dt.date) -> dict[dt.date, int]:
+    firsts = (select(DailyUsage.learner_id, func.min(DailyUsage.day).label("first_day"))
+              .where(DailyUsage.client_id == client_id, DailyUsage.day >= window.start,
+                     DailyUsage.day <= min(until, window.end))
+              .group_by(DailyUsage.learner_id).subquery())
+    rows = session.execute(select(firsts.c.first_day, func.count()).group_by(firsts.c.first_day))
+    return {day: count for day, count in rows}
+
+
+def forecast(session: Session, client_id: int, window: Window, today: dt.date, limit: int | None,
+             last_year: Window | None = None) -> Forecast:
+    """From the arrival rate of new learners in the window (recent days weigh: a saturating
+    client slows down), and, where there is one, the same window last year.
+
+    New learners arrive as a Poisson process; the range adds the rate's own
+    uncertainty (few arrivals, wide range).
+    """
+    arrivals = _new_learners_by_day(session, client_id, window, today)
+    used = sum(arrivals.values())
+    if today >= window.end:
+        return Forecast(used, used, used, used, limit, "The window has ended: this is the final figure.")
+    if today < window.start:
+        return Forecast(0, 0, 0, 0, limit, "The window has not started.")
+    elapsed = (today - window.start).days + 1
+    remaining = window.days - elapsed
+    recent_days = min(RECENT_DAYS, elapsed)
+    recent_start = today - dt.timedelta(days=recent_days - 1)
+    recent = sum(n for day, n in arrivals.items() if day >= recent_start)
+    rate = recent / recent_days
+    if elapsed < RECENT_DAYS:
+        # Little data: one busy first day is a cohort, not a rate. Weigh in PRIOR_DAYS at
+        # the rate of the window before (none: no arrivals), so 10 learners on day 1 of a
+        # month forecast tens, not 310.
+        before = Window(window.start - dt.timedelta(days=window.days), window.start - dt.timedelta(days=1))
+        prior_rate = seats_used(session, client_id, before) / before.days
+        rate = (recent + prior_rate * PRIOR_DAYS) / (recent_days + PRIOR_DAYS)
+        basis_prior = f", weighed with {PRIOR_DAYS} days at the previous window's {prior_rate:.1f} a day"
+    else:
+        basis_prior = ""
+    future = rate * remaining
+    variance = future + (remaining ** 2) * recent / (recent_days ** 2)
+    basis = f"{recent} new learner(s) in the last {recent_days} day(s)" + basis_prior
+
+    # A saturating client: clearly fewer arrivals in the second half of the days so far
+    # than in the first. Arrivals then fall off geometrically at the observed pace.
+    half = elapsed // 2
+    if half >= 7:
+        middle = today - dt.timedelta(days=half - 1)
+        first = sum(n for day, n in arrivals.items() if middle - dt.timedelta(days=half) <= day < middle)
+        second = sum(n for day, n in arrivals.items() if day >= middle)
+        if first - second > 2 * math.sqrt(first + second):
+            per_day = ((second + 0.5) / first) ** (1 / half)
+            future = rate * per_day * (1 - per_day ** remaining) / (1 - per_day)
+            variance = future + future ** 2 / max(recent, 1)
+            basis += f", slowing down ({first} then {second} over two spans of {half} days)"
+    expected = used + future
+
+    if last_year is not None:
+        before = seats_used(session, client_id, last_year,
+                            until=last_year.start + dt.timedelta(days=elapsed - 1))
+        final = seats_used(session, client_id, last_year)
+        if before and final:
+            by_last_year = used * final / before
+            expected = (expected + by_last_year) / 2
+            variance = variance / 2 + ((by_last_year - expected) ** 2)
+            basis += f"; last year the same window grew {final / before:.2f}× from this point"
+    spread = Z_90 * math.sqrt(variance)
+    low, high = max(used, math.floor(expected - spread)), math.ceil(expected + spread)
+    expected_int = round(expected)
+    sure = "fairly sure" if elapsed >= 14 and recent >= 10 else "not sure yet (little data)"
+    statement = (f"Expected {expected_int} seat(s) by {window.end.isoformat()}, 90 % likely between {low} and "
+                 f"{high}; {sure}. Based on {basis}.")
+    return Forecast(used, expected_int, low, high, limit, statement)
+
+
+def term_forecast(session: Session, client_id: int, term: LicenceTerm, today: dt.date) -> Forecast:
+    window = seat_window(term, today)
+    last_year = None
+    earlier = last_term_before(session, client_id, term.starts_on)
+    if earlier is not None:
+        try:
+            start = window.start.replace(year=window.start.year - 1)
+            end = window.end.replace(year=window.end.year - 1)
+        except ValueError:  # 29 February
+            start, end = window.start - dt.timedelta(days=365), window.end - dt.timedelta(days=365)
+        if earlier.starts_on <= start:
+            last_year = Window(start, end)
+    return forecast(session, client_id, window, today, term.seat_limit, last_year)
+
+
+# --- alert contacts ----------------------------------------------------------------
+
+
+def contacts(session: Session, client_id: int) -> list[str]:
+    return list(session.scalars(select(AlertContact.email).where(AlertContact.client_id == client_id)
+                                .order_by(AlertContact.email)))
+
+
+def _checked_email(raw: str) -> str:
+    email = raw.strip().lower()
+    local, _, domain = email.partition("@")
+    if not local or "." not in domain or any(c.isspace() or c in "<>,;\"" for c in email) or len(email) > 255:
+        raise LicenceError(f"{raw!r} is not an e-mail address")
+    return email
+
+
+def set_contacts(session: Session, client: Client, emails: list[str], *, actor: str, commit: bool = True) -> list[str]:
+    """Replace the client's alert contacts (audited)."""
+    wanted = sorted({_checked_email(e) for e in emails if e.strip()})
+    before = contacts(session, client.id)
+    if wanted != before:
+        for row in session.scalars(select(AlertContact).where(AlertContact.client_id == client.id)):
+            if row.email not in wanted:
+                session.delete(row)
+        for email in set(wanted) - set(before):
+            session.add(AlertContact(client_id=client.id, email=email))
+        audit.record(session, actor, "licence.contacts", client.id, {"alert_emails": before},
+                     {"alert_emails": wanted})
+    if commit:
+        session.commit()
+    return wanted
+
+
+# --- the hook for the remote content face ----------------------------------------------
+
+
+LIMIT_PAGE_TEMPLATE = "licence_limit.html"
+
+
+def remote_launch_decision(session: Session, client_id: int, identity: str, day: dt.date) -> LaunchDecision:
+    """For the remote package face, before it relays a learner's first SCORM call:
+    ``allowed`` false means render ``LIMIT_PAGE_TEMPLATE`` (status 403) instead of the
+    content, and record nothing. ``identity`` is the stored identity
+    (``ingest.learner_identity``: the pseudonym for anonymised clients)."""
+    return launch_decision(session, client_id, identity, day, remote=True)

@@ -1,0 +1,165 @@
+"""Webhook endpoints: registering them, checking their URLs (no SSRF), signing and
+posting one delivery per the Standard Webhooks specification.
+
+Signature: ``v1,`` + base64 HMAC-SHA256 of ``{webhook-id}.{webhook-timestamp}.{body}``
+keyed with the base64-decoded part of the ``whsec_`` secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import http.client
+import ipaddress
+import secrets
+import socket
+import ssl
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from sqlalchemy.orm import Session
+
+from ..licensing_models import WebhookEndpoint
+from ..models import Client
+from . import audit
+
+EVENT_TYPES = ("learner.enrolled", "learner.completed", "learner.passed", "learner.failed",
+               "licence.threshold", "licence.forecast", "licence.term_ending", "origin.refused")
+TIMEOUT_SECONDS = 10
+MAX_URL_LENGTH = 2000
+
+
+class EndpointError(ValueError):
+    """An endpoint URL or setting refused; the message says why."""
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def sign(secret: str, webhook_id: str, timestamp: int, body: str) -> str:
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    digest = hmac.new(key, f"{webhook_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def _public(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str, *, production: bool, resolve=socket.getaddrinfo) -> str:
+    """The URL if an endpoint may have it: ``https://`` (``http://`` only to loopback
+    outside production) and, in production, a host that resolves to public addresses only."""
+    url = (url or "").strip()
+    if len(url) > MAX_URL_LENGTH:
+        raise EndpointError("the URL is too long")
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if not host or parts.scheme not in ("https", "http"):
+        raise EndpointError("the endpoint URL must be an https:// address")
+    if parts.username or parts.password:
+        raise EndpointError("the endpoint URL must not carry a user name or password")
+    if parts.scheme == "http" and (production or not _loopback(host)):
+        raise EndpointError("the endpoint URL must be https:// (http:// only to this machine, in development)")
+    if production:
+        addresses = resolved_addresses(host, parts.port or 443, resolve)
+        if not addresses:
+            raise EndpointError(f"{host} does not resolve")
+        if not all(_public(a) for a in addresses):
+            raise EndpointError(f"{host} is a private, loopback or link-local address; webhooks go to public hosts")
+    return url
+
+
+def resolved_addresses(host: str, port: int, resolve=socket.getaddrinfo) -> list[str]:
+    try:
+        return sorted({info[4][0] for info in resolve(host, port, proto=socket.IPPROTO_TCP)})
+    except (socket.gaierror, UnicodeError):
+        return []
+
+
+def add_endpoint(session: Session, *, url: str, client: Client | None, event_types: list[str], actor: str,
+                 production: bool) -> WebhookEndpoint:
+    """Register an endpoint (audited, commits); its ``secret`` is shown to the caller once."""
+    url = check_url(url, production=production)
+    unknown = sorted(set(event_types) - set(EVENT_TYPES))
+    if unknown:
+        raise EndpointError(f"unknown event type(s) {', '.join(unknown)}; known: {', '.join(EVENT_TYPES)}")
+    endpoint = WebhookEndpoint(client_id=client.id if client else None, url=url, secret=new_secret(),
+                               event_types=sorted(set(event_types)))
+    session.add(endpoint)
+    session.flush()
+    audit.record(session, actor, "webhook.add", client.id if client else None, None,
+                 {"id": endpoint.id, "url": url, "event_types": endpoint.event_types})
+    session.commit()
+    return endpoint
+
+
+@dataclass(frozen=True)
+class PostResult:
+    ok: bool
+    detail: str
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """Connects to an address already checked, verifying the certificate for the host name."""
+
+    def __init__(self, host: str, port: int, address: str, context: ssl.SSLContext, timeout: float):
+        super().__init__(host, port, context=context, timeout=timeout)
+        self._address = address
+        self._ssl_context = context
+
+    def connect(self):
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._ssl_context.wrap_socket(sock, server_hostname=self.host)
+
+
+def post(url: str, *, secret: str, webhook_id: str, timestamp: int, body: str, production: bool,
+         ca_file: str | None = None, resolve=socket.getaddrinfo) -> PostResult:
+    """POST one signed delivery. 2xx is success; a redirect is never followed (it is a failure)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    addresses = resolved_addresses(host, port, resolve)
+    if not addresses:
+        return PostResult(False, f"{host} does not resolve")
+    if production and not all(_public(a) for a in addresses):
+        return PostResult(False, f"{host} now resolves to a private or link-local address; not sent")
+    headers = {
+        "Content-Type": "application/json", "User-Agent": "scorm-usage-tracker-webhooks",
+        "webhook-id": webhook_id, "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(secret, webhook_id, timestamp, body),
+    }
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if parts.scheme == "https":
+        context = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+        connection = _PinnedHTTPSConnection(host, port, addresses[0], context, TIMEOUT_SECONDS)
+    else:
+        connection = http.client.HTTPConnection(addresses[0], port, timeout=TIMEOUT_SECONDS)
+        headers["Host"] = parts.netloc
+    try:
+        connection.request("POST", path, body=body.encode(), headers=headers)
+        response = connection.getresponse()
+        response.read(65536)
+        status = response.status
+    except (OSError, http.client.HTTPException) as exc:
+        return PostResult(False, f"{type(exc).__name__}: {exc}"[:300])
+    finally:
+        connection.close()
+    if 200 <= status < 300:
+        return PostResult(True, f"HTTP {status}")
+    if 300 <= status < 400:
+        return PostResult(False, f"HTTP {status}: redirects are not followed")
+    return PostResult(False, f"HTTP {status}")

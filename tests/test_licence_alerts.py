@@ -1,0 +1,145 @@
+"""Licence alerts by e-mail through a real SMTP server (aiosmtpd): thresholds, forecast,
+term ending and leak, each once per term, to the CSMs and the client's contacts, with no
+plain learner data for anonymised clients (in the mail, the outbox, or webhook bodies)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+import time_machine
+from sqlalchemy import select
+
+from app.extensions import db
+from app.licensing_models import OutboxDelivery, OutboxEvent
+from app.services import licences, outbox
+from conftest import beacon_body
+from outbox_helpers import SmtpSink
+
+BEACONS = "/api/v1/beacons"
+START = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def smtp():
+    sink = SmtpSink()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def app_config(app_config, smtp):
+    return {**app_config, "SMTP_URL": smtp.url, "MAIL_FROM": "tracker@vendor.example"}
+
+
+def _work(app, rounds=3):
+    for _ in range(rounds):
+        outbox.run_once(db.session, outbox.Settings.from_config(app.config), sweep_all=True)
+
+
+def test_threshold_term_ending_and_leak_mails_once_each_to_csms_and_contacts(app, client, runner, make_client,
+                                                                           make_staff, smtp):
+    acme, key = make_client(name="Acme", anonymised=True, origins=["https://lms.acme.example"])
+    make_staff("csm", email="csm@vendor.example")
+    make_staff("billing", email="billing@vendor.example")  # not an alert recipient
+    licences.set_contacts(db.session, acme, ["Ops@Acme.example"], actor="test")
+    result = runner.invoke(args=["licence", "add-term", "--client", acme.slug, "--start", "2026-01-01",
+                                 "--end", "2026-05-31", "--seat-limit", "10"])
+    assert result.exit_code == 0, result.output
+    runner.invoke(args=["webhook", "add", "--url", "https://127.0.0.1:9/unused"])  # bodies stored, never sent
+    plain = [(f"jane.plain{i}@acme.example", f"Plainname{i}, Jane") for i in range(12)]
+    lms = {"Origin": "https://lms.acme.example"}
+    with time_machine.travel(START, tick=False):
+        for student_id, name in plain[:7]:
+            assert client.post(BEACONS, json=beacon_body(key, student_id=student_id, student_name=name),
+                               headers=lms).status_code == 204
+        _work(app)
+        assert not any("seats" in s for s in smtp.by_subject()), "70 % is below every threshold"
+        for student_id, name in plain[7:]:
+            client.post(BEACONS, json=beacon_body(key, student_id=student_id, student_name=name), headers=lms)
+            _work(app)
+        for student_id, name in plain:  # everyone again: no alert twice
+            client.post(BEACONS, json=beacon_body(key, student_id=student_id, student_name=name, event="passed"),
+                        headers=lms)
+        for _ in range(2):
+            copied = client.post(BEACONS, json=beacon_body(key, student_id=plain[0][0], student_name=plain[0][1]),
+                                 headers={"Origin": "https://copied.example.net"})
+            assert copied.status_code == 403
+        _work(app)
+
+    subjects = smtp.by_subject()
+    everyone = ["csm@vendor.example", "ops@acme.example"]
+    for percent in (80, 90, 100):
+        assert sorted(subjects.pop(f"Acme has used {percent} % of its seats")) == everyone
+    assert sorted(subjects.pop("Acme's licence term ends on 2026-05-31")) == everyone
+    assert sorted(subjects.pop("Beacons from an LMS not on Acme's list")) == everyone
+    # 7 new learners in the last 14 days with 27 days to go: the forecast passes 10 seats.
+    assert sorted(subjects.pop("Acme is likely to pass its seat limit")) == everyone
+    assert subjects == {}, f"nothing else, nothing twice: {subjects}"
+    assert "https://copied.example.net" in smtp.texts()
+    assert all(m["From"] == "tracker@vendor.example" for _, m in smtp.messages)
+
+    stored = smtp.texts() + json.dumps([e.facts for e in db.session.scalars(select(OutboxEvent))]) + "".join(
+        d.body for d in db.session.scalars(select(OutboxDelivery)))
+    assert "learner.passed" in stored and "learner.enrolled" in stored
+    for student_id, name in plain:
+        assert student_id not in stored.lower() and "plainname" not in stored.lower(), "no plain learner data"
+
+
+def test_forecast_over_the_limit_mails_once(app, client, make_client, make_staff, smtp):
+    beta, key = make_client(name="Beta")
+    make_staff("csm", email="csm@vendor.example")
+    licences.add_term(db.session, beta, actor="test", starts_on=dt.date(2026, 1, 1), ends_on=dt.date(2026, 12, 31),
+                      seat_limit=500)
+    with time_machine.travel(dt.datetime(2026, 1, 1, 9, tzinfo=dt.UTC), tick=False) as traveller:
+        learner = 0
+        for day in range(20):  # 5 new learners a day: about 1800 by the end of the year
+            for _ in range(5):
+                learner += 1
+                client.post(BEACONS, json=beacon_body(key, student_id=f"b{learner}"))
+            _work(app, rounds=1)
+            traveller.shift(dt.timedelta(days=1))
+        _work(app)
+    subjects = smtp.by_subject()
+    assert subjects.pop("Beta is likely to pass its seat limit") == ["csm@vendor.example"]
+    assert subjects == {}
+    text = smtp.texts()
+    assert "90 % likely between" in text and "35 of 500 seats" in text, "raised on day 7, once"
+
+
+def test_renewed_term_alerts_again(app, client, make_client, make_staff, smtp):
+    gamma, key = make_client(name="Gamma")
+    make_staff("csm", email="csm@vendor.example")
+    term = licences.add_term(db.session, gamma, actor="test", starts_on=dt.date(2026, 1, 1),
+                             ends_on=dt.date(2026, 1, 31), seat_limit=2)
+    licences.renew_term(db.session, gamma, term, actor="test")
+    for when in (dt.datetime(2026, 1, 5, tzinfo=dt.UTC), dt.datetime(2026, 2, 5, tzinfo=dt.UTC)):
+        with time_machine.travel(when, tick=False):
+            for i in range(3):
+                client.post(BEACONS, json=beacon_body(key, student_id=f"g{i}"))
+            _work(app)
+    assert len(smtp.by_subject()["Gamma has used 100 % of its seats"]) == 2, "once in each term"
+
+
+def test_mail_server_down_retries_then_sends_and_admin_lists_it(app, client, make_client, make_staff, login, smtp):
+    from conftest import csrf_token_from
+
+    delta, key = make_client(name="Delta", origins=["https://lms.delta.example"])
+    csm = make_staff("csm", email="csm@vendor.example")
+    real_url = app.config["SMTP_URL"]
+    app.config["SMTP_URL"] = "smtp://127.0.0.1:9"  # nothing listens there
+    start = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)
+    with time_machine.travel(start, tick=False) as traveller:
+        client.post(BEACONS, json=beacon_body(key), headers={"Origin": "https://elsewhere.example"})
+        _work(app)
+        delivery = db.session.scalar(select(OutboxDelivery).where(OutboxDelivery.channel == "email"))
+        assert delivery.status == "pending" and delivery.attempts == 1 and smtp.messages == []
+        login(csm)
+        page = client.get("/admin/webhooks").get_data(as_text=True)
+        assert "Beacons from an LMS not on Delta" in page and "retrying" in page
+        app.config["SMTP_URL"] = real_url
+        traveller.shift(11)
+        _work(app)
+    assert [rcpts for rcpts, _ in smtp.messages] == [["csm@vendor.example"]]
+    assert csrf_token_from(page)

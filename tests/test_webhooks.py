@@ -1,0 +1,272 @@
+"""Webhooks end to end: beacons in, signed deliveries out to a real HTTPS receiver that
+verifies each one with the ``standardwebhooks`` package; back-off, dead letters, replay,
+URL checks. Time is travelled (time-machine), never waited for."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+
+import pytest
+import time_machine
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.licensing_models import OutboxDelivery, OutboxEvent
+from app.services import outbox, webhooks
+from conftest import beacon_body, csrf_token_from
+from outbox_helpers import Receiver
+
+BEACONS = "/api/v1/beacons"
+START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def app_config(app_config, tls_ca):
+    return {**app_config, "WEBHOOK_CA_FILE": tls_ca["ca"]}
+
+
+@pytest.fixture
+def receiver(tls_ca):
+    made = []
+
+    def factory(**kwargs):
+        made.append(Receiver(tls_ca, **kwargs))
+        return made[-1]
+
+    yield factory
+    for r in made:
+        r.stop()
+
+
+def _endpoint(runner, url, *args):
+    result = runner.invoke(args=["webhook", "add", "--url", url, *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def _settings(app):
+    return outbox.Settings.from_config(app.config)
+
+
+def _send(client, key, **fields):
+    response = client.post(BEACONS, json=beacon_body(key, **fields))
+    assert response.status_code == 204, response.get_data(as_text=True)
+
+
+def test_receiver_down_then_up_gets_every_event_once_signed_with_spaced_retries(app, client, runner, make_client,
+                                                                             receiver):
+    acme, key = make_client(name="Acme")
+    down_until = START + dt.timedelta(minutes=10)
+    hook = receiver(status=lambda n: 500 if dt.datetime.now(dt.UTC) < down_until else 200)
+    hook.secret = _endpoint(runner, hook.url)["secret"]
+    assert hook.secret.startswith("whsec_")
+
+    with time_machine.travel(START, tick=False) as traveller:
+        _send(client, key, student_id="s-1", course="Fire Safety")                    # enrolled
+        _send(client, key, student_id="s-1", course="Fire Safety")                    # a return: no event
+        _send(client, key, student_id="s-1", course="Fire Safety", event="completed")
+        _send(client, key, student_id="s-2", course="Fire Safety")                    # enrolled
+        _send(client, key, student_id="s-2", course="Fire Safety", event="failed")
+        _send(client, key, student_id="s-2", course="Fire Safety", event="passed")
+        for _ in range(400):
+            outbox.run_once(db.session, _settings(app))
+            if db.session.scalar(select(OutboxDelivery.id).where(OutboxDelivery.status != "delivered")) is None:
+                break
+            traveller.shift(5)
+
+    events = {e.webhook_id: e for e in db.session.scalars(select(OutboxEvent))}
+    assert sorted(e.type for e in events.values()) == sorted(
+        ["learner.enrolled", "learner.enrolled", "learner.completed", "learner.failed", "learner.passed"])
+    assert all(r.verified for r in hook.received), "every delivery carries a valid Standard Webhooks signature"
+    delivered = hook.delivered_ids()
+    assert sorted(delivered) == sorted(events), "every event arrives, each webhook-id once"
+    assert any(r.status == 500 for r in hook.received)
+
+    for webhook_id in events:
+        tries = [r.at for r in hook.received if r.webhook_id == webhook_id]
+        gaps = [b - a for a, b in zip(tries, tries[1:])]
+        assert len(tries) >= 3
+        assert gaps[0] <= 30, "the first retry comes within 30 seconds"
+        assert all(later >= earlier for earlier, later in zip(gaps, gaps[1:])), f"retries spread out: {gaps}"
+
+    completed = next(r.body for r in hook.received if r.body and r.body["type"] == "learner.completed"
+                     and r.status == 200)
+    assert completed["data"] == {
+        "client": acme.slug, "course": "Fire Safety", "learner": "s-1", "learner_pseudonymised": False,
+        "first_enrolled_at": START.isoformat(), "first_completed_at": START.isoformat(),
+        "course_enrolments": 2, "course_completions": 2,
+    }
+    assert completed["data"]["learner"] == "s-1" and completed["data"]["first_enrolled_at"] == START.isoformat()
+
+
+def test_never_recovering_receiver_is_dead_lettered_after_three_days_and_replayed_from_the_admin(
+        app, client, runner, make_client, make_staff, login, receiver):
+    _, key = make_client(name="Acme")
+    hook = receiver(status=500)
+    hook.secret = _endpoint(runner, hook.url, "--event", "learner.enrolled")["secret"]
+    with time_machine.travel(START, tick=False) as traveller:
+        _send(client, key, student_id="s-1")
+        _send(client, key, student_id="s-1", event="completed")  # not subscribed
+        for _ in range(200):
+            outbox.run_once(db.session, _settings(app))
+            delivery = db.session.scalar(select(OutboxDelivery))
+            if delivery.status == "dead":
+                break
+            traveller.shift(dt.timedelta(minutes=30))
+        assert delivery.status == "dead"
+        tries = [r.at for r in hook.received]
+        assert tries[-1] - tries[0] >= 3 * 86400, "retried for at least three days"
+        assert max(b - a for a, b in zip(tries, tries[1:])) <= 6 * 3600 + 1800
+        assert len({r.webhook_id for r in hook.received}) == 1, "the same webhook-id on every retry"
+
+        csm = make_staff("csm")
+        login(csm)
+        page = client.get("/admin/webhooks")
+        assert page.status_code == 200 and hook.url in page.get_data(as_text=True)
+        detail = client.get(f"/admin/webhooks/{delivery.endpoint_id}").get_data(as_text=True)
+        assert "dead" in detail and "HTTP 500" in detail and "Replay" in detail
+        refused = client.post(f"/admin/webhooks/deliveries/{delivery.id}/replay",
+                              headers={"Referer": "https://localhost/admin/webhooks"})
+        assert refused.status_code == 400, "replay without a CSRF token changes nothing"
+        hook.status = 200
+        response = client.post(f"/admin/webhooks/deliveries/{delivery.id}/replay",
+                               data={"csrf_token": csrf_token_from(detail)},
+                               headers={"Referer": "https://localhost/admin/webhooks"})
+        assert response.status_code == 302
+        outbox.run_once(db.session, _settings(app))
+    db.session.expire_all()
+    assert db.session.get(OutboxDelivery, delivery.id).status == "delivered"
+    assert hook.delivered_ids() == [hook.received[0].webhook_id]
+
+
+def test_a_redirect_is_never_followed(app, client, runner, make_client, receiver):
+    _, key = make_client(name="Acme")
+    hook = receiver(status=302, redirect_to="https://169.254.169.254/latest/meta-data/")
+    hook.secret = _endpoint(runner, hook.url)["secret"]
+    _send(client, key)
+    outbox.run_once(db.session, _settings(app))
+    delivery = db.session.scalar(select(OutboxDelivery))
+    assert delivery.status == "pending" and "redirects are not followed" in delivery.last_error
+    assert len(hook.received) == 1
+
+
+def _resolver(*addresses):
+    def resolve(host, port, proto=0):
+        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, proto, "", (a, port))
+                for a in addresses]
+    return resolve
+
+
+@pytest.mark.parametrize("url, production, addresses, problem", [
+    ("http://hooks.example.com/x", True, ["93.184.216.34"], "https://"),
+    ("http://127.0.0.1:9000/x", True, ["127.0.0.1"], "https://"),
+    ("http://hooks.example.com/x", False, ["93.184.216.34"], "https://"),
+    ("https://internal.example.com/", True, ["10.1.2.3"], "private"),
+    ("https://meta.example.com/", True, ["169.254.169.254"], "link-local"),
+    ("https://v6.example.com/", True, ["fe80::1"], "private"),
+    ("https://mapped.example.com/", True, ["::ffff:192.168.0.1"], "private"),
+    ("https://mixed.example.com/", True, ["93.184.216.34", "172.16.0.5"], "private"),
+    ("https://localhost/", True, ["127.0.0.1"], "private"),
+    ("ftp://hooks.example.com/", True, ["93.184.216.34"], "https://"),
+    ("https://user:pw@hooks.example.com/", True, ["93.184.216.34"], "password"),
+    ("https://nowhere.invalid/", True, [], "does not resolve"),
+])
+def test_endpoint_urls_refused(url, production, addresses, problem):
+    with pytest.raises(webhooks.EndpointError, match=problem):
+        webhooks.check_url(url, production=production, resolve=_resolver(*addresses))
+
+
+@pytest.mark.parametrize("url, production, addresses", [
+    ("https://hooks.example.com/tracker", True, ["93.184.216.34"]),
+    ("http://127.0.0.1:9000/x", False, []),
+    ("http://localhost:9000/x", False, []),
+    ("https://10.0.0.5/dev", False, []),
+])
+def test_endpoint_urls_accepted(url, production, addresses):
+    assert webhooks.check_url(url, production=production, resolve=_resolver(*addresses)) == url
+
+
+def test_delivery_refuses_a_host_that_now_resolves_privately():
+    result = webhooks.post("https://rebound.example.com/", secret=webhooks.new_secret(), webhook_id="msg_1",
+                           timestamp=1, body="{}", production=True, resolve=_resolver("10.0.0.7"))
+    assert not result.ok and "private" in result.detail
+
+
+def test_cli_refuses_bad_endpoint_and_unknown_event_and_stores_nothing(app, runner):
+    bad = runner.invoke(args=["webhook", "add", "--url", "http://hooks.example.com/x"])
+    assert bad.exit_code != 0 and "https://" in bad.output
+    unknown = runner.invoke(args=["webhook", "add", "--url", "https://127.0.0.1/x", "--event", "learner.sneezed"])
+    assert unknown.exit_code != 0
+    from app.licensing_models import WebhookEndpoint
+    assert db.session.scalar(select(WebhookEndpoint.id)) is None
+
+
+def test_signature_matches_the_standard_webhooks_reference():
+    from standardwebhooks.webhooks import Webhook
+
+    secret = webhooks.new_secret()
+    body = '{"type":"learner.enrolled"}'
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    assert webhooks.sign(secret, "msg_x", int(when.timestamp()), body) == Webhook(secret).sign("msg_x", when, body)
+
+
+def test_admin_adds_an_endpoint_and_sees_the_secret_once(app, client, make_client, make_staff, login):
+    acme, _ = make_client(name="Acme")
+    login(make_staff("admin"))
+    page = client.get("/admin/webhooks")
+    token = csrf_token_from(page.get_data(as_text=True))
+    referer = {"Referer": "https://localhost/admin/webhooks"}
+    made = client.post("/admin/webhooks", headers=referer, data={
+        "csrf_token": token, "url": "https://127.0.0.1:9443/hooks", "client": acme.slug,
+        "events": "learner.enrolled licence.threshold"})
+    html = made.get_data(as_text=True)
+    from app.licensing_models import WebhookEndpoint
+    endpoint = db.session.scalar(select(WebhookEndpoint))
+    assert made.status_code == 200 and endpoint.secret in html
+    assert (endpoint.client_id, endpoint.event_types) == (acme.id, ["learner.enrolled", "licence.threshold"])
+    assert endpoint.secret not in client.get("/admin/webhooks").get_data(as_text=True), "shown once"
+    unknown = client.post("/admin/webhooks", headers=referer,
+                          data={"csrf_token": token, "url": "https://127.0.0.1/x", "events": "learner.sneezed"})
+    assert unknown.status_code == 400 and "unknown event type" in unknown.get_data(as_text=True)
+    assert db.session.scalar(select(func.count()).select_from(WebhookEndpoint)) == 1
+
+
+def test_a_returning_learners_launch_adds_no_outbox_statement(app, client, make_client):
+    from sqlalchemy import event
+
+    _, key = make_client(name="Acme")
+    _send(client, key, student_id="s-1")
+    _send(client, key, student_id="s-1")  # the enrolment conflicts once: now known
+    seen = []
+
+    def spy(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", spy)
+    try:
+        _send(client, key, student_id="s-1")
+        assert not any("outbox_events" in s for s in seen), "a known enrolment skips the INSERT"
+        seen.clear()
+        _send(client, key, student_id="s-1", event="completed")
+        assert sum("outbox_events" in s for s in seen) == 1, "a status is one INSERT"
+    finally:
+        event.remove(db.engine, "before_cursor_execute", spy)
+    assert db.session.scalar(select(func.count()).select_from(OutboxEvent)) == 2
+
+
+def test_erasure_removes_the_learners_webhook_events_and_bodies(app, client, runner, make_client):
+    acme, key = make_client(name="Acme")
+    runner.invoke(args=["webhook", "add", "--url", "https://127.0.0.1:9/unused"])
+    _send(client, key, student_id="erase.me@acme.example")
+    _send(client, key, student_id="erase.me@acme.example", event="completed")
+    _send(client, key, student_id="keep@acme.example")
+    outbox.fan_out(db.session, dt.datetime.now(dt.UTC))
+    assert any("erase.me" in d.body for d in db.session.scalars(select(OutboxDelivery)))
+    result = runner.invoke(args=["learner", "erase", "--client", acme.slug, "--student-id", "Erase.Me@acme.example"])
+    assert result.exit_code == 0, result.output
+    db.session.expire_all()
+    bodies = [d.body for d in db.session.scalars(select(OutboxDelivery))]
+    assert len(bodies) == 1 and "keep@acme.example" in bodies[0]
+    assert db.session.scalar(select(func.count()).select_from(OutboxEvent)) == 1
