@@ -188,8 +188,8 @@ def load_config(instance_path: str | Path, env: dict | None = None) -> dict:
         "WTF_CSRF_TIME_LIMIT": None,
         "WTF_CSRF_SSL_STRICT": True,
         # Licence alerts and webhooks (issue 12): the outbox worker sends them.
-        "SMTP_URL": env.get("SMTP_URL", "").strip() or None,
-        "MAIL_FROM": env.get("MAIL_FROM", "").strip() or "tracker@localhost",
-        "WEBHOOK_CA_FILE": env.get("WEBHOOK_CA_FILE", "").strip() or None,
-        "OUTBOX_LEASE_SECONDS": _int(env, "OUTBOX_LEASE_SECONDS", 60),
+        "SMTP_URL": settings.str("SMTP_URL", None),
+        "MAIL_FROM": settings.str("MAIL_FROM", None) or "tracker@localhost",
+        "WEBHOOK_CA_FILE": settings.str("WEBHOOK_CA_FILE", None),
+        "OUTBOX_LEASE_SECONDS": _int(settings, "OUTBOX_LEASE_SECONDS", 60),
     }
