@@ -77,7 +77,7 @@ def _tune_sqlite(engine) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, auth, beacon, meta, remote
+    from . import admin, auth, beacon, content, meta
     from .billing import api_bp, pages_bp
     from .extensions import csrf
 
@@ -90,7 +90,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(api_bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(pages_bp)
-    app.register_blueprint(remote.bp)
+    content.init_app(app)  # remote package content: only on CONTENT_URL's host
     # Staff land on the billing overview; client users are sent on to their own client's page.
     app.config["NAV_ITEMS"] += [
         ("admin.clients", "Clients", ("admin", "csm")),

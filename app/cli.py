@@ -41,7 +41,7 @@ def find_client(slug: str) -> Client:
 
 
 client_group = click.Group("client", help="Create and inspect clients.")
-staff_group = click.Group("staff", help="Create staff users.")
+staff_group = click.Group("staff", help="Create staff users and reset their passwords.")
 token_group = click.Group("token", help="Bearer tokens for the JSON API.")
 learner_group = click.Group("learner", help="Act on one learner's data.")
 demo_group = click.Group("demo", help="Demo data for a first look.")
@@ -56,14 +56,18 @@ package_group = click.Group("package", help="Build SCORM packages for clients.")
 @click.option("--origin", "origins", multiple=True, help="An allowed LMS origin (repeat); none: any origin.")
 @click.option("--seat-limit", type=click.IntRange(min=0), default=None)
 @click.option("--slug", default=None, help="URL name; made from the name when left out.")
+@click.option("--allow-duplicate-name", is_flag=True, help="Create it although another client has this name.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def client_create(name, anonymised, licence, origins, seat_limit, slug, as_json):
+def client_create(name, anonymised, licence, origins, seat_limit, slug, allow_duplicate_name, as_json):
     """Create a client and print its beacon key (shown once)."""
     try:
         client, key = client_service.create_client(
             db.session, name=name, actor=CLI_ACTOR, anonymised=anonymised, licence=licence,
             origins=list(origins), seat_limit=seat_limit, slug=slug, params=default_params(),
+            local_http=current_app.config["APP_ENV"] != "production", confirm_duplicate=allow_duplicate_name,
         )
+    except client_service.DuplicateName as exc:
+        raise click.ClickException(f"{exc} with --allow-duplicate-name") from None
     except client_service.ClientError as exc:
         raise click.ClickException(str(exc)) from None
     data = {"slug": client.slug, "key": key, "name": client.name, "anonymised": client.anonymised,
@@ -153,17 +157,72 @@ def staff_create(email, role, client_slug, password_stdin, as_json):
     emit(as_json, data, f"Created {user.role} {user.email}" + (f" with password {password}" if generated else ""))
 
 
+@staff_group.command("reset-password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, required=True, help="Read the new password from standard input.")
+@click.option("--json", "as_json", is_flag=True)
+def staff_reset_password(email, password_stdin, as_json):
+    """Set a new password for EMAIL; every session it has ends, a lockout is lifted."""
+    user = staff_service.find_staff(db.session, email)
+    if user is None:
+        raise click.ClickException(f"no staff user {email}")
+    password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        ended = staff_service.reset_password(db.session, user, password, actor=CLI_ACTOR)
+    except staff_service.StaffError as exc:
+        raise click.ClickException(str(exc)) from None
+    emit(as_json, {"email": user.email, "sessions_ended": ended},
+         f"New password set for {user.email}; {ended} session(s) ended.")
+
+
 @token_group.command("create")
 @click.argument("email")
 @click.option("--label", default=None, help="What the token is for.")
+@click.option("--days", type=int, default=staff_service.TOKEN_DAYS, show_default=True,
+              help=f"Days until the token expires (1 to {staff_service.MAX_TOKEN_DAYS}).")
 @click.option("--json", "as_json", is_flag=True)
-def token_create(email, label, as_json):
+def token_create(email, label, days, as_json):
     """Create a bearer token for EMAIL's role (shown once)."""
     user = staff_service.find_staff(db.session, email)
     if user is None:
         raise click.ClickException(f"no staff user {email}")
-    token = staff_service.create_token(db.session, user, actor=CLI_ACTOR, label=label)
-    emit(as_json, {"token": token, "email": user.email, "role": user.role}, token)
+    try:
+        token = staff_service.create_token(db.session, user, actor=CLI_ACTOR, label=label, days=days)
+    except staff_service.StaffError as exc:
+        raise click.ClickException(str(exc)) from None
+    row = staff_service.token_by_prefix(db.session, token[:staff_service.TOKEN_PREFIX_LENGTH])
+    emit(as_json, {"token": token, "email": user.email, "role": user.role, "prefix": row.token_prefix,
+                   "expires_at": row.expires_at.isoformat()}, token)
+
+
+def _token_row(row) -> dict:
+    return {"prefix": row.token_prefix, "email": row.staff_user.email, "role": row.staff_user.role,
+            "label": row.label, "created_at": row.created_at.isoformat(),
+            "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+            "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None}
+
+
+@token_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def token_list(as_json):
+    """List API tokens (never the tokens themselves: their prefix, owner, expiry, revocation)."""
+    rows = [_token_row(r) for r in staff_service.all_tokens(db.session)]
+    emit(as_json, {"tokens": rows}, "\n".join(
+        f"{r['prefix'] or '(old token)'}\t{r['email']}\t{r['label'] or ''}\texpires {r['expires_at'] or 'never'}"
+        f"{chr(9) + 'revoked' if r['revoked_at'] else ''}" for r in rows) or "No tokens.")
+
+
+@token_group.command("revoke")
+@click.argument("token_prefix")
+@click.option("--json", "as_json", is_flag=True)
+def token_revoke(token_prefix, as_json):
+    """Revoke the API token whose prefix (as `token list` shows it) is TOKEN_PREFIX."""
+    try:
+        row = staff_service.token_by_prefix(db.session, token_prefix)
+        staff_service.revoke_token(db.session, row, actor=CLI_ACTOR)
+    except staff_service.StaffError as exc:
+        raise click.ClickException(str(exc)) from None
+    emit(as_json, _token_row(row), f"Revoked {row.token_prefix} of {row.staff_user.email}.")
 
 
 @learner_group.command("erase")
@@ -213,6 +272,10 @@ def package_build(client_slug, course_title, scorm_version, content, mode, serve
             "scorm_version": built.scorm_version, "mode": built.mode, "file": str(target),
             "bytes": target.stat().st_size, "launch_files": built.launch_files, "key_prefix": built.key_prefix,
             "server_url": built.server_url}
+    if built.mode == "remote":
+        data |= {"content_url": built.content_url, "warnings": built.warnings}
+    for warning in built.warnings:
+        click.echo(f"Warning: {warning}", err=True)
     what = "untracked (perpetual licence)" if built.mode == "untracked" else f"reporting to {built.server_url}"
     emit(as_json, data, f"Wrote {target} (SCORM {built.scorm_version}, {what}), package {data['package_id']}.")
 
@@ -228,7 +291,10 @@ def package_republish(package_id, content, as_json):
         remote = package_service.republish(db.session, package_id=package_id, content=content, actor=CLI_ACTOR)
     except package_service.PackageError as exc:
         raise click.ClickException(str(exc)) from None
-    data = {"package_id": str(package_id), "launch_file": remote.launch_file, "bytes": len(remote.content)}
+    data = {"package_id": str(package_id), "launch_file": remote.launch_file, "bytes": remote.content_bytes,
+            "version": remote.content_version, "warnings": remote.warnings}
+    for warning in remote.warnings:
+        click.echo(f"Warning: {warning}", err=True)
     emit(as_json, data, f"Republished package {package_id} ({data['bytes']} bytes, opens {remote.launch_file}).")
 
 

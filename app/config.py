@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from environs import Env, EnvError
 
@@ -70,9 +71,41 @@ def _development_secrets(instance_path: Path) -> dict[str, str]:
     return stored
 
 
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    port = f":{parts.port}" if parts.port and parts.port != default else ""
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}{port}"
+
+
+def _content_url(env: dict, public_url: str, production: bool) -> str | None:
+    """CONTENT_URL as an origin; in development PUBLIC_URL with localhost and 127.0.0.1 swapped."""
+    raw = (env.get("CONTENT_URL") or "").strip().rstrip("/")
+    if not raw:
+        if production:
+            return None  # remote builds are refused with a message until it is set
+        parts = urlsplit(public_url)
+        swap = {"127.0.0.1": "localhost", "localhost": "127.0.0.1"}.get(parts.hostname or "")
+        if swap is None:
+            return None
+        return _origin(public_url).replace(f"//{parts.hostname}", f"//{swap}", 1)
+    parts = urlsplit(raw)
+    try:
+        parts.port
+    except ValueError:
+        raise ConfigError(f"CONTENT_URL {raw!r} has a bad port") from None
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.path or parts.query or parts.username:
+        raise ConfigError(f"CONTENT_URL must be an origin such as https://content.vendor.example, got {raw!r}")
+    if _origin(raw) == _origin(public_url):
+        raise ConfigError(f"CONTENT_URL {raw!r} is PUBLIC_URL's origin: remote content must be served from an "
+                          "origin of its own (another host name), so no course can act for a signed-in user")
+    return _origin(raw)
+
+
 def load_config(instance_path: str | Path, env: dict | None = None) -> dict:
     """Build the Flask config mapping from environment variables."""
-    settings = _Settings(dict(os.environ if env is None else env))
+    env = dict(os.environ if env is None else env)
+    settings = _Settings(env)
     instance_path = Path(instance_path)
     app_env = settings.str("APP_ENV", "development").strip().lower() or "development"
     if app_env not in {"development", "production", "test"}:
@@ -109,6 +142,7 @@ def load_config(instance_path: str | Path, env: dict | None = None) -> dict:
         engine_options["pool_size"] = _int(settings, "DB_POOL_SIZE", 10)
         engine_options["connect_args"] = {"connect_timeout": 5}
 
+    public_url = (settings.str("PUBLIC_URL", None) or f"https://127.0.0.1:{settings.str('PORT', None) or 8443}").rstrip("/")
     return {
         "APP_ENV": app_env,
         "TESTING": app_env == "test",
@@ -116,7 +150,10 @@ def load_config(instance_path: str | Path, env: dict | None = None) -> dict:
         "PSEUDONYM_SECRET": secret_values["PSEUDONYM_SECRET"],
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
-        "PUBLIC_URL": (settings.str("PUBLIC_URL", None) or f"https://127.0.0.1:{settings.str('PORT', None) or 8443}").rstrip("/"),
+        "PUBLIC_URL": public_url,
+        # Remote package content: its own origin (never PUBLIC_URL's) and the store's folder.
+        "CONTENT_URL": _content_url(env, public_url, production),
+        "CONTENT_DIR": settings.str("CONTENT_DIR", None) or str(instance_path / "content"),
         # Argon2id parameters for new clients; each client keeps its own copy.
         "PSEUDONYM_TIME_COST": _int(settings, "PSEUDONYM_TIME_COST", 2),
         "PSEUDONYM_MEMORY_KIB": _int(settings, "PSEUDONYM_MEMORY_KIB", 19456),

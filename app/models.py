@@ -108,10 +108,17 @@ class ClientKey(db.Model):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     key_prefix: Mapped[str] = mapped_column(String(12))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # NULL: valid until rotated. Set on rotation to the end of the grace period.
+    # NULL: valid until rotated. Set on rotation to the end of the grace period, or to the
+    # moment a package's key is revoked.
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The package issue that carries this key (NULL: the client's own key, in no package).
+    package_issue_id: Mapped[int | None] = mapped_column(ForeignKey("package_issues.id", ondelete="SET NULL"),
+                                                         index=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(255))
 
     client: Mapped[Client] = relationship(back_populates="keys")
+    package_issue: Mapped[PackageIssue | None] = relationship()
 
     def valid_at(self, when: dt.datetime) -> bool:
         return self.expires_at is None or self.expires_at > when
@@ -222,11 +229,14 @@ class PackageIssue(db.Model):
 
 
 class RemoteContent(db.Model):
-    """The course content of a remote package, kept here so every app server can serve it.
+    """A remote package's course: the name of its current version in the content store.
 
-    ``content`` is the course as a zip; ``launch_file`` is the page the launcher opens;
-    ``beacon_key`` is the package's own beacon key, written into the tracker served
-    with the content (it is as public as a deployed package's key).
+    The files live in the content store (``CONTENT_DIR``), content-addressed, so
+    every app machine reaching the store serves them; a republish writes a new
+    version and points ``content_version`` at it. ``launch_file`` is the first
+    SCO's page, ``sco_count`` the number of SCO items the thin package on the LMS
+    holds; ``beacon_key`` is the package's own beacon key, written into the
+    tracker served with the content (it is as public as a deployed package's key).
     """
 
     __tablename__ = "remote_contents"
@@ -236,7 +246,9 @@ class RemoteContent(db.Model):
         ForeignKey("package_issues.package_id", ondelete="CASCADE"), unique=True)
     launch_file: Mapped[str] = mapped_column(String(1000))
     beacon_key: Mapped[str] = mapped_column(String(255))
-    content: Mapped[bytes] = mapped_column(LargeBinary)
+    content_version: Mapped[str] = mapped_column(String(32))
+    content_bytes: Mapped[int] = mapped_column(BigInteger)
+    sco_count: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
@@ -301,7 +313,11 @@ class ApiToken(db.Model):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), index=True)
     label: Mapped[str | None] = mapped_column(String(100))
+    # The first characters of the token ("tk_" and 8 more): lists and `token revoke` name it by them.
+    token_prefix: Mapped[str | None] = mapped_column(String(16), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # None only for tokens issued before tokens expired.
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     staff_user: Mapped[StaffUser] = relationship()

@@ -5,7 +5,7 @@ The same schemas validate requests and describe the API in /api/openapi.json.
 
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate
 
 from .identity import (
     InvalidIdentity,
@@ -79,16 +79,12 @@ class ErrorSchema(Schema):
 
 
 class UsageQuerySchema(Schema):
-    from_ = fields.Date(data_key="from", required=True, metadata={"description": "First day, inclusive (UTC)."})
-    to = fields.Date(required=True, metadata={"description": "Last day, inclusive (UTC)."})
+    """Order and length (at most ``MAX_RANGE_DAYS``) are checked by ``services.periods.checked_range``,
+    the same rule as the pages and CSVs."""
 
-    @validates_schema
-    def _ordered(self, data, **kwargs):
-        if "from_" in data and "to" in data:
-            if data["from_"] > data["to"]:
-                raise ValidationError("'from' must not be after 'to'", "from")
-            if (data["to"] - data["from_"]).days > 3660:
-                raise ValidationError("the range may span at most ten years", "to")
+    from_ = fields.Date(data_key="from", required=True, metadata={"description": "First day, inclusive (UTC)."})
+    to = fields.Date(required=True, metadata={"description": "Last day, inclusive (UTC); the range may span "
+                                                            "at most 1096 days."})
 
 
 class UsageDaySchema(Schema):

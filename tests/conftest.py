@@ -155,9 +155,9 @@ class HttpsClient(FlaskClient):
 
 
 @pytest.fixture
-def app_config(database_url) -> dict:
+def app_config(database_url, tmp_path) -> dict:
     """Override entries here (in a test module's own fixture) before `app` is built."""
-    return _config(database_url)
+    return _config(database_url, CONTENT_DIR=str(tmp_path / "content"))
 
 
 @pytest.fixture
@@ -335,7 +335,8 @@ class LiveServer:
 @pytest.fixture
 def live_server(database_url, tls_ca, tmp_path, app):
     """A real gunicorn over HTTPS sharing the test's database (the `app` fixture sees its writes)."""
-    server = LiveServer(database_url, tls_ca, tmp_path / "gunicorn.log").start()
+    server = LiveServer(database_url, tls_ca, tmp_path / "gunicorn.log",
+                        extra_env={"CONTENT_DIR": app.config["CONTENT_DIR"]}).start()
     yield server
     server.stop()
 

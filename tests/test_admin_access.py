@@ -25,19 +25,24 @@ def routes(own_slug: str, staff_id: int) -> list[tuple[str, str, dict | None, in
         ("GET", c, None, 200),
         ("GET", f"{c}/edit", None, 200),
         ("POST", f"{c}/edit", {"name": ""}, 400),
-        ("POST", f"{c}/rotate-key", {"grace_hours": "1"}, 200),
+        ("POST", f"{c}/rotate-key", {"grace_hours": "1", "confirm": "y"}, 200),
         ("GET", f"{c}/mode", None, 200),
         ("POST", f"{c}/mode", {"confirm_name": "not the name"}, 400),
         ("POST", f"{c}/pseudonymise-remaining", {}, 409),  # the client is verbatim
         ("GET", f"{c}/packages", None, 200),
         ("POST", f"{c}/packages", {"course_title": ""}, 400),
+        ("POST", f"{c}/packages/00000000-0000-4000-8000-000000000000/revoke-key", {}, 404),
         ("GET", f"{c}/go-live", None, 200),
         ("GET", f"{c}/go-live/beacons.json", None, 200),
         ("GET", "/admin/audit", None, 200),
         ("GET", f"/admin/audit?client={own_slug}", None, 200),
+        ("GET", f"/admin/audit.csv?client={own_slug}", None, 200),
         ("GET", "/admin/staff", None, 200),
         ("POST", "/admin/staff", {"email": ""}, 400),
         ("POST", f"/admin/staff/{staff_id}", {}, 302),
+        ("POST", f"/admin/staff/{staff_id}/password", {}, 302),
+        ("GET", "/admin/staff/tokens", None, 200),
+        ("POST", "/admin/staff/tokens/999999/revoke", {}, 404),
     ]
 
 

@@ -94,6 +94,7 @@ def test_csm_journey_create_switch_rotate_and_watch_a_beacon(page, live_server, 
 
     # Rotate the key with a 24-hour grace period: the new key is shown once, the old one still works.
     page.fill("#grace_hours", "24")
+    page.check("#confirm")
     page.click("button:has-text('Rotate key')")
     new_key = page.text_content("#beacon-key").strip()
     assert new_key.startswith("ck_") and new_key != key
@@ -121,7 +122,7 @@ def test_csm_journey_create_switch_rotate_and_watch_a_beacon(page, live_server, 
     shot(page, screenshots_dir, "12-packages")
 
     page.click("nav.nav >> text=Audit log")
-    page.select_option("#client", label="Acme Learning")
+    page.select_option("#client", label="Acme Learning (acme-learning)")
     page.click("button:has-text('Filter')")
     page.wait_for_selector("text=client.rotate_key")
     assert page.locator("text=client.mode").count() >= 1
@@ -141,7 +142,7 @@ def test_admin_manages_staff_and_builds_a_package(page, live_server, make_staff,
     page.click("nav.nav >> text=Staff users")
     page.fill("#email", "pat@perpetual.example")
     page.select_option("#role", "client")
-    page.select_option("#client", label="Perpetual Ltd")
+    page.select_option("#client", label="Perpetual Ltd (perpetual-ltd)")
     page.fill("#password", "short")
     page.click("button:has-text('Add staff user')")
     page.wait_for_selector("text=At least 12 characters.")

@@ -128,7 +128,7 @@ def test_deactivating_a_client_stops_its_beacons_at_once(client, csm, make_clien
 def test_rotate_key_keeps_the_old_key_for_the_grace_period(client, csm, make_client):
     acme, old_key = make_client(name="Acme")
     response = client.post(f"/admin/clients/{acme.slug}/rotate-key",
-                           data={"csrf_token": token(client), "grace_hours": "48"})
+                           data={"csrf_token": token(client), "grace_hours": "48", "confirm": "y"})
     assert response.status_code == 200
     new_key = response.get_data(as_text=True).split('id="beacon-key">')[1].split("<")[0]
     assert new_key != old_key
@@ -144,9 +144,19 @@ def test_rotate_key_keeps_the_old_key_for_the_grace_period(client, csm, make_cli
     assert "grace" in page and new_key[:8] in page
 
 
+def test_rotating_a_key_asks_for_confirmation(client, csm, make_client):
+    acme, old_key = make_client(name="Acme")
+    response = client.post(f"/admin/clients/{acme.slug}/rotate-key", data={"csrf_token": token(client),
+                                                                           "grace_hours": "0"})
+    assert response.status_code == 302
+    assert "tick the box to confirm" in client.get(f"/admin/clients/{acme.slug}").get_data(as_text=True)
+    assert client.post(BEACONS, json=beacon_body(old_key)).status_code == 204
+    assert audit("client.rotate_key") == []
+
+
 def test_rotate_key_with_no_grace_ends_the_old_key_now(client, csm, make_client):
     acme, old_key = make_client(name="Acme")
-    client.post(f"/admin/clients/{acme.slug}/rotate-key", data={"csrf_token": token(client), "grace_hours": "0"})
+    client.post(f"/admin/clients/{acme.slug}/rotate-key", data={"csrf_token": token(client), "grace_hours": "0", "confirm": "y"})
     assert client.post(BEACONS, json=beacon_body(old_key)).status_code == 403
 
 
@@ -161,7 +171,7 @@ def test_rotate_key_refuses_a_negative_grace(client, csm, make_client):
 @pytest.mark.parametrize("method_url_data", [
     ("/admin/clients/new", {"name": "Evil"}),
     ("/admin/clients/{slug}/edit", {"name": "Evil", "licence": "subscription"}),
-    ("/admin/clients/{slug}/rotate-key", {"grace_hours": "0"}),
+    ("/admin/clients/{slug}/rotate-key", {"grace_hours": "0", "confirm": "y"}),
     ("/admin/clients/{slug}/mode", {"confirm_name": "Acme"}),
     ("/admin/clients/{slug}/pseudonymise-remaining", {}),
     ("/admin/clients/{slug}/packages", {"course_title": "Evil", "scorm_version": "1.2"}),

@@ -65,7 +65,9 @@ def test_page_csvs_and_api_agree_with_ground_truth(client, login, seeded, start,
     login(user)
     query = f"from={start}&to={end}"
     page = page_tree(client.get(f"/billing/{acme.slug}?{query}"))
-    usage_rows = read_csv(client.get(f"/billing/{acme.slug}/usage.csv?{query}"))
+    usage_csv = read_csv(client.get(f"/billing/{acme.slug}/usage.csv?{query}"))
+    usage_rows = [r for r in usage_csv if r["date"] != "total"]
+    total_rows = [r for r in usage_csv if r["date"] == "total"]
     learner_rows = read_csv(client.get(f"/billing/{acme.slug}/learners.csv?{query}"))
     api = api_usage(client, token, acme.slug, start, end)
 
@@ -92,6 +94,18 @@ def test_page_csvs_and_api_agree_with_ground_truth(client, login, seeded, start,
     assert {(d["date"], c["course"]): (d["unique_users"], d["launches"])
             for c in api["courses"] for d in c["days"]} == expected_days
     assert [(r["date"], r["course"]) for r in usage_rows] == sorted(expected_days)
+
+    # usage.csv's billable totals after the day rows: per course, then the whole client, each the
+    # API's distinct figure over the range (so less than the column's sum whenever a learner repeats).
+    assert usage_csv[len(usage_rows):] == total_rows
+    assert [(r["course"], int(r["unique_users"]), int(r["launches"])) for r in total_rows] == [
+        *((c["course"], c["unique_users"], c["launches"]) for c in api["courses"]),
+        ("(all courses)", api["unique_users"], api["launches"])]
+    for course in api["courses"]:
+        day_sum = sum(int(r["unique_users"]) for r in usage_rows if r["course"] == course["course"])
+        assert course["unique_users"] <= day_sum
+        if len(course["days"]) > 1:
+            assert course["unique_users"] < day_sum, "workload must repeat learners across days"
 
     # Who accessed what: one row per learner and course.
     assert {(r["student_id"], r["course"]): (r["first_access"], r["last_access"], int(r["launches"]))
@@ -127,8 +141,9 @@ def test_default_range_is_licence_period_containing_today_else_month(client, log
     user = make_staff("billing")
     with time_machine.travel(TODAY, tick=False):
         login(user)
-        for client_row, expected in ((licensed, "2026-04-01 to 2027-03-31"), (lapsed, "2026-11-01 to 2026-11-30"),
-                                     (plain, "2026-11-01 to 2026-11-30")):
+        # To date: never the future (today is the 20th).
+        for client_row, expected in ((licensed, "2026-04-01 to 2026-11-20"), (lapsed, "2026-11-01 to 2026-11-20"),
+                                     (plain, "2026-11-01 to 2026-11-20")):
             tree = page_tree(client.get(f"/billing/{client_row.slug}"))
             assert expected in tree.find_class("lead")[0].text_content()
             csv_response = client.get(f"/billing/{client_row.slug}/usage.csv")

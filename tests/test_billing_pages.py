@@ -150,7 +150,7 @@ def test_csvs_are_attachments_neutralised_and_parse_back(client, login, make_cli
     assert learners.get_data(as_text=True).splitlines()[0] == (
         "student_id,student_name,course,first_access,last_access,launches")
 
-    usage_rows = read_csv(usage)
+    usage_rows = [r for r in read_csv(usage) if r["date"] != "total"]
     assert {r["course"] for r in usage_rows} == {"Plain, \"quoted\" course", "'=cmd|' /C calc'!A0", "Fire Safety"}
     rows = {r["student_id"]: r for r in read_csv(learners)}
     assert set(rows) == {"'=HYPERLINK(\"http://evil\",\"x\")", "'-2+3", "normal"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import json
 import re
 import stat
@@ -69,7 +71,10 @@ def test_client_create_plain_output_and_perpetual_licence(runner, client):
 
 def test_client_slugs_stay_unique(runner):
     first = invoke_json(runner, "client", "create", "--name", "Acme", "--json")
-    second = invoke_json(runner, "client", "create", "--name", "ACME", "--json")
+    # A name in use is refused unless confirmed; then the slugs tell the two apart.
+    refused = runner.invoke(args=["client", "create", "--name", "ACME", "--json"])
+    assert refused.exit_code != 0 and "--allow-duplicate-name" in refused.output and "acme" in refused.output
+    second = invoke_json(runner, "client", "create", "--name", "ACME", "--allow-duplicate-name", "--json")
     assert first["slug"] == "acme" and second["slug"] == "acme-2"
 
 
@@ -78,9 +83,12 @@ def test_client_slugs_stay_unique(runner):
     (["--origin", "ftp://lms.acme.example"], "origin"),
     (["--origin", "https://lms.acme.example/path"], "path"),
     (["--origin", "https://lms.acme.example:99999"], "port"),
+    (["--origin", "http://lms.acme.example"], "https"),
+    (["--origin", "https://*.acme.example"], "wildcard"),
+    (["--origin", "https://lms.acme.example/?x=1"], "path"),
     (["--licence", "forever"], "licence"),
     (["--seat-limit", "-1"], "seat-limit"),
-], ids=["no-scheme", "ftp", "path", "bad-port", "bad-licence", "negative-seats"])
+], ids=["no-scheme", "ftp", "path", "bad-port", "http", "wildcard", "query", "bad-licence", "negative-seats"])
 def test_client_create_bad_input_is_an_error_exit(runner, args, needle):
     result = runner.invoke(args=["client", "create", "--name", "Bad", *args, "--json"])
     assert result.exit_code != 0
@@ -142,7 +150,8 @@ def test_token_create_gives_a_working_bearer_token(runner, client, make_client):
                 input=PASSWORD + "\n")
     data = invoke_json(runner, "token", "create", "BILL@v.example", "--json")
     assert data["token"].startswith("tk_") and data["role"] == "billing"
-    response = client.get(f"/api/v1/clients/{acme.slug}/usage?from=2020-01-01&to=2029-12-31",
+    today = dt.datetime.now(dt.UTC).date()
+    response = client.get(f"/api/v1/clients/{acme.slug}/usage?from={today.replace(day=1)}&to={today}",
                           headers={"Authorization": f"Bearer {data['token']}"})
     assert response.status_code == 200 and response.json["unique_users"] == 1
 

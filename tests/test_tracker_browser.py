@@ -1,132 +1,28 @@
 """The tracker in a real browser, inside a real SCORM runtime, talking to the real server.
 
-A test LMS page (tests/browser/lms/) runs scorm-again's Scorm12API or
-Scorm2004API with the learner's data and opens a built package in an iframe.
-The LMS page and the unzipped package are served over HTTP by a small static
-server of the test (another origin than the tracking server, as on a real
-LMS); beacons travel over HTTPS to gunicorn (`live_server`). Every test asserts
+The test LMS (tests/tracker_lms.py, tests/browser/lms/) runs scorm-again's
+Scorm12API or Scorm2004API with the learner's data behind a strict wrapper and
+opens a built package in an iframe; beacons travel over HTTPS to gunicorn
+(`live_server`). The protocol and multi-SCO tests are in test_tracker_protocol.py. Every test asserts
 what the server stored, read from the database, not what the page shows.
 """
 
 from __future__ import annotations
 
-import functools
-import http.server
 import io
-import shutil
-import threading
 import time
-import zipfile
-from pathlib import Path
-from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.extensions import db
 from app.models import DailyUsage, Event, Learner
 from app.services import packages
-from conftest import ROOT, free_port
-from scorm_content import SCORM_AGAIN, authoring_zip, require_node_modules
+from scorm_content import authoring_zip
+from tracker_lms import (QUEUE_KEY, build, content_frame, context, count, events, lms,  # noqa: F401 (fixtures)
+                         wait_for, watch)
 
 pytestmark = [pytest.mark.browser]
-LMS_FILES = ROOT / "tests" / "browser" / "lms"
-QUEUE_KEY = "scormUsageTracker.queue.v1"
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def end_headers(self):
-        self.send_header("Cache-Control", "no-store")
-        super().end_headers()
-
-
-@pytest.fixture
-def lms(tmp_path):
-    """A static web server for the LMS page and unzipped packages: lms.url, lms.add(name, zip_bytes)."""
-    require_node_modules()
-    root = tmp_path / "lms-root"
-    root.mkdir()
-    for name in ("lms.html", "lms.js"):
-        shutil.copy(LMS_FILES / name, root / name)
-    (root / "favicon.ico").write_bytes(b"")
-    for name in ("scorm12.min.js", "scorm2004.min.js"):
-        shutil.copy(SCORM_AGAIN / name, root / name)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()),
-                                             functools.partial(QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-
-    class Lms:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-
-        @staticmethod
-        def add(name: str, data: bytes) -> str:
-            folder = root / "pkg" / name
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                archive.extractall(folder)
-            return f"pkg/{name}"
-
-        def page(self, version: str, launch: str, student_id="Jane@Example.com", student_name="Doe, Jane", **extra):
-            query = {"version": version, "student_id": student_id, "student_name": student_name,
-                     "launch": launch, **extra}
-            return f"{self.url}/lms.html?{urlencode(query)}"
-
-    yield Lms()
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def context(browser):
-    # The browser fixture trusts the tracking server's test certificate by its key.
-    ctx = browser.new_context()
-    yield ctx
-    ctx.close()
-
-
-def build(client, version, server_url, content=None, title="Anti-Bribery") -> bytes:
-    data, _ = packages.package_bytes(db.session, client=client, course_title=title, scorm_version=version,
-                                     content=content, server_url=server_url, issued_by="test")
-    return data
-
-
-def wait_for(predicate, timeout=15.0, what="the server to count it"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        db.session.rollback()
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def events() -> list[Event]:
-    db.session.rollback()
-    return db.session.scalars(select(Event).order_by(Event.id)).all()
-
-
-def count(model) -> int:
-    db.session.rollback()
-    return db.session.scalar(select(func.count()).select_from(model))
-
-
-def watch(page, server_url: str) -> dict:
-    """Collect the page's requests to the tracking server and their answers."""
-    seen = {"requests": [], "statuses": [], "failed": [], "errors": []}
-    page.on("request", lambda r: seen["requests"].append(r) if r.url.startswith(server_url) else None)
-    page.on("response", lambda r: seen["statuses"].append(r.status) if r.url.startswith(server_url) else None)
-    page.on("requestfailed", lambda r: seen["failed"].append(r) if r.url.startswith(server_url) else None)
-    page.on("pageerror", lambda e: seen["errors"].append(str(e)))
-    return seen
-
-
-def content_frame(page):
-    page.wait_for_selector("#content")
-    return page.frame_locator("#content")
 
 
 @pytest.mark.e2e
@@ -339,51 +235,4 @@ def test_plain_content_is_counted_and_gets_the_session_the_tracker_opened(lms, c
     wait_for(lambda: count(Event) == 2)
     assert [e.kind for e in events()] == ["launch", "completed"]
 
-
-# --- remote packages: the launcher in the LMS, the course from the server ------------------
-
-
-def remote_frame(page):
-    return page.frame_locator("#content").frame_locator("#remote-content")
-
-
-@pytest.mark.e2e
-@pytest.mark.parametrize("version", ["1.2", "2004"])
-def test_remote_package_relays_completion_to_the_lms_and_republish_shows_at_once(
-        version, lms, context, live_server, make_client, tmp_path, screenshots_dir):
-    client, _ = make_client(origins=[lms.url])
-    data, built = packages.package_bytes(db.session, client=client, course_title="Anti-Bribery",
-                                         scorm_version=version, mode="remote", server_url=live_server.url,
-                                         issued_by="test")
-    launch = lms.add("remote", data)
-    page = context.new_page()
-    seen = watch(page, live_server.url)
-    page.goto(lms.page(version, f"{launch}/index.html"))
-
-    frame = remote_frame(page)
-    frame.locator("#next").click()
-    frame.locator("#complete").click()
-    wait_for(lambda: count(Event) == 2)
-    page.screenshot(path=str(screenshots_dir / f"package-remote-scorm{version.replace('.', '')}.png"))
-    assert [e.kind for e in events()] == ["launch", "completed"]
-    learner = db.session.scalar(select(Learner))
-    assert (learner.identity, learner.name) == ("jane@example.com", "Doe, Jane")
-    usage = db.session.scalar(select(DailyUsage))
-    assert (usage.launches, usage.completions) == (1, 1)
-    # The LMS's own runtime got the status through the relay; its session was opened once (by the launcher).
-    element = "window.API.cmi.core.lesson_status" if version == "1.2" else "window.API_1484_11.cmi.completion_status"
-    wait_for(lambda: page.evaluate(element) == "completed", what="the LMS to receive the status")
-    assert page.evaluate("window.lmsLog") == ["Initialize"]
-    assert seen["errors"] == [] and sorted(set(seen["statuses"])) == [200, 204]
-    page.close()
-
-    folder = tmp_path / "v2"
-    folder.mkdir()
-    (folder / "index.html").write_text('<!DOCTYPE html><html><head><title>v2</title></head>'
-                                       '<body><p id="state">Version 2</p></body></html>')
-    packages.republish(db.session, package_id=built.issue.package_id, content=folder, actor="test")
-    again = context.new_page()
-    again.goto(lms.page(version, f"{launch}/index.html"))
-    remote_frame(again).locator("#state", has_text="Version 2").wait_for()
-    wait_for(lambda: count(Event) == 3)
-    assert db.session.scalar(select(DailyUsage.launches)) == 2
+# Remote packages in the browser: tests/test_remote_browser.py and tests/test_content_isolation.py.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import current_app
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import SelectChoice
@@ -32,6 +33,11 @@ assert [c[0] for c in LICENCE_CHOICES] == list(LICENCES)
 ROLE_CHOICES = [(r, r) for r in ROLES]
 
 
+def local_http() -> bool:
+    """http://localhost origins are for development only."""
+    return current_app.config["APP_ENV"] != "production"
+
+
 def origin_lines(text: str | None) -> list[str]:
     return [line.strip() for line in (text or "").replace(",", "\n").splitlines() if line.strip()]
 
@@ -44,14 +50,17 @@ class ClientForm(FlaskForm):
     licence_end = DateField("Licence ends", validators=[Optional()])
     seat_limit = IntegerField("Seat limit (unique learners per period)",
                               validators=[Optional(), NumberRange(min=0, message="Zero or more.")])
-    origins = TextAreaField("Allowed LMS origins (one per line; none: any origin)",
+    origins = TextAreaField("Allowed LMS origins: one https://host[:port] per line, no path, no wildcard "
+                            "(none: any origin)",
                             render_kw={"rows": 4, "placeholder": "https://lms.example.com"})
+
+    confirm_duplicate = BooleanField("Yes, use this name although another client has it")
 
     def validate_origins(self, field):
         bad = []
         for line in origin_lines(field.data):
             try:
-                normalise_origin(line)
+                normalise_origin(line, local_http=local_http())
             except ClientError as exc:
                 bad.append(str(exc))
         if bad:
@@ -70,6 +79,8 @@ class RotateKeyForm(FlaskForm):
     grace_hours = IntegerField("Old keys keep working for (hours)", default=72,
                                validators=[InputRequired(message="Say how long the old key keeps working."),
                                            NumberRange(min=0, max=24 * 365, message="0 to 8760 hours.")])
+    confirm = BooleanField("Yes, issue a new key: packages built before stop working after the grace period",
+                           validators=[DataRequired(message="tick the box to confirm the rotation.")])
 
 
 class ModeForm(FlaskForm):
@@ -96,6 +107,25 @@ class StaffForm(FlaskForm):
     password = PasswordField("Initial password", validators=[
         DataRequired(message="Set an initial password."),
         Length(min=MIN_PASSWORD_LENGTH, max=1024, message=f"At least {MIN_PASSWORD_LENGTH} characters.")])
+
+
+PASSWORD_RULE = f"At least {MIN_PASSWORD_LENGTH} characters; a few unrelated words are easiest to type."
+
+
+class PasswordResetForm(FlaskForm):
+    password = PasswordField("New password", validators=[
+        DataRequired(message="Type the new password."),
+        Length(min=MIN_PASSWORD_LENGTH, max=1024, message=f"At least {MIN_PASSWORD_LENGTH} characters.")])
+
+
+class TokenRevokeForm(FlaskForm):
+    confirm = BooleanField("Yes, revoke it: scripts using this token stop at once",
+                           validators=[DataRequired(message="Tick the box to confirm.")])
+
+
+class PackageKeyRevokeForm(FlaskForm):
+    confirm = BooleanField("Yes, revoke this package's key: its beacons are refused from now on",
+                           validators=[DataRequired(message="tick the box to confirm.")])
 
 
 class StaffChangeForm(FlaskForm):

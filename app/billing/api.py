@@ -10,6 +10,7 @@ from ..auth import token_required
 from ..extensions import db
 from ..models import Client
 from ..schemas import UsageQuerySchema, UsageSchema
+from ..services import periods
 from ..services.billing import usage_report
 
 bp = Blueprint("billing_api", __name__, url_prefix="/api/v1")
@@ -37,5 +38,12 @@ def usage(slug: str):
                             "fields": exc.normalized_messages()})
         response.status_code = 400
         return response
-    report = usage_report(db.session, client, args["from_"], args["to"])
+    try:
+        period = periods.checked_range(args["from_"], args["to"])
+    except periods.RangeError as exc:
+        response = jsonify({"error": "invalid_query", "message": f"{exc}; use from=YYYY-MM-DD&to=YYYY-MM-DD",
+                            "fields": {exc.field: [str(exc)]}})
+        response.status_code = 400
+        return response
+    report = usage_report(db.session, client, period.start, period.end)
     return jsonify(_usage.dump(report))

@@ -1,8 +1,8 @@
-"""The daily usage chart as server-rendered SVG: no JavaScript, nothing for the CSP to allow.
+"""The usage chart as server-rendered SVG: no JavaScript, nothing for the CSP to allow.
 
-Bars are unique users per day, the line is launches per day, on one scale
-(a day's launches are never fewer than its users). This module only works
-out the geometry; ``templates/billing/_chart.html`` draws it, so Jinja's
+One bar per day, or per week or month on long ranges (unique users distinct
+over each bar's days), and a line for launches, on one scale (launches are
+never fewer than users). This module only works out the geometry; ``templates/billing/_chart.html`` draws it, so Jinja's
 autoescaping covers every piece of text and nothing is marked safe.
 """
 
@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..services.billing import DayTotal
+from ..services.periods import Period
 
 WIDTH, HEIGHT = 880, 260
 LEFT, RIGHT, TOP, BOTTOM = 48, 16, 16, 44
@@ -47,46 +48,57 @@ class DailyChart:
     dots: bool = True
     label_y: int = 0
     legend_y: int = 0
+    unit: str = "day"
 
     @property
     def polyline(self) -> str:
         return " ".join(f"{x:.1f},{y:.1f}" for x, y in self.points)
 
 
-def daily_chart(days: list[DayTotal], start: dt.date, end: dt.date, today: dt.date | None = None) -> DailyChart:
-    """The chart for the range; days without use are zero, days after ``today`` are not drawn."""
-    by_day = {row.day: row for row in days}
-    span = (end - start).days + 1
-    drawn = span if today is None else max(0, min(span, (today - start).days + 1))
-    series = [by_day.get(start + dt.timedelta(days=i)) for i in range(drawn)]
+UNIT_WORDS = {"day": "day", "week": "week", "month": "month"}
+
+
+def usage_chart(totals: list[DayTotal], parts: list[Period], unit: str,
+                today: dt.date | None = None) -> DailyChart:
+    """The chart for the range cut into ``parts`` (days, weeks or months).
+
+    ``totals`` carry each used part's figures under its first day; parts
+    without use are zero, parts that begin after ``today`` are not drawn.
+    """
+    by_start = {row.day: row for row in totals}
+    span = len(parts)
+    drawn = sum(1 for part in parts if today is None or part.start <= today)
+    series = [by_start.get(part.start) for part in parts[:drawn]]
     step, top = _axis(max([row.launches for row in series if row] + [1]))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    slot = plot_w / span
+    slot = plot_w / max(span, 1)
     bar_w = max(slot * 0.7, 1.0)
 
     def y(value: int) -> float:
         return TOP + plot_h - plot_h * value / top
 
+    first, last = parts[0].start, parts[-1].end
     chart = DailyChart(
         width=WIDTH, height=HEIGHT, left=LEFT, right_edge=WIDTH - RIGHT,
-        description=f"From {start.isoformat()} to {end.isoformat()}, UTC days.",
-        dots=span <= 62, label_y=HEIGHT - BOTTOM + 16, legend_y=HEIGHT - 10,
+        description=f"From {first.isoformat()} to {last.isoformat()}, UTC days, one bar per {UNIT_WORDS[unit]}.",
+        dots=span <= 62, label_y=HEIGHT - BOTTOM + 16, legend_y=HEIGHT - 10, unit=unit,
     )
     chart.gridlines = [(value, y(value)) for value in range(0, top + 1, step)]
     label_every = max(1, math.ceil(span / 10))
-    for i in range(span):
-        day = start + dt.timedelta(days=i)
+    label_format = "%b %Y" if unit == "month" else "%d %b"
+    for i, part in enumerate(parts):
         if i % label_every == 0:
-            chart.day_labels.append((LEFT + slot * i + slot / 2, day.strftime("%d %b")))
+            chart.day_labels.append((LEFT + slot * i + slot / 2, part.start.strftime(label_format)))
         if i >= drawn:
             continue
         row = series[i]
         users = row.unique_users if row else 0
-        day_launches = row.launches if row else 0
+        part_launches = row.launches if row else 0
+        when = part.start.isoformat() if part.days == 1 else f"{part.start.isoformat()} to {part.end.isoformat()}"
         chart.bars.append({
             "x": LEFT + slot * i + (slot - bar_w) / 2, "y": y(users), "width": bar_w,
             "height": plot_h - (y(users) - TOP),
-            "tip": f"{day.isoformat()}: {users} unique users, {day_launches} launches",
+            "tip": f"{when}: {users} unique users, {part_launches} launches",
         })
-        chart.points.append((LEFT + slot * i + slot / 2, y(day_launches)))
+        chart.points.append((LEFT + slot * i + slot / 2, y(part_launches)))
     return chart

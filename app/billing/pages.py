@@ -14,9 +14,11 @@ from marshmallow import ValidationError
 
 from ..extensions import db, login_manager
 from ..models import Client
-from ..services import billing
+from ..services import billing, periods
+from ..services.anonymisation import short_reference
+from ..services.periods import Period
 from .api import visible_client
-from .chart import daily_chart
+from .chart import usage_chart
 from .exports import csv_response
 from .schemas import LearnerQuerySchema, OverviewQuerySchema, RangeQuerySchema
 
@@ -25,13 +27,20 @@ bp = Blueprint("billing_pages", __name__, url_prefix="/billing")
 STAFF_ROLES = ("admin", "csm", "billing")
 LEARNERS_PER_PAGE = 50
 USAGE_CSV_COLUMNS = ("date", "course", "unique_users", "launches")
+TOTAL_LABEL, ALL_COURSES_LABEL = "total", "(all courses)"
 LEARNERS_CSV_COLUMNS = ("student_id", "student_name", "course", "first_access", "last_access", "launches")
 OVERVIEW_CSV_COLUMNS = ("client", "name", "period_start", "period_end", "unique_users", "seat_limit",
                         "seat_use_percent", "previous_unique_users", "trend_percent", "forecast_unique_users")
 
-_range = RangeQuerySchema()
+_range_query = RangeQuerySchema()
 _learner_query = LearnerQuerySchema()
 _overview_query = OverviewQuerySchema()
+
+
+@bp.context_processor
+def _range_limits() -> dict:
+    return {"max_range_days": periods.MAX_RANGE_DAYS, "daily_up_to": periods.DAILY_UP_TO,
+            "weekly_up_to": periods.WEEKLY_UP_TO}
 
 
 @bp.before_request
@@ -41,25 +50,55 @@ def _signed_in():
     return None
 
 
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{field}: {' '.join(map(str, msgs))}" for field, msgs in exc.normalized_messages().items())
+
+
 def _load(schema, args) -> dict:
     try:
         return schema.load(args.to_dict())
     except ValidationError as exc:
-        problems = "; ".join(f"{field}: {' '.join(map(str, msgs))}"
-                             for field, msgs in exc.normalized_messages().items())
-        abort(400, description=f"Bad query ({problems}). Dates are YYYY-MM-DD.")
+        abort(400, description=f"Bad query ({_problems(exc)}). Dates are YYYY-MM-DD.")
 
 
-def _period(client: Client, query: dict) -> billing.Period:
-    default = billing.current_period(client, billing.today_utc())
-    start = query.get("from_") or default.start
-    end = query.get("to") or default.end
-    if start > end:
-        abort(400, description="'from' must not be after 'to'. Dates are YYYY-MM-DD.")
-    return billing.Period(start, end)
+def _range(client: Client, args) -> Period:
+    """The range a CSV answers; a bad one is a 400 with the reason."""
+    query = _load(_range_query, args)
+    try:
+        return periods.requested_range(client, query["from_"], query["to"], periods.today_utc())
+    except periods.RangeError as exc:
+        abort(400, description=f"{exc}. Dates are YYYY-MM-DD.")
 
 
-def _filename(client: Client, what: str, period: billing.Period) -> str:
+def _page_range(client: Client, schema, args) -> tuple[dict, Period, str | None]:
+    """(query, range, error) for a page: a bad range shows the default one with the reason by the form."""
+    today = periods.today_utc()
+    try:
+        query = schema.load(args.to_dict())
+        return query, periods.requested_range(client, query["from_"], query["to"], today), None
+    except ValidationError as exc:
+        error = f"Bad query ({_problems(exc)}). Dates are YYYY-MM-DD."
+    except periods.RangeError as exc:
+        error = f"Not shown: {exc} (dates are YYYY-MM-DD). Showing the default range instead."
+    rest = args.copy()
+    rest.poplist("from")
+    rest.poplist("to")
+    return _load(schema, rest), periods.requested_range(client, None, None, today), error
+
+
+def _presets(client: Client, today) -> list[tuple[str, Period]]:
+    """This month, last month, this licence period to date (when the period is the licence), last 90 days."""
+    this_month = periods.month_of(today)
+    last_month = periods.month_of(this_month.start - dt.timedelta(days=1))
+    found = [("This month", this_month.to_date(today)), ("Last month", last_month)]
+    current = periods.current_period(client, today)
+    if current != this_month and current.start == client.licence_start:
+        found.append(("This licence period to date", periods.capped(current.to_date(today))))
+    found.append(("Last 90 days", Period(today - dt.timedelta(days=89), today)))
+    return found
+
+
+def _filename(client: Client, what: str, period: Period) -> str:
     return f"{client.slug}-{what}-{period.start.isoformat()}-{period.end.isoformat()}.csv"
 
 
@@ -70,7 +109,7 @@ def overview():
             abort(404)
         return redirect(url_for(".client_usage", slug=current_user.client.slug))
     query = _load(_overview_query, request.args)
-    today = billing.today_utc()
+    today = periods.today_utc()
     rows = _sorted_overview(billing.overview(db.session, today), query["sort"], query["dir"] == "desc")
     return render_template("billing/overview.html", rows=rows, today=today, sort=query["sort"], dir=query["dir"])
 
@@ -90,7 +129,7 @@ def _sorted_overview(rows: list[billing.ClientOverview], sort: str, descending: 
 def overview_csv():
     if current_user.role not in STAFF_ROLES:
         abort(404)
-    today = billing.today_utc()
+    today = periods.today_utc()
     rows = billing.overview(db.session, today)
     return csv_response(
         f"billing-overview-{today.isoformat()}.csv", OVERVIEW_CSV_COLUMNS,
@@ -106,38 +145,50 @@ def _percent(ratio: float | None) -> str:
 @bp.get("/<slug>")
 def client_usage(slug: str):
     client = visible_client(current_user, slug)
-    period = _period(client, _load(_range, request.args))
+    _, period, error = _page_range(client, _range_query, request.args)
     session, start, end = db.session, period.start, period.end
+    today = periods.today_utc()
     users = billing.unique_users(session, client.id, start, end)
-    days = billing.daily_totals(session, client.id, start, end)
+    unit = periods.chart_unit(period)
+    parts = periods.slices(period, unit)
+    totals = (billing.daily_totals(session, client.id, start, end) if unit == "day"
+              else billing.slice_totals(session, client.id, parts))
     cells = billing.course_days(session, client.id, start, end)
     course_days = {(row.day, row.course): row for row in cells}
     usage_days = sorted({row.day for row in cells})
     return render_template(
-        "billing/client.html", client=client, period=period,
-        default_period=billing.current_period(client, billing.today_utc()),
+        "billing/client.html", client=client, period=period, error=error, presets=_presets(client, today),
+        form_values=request.args if error else None,
+        default_period=periods.requested_range(client, None, None, today),
+        current_period=periods.current_period(client, today),
         unique_users=users, launches=billing.launches(session, client.id, start, end),
         completers=billing.completers(session, client.id, start, end),
         courses=billing.course_totals(session, client.id, start, end), course_days=course_days, usage_days=usage_days,
-        chart=daily_chart(days, start, end, billing.today_utc()), has_usage=bool(days),
+        chart=usage_chart(totals, parts, unit, today), has_usage=bool(totals),
         seat_use=(users / client.seat_limit) if client.seat_limit else None,
         milestones=billing.milestones(session, client.id),
-    )
+    ), 400 if error else 200
 
 
 @bp.get("/<slug>/usage.csv")
 def usage_csv(slug: str):
     client = visible_client(current_user, slug)
-    period = _period(client, _load(_range, request.args))
-    rows = billing.course_days(db.session, client.id, period.start, period.end)
-    return csv_response(_filename(client, "usage", period), USAGE_CSV_COLUMNS,
-                        ([row.day, row.course, row.unique_users, row.launches] for row in rows))
+    period = _range(client, request.args)
+    session, start, end = db.session, period.start, period.end
+    rows = [[row.day, row.course, row.unique_users, row.launches]
+            for row in billing.course_days(session, client.id, start, end)]
+    # The billable totals: distinct learners over the range, labelled so nobody takes them for sums.
+    rows += [[TOTAL_LABEL, total.course, total.unique_users, total.launches]
+             for total in billing.course_totals(session, client.id, start, end)]
+    rows.append([TOTAL_LABEL, ALL_COURSES_LABEL, billing.unique_users(session, client.id, start, end),
+                 billing.launches(session, client.id, start, end)])
+    return csv_response(_filename(client, "usage", period), USAGE_CSV_COLUMNS, rows)
 
 
 @bp.get("/<slug>/learners.csv")
 def learners_csv(slug: str):
     client = visible_client(current_user, slug)
-    period = _period(client, _load(_range, request.args))
+    period = _range(client, request.args)
     rows = billing.learner_courses(db.session, client.id, period.start, period.end)
     return csv_response(
         _filename(client, "learners", period), LEARNERS_CSV_COLUMNS,
@@ -149,8 +200,7 @@ def learners_csv(slug: str):
 @bp.get("/<slug>/learners")
 def learners(slug: str):
     client = visible_client(current_user, slug)
-    query = _load(_learner_query, request.args)
-    period = _period(client, query)
+    query, period, error = _page_range(client, _learner_query, request.args)
     rows, total = billing.learner_summaries(
         db.session, client.id, period.start, period.end, search=query["q"], sort=query["sort"],
         descending=query["dir"] == "desc", limit=LEARNERS_PER_PAGE, offset=(query["page"] - 1) * LEARNERS_PER_PAGE,
@@ -159,7 +209,9 @@ def learners(slug: str):
                                            period.start, period.end)
     pages = max(1, -(-total // LEARNERS_PER_PAGE))
     return render_template("billing/learners.html", client=client, period=period, rows=rows, titles=titles,
-                           total=total, query=query, page=query["page"], pages=pages)
+                           total=total, query=query, page=query["page"], pages=pages,
+                           error=error, presets=_presets(client, periods.today_utc()),
+                           form_values=request.args if error else None), 400 if error else 200
 
 
 @bp.get("/<slug>/learners/<int:learner_id>")
@@ -170,7 +222,7 @@ def learner(slug: str, learner_id: int):
         abort(404)
     events = billing.learner_events(db.session, client.id, learner_id)
     return render_template("billing/learner.html", client=client, learner=found, events=events,
-                           reference=billing.short_reference(found.identity) if found.pseudonymised
+                           reference=short_reference(found.identity) if found.pseudonymised
                            else found.identity)
 
 

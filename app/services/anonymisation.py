@@ -27,6 +27,12 @@ from .clients import ClientError, snapshot
 _NAME_DIGEST = re.compile(r"^n:[a-z2-7]{16}$")
 
 
+def short_reference(pseudonym: str) -> str:
+    """The one short form of a pseudonym or name digest on pages ("p:abcd1234ef"): stable, and long
+    enough to tell learners apart and to search for."""
+    return pseudonym[:12]
+
+
 def is_name_digest(value: str | None) -> bool:
     return value is not None and bool(_NAME_DIGEST.match(value))
 
@@ -35,6 +41,10 @@ def plain_learner_count(session: Session, client: Client) -> int:
     """Learners stored with a plain ID (0 for an anonymised client once pseudonymised)."""
     return session.scalar(select(func.count()).select_from(Learner).where(
         Learner.client_id == client.id, Learner.pseudonymised.is_(False))) or 0
+
+
+def stored_learner_count(session: Session, client: Client) -> int:
+    return session.scalar(select(func.count()).select_from(Learner).where(Learner.client_id == client.id)) or 0
 
 
 def switch_mode(session: Session, pseudonymiser: Pseudonymiser, client: Client, *, anonymised: bool,

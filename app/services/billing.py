@@ -9,7 +9,6 @@ arranges rows the database has already counted.
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
@@ -18,41 +17,8 @@ from sqlalchemy import case, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..models import COMPLETION_KINDS, Client, Course, DailyUsage, Event, Learner
-
-# --- periods ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Period:
-    start: dt.date
-    end: dt.date
-
-    @property
-    def days(self) -> int:
-        return (self.end - self.start).days + 1
-
-    def previous(self) -> Period:
-        """The period of the same length that ends the day before this one starts."""
-        end = self.start - dt.timedelta(days=1)
-        return Period(end - dt.timedelta(days=self.days - 1), end)
-
-
-def today_utc() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
-
-
-def month_of(day: dt.date) -> Period:
-    last = calendar.monthrange(day.year, day.month)[1]
-    return Period(day.replace(day=1), day.replace(day=last))
-
-
-def current_period(client: Client, today: dt.date) -> Period:
-    """The client's licence period when it contains today; otherwise the calendar month of today."""
-    start, end = client.licence_start, client.licence_end
-    if start and end and start <= today <= end:
-        return Period(start, end)
-    return month_of(today)
-
+from .anonymisation import short_reference
+from .periods import Period, current_period
 
 # --- totals over a range ---------------------------------------------------------
 
@@ -138,6 +104,25 @@ def daily_totals(session: Session, client_id: int, start: dt.date, end: dt.date)
     return [DayTotal(day, users, int(day_launches or 0)) for day, users, day_launches in rows]
 
 
+def slice_totals(session: Session, client_id: int, parts: list[Period]) -> list[DayTotal]:
+    """Per slice of a range (weeks, months): distinct learners over the slice, and launches.
+
+    One query: each row is put in its slice by a CASE over the slice starts, so
+    a week's unique users are distinct over the week, never a sum of its days.
+    Slices without use are absent; each row's ``day`` is its slice's first day.
+    """
+    if not parts:
+        return []
+    slot = case(*((DailyUsage.day <= part.end, i) for i, part in enumerate(parts)), else_=len(parts))
+    rows = session.execute(
+        select(slot.label("slot"), func.count(distinct(DailyUsage.learner_id)), func.sum(DailyUsage.launches))
+        .where(*_in_range(client_id, parts[0].start, parts[-1].end))
+        .group_by("slot").order_by("slot")
+    ).all()
+    return [DayTotal(parts[i].start, users, int(slice_launches or 0)) for i, users, slice_launches in rows
+            if i < len(parts)]
+
+
 def course_days(session: Session, client_id: int, start: dt.date, end: dt.date) -> list[CourseDay]:
     """Unique users and launches per course and UTC day, ordered by date then course title."""
     rows = session.execute(
@@ -209,11 +194,6 @@ class LearnerSummary:
     @property
     def display_name(self) -> str:
         return "" if self.pseudonymised else (self.name or "")
-
-
-def short_reference(pseudonym: str) -> str:
-    """A short, stable handle for a pseudonymised learner ("p:abcd1234ef")."""
-    return pseudonym[:12]
 
 
 def _learner_search(search: str | None):

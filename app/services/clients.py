@@ -13,11 +13,11 @@ import uuid
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, object_session
 
 from ..identity import PseudonymKey, PseudonymParams
-from ..models import LICENCES, Client, ClientKey, Learner, utcnow
+from ..models import LICENCES, Client, ClientKey, Event, Learner, PackageIssue, utcnow
 from . import audit
 
 KEY_PREFIX = "ck_"
@@ -42,21 +42,37 @@ def slugify(name: str) -> str:
     return slug[:48] or "client"
 
 
-def normalise_origin(raw: str) -> str:
-    """An allowed LMS origin as browsers send it: scheme://host[:port], no path."""
-    value = raw.strip()
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+def normalise_origin(raw: str, *, local_http: bool = False) -> str:
+    """An allowed LMS origin as browsers send it: ``https://host[:port]``, nothing else.
+
+    No path, query, user, wildcard or other scheme; the host lower-cased, the
+    default port dropped. ``http://`` only for localhost and only when
+    ``local_http`` (development). The one origin rule for the form, the CLI
+    and the service.
+    """
+    value = (raw or "").strip()
     parts = urlsplit(value)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    if "*" in value:
+        raise ClientError(f"origin {raw!r}: wildcards are not allowed; list each LMS host")
+    if not parts.hostname or parts.scheme not in ("https", "http"):
         raise ClientError(f"origin {raw!r} must look like https://lms.example.com")
-    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
-        raise ClientError(f"origin {raw!r} must be scheme://host[:port] only, with no path")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password \
+            or value.endswith(("?", "#")):
+        raise ClientError(f"origin {raw!r} must be https://host[:port] only, with no path")
     try:
         port = parts.port
     except ValueError:
         raise ClientError(f"origin {raw!r} has a bad port") from None
+    if port == 0:
+        raise ClientError(f"origin {raw!r} has a bad port")
     host = parts.hostname.lower()
     if ":" in host:
         host = f"[{host}]"
+    if parts.scheme == "http" and not (local_http and host in LOCAL_HOSTS):
+        raise ClientError(f"origin {raw!r} must use https:// (http:// only for localhost in development)")
     default_port = {"https": 443, "http": 80}[parts.scheme]
     if port and port != default_port:
         return f"{parts.scheme}://{host}:{port}"
@@ -95,6 +111,24 @@ def _checked_name(name: str) -> str:
     return name
 
 
+class DuplicateName(ClientError):
+    """Another client has this name; the caller may confirm and go ahead (the slugs tell them apart)."""
+
+    def __init__(self, name: str, slugs: list[str]):
+        super().__init__(f"a client named {name!r} exists already ({', '.join(slugs)}); "
+                         "confirm to use the name again")
+        self.slugs = slugs
+
+
+def _check_name_free(session: Session, name: str, client: Client | None) -> None:
+    query = select(Client.slug).where(func.lower(Client.name) == name.lower())
+    if client is not None:
+        query = query.where(Client.id != client.id)
+    slugs = list(session.scalars(query.order_by(Client.slug)))
+    if slugs:
+        raise DuplicateName(name, slugs)
+
+
 def _check_licence(licence: str, seat_limit: int | None, licence_start: dt.date | None,
                    licence_end: dt.date | None) -> None:
     if licence not in LICENCES:
@@ -107,14 +141,16 @@ def _check_licence(licence: str, seat_limit: int | None, licence_start: dt.date 
 
 def update_client(session: Session, client: Client, *, actor: str, name: str, active: bool, licence: str,
                   seat_limit: int | None, licence_start: dt.date | None, licence_end: dt.date | None,
-                  origins: list[str] | tuple) -> Client:
+                  origins: list[str] | tuple, local_http: bool = False, confirm_duplicate: bool = False) -> Client:
     """Change a client's settings (not its mode: see anonymisation.switch_mode). Audited; commits.
 
     The caller clears the process's client directory so beacons see the change at once.
     """
     name = _checked_name(name)
     _check_licence(licence, seat_limit, licence_start, licence_end)
-    normalised_origins = sorted({normalise_origin(o) for o in origins if o.strip()})
+    normalised_origins = sorted({normalise_origin(o, local_http=local_http) for o in origins if o.strip()})
+    if not confirm_duplicate:
+        _check_name_free(session, name, client)
     before = client_settings(client)
     client.name, client.active, client.licence = name, active, licence
     client.seat_limit, client.licence_start, client.licence_end = seat_limit, licence_start, licence_end
@@ -128,24 +164,21 @@ def update_client(session: Session, client: Client, *, actor: str, name: str, ac
     return client
 
 
-def current_period(client: Client, today: dt.date) -> tuple[dt.date, dt.date]:
-    """The period a seat limit applies to now: the licence period when it covers today,
-    otherwise the calendar month so far."""
-    if client.licence_start and client.licence_start <= today and (
-            client.licence_end is None or client.licence_end >= today):
-        return client.licence_start, today
-    return today.replace(day=1), today
-
-
 def create_client(session: Session, *, name: str, actor: str, anonymised: bool = False,
                   licence: str = "subscription", origins: list[str] | tuple = (),
                   seat_limit: int | None = None, slug: str | None = None,
                   licence_start: dt.date | None = None, licence_end: dt.date | None = None,
-                  params: PseudonymParams, active: bool = True) -> tuple[Client, str]:
-    """Create a client and its first beacon key. Returns (client, plain key); commits."""
+                  params: PseudonymParams, active: bool = True, local_http: bool = False,
+                  confirm_duplicate: bool = False) -> tuple[Client, str]:
+    """Create a client and its first beacon key. Returns (client, plain key); commits.
+
+    A name another client has already raises DuplicateName unless ``confirm_duplicate``.
+    """
     name = _checked_name(name)
     _check_licence(licence, seat_limit, licence_start, licence_end)
-    normalised_origins = sorted({normalise_origin(o) for o in origins})
+    normalised_origins = sorted({normalise_origin(o, local_http=local_http) for o in origins})
+    if not confirm_duplicate:
+        _check_name_free(session, name, None)
     if slug:
         slug = slugify(slug)
         if session.scalar(select(Client.id).where(Client.slug == slug)) is not None:
@@ -186,15 +219,50 @@ def rotate_key(session: Session, client: Client, *, actor: str, grace: dt.timede
     return key
 
 
-def add_key(client: Client) -> str:
+def add_key(client: Client, issue: PackageIssue | None = None) -> str:
     """A new beacon key for ``client`` in the caller's transaction (the caller commits and audits).
 
     Keys are stored hashed, so whoever needs the plain key (a package being
-    built) must get a new one; older keys stay valid.
+    built) must get a new one; older keys stay valid. The key is tied to the
+    package issue that will carry it: ``issue``, or else the one issue of this
+    client pending in the same session (the package builder adds it just before).
     """
+    if issue is None:
+        session = object_session(client)
+        pending = [o for o in (session.new if session else ()) if isinstance(o, PackageIssue)
+                   and o.client_id == client.id]
+        issue = pending[0] if len(pending) == 1 else None
     key = new_beacon_key()
-    client.keys.append(ClientKey(key_hash=hash_secret_token(key), key_prefix=key[:8]))
+    client.keys.append(ClientKey(key_hash=hash_secret_token(key), key_prefix=key[:8], package_issue=issue))
     return key
+
+
+def revoke_package_key(session: Session, client: Client, issue: PackageIssue, *, actor: str) -> list[str]:
+    """End the key(s) a package carries, now; other packages' keys keep working. Audited; commits.
+
+    Returns the prefixes revoked. The caller clears the process's client directory.
+    """
+    if issue.client_id != client.id:
+        raise ClientError("that package belongs to another client")
+    now = utcnow()
+    revoked = []
+    for key in session.scalars(select(ClientKey).where(ClientKey.package_issue_id == issue.id,
+                                                       ClientKey.revoked_at.is_(None))):
+        key.revoked_at, key.revoked_by = now, actor
+        key.expires_at = now if key.expires_at is None or key.expires_at > now else key.expires_at
+        revoked.append(key.key_prefix)
+    if not revoked:
+        raise ClientError("this package carries no key that is still valid")
+    audit.record(session, actor, "package.revoke_key", client.id,
+                 {"package_id": str(issue.package_id), "course": issue.course_title, "key_prefixes": revoked},
+                 {"revoked_at": now.isoformat()})
+    session.commit()
+    return revoked
+
+
+def package_issue(session: Session, client: Client, package_id) -> PackageIssue | None:
+    return session.scalar(select(PackageIssue).where(PackageIssue.client_id == client.id,
+                                                     PackageIssue.package_id == package_id))
 
 
 def shred_pseudonyms(session: Session, client: Client, *, actor: str) -> None:
@@ -312,6 +380,13 @@ class ClientDirectory:
             self._by_key.clear()
             self._courses.clear()
 
+    def forget_client(self, client_id: int) -> None:
+        """Drop a client's cached snapshots (the beacon path found one stale)."""
+        with self._lock:
+            for key_hash, (_, found) in list(self._by_key.items()):
+                if isinstance(found, ClientSnapshot) and found.id == client_id:
+                    del self._by_key[key_hash]
+
     def allowed_any_origin(self, session: Session, origin: str) -> bool:
         """For CORS preflight, which carries no key: is the origin allowed for any client?"""
         cached = self._by_key.get(("preflight", origin))
@@ -330,3 +405,59 @@ class ClientDirectory:
                 self._by_key.clear()
             self._by_key[("preflight", origin)] = (now_mono + self.ttl, allowed)
         return allowed
+
+
+# --- what the admin reads ------------------------------------------------------
+
+
+def find_any_client(session: Session) -> bool:
+    return session.scalar(select(Client.id).limit(1)) is not None
+
+
+def find_client(session: Session, slug: str) -> Client | None:
+    return session.scalar(select(Client).where(Client.slug == slug))
+
+
+CLIENT_FILTERS = ("all", "active", "inactive", "anonymised", "verbatim", "subscription", "perpetual")
+
+
+def all_clients(session: Session, *, search: str = "", show: str = "all") -> list[Client]:
+    """Clients by name (then slug); ``search`` matches name or slug, ``show`` one of CLIENT_FILTERS."""
+    query = select(Client).order_by(Client.name, Client.slug)
+    term = (search or "").strip().lower()
+    if term:
+        query = query.where(func.lower(Client.name).contains(term, autoescape=True)
+                            | Client.slug.contains(term, autoescape=True))
+    conditions = {"active": Client.active.is_(True), "inactive": Client.active.is_(False),
+                  "anonymised": Client.anonymised.is_(True), "verbatim": Client.anonymised.is_(False),
+                  "subscription": Client.licence == "subscription", "perpetual": Client.licence == "perpetual"}
+    if show in conditions:
+        query = query.where(conditions[show])
+    return list(session.scalars(query))
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    # max() over a column skips the type's result processing on some databases.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def last_beacons(session: Session) -> dict[int, dt.datetime]:
+    """Each client's latest beacon, in one query."""
+    rows = session.execute(select(Event.client_id, func.max(Event.received_at)).group_by(Event.client_id)).all()
+    return {client_id: _aware(at) for client_id, at in rows}
+
+
+def last_beacon_at(session: Session, client: Client) -> dt.datetime | None:
+    return _aware(session.scalar(select(func.max(Event.received_at)).where(Event.client_id == client.id)))
+
+
+def client_keys(session: Session, client: Client) -> list[ClientKey]:
+    return list(session.scalars(select(ClientKey).where(ClientKey.client_id == client.id)
+                                .order_by(ClientKey.created_at.desc())))
+
+
+def package_issues(session: Session, client: Client) -> list[PackageIssue]:
+    return list(session.scalars(select(PackageIssue).where(PackageIssue.client_id == client.id)
+                                .order_by(PackageIssue.created_at.desc())))

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from ..identity import Pseudonymiser
 from ..models import Client, Course, Event, Learner, RefusedOrigin, utcnow
-from .anonymisation import is_name_digest
+from .anonymisation import is_name_digest, short_reference
 from .clients import snapshot
 
 PLACEHOLDER_IDS = ("undefined", "null", "0", "none", "nan", "[object object]")
@@ -50,8 +50,8 @@ class HealthReport:
 
 
 def short(value: str) -> str:
-    """Pseudonyms and digests are long; their start is enough to tell them apart."""
-    return value if len(value) <= 14 else value[:14] + "…"
+    """Pseudonyms and digests are long: the go-live check shows the same short form as billing."""
+    return short_reference(value)
 
 
 def recent_beacons(session: Session, client: Client, after_id: int | None = None, limit: int = 25) -> list[dict]:

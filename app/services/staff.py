@@ -145,6 +145,10 @@ def update_staff(session: Session, user: StaffUser, *, actor: str, role: str | N
     return user
 
 
+def all_staff(session: Session) -> list[StaffUser]:
+    return list(session.scalars(select(StaffUser).order_by(StaffUser.role, StaffUser.email)))
+
+
 def find_staff(session: Session, email: str) -> StaffUser | None:
     try:
         email = normalise_email(email)
@@ -179,13 +183,83 @@ def end_session(session: Session, token: str) -> None:
         session.commit()
 
 
-def create_token(session: Session, user: StaffUser, *, actor: str, label: str | None = None) -> str:
-    """A bearer token for the JSON API, shown once. Commits."""
+TOKEN_DAYS = 90
+MAX_TOKEN_DAYS = 730
+TOKEN_PREFIX_LENGTH = 11   # "tk_" and 8 characters
+
+
+def create_token(session: Session, user: StaffUser, *, actor: str, label: str | None = None,
+                 days: int = TOKEN_DAYS) -> str:
+    """A bearer token for the JSON API that expires after ``days``, shown once. Commits."""
+    if not 1 <= days <= MAX_TOKEN_DAYS:
+        raise StaffError(f"a token lasts 1 to {MAX_TOKEN_DAYS} days")
     token = "tk_" + secrets.token_urlsafe(32)
-    session.add(ApiToken(token_hash=hash_secret_token(token), staff_user_id=user.id, label=label))
-    audit.record(session, actor, "token.create", user.client_id, None, {"email": user.email, "label": label})
+    expires = utcnow() + dt.timedelta(days=days)
+    session.add(ApiToken(token_hash=hash_secret_token(token), staff_user_id=user.id, label=label,
+                         token_prefix=token[:TOKEN_PREFIX_LENGTH], expires_at=expires))
+    audit.record(session, actor, "token.create", user.client_id, None,
+                 {"email": user.email, "label": label, "prefix": token[:TOKEN_PREFIX_LENGTH],
+                  "expires_at": expires.isoformat()})
     session.commit()
     return token
+
+
+def all_tokens(session: Session) -> list[ApiToken]:
+    """Every API token, newest first (revoked and expired ones too, so the list tells the story)."""
+    return list(session.scalars(select(ApiToken).order_by(ApiToken.created_at.desc(), ApiToken.id.desc())))
+
+
+def find_token(session: Session, token_id: int) -> ApiToken | None:
+    return session.get(ApiToken, token_id)
+
+
+def token_by_prefix(session: Session, prefix: str) -> ApiToken:
+    """The one token whose prefix starts with ``prefix`` (at least "tk_" and 4 characters)."""
+    prefix = (prefix or "").strip()
+    if len(prefix) < 7 or not prefix.startswith("tk_"):
+        raise StaffError("give the token's prefix as listed, e.g. tk_AbCd1234")
+    rows = list(session.scalars(select(ApiToken).where(ApiToken.token_prefix.startswith(prefix[:TOKEN_PREFIX_LENGTH],
+                                                                                       autoescape=True))))
+    if not rows:
+        raise StaffError(f"no token has the prefix {prefix}")
+    if len(rows) > 1:
+        raise StaffError(f"{len(rows)} tokens have the prefix {prefix}; give more of it")
+    return rows[0]
+
+
+def revoke_token(session: Session, token: ApiToken, *, actor: str) -> None:
+    """End an API token for good. Audited; commits."""
+    if token.revoked_at is not None:
+        raise StaffError("this token was revoked already")
+    token.revoked_at = utcnow()
+    audit.record(session, actor, "token.revoke", token.staff_user.client_id,
+                 {"email": token.staff_user.email, "prefix": token.token_prefix, "label": token.label},
+                 {"revoked_at": token.revoked_at.isoformat()})
+    session.commit()
+
+
+def reset_password(session: Session, user: StaffUser, password: str, *, actor: str) -> int:
+    """Set a new password, end every session the user has (signed in anywhere) and lift a lockout.
+
+    Audited (never the password); commits. Returns how many sessions were ended.
+    """
+    if len(password or "") < MIN_PASSWORD_LENGTH:
+        raise StaffError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > 1024:
+        raise StaffError("the password is longer than 1024 characters")
+    user.password_hash = password_hasher.hash(password)
+    user.failed_logins = 0
+    user.locked_until = None
+    now = utcnow()
+    ended = 0
+    for row in session.scalars(select(StaffSession).where(StaffSession.staff_user_id == user.id,
+                                                          StaffSession.revoked_at.is_(None))):
+        row.revoked_at = now
+        ended += 1
+    audit.record(session, actor, "staff.reset_password", user.client_id, None,
+                 {"email": user.email, "sessions_ended": ended})
+    session.commit()
+    return ended
 
 
 def user_for_token(session: Session, token: str) -> StaffUser | None:
@@ -193,5 +267,7 @@ def user_for_token(session: Session, token: str) -> StaffUser | None:
         select(ApiToken).where(ApiToken.token_hash == hash_secret_token(token), ApiToken.revoked_at.is_(None))
     )
     if row is None or not row.staff_user.active:
+        return None
+    if row.expires_at is not None and row.expires_at <= utcnow():
         return None
     return row.staff_user

@@ -1,4 +1,5 @@
-// Go-live check: poll for new beacons and add them to the top of the table.
+// Go-live check: poll for new beacons and show them newest first, highlighting only
+// those that arrived since the page opened.
 // Values go in with textContent, never as HTML: everything in a beacon is untrusted.
 (function () {
   "use strict";
@@ -13,14 +14,20 @@
   // ask again for a few IDs back each time and skip the ones already shown.
   var OVERLAP = 50;
   var seen = {};
+  // The page shows the newest beacons down to this one; older ones re-sent by the overlap
+  // belong below the window shown, so they are never added (nor taken for new arrivals).
+  var oldestShown = lastId ? Infinity : 0;
   Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
-    seen[row.getAttribute("data-id")] = true;
+    var id = parseInt(row.getAttribute("data-id"), 10);
+    seen[id] = true;
+    oldestShown = Math.min(oldestShown, id);
   });
+  if (oldestShown === Infinity) { oldestShown = 0; }
   var columns = ["received_at", "event", "course", "student_id", "student_name", "lms_host"];
   var MAX_ROWS = 200;
 
   function addRow(beacon) {
-    if (seen[beacon.id]) { return; }
+    if (seen[beacon.id] || beacon.id < oldestShown) { return; }
     seen[beacon.id] = true;
     var row = document.createElement("tr");
     row.setAttribute("data-id", beacon.id);
@@ -36,7 +43,10 @@
       }
       row.appendChild(cell);
     });
-    body.insertBefore(row, body.firstChild);
+    // In ID order, newest on top: a beacon committed late (PostgreSQL) goes where it belongs.
+    var at = 0;
+    while (at < body.rows.length && parseInt(body.rows[at].getAttribute("data-id"), 10) > beacon.id) { at += 1; }
+    body.insertBefore(row, body.rows[at] || null);
     while (body.rows.length > MAX_ROWS) { body.deleteRow(body.rows.length - 1); }
   }
 
@@ -47,7 +57,7 @@
         return response.json();
       })
       .then(function (data) {
-        // Oldest first from the server: each goes on top, so the newest ends on top.
+        // Oldest first from the server; each is put in its place by ID.
         data.beacons.forEach(addRow);
         if (data.beacons.length && empty) { empty.hidden = true; }
         lastId = Math.max(lastId, data.last_id);

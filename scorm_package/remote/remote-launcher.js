@@ -1,64 +1,174 @@
-/* Remote package launcher: runs in the LMS, opens the course from the usage server in a
+/* Remote package launcher: runs in the LMS, opens the course from the content origin in a
  * full-size iframe and relays the course's SCORM calls to the LMS.
  *
- * Plain ES5. The package builder replaces the CONFIG line. It finds the LMS API with the
- * tracker's own finder (scorm-usage-tracker.js, loaded unconfigured: it sends nothing),
- * opens the LMS session, reads the learner and the status, and hands them to the course
- * in the iframe URL's fragment (never sent to any server). The course side
- * (scorm-remote-api.js, served with the content) answers the course's calls from that
- * data and posts the changes here; only messages from the iframe, from the server's
- * origin, are applied.
+ * Plain ES5. The package builder replaces the CONFIG line: the content origin, the SCORM
+ * version and one launch address per SCO item (this page is opened as index.html?sco=N).
+ *
+ * The relay, LMS side:
+ * - it finds the LMS API (parents, then opener), opens the LMS session, and reads a snapshot
+ *   of the data model: each element's value and the LMS's own error code for it, and the
+ *   LMS's own error strings. The snapshot goes to the course in the iframe URL's fragment
+ *   (never sent to any server), so the course side answers GetValue synchronously with what
+ *   the LMS answered;
+ * - the course side posts every SetValue, Commit and Terminate here; they are applied to the
+ *   LMS in order, and each LMS result (return value, GetLastError, GetErrorString,
+ *   GetDiagnostic) is posted back, so a refusal of the LMS reaches the course;
+ * - messages are taken only from the iframe's window at the content origin, and posted only
+ *   to that origin;
+ * - the LMS session is always closed: when the course terminates, or else when this page goes
+ *   away (a course that never initialises leaves the LMS with a finished, "not attempted" or
+ *   "incomplete" attempt, as the LMS's own rules say).
  */
 (function (window) {
   "use strict";
   var CONFIG = /*@LAUNCHER_CONFIG@*/ null;
-  var READ = {
-    "1.2": ["cmi.core.student_id", "cmi.core.student_name", "cmi.core.lesson_status", "cmi.core.lesson_location",
-            "cmi.core.entry", "cmi.core.score.raw", "cmi.suspend_data", "cmi.launch_data"],
-    "2004": ["cmi.learner_id", "cmi.learner_name", "cmi.completion_status", "cmi.success_status", "cmi.location",
-             "cmi.entry", "cmi.score.scaled", "cmi.suspend_data", "cmi.launch_data"]
+  var NAMES = {
+    "1.2": { api: "API", init: "LMSInitialize", finish: "LMSFinish", get: "LMSGetValue", set: "LMSSetValue",
+             commit: "LMSCommit", error: "LMSGetLastError", errorString: "LMSGetErrorString",
+             diagnostic: "LMSGetDiagnostic" },
+    "2004": { api: "API_1484_11", init: "Initialize", finish: "Terminate", get: "GetValue", set: "SetValue",
+              commit: "Commit", error: "GetLastError", errorString: "GetErrorString", diagnostic: "GetDiagnostic" }
   };
+  var CODES = {
+    "1.2": ["0", "101", "201", "202", "203", "301", "401", "402", "403", "404", "405"],
+    "2004": ["0", "101", "102", "103", "104", "111", "112", "113", "122", "123", "132", "133", "142", "143",
+             "201", "301", "351", "391", "401", "402", "403", "404", "405", "406", "407", "408"]
+  };
+  var SNAPSHOT = {
+    "1.2": ["cmi.core._children", "cmi.core.student_id", "cmi.core.student_name", "cmi.core.lesson_location",
+            "cmi.core.credit", "cmi.core.lesson_status", "cmi.core.entry", "cmi.core.score._children",
+            "cmi.core.score.raw", "cmi.core.score.min", "cmi.core.score.max", "cmi.core.total_time",
+            "cmi.core.lesson_mode", "cmi.suspend_data", "cmi.launch_data", "cmi.comments", "cmi.comments_from_lms",
+            "cmi.objectives._children", "cmi.objectives._count", "cmi.student_data._children",
+            "cmi.student_data.mastery_score", "cmi.student_data.max_time_allowed",
+            "cmi.student_data.time_limit_action", "cmi.student_preference._children",
+            "cmi.student_preference.audio", "cmi.student_preference.language", "cmi.student_preference.speed",
+            "cmi.student_preference.text", "cmi.interactions._children", "cmi.interactions._count"],
+    "2004": ["cmi._version", "cmi.comments_from_learner._children", "cmi.comments_from_learner._count",
+             "cmi.comments_from_lms._children", "cmi.comments_from_lms._count", "cmi.completion_status",
+             "cmi.completion_threshold", "cmi.credit", "cmi.entry", "cmi.interactions._children",
+             "cmi.interactions._count", "cmi.launch_data", "cmi.learner_id", "cmi.learner_name",
+             "cmi.learner_preference._children", "cmi.learner_preference.audio_level",
+             "cmi.learner_preference.language", "cmi.learner_preference.delivery_speed",
+             "cmi.learner_preference.audio_captioning", "cmi.location", "cmi.max_time_allowed", "cmi.mode",
+             "cmi.objectives._children", "cmi.objectives._count", "cmi.progress_measure",
+             "cmi.scaled_passing_score", "cmi.score._children", "cmi.score.scaled", "cmi.score.raw",
+             "cmi.score.min", "cmi.score.max", "cmi.success_status", "cmi.suspend_data", "cmi.time_limit_action",
+             "cmi.total_time"]
+  };
+  var OBJECTIVE_FIELDS = {
+    "1.2": ["id", "score.raw", "score.min", "score.max", "status"],
+    "2004": ["id", "score.scaled", "score.raw", "score.min", "score.max", "success_status", "completion_status",
+             "progress_measure", "description"]
+  };
+  var COMMENT_FIELDS = ["comment", "location", "timestamp"];
+
+  function findApi(name) {
+    function search(win) {
+      for (var depth = 0; win && depth < 20; depth++) {
+        try { if (win[name]) { return win[name]; } } catch (e) { /* another origin */ }
+        var parent;
+        try { parent = win.parent; } catch (e) { return null; }
+        if (!parent || parent === win) { return null; }
+        win = parent;
+      }
+      return null;
+    }
+    var found = search(window);
+    if (!found && window.opener) {
+      try { found = search(window.opener); } catch (e) { found = null; }
+    }
+    return found;
+  }
+
+  function scoIndex() {
+    var match = /[?&]sco=(\d+)/.exec(window.location.search);
+    var n = match ? parseInt(match[1], 10) : 0;
+    return n < CONFIG.launchUrls.length ? n : 0;
+  }
 
   function start() {
+    var version = CONFIG.scormVersion, names = NAMES[version];
     var frame = document.getElementById("remote-content");
-    var finder = window.ScormUsageTracker;
-    var found = finder ? finder.findApi(CONFIG.scormVersion) : null;
-    var api = found && found.api, names = found && found.names;
-    var open = false, finished = false, data = {};
+    var api = findApi(names.api);
+    var open = false, finished = false, data = {}, strings = {}, initError = "101";
 
-    if (api && String(api[names.init]("")) === "true") {
-      open = true;
-      var elements = READ[found.version];
-      for (var i = 0; i < elements.length; i++) {
-        var value = String(api[names.get](elements[i]));
-        if (String(api[names.error]()) === "0") { data[elements[i]] = value; }
+    function call(method, args) {
+      var result = String(api[method].apply(api, args));
+      var code = String(api[names.error]());
+      return { result: result, error: code };
+    }
+    function read(element) {
+      var answer = call(names.get, [element]);
+      data[element] = [answer.result, answer.error];
+      return answer;
+    }
+
+    if (api) {
+      var opened = call(names.init, [""]);
+      initError = opened.error;
+      open = opened.result === "true";
+      var i, j, k;
+      for (i = 0; i < CODES[version].length; i++) {
+        strings[CODES[version][i]] = String(api[names.errorString](CODES[version][i]));
       }
+      if (open) {
+        var elements = SNAPSHOT[version];
+        for (i = 0; i < elements.length; i++) { read(elements[i]); }
+        var count = parseInt((data["cmi.objectives._count"] || ["0"])[0], 10) || 0;
+        for (i = 0; i < count && i < 250; i++) {
+          for (j = 0; j < OBJECTIVE_FIELDS[version].length; j++) {
+            read("cmi.objectives." + i + "." + OBJECTIVE_FIELDS[version][j]);
+          }
+        }
+        if (version === "2004") {
+          var lists = ["cmi.comments_from_learner", "cmi.comments_from_lms"];
+          for (k = 0; k < lists.length; k++) {
+            var comments = parseInt((data[lists[k] + "._count"] || ["0"])[0], 10) || 0;
+            for (i = 0; i < comments && i < 250; i++) {
+              for (j = 0; j < COMMENT_FIELDS.length; j++) { read(lists[k] + "." + i + "." + COMMENT_FIELDS[j]); }
+            }
+          }
+        }
+      }
+    } else {
+      initError = version === "1.2" ? "101" : "102";
     }
 
     function finish() {
-      if (!open || finished) { return; }
+      if (!open || finished) { return null; }
       finished = true;
-      api[names.commit]("");
-      api[names.finish]("");
+      return call(names.finish, [""]);
+    }
+
+    function answer(message, outcome) {
+      if (!outcome || !frame.contentWindow) { return; }
+      var reply = { scormRemote: 1, call: "result", seq: message.seq, result: outcome.result,
+                    error: outcome.error };
+      if (outcome.error !== "0") {
+        reply.errorString = String(api[names.errorString](outcome.error));
+        reply.diagnostic = String(api[names.diagnostic](outcome.error));
+      }
+      try { frame.contentWindow.postMessage(reply, CONFIG.contentOrigin); } catch (e) { /* gone */ }
     }
 
     window.addEventListener("message", function (event) {
-      if (event.origin !== CONFIG.serverOrigin || event.source !== frame.contentWindow) { return; }
+      if (event.origin !== CONFIG.contentOrigin || event.source !== frame.contentWindow) { return; }
       var message = event.data;
       if (!open || finished || !message || message.scormRemote !== 1) { return; }
       if (message.call === "set" && typeof message.element === "string") {
-        api[names.set](message.element, String(message.value));
+        answer(message, call(names.set, [message.element, String(message.value)]));
       } else if (message.call === "commit") {
-        api[names.commit]("");
+        answer(message, call(names.commit, [""]));
       } else if (message.call === "finish") {
-        finish();
+        answer(message, finish());
       }
     });
     window.addEventListener("pagehide", finish);
 
-    var hand = { version: found ? found.version : CONFIG.scormVersion, lms: window.location.origin,
-                 open: open, data: data };
-    frame.src = CONFIG.contentUrl + "#scorm-remote=" + encodeURIComponent(JSON.stringify(hand));
+    var hand = { version: version, lms: window.location.origin, open: open, initError: initError,
+                 data: data, strings: strings };
+    frame.src = CONFIG.launchUrls[scoIndex()] + "#scorm-remote=" + encodeURIComponent(JSON.stringify(hand));
   }
 
   document.addEventListener("DOMContentLoaded", function () {

@@ -1,0 +1,167 @@
+"""Admin: the client list, a client's overview, creating and editing clients, switching anonymisation."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+
+from ..extensions import db
+from ..identity import PseudonymParams
+from ..models import Client, utcnow
+from ..services import anonymisation, golive, periods
+from ..services import audit as audit_service
+from ..services import clients as client_service
+from ..services.billing import unique_users
+from . import actor, bp, client_or_404, clients_changed
+from .keys import package_list
+from .forms import ClientForm, ModeForm, NewClientForm, PackageForm, RotateKeyForm, local_http, origin_lines
+
+# Pseudonymising costs one Argon2id per learner (~27 ms at the default cost): more than
+# this and the page request would outlive gunicorn's timeout, so the CLI does it instead.
+WEB_PSEUDONYMISE_LIMIT = 500
+
+
+def _status(client: Client, last_beacon: dt.datetime | None, warnings: int) -> dict:
+    period = periods.current_period(client, utcnow().date())
+    users = unique_users(db.session, client.id, period.start, period.end)
+    over = client.seat_limit is not None and users > client.seat_limit
+    return {"period": period, "users": users, "over": over, "last_beacon": last_beacon, "warnings": warnings}
+
+
+@bp.get("/")
+def clients():
+    search = (request.args.get("q") or "")[:200]
+    show = request.args.get("show") or "all"
+    if show not in client_service.CLIENT_FILTERS:
+        abort(400, description=f"'show' must be one of {', '.join(client_service.CLIENT_FILTERS)}.")
+    rows = client_service.all_clients(db.session, search=search, show=show)
+    last = client_service.last_beacons(db.session)
+    warnings = golive.warnings_by_client(db.session, current_app.extensions["pseudonymiser"], rows)
+    statuses = {c.id: _status(c, last.get(c.id), warnings[c.id]) for c in rows}
+    return render_template("admin/clients.html", clients=rows, statuses=statuses, search=search, show=show,
+                           filters=client_service.CLIENT_FILTERS, any_clients=bool(rows) or bool(search)
+                           or show != "all" or client_service.find_any_client(db.session))
+
+
+@bp.route("/clients/new", methods=["GET", "POST"])
+def client_new():
+    form = NewClientForm()
+    duplicate = False
+    if form.validate_on_submit():
+        config = current_app.config
+        try:
+            client, key = client_service.create_client(
+                db.session, name=form.name.data, actor=actor(), anonymised=form.anonymised.data,
+                licence=form.licence.data, origins=origin_lines(form.origins.data),
+                seat_limit=form.seat_limit.data, licence_start=form.licence_start.data,
+                licence_end=form.licence_end.data, active=form.active.data, local_http=local_http(),
+                confirm_duplicate=form.confirm_duplicate.data, params=PseudonymParams(config["PSEUDONYM_TIME_COST"], config["PSEUDONYM_MEMORY_KIB"],
+                                       config["PSEUDONYM_PARALLELISM"]),
+            )
+        except client_service.DuplicateName as exc:
+            db.session.rollback()
+            form.name.errors.append(str(exc))
+            duplicate = True
+        except client_service.ClientError as exc:
+            db.session.rollback()
+            form.name.errors.append(str(exc))
+        else:
+            clients_changed()
+            flash(f"Client {client.name} ({client.slug}) created.", "success")
+            return render_template("admin/key_shown.html", client=client, key=key, new_client=True)
+    return render_template("admin/client_form.html", form=form, client=None, duplicate=duplicate), \
+        400 if form.errors else 200
+
+
+@bp.get("/clients/<slug>")
+def client_detail(slug: str):
+    client = client_or_404(slug)
+    report = golive.health_report(db.session, current_app.extensions["pseudonymiser"], client)
+    status = _status(client, client_service.last_beacon_at(db.session, client), len(report.flags))
+    return render_template(
+        "admin/client_detail.html", client=client, keys=client_service.client_keys(db.session, client),
+        now=utcnow(), status=status, rotate_form=RotateKeyForm(), package_form=PackageForm(),
+        **package_list(client),
+        audit=audit_service.entries(db.session, client_id=client.id, limit=10)[0],
+    )
+
+
+@bp.route("/clients/<slug>/edit", methods=["GET", "POST"])
+def client_edit(slug: str):
+    client = client_or_404(slug)
+    form = ClientForm(obj=client)
+    duplicate = False
+    if request.method == "GET":
+        form.origins.data = "\n".join(client.allowed_origins or [])
+    if form.validate_on_submit():
+        try:
+            client_service.update_client(
+                db.session, client, actor=actor(), name=form.name.data, active=form.active.data,
+                licence=form.licence.data, seat_limit=form.seat_limit.data,
+                licence_start=form.licence_start.data, licence_end=form.licence_end.data,
+                origins=origin_lines(form.origins.data), local_http=local_http(),
+                confirm_duplicate=form.confirm_duplicate.data)
+        except client_service.DuplicateName as exc:
+            db.session.rollback()
+            form.name.errors.append(str(exc))
+            duplicate = True
+        except client_service.ClientError as exc:
+            db.session.rollback()
+            form.name.errors.append(str(exc))
+        else:
+            clients_changed()
+            flash("Client settings saved.", "success")
+            return redirect(url_for("admin.client_detail", slug=client.slug))
+    return render_template("admin/client_form.html", form=form, client=client, duplicate=duplicate), \
+        400 if form.errors else 200
+
+
+@bp.route("/clients/<slug>/mode", methods=["GET", "POST"])
+def client_mode(slug: str):
+    client = client_or_404(slug)
+    form = ModeForm()
+    plain = anonymisation.plain_learner_count(db.session, client)
+    too_many = not client.anonymised and plain > WEB_PSEUDONYMISE_LIMIT
+    if form.validate_on_submit():
+        if form.confirm_name.data.strip() != client.name:
+            form.confirm_name.errors.append("That is not the client's name; nothing was changed.")
+        elif too_many:
+            form.confirm_name.errors.append("Too many learners to pseudonymise within one page request; "
+                                            "ask an operator to run the command shown above.")
+        else:
+            try:
+                done = anonymisation.switch_mode(db.session, current_app.extensions["pseudonymiser"], client,
+                                                 anonymised=not client.anonymised, actor=actor())
+            except client_service.ClientError as exc:
+                db.session.rollback()
+                form.confirm_name.errors.append(f"Nothing was changed: {exc}.")
+                return _mode_page(client, form, plain, too_many), 400
+            clients_changed()
+            if client.anonymised:
+                flash(f"{client.name} is now anonymised: {done['learners_pseudonymised']} learner(s) "
+                      f"pseudonymised, {done['learners_merged']} merged.", "success")
+            else:
+                flash(f"{client.name} now stores learners verbatim; returning learners are linked to "
+                      "their pseudonyms.", "success")
+            return redirect(url_for("admin.client_detail", slug=client.slug))
+    return _mode_page(client, form, plain, too_many), 400 if form.errors else 200
+
+
+def _mode_page(client: Client, form: ModeForm, plain: int, too_many: bool) -> str:
+    return render_template("admin/mode.html", client=client, form=form,
+                           stored=anonymisation.stored_learner_count(db.session, client), plain=plain,
+                           too_many=too_many, sweep_form=ModeForm(formdata=None))
+
+
+@bp.post("/clients/<slug>/pseudonymise-remaining")
+def client_pseudonymise_remaining(slug: str):
+    """Learners written verbatim by a process that still had the old mode cached (a few seconds)."""
+    client = client_or_404(slug)
+    if not client.anonymised:
+        abort(409, "This client stores learners verbatim; switch it to anonymised first.")
+    done = anonymisation.pseudonymise_remaining(db.session, current_app.extensions["pseudonymiser"], client,
+                                                actor=actor())
+    flash(f"{done['learners_pseudonymised'] + done['learners_merged']} remaining learner(s) pseudonymised.",
+          "success")
+    return redirect(url_for("admin.client_mode", slug=client.slug))

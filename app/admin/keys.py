@@ -1,0 +1,108 @@
+"""Admin: a client's beacon keys (rotation) and the packages issued with them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from ..extensions import db
+from ..services import clients as client_service
+from ..services import packages as package_service
+from . import actor, bp, client_or_404, clients_changed
+from .forms import PackageForm, PackageKeyRevokeForm, RotateKeyForm
+
+
+@bp.post("/clients/<slug>/rotate-key")
+def client_rotate_key(slug: str):
+    client = client_or_404(slug)
+    form = RotateKeyForm()
+    if not form.validate_on_submit():
+        for error in [*form.grace_hours.errors, *form.confirm.errors]:
+            flash(f"Key not rotated: {error}", "error")
+        return redirect(url_for("admin.client_detail", slug=client.slug))
+    key = client_service.rotate_key(db.session, client, actor=actor(),
+                                    grace=dt.timedelta(hours=form.grace_hours.data))
+    clients_changed()
+    flash(f"New key issued. Keys issued before keep working for {form.grace_hours.data} hour(s).", "success")
+    return render_template("admin/key_shown.html", client=client, key=key, new_client=False)
+
+
+@bp.route("/clients/<slug>/packages", methods=["GET", "POST"])
+def client_packages(slug: str):
+    client = client_or_404(slug)
+    form = PackageForm()
+    if form.validate_on_submit():
+        upload = form.content.data
+        content = upload.stream if upload and getattr(upload, "filename", "") else None
+        try:
+            data, built = package_service.package_bytes(
+                db.session, client=client, course_title=form.course_title.data,
+                scorm_version=form.scorm_version.data, content=content,
+                mode=form.mode.data if client.tracked else "deployed",
+                server_url=current_app.config["PUBLIC_URL"], issued_by=actor())
+        except package_service.PackageError as exc:
+            db.session.rollback()
+            form.content.errors.append(str(exc))
+        else:
+            return send_file(io.BytesIO(data), mimetype="application/zip", as_attachment=True,
+                             download_name=f"{client.slug}-{built.filename}")
+    return _packages_page(client, form), 400 if form.errors else 200
+
+
+def upload_limit_mb() -> int:
+    return current_app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
+
+
+def package_list(client) -> dict:
+    """What the package list needs: the issues, each one's keys, a revoke form each."""
+    packages = client_service.package_issues(db.session, client)
+    keys: dict[int, list] = {}
+    for key in client_service.client_keys(db.session, client):
+        if key.package_issue_id is not None:
+            keys.setdefault(key.package_issue_id, []).append(key)
+    return {"packages": packages, "package_keys": keys,
+            "revoke_forms": {p.id: PackageKeyRevokeForm(prefix=f"r{p.id}", formdata=None) for p in packages}}
+
+
+def _packages_page(client, form) -> str:
+    return render_template("admin/packages.html", client=client, form=form, upload_limit_mb=upload_limit_mb(),
+                           **package_list(client))
+
+
+@bp.post("/clients/<slug>/packages/<uuid:package_id>/revoke-key")
+def client_package_revoke(slug: str, package_id):
+    client = client_or_404(slug)
+    issue = client_service.package_issue(db.session, client, package_id)
+    if issue is None:
+        abort(404)
+    form = PackageKeyRevokeForm(prefix=f"r{issue.id}")
+    if not form.validate_on_submit():
+        flash("Key not revoked: tick the box to confirm.", "error")
+        return redirect(url_for("admin.client_packages", slug=client.slug))
+    try:
+        revoked = client_service.revoke_package_key(db.session, client, issue, actor=actor())
+    except client_service.ClientError as exc:
+        db.session.rollback()
+        flash(f"Nothing changed: {exc}.", "error")
+    else:
+        clients_changed()
+        flash(f"Key {', '.join(revoked)} of the {issue.course_title} package revoked; other packages keep "
+              "working.", "success")
+    return redirect(url_for("admin.client_packages", slug=client.slug))
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _upload_too_large(exc):
+    """An upload over MAX_UPLOAD_MB: back to the package form with the limit, not a bare 413 page."""
+    if request.endpoint != "admin.client_packages":
+        return exc
+    client = client_service.find_client(db.session, (request.view_args or {}).get("slug", ""))
+    if client is None:
+        abort(404)
+    form = PackageForm(formdata=None)
+    form.content.errors = [f"That file is larger than the {upload_limit_mb()} MB an upload may have; nothing was "
+                           "built. Remove unused media from the course, or ask an operator to raise MAX_UPLOAD_MB."]
+    return _packages_page(client, form), 413

@@ -1,0 +1,119 @@
+"""Admin: staff users (admins only: see ``_guard``)."""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, url_for
+from flask_login import current_user
+
+from ..extensions import db
+from ..models import Client, StaffUser, utcnow
+from ..services import clients as client_service
+from ..services import staff as staff_service
+from . import actor, bp
+from .forms import PASSWORD_RULE, PasswordResetForm, StaffChangeForm, StaffForm, TokenRevokeForm, choices
+
+
+def _client_choices(all_clients: list[Client]):
+    return choices([("", "—")] + [(c.slug, f"{c.name} ({c.slug})") for c in all_clients])
+
+
+@bp.route("/staff", methods=["GET", "POST"])
+def staff():
+    all_clients = client_service.all_clients(db.session)
+    form = StaffForm()
+    form.client.choices = _client_choices(all_clients)
+    if form.validate_on_submit():
+        client = next((c for c in all_clients if c.slug == form.client.data), None)
+        try:
+            user = staff_service.create_staff(db.session, email=form.email.data, role=form.role.data,
+                                              password=form.password.data, actor=actor(), client=client)
+        except staff_service.StaffError as exc:
+            db.session.rollback()
+            (form.client if "client" in str(exc) else form.email).errors.append(str(exc).replace("--client SLUG",
+                                                                                                 "a client"))
+        else:
+            flash(f"Staff user {user.email} created.", "success")
+            return redirect(url_for("admin.staff"))
+    users = staff_service.all_staff(db.session)
+    change_forms = {}
+    for user in users:
+        change = StaffChangeForm(prefix=f"u{user.id}", formdata=None, role=user.role, active=user.active,
+                                 client=user.client.slug if user.client else "")
+        change.client.choices = _client_choices(all_clients)
+        change_forms[user.id] = change
+    return render_template("admin/staff.html", form=form, users=users, change_forms=change_forms,
+                           reset_forms={u.id: PasswordResetForm(prefix=f"p{u.id}", formdata=None) for u in users},
+                           password_rule=PASSWORD_RULE, now=utcnow()), 400 if form.errors else 200
+
+
+@bp.post("/staff/<int:user_id>")
+def staff_change(user_id: int):
+    user = db.session.get(StaffUser, user_id)
+    if user is None:
+        abort(404)
+    form = StaffChangeForm(prefix=f"u{user.id}")
+    form.client.choices = _client_choices(client_service.all_clients(db.session))
+    if not form.validate_on_submit():
+        flash("Nothing changed: the form was incomplete.", "error")
+        return redirect(url_for("admin.staff"))
+    if user.id == current_user.id and (not form.active.data or form.role.data != "admin"):
+        flash("You cannot deactivate yourself or drop your own admin role.", "error")
+        return redirect(url_for("admin.staff"))
+    client = client_service.find_client(db.session, form.client.data) if form.client.data else None
+    try:
+        staff_service.update_staff(db.session, user, actor=actor(), role=form.role.data, active=form.active.data,
+                                   client=client if form.role.data == "client" else None,
+                                   unlock=form.unlock.data)
+    except staff_service.StaffError as exc:
+        db.session.rollback()
+        flash(f"Nothing changed for {user.email}: {exc}.", "error")
+    else:
+        flash(f"Saved {user.email}.", "success")
+    return redirect(url_for("admin.staff"))
+
+
+@bp.post("/staff/<int:user_id>/password")
+def staff_reset_password(user_id: int):
+    """A new password set by an admin; every session of that user ends."""
+    user = db.session.get(StaffUser, user_id)
+    if user is None:
+        abort(404)
+    form = PasswordResetForm(prefix=f"p{user.id}")
+    if not form.validate_on_submit():
+        flash(f"Password of {user.email} not changed: " + " ".join(form.password.errors or ["the form was incomplete."]),
+              "error")
+        return redirect(url_for("admin.staff"))
+    try:
+        ended = staff_service.reset_password(db.session, user, form.password.data, actor=actor())
+    except staff_service.StaffError as exc:
+        db.session.rollback()
+        flash(f"Password of {user.email} not changed: {exc}.", "error")
+    else:
+        flash(f"New password set for {user.email}; {ended} session(s) ended. Tell them in person.", "success")
+    return redirect(url_for("admin.staff"))
+
+
+@bp.get("/staff/tokens")
+def staff_tokens():
+    tokens = staff_service.all_tokens(db.session)
+    return render_template("admin/tokens.html", tokens=tokens, now=utcnow(),
+                           revoke_forms={t.id: TokenRevokeForm(prefix=f"t{t.id}", formdata=None) for t in tokens})
+
+
+@bp.post("/staff/tokens/<int:token_id>/revoke")
+def staff_token_revoke(token_id: int):
+    token = staff_service.find_token(db.session, token_id)
+    if token is None:
+        abort(404)
+    form = TokenRevokeForm(prefix=f"t{token.id}")
+    if not form.validate_on_submit():
+        flash("Token not revoked: tick the box to confirm.", "error")
+        return redirect(url_for("admin.staff_tokens"))
+    try:
+        staff_service.revoke_token(db.session, token, actor=actor())
+    except staff_service.StaffError as exc:
+        db.session.rollback()
+        flash(f"Nothing changed: {exc}.", "error")
+    else:
+        flash(f"Token {token.token_prefix or '(old token)'} of {token.staff_user.email} revoked.", "success")
+    return redirect(url_for("admin.staff_tokens"))

@@ -1,0 +1,166 @@
+"""The content face: remote packages' course files, answered only on the content origin.
+
+The same app may answer two host names: ``PUBLIC_URL``'s (pages and APIs) and
+``CONTENT_URL``'s (content only); each answers 404 for the other's addresses, and
+no response on the content origin sets a cookie, so a course (whatever its scripts
+do) runs with no session and cannot act for a signed-in staff member. A separate
+deployment may serve ``CONTENT_URL`` alone, against the same database and store.
+
+Addresses (on the content origin):
+
+- ``/<package>/launch/<n>``: the n-th SCO of the current version; a redirect to
+  its page in that version, never cached, so a republish shows at the next launch;
+- ``/<package>/<version>/<path>``: a file of a version, with Range and conditional
+  requests (a video seeks, a browser revalidates by ETag); ``scorm-remote-api.js``
+  and ``scorm-usage-tracker.js`` at a version's root are the relay's course side
+  and the tracker configured for the package.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import uuid
+
+from flask import Blueprint, Flask, Response, abort, current_app, redirect, request, send_file
+from sqlalchemy import select
+from werkzeug.exceptions import RequestedRangeNotSatisfiable
+
+from ..extensions import db
+from ..models import Client, PackageIssue, RemoteContent
+from ..services import packages
+from ..services.content_store import DirectoryStore
+from .policy import content_security_policy
+
+bp = Blueprint("content", __name__)
+
+# Course files are immutable per version (their ETag is their SHA-256); pages revalidate
+# so a change of the client's allowed LMS origins (frame-ancestors) applies at once.
+_FILE_MAX_AGE = 86400
+
+
+def _package(package_id: uuid.UUID):
+    row = db.session.execute(
+        select(RemoteContent, PackageIssue, Client)
+        .join(PackageIssue, PackageIssue.package_id == RemoteContent.package_id)
+        .join(Client, Client.id == PackageIssue.client_id)
+        .where(RemoteContent.package_id == package_id)
+    ).one_or_none()
+    if row is None or not row[2].active or not row[2].tracked:
+        abort(404)
+    return row
+
+
+def _store():
+    return current_app.extensions["content_store"]
+
+
+def _secured(response: Response, client: Client) -> Response:
+    response.headers["Content-Security-Policy"] = content_security_policy(
+        client.allowed_origins or [], current_app.config["PUBLIC_URL"])
+    return response
+
+
+@bp.get("/<uuid:package_id>/launch/<int:sco>")
+def launch(package_id: uuid.UUID, sco: int):
+    remote, _issue, client = _package(package_id)
+    index = _store().read_version(remote.content_version)
+    if index is None or sco >= len(index["scos"]):
+        abort(404)
+    target = packages.version_url("", package_id, remote.content_version, index["scos"][sco]["href"])
+    response = redirect(target, code=302)
+    response.headers["Cache-Control"] = "no-store"
+    return _secured(response, client)
+
+
+@bp.get("/<uuid:package_id>/<version>/<path:path>")
+def content_file(package_id: uuid.UUID, version: str, path: str):
+    remote, issue, client = _package(package_id)
+    index = _store().read_version(version)
+    if index is None or index.get("package") != str(package_id):
+        abort(404)
+    try:
+        name = packages.safe_member_name(path)
+    except packages.PackageError:
+        abort(404)
+
+    if name in packages.RESERVED_FILES:
+        if name == packages.TRACKER_FILE:
+            body = packages.configured_tracker(
+                beacon_url=current_app.config["PUBLIC_URL"] + packages.BEACON_PATH, key=remote.beacon_key,
+                course=issue.course_title, package_id=package_id, scorm_version=issue.scorm_version)
+        else:
+            body = packages.remote_api_source()
+        response = Response(body, mimetype="text/javascript")
+        response.headers["Cache-Control"] = "no-cache"
+        response.add_etag()
+        return _secured(response.make_conditional(request), client)
+
+    stored = _store().open_file(version, name)
+    if stored is None:
+        abort(404)
+    mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    # Werkzeug answers Range (206, 416) and If-None-Match / If-Range (304) from the file itself.
+    try:
+        response = send_file(stored.path, mimetype=mimetype, conditional=True, etag=stored.sha256,
+                             max_age=None, last_modified=None)
+    except RequestedRangeNotSatisfiable:
+        response = Response(status=416, headers={"Content-Range": f"bytes */{stored.size}"})
+    response.headers["Cache-Control"] = ("no-cache" if mimetype == "text/html"
+                                         else f"public, max-age={_FILE_MAX_AGE}")
+    return _secured(response, client)
+
+
+# --- two origins, one app -----------------------------------------------------------
+
+
+def _host_key(host: str, scheme: str) -> str:
+    """``host[:port]`` as a Host header says it, lower-case, with the scheme's default port left out."""
+    host = host.strip().lower()
+    default = {"https": "443", "http": "80"}.get(scheme)
+    if default and host.endswith(f":{default}") and not host.endswith("]"):
+        host = host[: -len(default) - 1]
+    return host
+
+
+def _content_host(app: Flask) -> str | None:
+    content_url = app.config.get("CONTENT_URL")
+    if not content_url:
+        return None
+    scheme, _, netloc = content_url.partition("://")
+    return _host_key(netloc, scheme)
+
+
+class NoCookiesOnContent:
+    """WSGI middleware: no response on the content host carries Set-Cookie, whatever set it."""
+
+    def __init__(self, wsgi_app, content_host: str | None) -> None:
+        self.wsgi_app, self.content_host = wsgi_app, content_host
+
+    def __call__(self, environ, start_response):
+        scheme = environ.get("wsgi.url_scheme", "https")
+        # Behind a proxy the host may come as X-Forwarded-Host: either one naming the content host counts.
+        names = [environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")]
+        names += environ.get("HTTP_X_FORWARDED_HOST", "").split(",")
+        if self.content_host is None or self.content_host not in {_host_key(n, scheme) for n in names}:
+            return self.wsgi_app(environ, start_response)
+
+        def start(status, headers, exc_info=None):
+            return start_response(status, [(k, v) for k, v in headers if k.lower() != "set-cookie"], exc_info)
+
+        return self.wsgi_app(environ, start)
+
+
+def init_app(app: Flask) -> None:
+    """The store, the blueprint, and routing by host (run before CSRF, limits and login checks)."""
+    app.extensions["content_store"] = DirectoryStore(app.config["CONTENT_DIR"])
+    app.register_blueprint(bp)
+    content_host = _content_host(app)
+
+    def route_by_host():
+        on_content = content_host is not None and _host_key(request.host, request.scheme) == content_host
+        for_content = (request.blueprint == bp.name)
+        if on_content != for_content:
+            abort(404)
+
+    app.before_request_funcs.setdefault(None, []).insert(0, route_by_host)
+    app.wsgi_app = NoCookiesOnContent(app.wsgi_app, content_host)

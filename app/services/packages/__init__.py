@@ -1,0 +1,37 @@
+"""Building SCORM packages: what the CLI and the admin download share.
+
+A package is a zip an LMS imports. What goes into it lives in ``scorm_package/``
+(manifest templates, the tracker, the placeholder course, the remote launcher).
+Content comes in three shapes: none (the placeholder course); a folder or zip
+with ``index.html`` at its root (wrapped in our own manifest); or an authoring
+tool's export with ``imsmanifest.xml`` at its root (its manifest is kept and
+every SCO launch page gets the tracker).
+
+One module per idea:
+
+- ``zipsafety``: reading content from a folder or zip without leaving it;
+- ``manifest``: reading an authoring tool's manifest, writing ours;
+- ``tracker``: the tracker configured and added to launch pages;
+- ``deployed``: the deployed (and untracked) zip;
+- ``remote``: the thin zip, publishing to the content store;
+- ``build``: the use cases (build, republish) that the CLI and admin call.
+"""
+
+from .build import (MODES, SCORM_VERSIONS, BuiltPackage, build_package, check_server_url, package_bytes,
+                    republish)
+from .errors import PackageError
+from .manifest import Sco, read_manifest, read_scos, render_manifest
+from .remote import (REMOTE_API_FILE, REMOTE_LAUNCHER_FILES, RESERVED_FILES, check_content_url, launch_url,
+                     origin_of, remote_api_source, version_url)
+from .source import PACKAGE_SOURCE
+from .tracker import BEACON_PATH, CONFIG_MARK, TRACKER_FILE, configured_tracker, inject_tracker, tracker_source
+from .zipsafety import JUNK, MAX_CONTENT_BYTES, MAX_FILES, Content, safe_member_name
+
+__all__ = [
+    "BEACON_PATH", "CONFIG_MARK", "JUNK", "MAX_CONTENT_BYTES", "MAX_FILES", "MODES", "PACKAGE_SOURCE",
+    "REMOTE_API_FILE", "REMOTE_LAUNCHER_FILES", "RESERVED_FILES", "SCORM_VERSIONS", "TRACKER_FILE", "BuiltPackage",
+    "Content", "PackageError", "Sco", "build_package", "check_content_url", "check_server_url",
+    "configured_tracker", "inject_tracker", "launch_url", "origin_of", "package_bytes", "read_manifest",
+    "read_scos", "remote_api_source", "render_manifest", "republish", "safe_member_name", "tracker_source",
+    "version_url",
+]

@@ -1,0 +1,247 @@
+"""The use cases: build a package (deployed, untracked or remote) and republish a remote one.
+
+Beacon keys are stored hashed, so a tracked package gets a key of its own, issued
+here in the same transaction as its ``PackageIssue``: each package's key can be
+told apart (its prefix is in the audit entry) and rotating the client's keys
+retires every package at once. A perpetual-licence client gets an untracked
+package: no tracker, no key, no server address.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ...identity import InvalidIdentity, normalise_course_title
+from ...models import Client, PackageIssue, RemoteContent, utcnow
+from .. import audit
+from .. import clients as client_service
+from . import remote
+from .deployed import write_deployed_zip
+from .errors import PackageError
+from .manifest import Sco, read_manifest, read_scos
+from .source import placeholder
+from .tracker import BEACON_PATH, configured_tracker
+from .zipsafety import Content, open_content
+
+SCORM_VERSIONS = ("1.2", "2004")
+MODES = ("deployed", "remote")
+_HTML = (".html", ".htm")
+
+
+@dataclass
+class BuiltPackage:
+    """What a build made: the recorded issue, and facts for the person who asked."""
+
+    issue: PackageIssue
+    mode: str
+    scorm_version: str
+    launch_files: list[str]
+    key_prefix: str | None
+    server_url: str | None
+    size: int = 0
+    content_url: str | None = None  # remote: the first SCO's launch page on the content origin
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def filename(self) -> str:
+        slug = re.sub(r"[^a-z0-9]+", "-", self.issue.course_title.lower()).strip("-")[:60] or "course"
+        return f"{slug}-scorm{self.scorm_version.replace('.', '')}.zip"
+
+
+def check_server_url(raw: str | None) -> str:
+    if not raw or not raw.strip():
+        raise PackageError("a tracked package needs the server's public URL (set PUBLIC_URL or --server-url)")
+    value = raw.strip().rstrip("/")
+    parts = urlsplit(value)
+    local = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if not parts.hostname or parts.scheme not in ("https", "http") or (parts.scheme == "http" and not local):
+        raise PackageError(f"server URL {raw!r} must be https://host[:port] as learners' browsers reach it")
+    if parts.query or parts.fragment or parts.username:
+        raise PackageError(f"server URL {raw!r} must not carry a query, fragment or user")
+    return value
+
+
+@contextlib.contextmanager
+def _use_case(session: Session):
+    """One build or republish: roll back on any failure; close the content files it opened."""
+    opened: list = []
+    try:
+        yield opened
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        for thing in reversed(opened):
+            thing.close()
+
+
+def _course(content, title: str, scorm_version: str, tracked: bool, opened: list) -> tuple[Content, list[str]]:
+    """The course to package and its launch files, checked."""
+    if content is None:
+        files = placeholder(title, scorm_version)
+        course = Content(files={name: (lambda b=body: b) for name, body in files.items()})
+    else:
+        course = open_content(content, opened)
+    if course.manifest is not None:
+        found_version, launches = read_manifest(course.manifest)
+        if found_version != scorm_version:
+            raise PackageError(f"the content is a SCORM {found_version} package, not SCORM {scorm_version}")
+        missing = [name for name in launches if name not in course.files]
+        if missing:
+            raise PackageError(f"imsmanifest.xml launches {missing[0]!r}, which is not in the content")
+    else:
+        launches = ["index.html"]
+    if tracked:
+        wrong = [name for name in launches if not name.lower().endswith(_HTML)]
+        if wrong:
+            raise PackageError(f"launch file {wrong[0]!r} is not an HTML page the tracker can be added to")
+        reserved = [name for name in (*remote.RESERVED_FILES, "remote-launcher.js") if name in course.files]
+        if reserved:
+            raise PackageError(f"the content already holds {reserved[0]}: it was built here before; "
+                               "wrap the original course instead")
+    return course, launches
+
+
+def _scos(course: Content, title: str) -> tuple[list[Sco], list[str]]:
+    """A course's SCO items for a remote package, and notes on what it cannot carry."""
+    if course.manifest is None:
+        return [Sco(title=title, launch="index.html")], []
+    _version, scos, notes = read_scos(course.manifest)
+    remote.check_scos(course, scos)
+    return scos, notes
+
+
+def _remote_settings(content_url, store, server_url):
+    from flask import current_app
+
+    if content_url is None:
+        content_url = current_app.config.get("CONTENT_URL")
+    if store is None:
+        store = current_app.extensions["content_store"]
+    return remote.check_content_url(content_url, server_url), store
+
+
+def build_package(session: Session, *, client: Client, course_title: str, scorm_version: str,
+                  out: str | Path | BinaryIO, content: str | Path | BinaryIO | None = None,
+                  mode: str = "deployed", server_url: str | None, issued_by: str,
+                  content_url: str | None = None, store=None) -> BuiltPackage:
+    """Write a SCORM package for ``client`` to ``out`` and record its issue. Commits.
+
+    ``content``: None (placeholder course), a folder, a zip path or a binary
+    file holding a zip (an upload). ``out``: a path or a writable binary file.
+    ``server_url``: the server as learners' browsers reach it (PUBLIC_URL);
+    unused for a perpetual-licence client, whose package is untracked
+    (a remote package is refused for it). ``issued_by``: the staff e-mail, or "cli".
+    A remote build publishes to ``store`` (default: the app's content store) and
+    points at ``content_url`` (default: the app's CONTENT_URL).
+    Raises PackageError with a message fit for the person who asked.
+    """
+    if not client.active:
+        raise PackageError(f"client {client.slug!r} is inactive; reactivate it before building packages")
+    if scorm_version not in SCORM_VERSIONS:
+        raise PackageError(f"SCORM version must be one of {', '.join(SCORM_VERSIONS)}")
+    if mode not in MODES:
+        raise PackageError(f"mode must be one of {', '.join(MODES)}")
+    tracked = client.tracked
+    if mode == "remote" and not tracked:
+        raise PackageError("a perpetual-licence client gets untracked packages, which are always deployed; "
+                           "build without --mode remote")
+    try:
+        title = normalise_course_title(course_title)
+    except InvalidIdentity as exc:
+        raise PackageError(str(exc)) from None
+    if tracked:
+        server_url = check_server_url(server_url)
+    if mode == "remote":
+        content_url, store = _remote_settings(content_url, store, server_url)
+
+    with _use_case(session) as opened:
+        course, launches = _course(content, title, scorm_version, tracked, opened)
+        issue = PackageIssue(package_id=uuid.uuid4(), client_id=client.id, course_title=title,
+                             scorm_version=scorm_version, mode=mode if tracked else "untracked",
+                             issued_by=issued_by)
+        session.add(issue)
+        key = client_service.add_key(client) if tracked else None
+        warnings: list[str] = []
+        if mode == "remote":
+            scos, notes = _scos(course, title)
+            warnings = remote.remote_warnings(course, notes)
+            version, size = remote.publish(store, course, scos, issue.package_id)
+            session.flush()
+            session.add(RemoteContent(package_id=issue.package_id, launch_file=scos[0].launch, beacon_key=key,
+                                      content_version=version, content_bytes=size, sco_count=len(scos)))
+            remote.write_remote_zip(out, title, scorm_version, issue.package_id, content_url, scos)
+            launches = [sco.href for sco in scos]
+        else:
+            write_deployed_zip(out, course, launches, title, scorm_version, issue.package_id,
+                               tracker=configured_tracker(beacon_url=server_url + BEACON_PATH, key=key, course=title,
+                                                          package_id=issue.package_id,
+                                                          scorm_version=scorm_version)
+                               if tracked else None)
+        session.flush()
+        built = BuiltPackage(issue=issue, mode=issue.mode, scorm_version=scorm_version, launch_files=launches,
+                             key_prefix=key[:8] if key else None, server_url=server_url if tracked else None,
+                             content_url=remote.launch_url(content_url, issue.package_id) if mode == "remote"
+                             else None, warnings=warnings)
+        audit.record(session, issued_by, "package.issue", client.id, None, {
+            "package_id": str(issue.package_id), "course": title, "scorm_version": scorm_version,
+            "mode": issue.mode, "wrapped": content is not None, "key_prefix": built.key_prefix,
+            "server_url": built.server_url,
+        })
+        session.commit()
+        return built
+
+
+def republish(session: Session, *, package_id: uuid.UUID, content: str | Path | BinaryIO, actor: str,
+              store=None) -> RemoteContent:
+    """Replace a remote package's course on the server; every LMS shows it at the next launch. Commits.
+
+    The new course must have as many SCO items as the thin package on the LMS
+    (each of its items opens one SCO by its place). Warnings about what may not
+    work remotely are left on ``remote.warnings`` (not stored).
+    """
+    found = session.execute(select(RemoteContent, PackageIssue)
+                            .join(PackageIssue, PackageIssue.package_id == RemoteContent.package_id)
+                            .where(RemoteContent.package_id == package_id)).one_or_none()
+    if found is None:
+        raise PackageError(f"package {package_id} is not a remote package")
+    row, issue = found
+    if store is None:
+        from flask import current_app
+
+        store = current_app.extensions["content_store"]
+    with _use_case(session) as opened:
+        course, _launches = _course(content, issue.course_title, issue.scorm_version, True, opened)
+        scos, notes = _scos(course, issue.course_title)
+        if len(scos) != row.sco_count:
+            raise PackageError(f"the package on the LMS has {row.sco_count} SCO item(s) and the new content "
+                               f"has {len(scos)}: build a new remote package for it instead")
+        warnings = remote.remote_warnings(course, notes)
+        before = {"version": row.content_version, "launch_file": row.launch_file, "bytes": row.content_bytes}
+        version, size = remote.publish(store, course, scos, package_id)
+        row.content_version, row.content_bytes, row.launch_file = version, size, scos[0].launch
+        row.updated_at = utcnow()
+        audit.record(session, actor, "package.republish", issue.client_id, before, {
+            "package_id": str(package_id), "version": version, "launch_file": row.launch_file, "bytes": size})
+        session.commit()
+        row.warnings = warnings
+        return row
+
+
+def package_bytes(session: Session, **kwargs) -> tuple[bytes, BuiltPackage]:
+    """``build_package`` into memory, for a download of modest size."""
+    buffer = io.BytesIO()
+    built = build_package(session, out=buffer, **kwargs)
+    data = buffer.getvalue()
+    built.size = len(data)
+    return data, built

@@ -1,0 +1,30 @@
+"""A deployed package: the whole course in the zip, its launch pages loading the configured tracker."""
+
+from __future__ import annotations
+
+import uuid
+import zipfile
+
+from .manifest import render_manifest
+from .tracker import TRACKER_FILE, inject_tracker
+from .zipsafety import Content
+
+
+def write_deployed_zip(out, course: Content, launches: list[str], title: str, scorm_version: str,
+                       package_id: uuid.UUID, tracker: bytes | None) -> None:
+    """The course, its own manifest (or ours), and the tracker (none for an untracked package)."""
+    names = [name for name in course.files if name != "imsmanifest.xml"]
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        if course.manifest is not None:
+            manifest = course.manifest
+        else:
+            listed = sorted(names + ([TRACKER_FILE] if tracker else []))
+            manifest = render_manifest(scorm_version, title, package_id, launches[0], listed)
+        archive.writestr("imsmanifest.xml", manifest)
+        if tracker is not None:
+            archive.writestr(TRACKER_FILE, tracker)
+        for name in names:
+            body = course.read(name)
+            if tracker is not None and name in launches:
+                body = inject_tracker(body, name)
+            archive.writestr(name, body)

@@ -1,0 +1,161 @@
+"""Remote packages: a thin zip on the LMS, the course published to the content store.
+
+The thin zip holds our manifest (one item per SCO item of the course, each opening
+``index.html?sco=N``), the launcher page and its script. The launcher opens
+``CONTENT_URL/<package>/launch/<N>`` in a full-size iframe; that address answers
+with a redirect to the current version's launch page, so a republish shows at the
+next launch on every LMS, and every file a page loads comes from the version it
+was opened in. The content origin (``CONTENT_URL``) is never the app's origin:
+nothing a course runs can act for a signed-in staff member.
+
+Publishing stores every course file; each SCO's launch page gets two scripts
+first thing in <head>, both served at the version's root: the course side of the
+SCORM relay (``scorm-remote-api.js``) and the tracker, configured like a deployed
+package's (launches and completions are counted as usual).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import uuid
+import zipfile
+from urllib.parse import quote, urlsplit
+
+from .errors import PackageError
+from .manifest import ITEM_SETTINGS, Sco, ids
+from .source import PACKAGE_SOURCE, templates
+from .tracker import TRACKER_FILE, inject_tracker
+from .zipsafety import Content
+
+REMOTE_API_FILE = "scorm-remote-api.js"
+RESERVED_FILES = (TRACKER_FILE, REMOTE_API_FILE)
+REMOTE_LAUNCHER_FILES = ("index.html", "remote-launcher.js", "remote-launcher.css")
+LAUNCHER_MARK = "/*@LAUNCHER_CONFIG@*/ null"
+_HTML = (".html", ".htm")
+
+
+def origin_of(url: str) -> str:
+    """The origin as a browser writes it (``event.origin``): lower-case host, no default port."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    port = f":{parts.port}" if parts.port and parts.port != default else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def check_content_url(content_url: str | None, server_url: str) -> str:
+    """CONTENT_URL as an origin, never the app's own; PackageError with what to do otherwise."""
+    if not content_url:
+        raise PackageError("remote packages need CONTENT_URL: the origin (e.g. https://content.vendor.example) "
+                           "remote content is served from, never the app's own; set it and restart")
+    value = origin_of(content_url)
+    if value == origin_of(server_url):
+        raise PackageError(f"CONTENT_URL {content_url!r} is the app's own origin; remote content needs an "
+                           "origin of its own")
+    return value
+
+
+def launch_url(content_url: str, package_id: uuid.UUID, sco: int = 0) -> str:
+    """The stable address of a SCO's launch page (it redirects to the current version)."""
+    return f"{content_url}/{package_id}/launch/{sco}"
+
+
+def version_url(content_url: str, package_id: uuid.UUID, version: str, href: str) -> str:
+    path, _, query = href.partition("?")
+    return f"{content_url}/{package_id}/{version}/{quote(path)}" + (f"?{query}" if query else "")
+
+
+def remote_api_source() -> bytes:
+    return (PACKAGE_SOURCE / "remote" / REMOTE_API_FILE).read_bytes()
+
+
+def check_scos(course: Content, scos: list[Sco]) -> None:
+    for sco in scos:
+        if sco.launch not in course.files:
+            raise PackageError(f"imsmanifest.xml launches {sco.launch!r}, which is not in the content")
+        if not sco.launch.lower().endswith(_HTML):
+            raise PackageError(f"launch file {sco.launch!r} is not an HTML page the relay can be added to")
+
+
+def publish(store, course: Content, scos: list[Sco], package_id: uuid.UUID) -> tuple[str, int]:
+    """Store the course as a new version; (version name, bytes of course files)."""
+    launches = {sco.launch for sco in scos}
+
+    def opener(name):
+        if name in launches:
+            body = inject_tracker(course.read(name), name, (REMOTE_API_FILE, TRACKER_FILE))
+            return lambda: io.BytesIO(body)
+        return lambda: course.open(name)
+
+    names = list(course.files)
+    index = {"package": str(package_id), "scos": [{"title": s.title, "href": s.href} for s in scos]}
+    version = store.put_version(index, ((name, opener(name)) for name in names))
+    size = sum(entry["size"] for entry in store.read_version(version)["files"].values())
+    return version, size
+
+
+def write_remote_zip(out, title: str, scorm_version: str, package_id: uuid.UUID, content_url: str,
+                     scos: list[Sco]) -> None:
+    """The thin zip: our manifest (one item per SCO), the launcher page, script and style."""
+    folder = PACKAGE_SOURCE / "remote"
+    config = json.dumps({"contentOrigin": content_url, "scormVersion": scorm_version,
+                         "launchUrls": [launch_url(content_url, package_id, n) for n in range(len(scos))]},
+                        ensure_ascii=True)
+    launcher = (folder / "remote-launcher.js").read_text(encoding="utf-8")
+    if LAUNCHER_MARK not in launcher:
+        raise RuntimeError("scorm_package/remote/remote-launcher.js lost its configuration mark")
+    items = [{"title": sco.title if len(scos) > 1 else title, "href": f"index.html?sco={n}",
+              "settings": [(name, sco.settings[name]) for name in ITEM_SETTINGS[scorm_version]
+                           if name in sco.settings]}
+             for n, sco in enumerate(scos)]
+    manifest = templates.get_template(f"remote/imsmanifest_{scorm_version}.xml").render(
+        ids=ids(package_id), title=title, items=items, files=sorted(REMOTE_LAUNCHER_FILES))
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("imsmanifest.xml", manifest.encode("utf-8"))
+        archive.writestr("index.html", templates.get_template("remote/index.html").render(title=title))
+        archive.writestr("remote-launcher.js", launcher.replace(LAUNCHER_MARK, config, 1))
+        archive.writestr("remote-launcher.css", (folder / "remote-launcher.css").read_bytes())
+
+
+# What can still not work inside the LMS's frame: said at build and republish, in plain words.
+_TOP_WINDOW = re.compile(rb"\b(window\.)?top\.location\b|target\s*=\s*[\"']?_top|\btop\.document\b"
+                         rb"|\bparent\.document\b", re.IGNORECASE)
+_INSECURE = re.compile(rb"""(src|href)\s*=\s*["']http://(?!localhost|127\.0\.0\.1)""", re.IGNORECASE)
+_PLUGINS = (".swf", ".jar", ".xap")
+_SCANNED = (".html", ".htm", ".js")
+
+
+def remote_warnings(course: Content, notes: list[str]) -> list[str]:
+    """Plain words on what in this course may not work as a remote package."""
+    warnings = list(notes)
+    top, insecure, plugins = set(), set(), set()
+    for name in course.files:
+        lower = name.lower()
+        if lower.endswith(_PLUGINS):
+            plugins.add(name)
+        if not lower.endswith(_SCANNED) or "scormdriver" in lower or "scorm_api" in lower:
+            continue
+        body = course.read(name)
+        if _TOP_WINDOW.search(body):
+            top.add(name)
+        if _INSECURE.search(body):
+            insecure.add(name)
+    if top:
+        warnings.append(f"{_few(top)} reach for the top window or the parent page (top.location, target=_top, "
+                        "parent.document): in a remote package the course runs in a frame of another origin, so "
+                        "that code is refused; test it, or build a deployed package")
+    if insecure:
+        warnings.append(f"{_few(insecure)} load files over plain http://, which browsers block in an https page")
+    if plugins:
+        warnings.append(f"{_few(plugins)} need a browser plug-in (Flash, Java, Silverlight) no browser runs")
+    return warnings
+
+
+def _few(names: set[str]) -> str:
+    ordered = sorted(names)
+    shown = ", ".join(ordered[:3]) + (f" and {len(ordered) - 3} more" if len(ordered) > 3 else "")
+    return shown

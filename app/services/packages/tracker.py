@@ -1,0 +1,58 @@
+"""The usage tracker (``scorm_package/tracker.js``): configured for a package and added to launch pages."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+import uuid
+
+from .errors import PackageError
+from .source import PACKAGE_SOURCE
+
+TRACKER_FILE = "scorm-usage-tracker.js"
+BEACON_PATH = "/api/v1/beacons"
+CONFIG_MARK = "/*@TRACKER_CONFIG@*/ null"
+
+
+def tracker_source() -> str:
+    """tracker.js as shipped: its header comment, comment lines and indentation left out.
+
+    Only whole-line comments go, so no string or regular expression is touched.
+    """
+    source = (PACKAGE_SOURCE / "tracker.js").read_text(encoding="utf-8")
+    if source.startswith("/*"):
+        source = source[source.index("*/") + 2:]
+    lines = (line.strip() for line in source.splitlines())
+    return "/* SCORM usage tracker */\n" + "\n".join(line for line in lines if line and not line.startswith("//")) + "\n"
+
+
+def configured_tracker(*, beacon_url: str, key: str, course: str, package_id: uuid.UUID, scorm_version: str) -> bytes:
+    source = tracker_source()
+    if CONFIG_MARK not in source:
+        raise RuntimeError("scorm_package/tracker.js lost its configuration mark")
+    config = json.dumps({"url": beacon_url, "key": key, "course": course, "packageId": str(package_id),
+                         "scormVersion": scorm_version}, ensure_ascii=True)
+    return source.replace(CONFIG_MARK, config, 1).encode("utf-8")
+
+
+_HEAD = re.compile(rb"<head(\s[^>]*)?>", re.IGNORECASE)
+_HTML_TAG = re.compile(rb"<html(\s[^>]*)?>", re.IGNORECASE)
+_DOCTYPE = re.compile(rb"<!doctype[^>]*>", re.IGNORECASE)
+
+
+def inject_tracker(html: bytes, launch: str, scripts: tuple[str, ...] = (TRACKER_FILE,)) -> bytes:
+    """Load the tracker (and ``scripts`` before it) first thing in <head>, so it sees the first SCORM call."""
+    if html.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise PackageError(f"launch file {launch!r} is UTF-16; save it as UTF-8")
+    tags = []
+    for script in scripts:
+        src = posixpath.relpath(script, posixpath.dirname(launch) or ".")
+        tags.append(b'<script src="' + src.encode("utf-8") + b'"></script>')
+    tag = b"\n".join(tags)
+    for pattern in (_HEAD, _HTML_TAG, _DOCTYPE):
+        match = pattern.search(html)
+        if match:
+            return html[:match.end()] + b"\n" + tag + html[match.end():]
+    bom = b"\xef\xbb\xbf" if html.startswith(b"\xef\xbb\xbf") else b""
+    return bom + tag + b"\n" + html[len(bom):]

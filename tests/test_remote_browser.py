@@ -1,0 +1,220 @@
+"""Remote packages of authoring-tool-shaped courses in a real browser, inside a real SCORM runtime.
+
+The test LMS (scorm-again) opens the thin package; its launcher frames the course from
+the live server's content origin (https://localhost:PORT) while the app answers on
+https://127.0.0.1:PORT. Each test asserts what the LMS runtime received and what the
+server stored, and that no script error or CSP violation happened in any frame.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import DailyUsage, Event
+from app.services import packages
+from remote_browser import (build_remote, context, count, course_frame, course_window, lms,  # noqa: F401
+                            wait_for, wait_in, watch)
+from remote_courses import as_zip, captivate_multi, rise, storyline
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+SCORM_ERROR = {"1.2": {"write_only": "404", "bad_value": "405"}, "2004": {"write_only": "405", "bad_value": "406"}}
+
+
+@pytest.mark.parametrize("version", ["1.2", "2004"])
+def test_storyline_shaped_course_runs_remotely_and_reports_to_the_lms(version, lms, context, live_server,
+                                                                      make_client, screenshots_dir):
+    client, _ = make_client(origins=[lms.url], local_http=True)  # a local http LMS: development only
+    data, built = build_remote(client, version, live_server, content=io.BytesIO(as_zip(storyline(version))),
+                               title="Storyline Course")
+    assert built.warnings == []
+    launch = lms.add("story", data)
+    page = context.new_page()
+    seen = watch(page)
+    page.goto(lms.page(version, f"{launch}/index.html", location="slide-1", suspend="X9-saved"))
+
+    frame = course_frame(page)
+    frame.locator("#state", has_text="slide 1").wait_for()
+    course = course_window(page, "index_lms.html")
+    # Inline scripts, eval, new Function, inline handlers and the player's own files all ran.
+    assert course.evaluate("[window.evalRan, window.madeByFunction, window.userJsRan, window.bodyLoaded]") == \
+        ["yes", 42, True, True]
+    # The bookmark and suspend data the LMS holds reached the course; so did the learner's name.
+    assert course.evaluate("[window.resumedFrom, window.resumedData, window.learnerName]") == \
+        ["slide-1", "X9-saved", "Doe, Jane"]
+    # The video is fetched by Range, as a player seeking does.
+    assert wait_in(course, "window.rangeBytes") == 1000
+    assert course.evaluate("[window.rangeStatus, window.rangeFirst]") == [206, 1000 % 256]
+    # Error codes are the version's: a write-only element read, a bad vocabulary value set.
+    assert course.evaluate("window.probeError") == SCORM_ERROR[version]["write_only"]
+    lms_string = page.evaluate(f"window.{'API.LMSGetErrorString' if version == '1.2' else 'API_1484_11.GetErrorString'}"
+                               f"('{SCORM_ERROR[version]['write_only']}')")
+    assert course.evaluate("window.probeString") == lms_string and lms_string
+    assert course.evaluate("window.badStatusError") == SCORM_ERROR[version]["bad_value"]
+
+    wait_for(lambda: count(Event) >= 1)
+    frame.locator("#next").click()
+    frame.locator("#state", has_text="slide 2").wait_for()
+    frame.locator("#finish").click()
+    frame.locator("#state", has_text="finished").wait_for()
+    page.screenshot(path=str(screenshots_dir / f"remote-storyline-scorm{version.replace('.', '')}.png"))
+
+    cmi = "window.API.cmi" if version == "1.2" else "window.API_1484_11.cmi"
+    if version == "1.2":
+        wait_for(lambda: page.evaluate(f"{cmi}.core.lesson_status") == "passed", what="the LMS to get the status")
+        assert page.evaluate(f"[{cmi}.core.lesson_location, {cmi}.suspend_data, {cmi}.core.score.raw]") == \
+            ["slide-2", "A1B2C3-resume-here", "87"]
+        assert page.evaluate("window.lmsLog") == ["Initialize", "Commit", "Commit", "Finish"]
+    else:
+        wait_for(lambda: page.evaluate(f"{cmi}.success_status") == "passed", what="the LMS to get the status")
+        assert page.evaluate(f"[{cmi}.completion_status, {cmi}.location, {cmi}.suspend_data, {cmi}.score.raw, "
+                             f"{cmi}.score.scaled]") == ["completed", "slide-2", "A1B2C3-resume-here", "87", "0.87"]
+        assert page.evaluate("window.lmsLog") == ["Initialize", "Commit", "Commit", "Terminate"]
+    # Counted as one launch and one completion; nothing refused, nothing broke.
+    expected = ["launch", "passed"] if version == "1.2" else ["completed", "launch", "passed"]
+    wait_for(lambda: sorted(db.session.scalars(select(Event.kind))) == expected, what="launch and results stored")
+    assert db.session.scalar(select(DailyUsage.launches)) == 1
+    assert (seen["errors"], seen["csp"], seen["cookies"]) == ([], [], [])
+    assert 206 in seen["statuses"] and not any(s >= 400 for s in seen["statuses"])
+
+
+@pytest.mark.parametrize("version", ["1.2", "2004"])
+def test_rise_shaped_course_with_its_launch_page_in_a_subfolder(version, lms, context, live_server, make_client):
+    client, _ = make_client(origins=[lms.url], local_http=True)  # a local http LMS: development only
+    data, _ = build_remote(client, version, live_server, content=io.BytesIO(as_zip(rise(version))),
+                           title="Rise Course")
+    page = context.new_page()
+    seen = watch(page)
+    page.goto(lms.page(version, f"{lms.add('rise', data)}/index.html"))
+    inner = course_frame(page).frame_locator("#scormcontent")
+    inner.locator("#state", has_text="lesson ready").wait_for()
+    lesson = course_window(page, "scormcontent/index.html")
+    assert lesson.evaluate("window.initResult") == "true"
+    assert wait_in(lesson, "window.blobImage") == "loaded"
+    inner.locator("#complete").click()
+    inner.locator("#state", has_text="done").wait_for()
+    status = "window.API.cmi.core.lesson_status" if version == "1.2" else "window.API_1484_11.cmi.completion_status"
+    wait_for(lambda: page.evaluate(status) == "completed", what="the LMS to get the status")
+    wait_for(lambda: db.session.scalar(select(DailyUsage.completions)) == 1)
+    assert db.session.scalar(select(DailyUsage.launches)) == 1
+    assert (seen["errors"], seen["csp"], seen["cookies"]) == ([], [], [])
+
+
+@pytest.mark.parametrize("version", ["1.2", "2004"])
+def test_multi_sco_items_share_one_launch_file_and_open_with_their_own_query(version, lms, context, live_server,
+                                                                            make_client):
+    client, _ = make_client(origins=[lms.url], local_http=True)  # a local http LMS: development only
+    data, _ = build_remote(client, version, live_server, content=io.BytesIO(as_zip(captivate_multi(version))),
+                           title="Lessons")
+    launch = lms.add("lessons", data)
+    status = "window.API.cmi.core.lesson_status" if version == "1.2" else "window.API_1484_11.cmi.completion_status"
+    for n, expected in enumerate(["lesson 1 mode intro", "lesson 2 mode quiz", "lesson 3 mode summary"]):
+        page = context.new_page()
+        seen = watch(page)
+        page.goto(lms.page(version, f"{launch}/index.html?sco={n}"))
+        frame = course_frame(page)
+        frame.locator("#state", has_text=expected).wait_for()
+        frame.locator("#done").click()
+        frame.locator("#state", has_text=f"lesson {n + 1} done").wait_for()
+        wait_for(lambda: page.evaluate(status) == "completed", what="the LMS to get the SCO's status")
+        assert (seen["errors"], seen["csp"], seen["cookies"]) == ([], [], [])
+        page.close()
+    wait_for(lambda: db.session.scalar(select(DailyUsage.completions)) or 0)
+    assert count(DailyUsage) == 1  # one learner, one course, one day
+
+
+@pytest.mark.parametrize("version", ["1.2", "2004"])
+def test_republish_shows_at_the_next_launch(version, lms, context, live_server, make_client):
+    client, _ = make_client(origins=[lms.url], local_http=True)  # a local http LMS: development only
+    data, built = build_remote(client, version, live_server, content=io.BytesIO(as_zip(storyline(version, "v1"))))
+    launch = lms.add("story", data)
+    page = context.new_page()
+    page.goto(lms.page(version, f"{launch}/index.html"))
+    course_frame(page).locator("#state", has_text="slide 1").wait_for()
+    assert course_window(page, "index_lms.html").evaluate("document.title") == "Storyline course v1"
+    page.close()
+
+    packages.republish(db.session, package_id=built.issue.package_id,
+                       content=io.BytesIO(as_zip(storyline(version, "v2"))), actor="test")
+    again = context.new_page()
+    seen = watch(again)
+    again.goto(lms.page(version, f"{launch}/index.html"))
+    course_frame(again).locator("#state", has_text="slide 1").wait_for()
+    assert course_window(again, "index_lms.html").evaluate("document.title") == "Storyline course v2"
+    wait_for(lambda: db.session.scalar(select(DailyUsage.launches)) == 2)
+    assert (seen["errors"], seen["csp"]) == ([], [])
+
+
+LMS_REFUSES = """<!DOCTYPE html><html><head><title>Strict</title></head><body><p id="state">loading</p>
+<script>
+  var v12 = !!window.API, api = window.API || window.API_1484_11;
+  var n = v12 ? {init: "LMSInitialize", set: "LMSSetValue", get: "LMSGetValue", err: "LMSGetLastError",
+                 str: "LMSGetErrorString", diag: "LMSGetDiagnostic", commit: "LMSCommit"}
+              : {init: "Initialize", set: "SetValue", get: "GetValue", err: "GetLastError", str: "GetErrorString",
+                 diag: "GetDiagnostic", commit: "Commit"};
+  var element = v12 ? "cmi.core.lesson_location" : "cmi.location";
+  window.results = {beforeInit: [api[n.get](element), api[n.err]()]};
+  api[n.init]("");
+  window.results.secondInit = [api[n.init](""), api[n.err]()];
+  api[n.set](element, "page-3");
+  api[n.set](element, new Array(5000).join("x"));  // longer than the LMS allows
+  setTimeout(function () {
+    var code = api[n.err]();
+    window.results.refused = [code, api[n.str](code), api[n.diag](code), api[n.get](element)];
+    document.getElementById("state").textContent = "checked";
+  }, 1500);
+</script></body></html>"""
+
+
+@pytest.mark.parametrize("version", ["1.2", "2004"])
+def test_the_lmss_own_error_codes_strings_and_diagnostics_reach_the_course(version, lms, context, live_server,
+                                                                           make_client, tmp_path):
+    client, _ = make_client(origins=[lms.url], local_http=True)  # a local http LMS: development only
+    folder = tmp_path / "strict"
+    folder.mkdir()
+    (folder / "index.html").write_text(LMS_REFUSES)
+    data, _ = build_remote(client, version, live_server, content=folder)
+    page = context.new_page()
+    seen = watch(page)
+    page.goto(lms.page(version, f"{lms.add('strict', data)}/index.html"))
+    course_frame(page).locator("#state", has_text="checked").wait_for()
+    results = course_window(page, "/index.html").evaluate("window.results")
+    assert results["beforeInit"] == ["", "301" if version == "1.2" else "122"]
+    assert results["secondInit"] == ["false", "101" if version == "1.2" else "103"]
+    code, string, diagnostic, value = results["refused"]
+    # What the LMS itself answers for the same call, asked directly afterwards.
+    api = "window.API" if version == "1.2" else "window.API_1484_11"
+    names = ("LMSSetValue", "LMSGetLastError", "LMSGetErrorString") if version == "1.2" else \
+        ("SetValue", "GetLastError", "GetErrorString")
+    element = "cmi.core.lesson_location" if version == "1.2" else "cmi.location"
+    own_code, own_string = page.evaluate(
+        f"(() => {{ {api}.{names[0]}('{element}', new Array(5000).join('x')); "
+        f"var c = {api}.{names[1]}(); return [c, {api}.{names[2]}(c)]; }})()")
+    assert own_code != "0" and (code, string) == (own_code, own_string)
+    assert diagnostic  # the LMS's diagnostic text, passed through
+    assert value == "page-3" and page.evaluate(f"{api}.cmi.{'core.lesson_location' if version == '1.2' else 'location'}") == "page-3"
+    assert seen["errors"] == [] and seen["csp"] == []
+
+
+NEVER_INITIALISES = """<!DOCTYPE html><html><head><title>Quiet</title></head>
+<body><p id="state">a page that never calls the API</p></body></html>"""
+
+
+def test_a_course_that_never_initialises_leaves_the_lms_session_closed(lms, context, live_server, make_client,
+                                                                       tmp_path):
+    client, _ = make_client(origins=[lms.url], local_http=True)  # a local http LMS: development only
+    folder = tmp_path / "quiet"
+    folder.mkdir()
+    (folder / "index.html").write_text(NEVER_INITIALISES)
+    data, _ = build_remote(client, "2004", live_server, content=folder)
+    page = context.new_page()
+    page.goto(lms.page("2004", f"{lms.add('quiet', data)}/index.html"))
+    course_frame(page).locator("#state").wait_for()
+    assert page.evaluate("window.lmsLog") == ["Initialize"]
+    page.evaluate("document.getElementById('content').src = 'about:blank'")  # the learner closes the course
+    wait_for(lambda: page.evaluate("window.lmsLog") == ["Initialize", "Terminate"], what="the launcher to terminate")
+    assert page.evaluate("window.API_1484_11.isTerminated()") is True
