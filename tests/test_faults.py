@@ -12,12 +12,18 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import subprocess
+
 import pytest
 import requests
-from sqlalchemy import select
+from flask_migrate import upgrade
+from sqlalchemy import create_engine, select, text
 
+from app import create_app
 from app.extensions import db
 from app.models import Event
+from app.services import clients as client_service
+from conftest import ROOT, TEST_PARAMS, LiveServer, free_port, require
 
 pytestmark = pytest.mark.e2e
 
@@ -74,3 +80,125 @@ def test_kill_9_of_a_worker_under_load_loses_no_acknowledged_beacon(live_server,
     assert len(acknowledged) == BEACONS
     # Every acknowledged beacon is stored, each exactly once despite the retries.
     assert sorted(str(e) for e in stored) == sorted(acknowledged)
+
+
+# --- the database stopped and started under load ------------------------------------
+
+
+class ThrowawayPostgres:
+    """A PostgreSQL cluster of its own (initdb, pg_ctl), as a non-root user when run as root."""
+
+    def __init__(self, folder):
+        import glob
+        import shutil
+
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        self.bin = bins[-1] if bins else None
+        self.folder, self.port = folder, free_port()
+        self.data = folder / "data"
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if os.geteuid() == 0 and self.bin:
+            shutil.chown(folder, "postgres")
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def run(self, *args: str) -> None:
+        subprocess.run([*self.as_user, *args], check=True, capture_output=True, timeout=60)
+
+    def init(self) -> "ThrowawayPostgres":
+        self.run(f"{self.bin}/initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        return self.start()
+
+    def start(self) -> "ThrowawayPostgres":
+        self.run(f"{self.bin}/pg_ctl", "-D", str(self.data), "-w", "-l", str(self.folder / "pg.log"), "-o",
+                 f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+        return self
+
+    def stop(self) -> None:
+        self.run(f"{self.bin}/pg_ctl", "-D", str(self.data), "-w", "-m", "fast", "stop")
+
+
+@pytest.fixture
+def throwaway_postgres():
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    # Straight under /tmp: pytest's own temporary folders are closed to the postgres user.
+    folder = Path(tempfile.mkdtemp(prefix="tracker-pg-"))
+    os.chmod(folder, 0o755)
+    cluster = ThrowawayPostgres(folder)
+    require(cluster.bin is not None, "PostgreSQL server binaries are not installed (/usr/lib/postgresql/*/bin)")
+    cluster.init()
+    yield cluster
+    try:
+        cluster.stop()
+    except subprocess.CalledProcessError:
+        pass
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_database_stopped_and_started_under_load(throwaway_postgres, tls_ca, tmp_path):
+    from conftest import _config
+
+    url = throwaway_postgres.url
+    app = create_app(_config(url))
+    with app.app_context():
+        upgrade(directory=str(ROOT / "migrations"))
+        _client, key = client_service.create_client(db.session, name="Acme", actor="test", params=TEST_PARAMS)
+        db.engine.dispose()
+    server = LiveServer(url, tls_ca, tmp_path / "gunicorn.log").start()
+    answers: list[int] = []
+    retry_after: list[str] = []
+    acknowledged: set[str] = set()
+    lock = threading.Lock()
+    stop_at = BEACONS // 3
+
+    def send(event_id: str) -> None:
+        body = json.dumps({"key": key, "course": "Safety", "student_id": f"s-{event_id[:6]}",
+                           "student_name": "Learner", "event_id": event_id})
+        for _attempt in range(60):
+            try:
+                answer = requests.post(server.url + "/api/v1/beacons", data=body,
+                                       headers={"Content-Type": "text/plain"}, verify=tls_ca["ca"], timeout=20)
+                with lock:
+                    answers.append(answer.status_code)
+                    if answer.status_code == 503:
+                        retry_after.append(answer.headers.get("Retry-After", ""))
+                if answer.status_code == 204:
+                    with lock:
+                        acknowledged.add(event_id)
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.25)
+
+    def outage() -> None:
+        while len(acknowledged) < stop_at:
+            time.sleep(0.02)
+        throwaway_postgres.stop()
+        time.sleep(3)
+        throwaway_postgres.start()
+
+    event_ids = [str(uuid.uuid4()) for _ in range(BEACONS)]
+    thread = threading.Thread(target=outage, daemon=True)
+    thread.start()
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(send, event_ids))
+        thread.join(30)
+        health = requests.get(server.url + "/healthz", verify=tls_ca["ca"], timeout=10)
+    finally:
+        server.stop()
+    print(f"database outage: {answers.count(503)} answers 503, {answers.count(204)} 204, others "
+          f"{sorted(set(answers) - {204, 503})}")
+    assert answers.count(503) >= 1 and all(value.isdigit() and int(value) > 0 for value in retry_after)
+    assert set(answers) <= {204, 503}, "nothing but stored or try-again-later"
+    assert health.status_code == 200
+    assert len(acknowledged) == BEACONS
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        stored = [str(row[0]) for row in conn.execute(text("SELECT event_id FROM events"))]
+    engine.dispose()
+    assert sorted(stored) == sorted(acknowledged)  # retried beacons stored once
+    log = server.log_path.read_text(errors="replace")
+    assert '" 500 ' not in log
