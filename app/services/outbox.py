@@ -91,7 +91,7 @@ def enqueue(session: Session | Connection, type_: str, client_id: int | None, fa
 
     False: ``dedupe_key`` was used before (nothing added).
     """
-    connection = session.connection() if isinstance(session, Session) else session
+    connection = session if isinstance(session, Connection) else session.connection()
     result = connection.execute(_enqueue_statement(connection.dialect.name).statement, {
         "webhook_id": new_webhook_id(), "type": type_, "client_id": client_id, "dedupe_key": dedupe_key,
         "facts": facts, "occurred_at": now,
