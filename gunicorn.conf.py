@@ -1,42 +1,145 @@
-"""gunicorn defaults: HTTPS on 127.0.0.1:8443 (PORT, HOST, CERT_FILE, KEY_FILE override).
+"""gunicorn settings for both set-ups.
+
+Direct (``make run``, the default): gunicorn terminates TLS itself on
+https://127.0.0.1:8443 (PORT, HOST, CERT_FILE, KEY_FILE override) and faces
+the browsers. Behind the proxy (``PLAIN_HTTP=1``, see deploy/): plain HTTP on
+``BIND`` (default 127.0.0.1:8000; ``unix:/run/tracker/web.sock`` works too),
+nginx terminates TLS and absorbs slow clients.
+
+Worker model: gthread, WEB_CONCURRENCY processes of GUNICORN_THREADS threads.
+A sync worker is held by one connection from accept to close, so a handful of
+idle sockets stopped the server. Here (``PollFirstWorker`` below) a new
+connection waits in the worker's poller, costing no thread, until its first
+bytes arrive; a TLS connection goes back to the poller after its handshake
+until its request starts, and kept-alive connections wait there between
+requests. A thread is held only while a request is being read or answered,
+so a slow body holds one thread: WEB_CONCURRENCY x GUNICORN_THREADS bounds
+how many slow bodies the direct set-up survives at once (2 x 16 = 32 on two
+cores); nginx in front buffers them all.
 
 The TLS context is built once per worker (``ssl_context`` below): gunicorn's
 default builds one per connection, about 3 ms of CPU each, and browsers open
 a new connection for most beacons.
 """
 
+import ctypes
 import multiprocessing
 import os
+import selectors
+import signal
 import ssl
+import time
+from functools import partial
 from pathlib import Path
 
-_instance = Path(__file__).resolve().parent / "instance"
+from gunicorn.workers.gthread import _DEFER, TConn, ThreadWorker
+from marshmallow import fields
 
-bind = [f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8443')}"]
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+_instance = Path(__file__).resolve().parent / "instance"
+# The same truthy rule as app/config.py (environs, i.e. marshmallow's Boolean).
+behind_proxy = os.environ.get("PLAIN_HTTP", "").strip() in fields.Boolean.truthy
+
+if behind_proxy:
+    bind = [os.environ.get("BIND") or "127.0.0.1:8000"]
+else:
+    bind = [f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8443')}"]
+workers = int(os.environ.get("WEB_CONCURRENCY") or multiprocessing.cpu_count())
+threads = int(os.environ.get("GUNICORN_THREADS") or 16)
+worker_connections = 1000
 timeout = 30
 graceful_timeout = 20
-keepalive = 5
+# Direct: how long an idle or kept-alive connection may wait for its (next) request.
+# Behind nginx: longer than nginx's upstream keepalive_timeout (60 s), so nginx closes first.
+keepalive = 75 if behind_proxy else 5
+# Smaller than gunicorn's defaults (100 fields of 8 KiB): a beacon or a page needs far less.
+limit_request_line = 4094
+limit_request_fields = 50
+limit_request_field_size = 8190
 accesslog = os.environ.get("ACCESS_LOG", "-")
 errorlog = "-"
 # gunicorn 27's runtime control socket is not used; several servers on one host would share its path.
 control_socket_disable = True
 loglevel = os.environ.get("LOG_LEVEL", "info")
-# Behind a TLS-terminating load balancer set PLAIN_HTTP=1 (and TRUSTED_PROXIES).
-if os.environ.get("PLAIN_HTTP", "") not in ("1", "true", "yes"):
+if not behind_proxy:
     certfile = os.environ.get("CERT_FILE") or str(_instance / "tls" / "cert.pem")
     keyfile = os.environ.get("KEY_FILE") or str(_instance / "tls" / "key.pem")
+
+# TLS 1.2 offers only ECDHE key exchange with AEAD ciphers (no CBC, no RSA key
+# exchange); TLS 1.3 suites are all AEAD and are not affected by this list.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL"
+# How long a TLS connection may sit in a thread after its handshake before it goes back to the poller.
+_REQUEST_START_WAIT = 0.2
+
+
+class PollFirstWorker(ThreadWorker):
+    """gthread, but no thread waits for a client that has not sent anything yet."""
+
+    def accept(self, listener):
+        try:
+            client_sock, client_addr = listener.accept()
+        except OSError:
+            return  # another worker took it, or the client went away
+        self.nr_conns += 1
+        conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())
+        self._wait_in_poller(conn)
+
+    def _wait_in_poller(self, conn):
+        # As gthread does for a deferred connection; murder_pending() closes it after `keepalive`.
+        conn.sock.setblocking(False)
+        conn.timeout = time.monotonic() + self.cfg.keepalive
+        self.pending_conns.append(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn))
+
+    def handle(self, conn):
+        if self.cfg.is_ssl and not conn.initialized:
+            try:
+                conn.sock.setblocking(True)
+                conn.init()  # the TLS handshake: the ClientHello is here already
+            except (OSError, ValueError) as exc:
+                self.log.debug("TLS handshake failed: %s", exc)
+                return False
+            if not conn.sock.pending() and not _readable(conn.sock, _REQUEST_START_WAIT):
+                return _DEFER
+        return super().handle(conn)
+
+
+def _readable(sock, wait: float) -> bool:
+    with selectors.DefaultSelector() as selector:
+        selector.register(sock, selectors.EVENT_READ)
+        return bool(selector.select(wait))
+
+
+worker_class = PollFirstWorker
 
 _context = None
 
 
 def ssl_context(conf, default_ssl_context_factory):
-    """One TLS context per worker, TLS 1.2 at least."""
+    """One TLS context per worker: TLS 1.2 at least, AEAD suites only."""
     global _context
     if _context is None:
         context = default_ssl_context_factory()
         context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(TLS12_CIPHERS)
+        context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
         _context = context
     return _context
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def post_fork(server, worker):
+    """A worker dies with its master: after a kill -9 of the master no orphan keeps the port.
+
+    SIGQUIT is gunicorn's quick shutdown: the orphan exits at once, so a restart can bind
+    the port again (a graceful stop would hold it for up to graceful_timeout). A request
+    in flight gets no answer, so its beacon was not acknowledged and the tracker retries it.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGQUIT, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: gthread still notices a changed parent within a second
+        pass
+    if os.getppid() != server.pid:  # the master died between fork and prctl
+        os.kill(os.getpid(), signal.SIGQUIT)

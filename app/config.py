@@ -14,6 +14,8 @@ import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from environs import Env, EnvError
+
 
 class ConfigError(RuntimeError):
     """A setting is missing or wrong; the message says what to do."""
@@ -22,14 +24,34 @@ class ConfigError(RuntimeError):
 _SECRETS = ("SECRET_KEY", "PSEUDONYM_SECRET")
 
 
-def _int(env: dict, name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
+class _Settings(Env):
+    """environs reading a given mapping (the process environment, or a test's dict).
+
+    One parsing rule for every variable: ``env.bool`` takes 1/0, true/false,
+    yes/no, on/off (any case); an empty value counts as unset.
+    """
+
+    def __init__(self, mapping: dict):
+        super().__init__(eager=True)
+        self._mapping = {k: v for k, v in mapping.items() if isinstance(v, str) and v.strip()}
+
+    def _get_value(self, env_key, default):  # environs' single lookup point
+        return self._mapping.get(env_key, default)
+
+
+def _int(env: _Settings, name: str, default: int) -> int:
     try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+        return env.int(name, default)
+    except EnvError:
+        raise ConfigError(f"{name} must be a whole number, got {env._mapping.get(name)!r}") from None
+
+
+def _bool(env: _Settings, name: str, default: bool) -> bool:
+    try:
+        return env.bool(name, default)
+    except EnvError:
+        raise ConfigError(f"{name} must be true or false (1/0, yes/no, on/off), "
+                          f"got {env._mapping.get(name)!r}") from None
 
 
 def _development_secrets(instance_path: Path) -> dict[str, str]:
@@ -83,13 +105,14 @@ def _content_url(env: dict, public_url: str, production: bool) -> str | None:
 def load_config(instance_path: str | Path, env: dict | None = None) -> dict:
     """Build the Flask config mapping from environment variables."""
     env = dict(os.environ if env is None else env)
+    settings = _Settings(env)
     instance_path = Path(instance_path)
-    app_env = env.get("APP_ENV", "development").strip().lower() or "development"
+    app_env = settings.str("APP_ENV", "development").strip().lower() or "development"
     if app_env not in {"development", "production", "test"}:
         raise ConfigError("APP_ENV must be 'development', 'production' or 'test'")
     production = app_env == "production"
 
-    secret_values = {name: env.get(name, "").strip() for name in _SECRETS}
+    secret_values = {name: settings.str(name, "").strip() for name in _SECRETS}
     missing = [name for name, value in secret_values.items() if not value]
     if missing and production:
         raise ConfigError(
@@ -104,7 +127,7 @@ def load_config(instance_path: str | Path, env: dict | None = None) -> dict:
         for name in missing:
             secret_values[name] = generated[name]
 
-    database_url = env.get("DATABASE_URL", "").strip()
+    database_url = settings.str("DATABASE_URL", "").strip()
     if not database_url:
         database_url = f"sqlite:///{instance_path / 'tracker.db'}"
     if database_url.startswith("postgres://"):
@@ -116,10 +139,10 @@ def load_config(instance_path: str | Path, env: dict | None = None) -> dict:
     if database_url.startswith("sqlite"):
         engine_options["connect_args"] = {"timeout": 15}
     else:
-        engine_options["pool_size"] = _int(env, "DB_POOL_SIZE", 10)
+        engine_options["pool_size"] = _int(settings, "DB_POOL_SIZE", 10)
         engine_options["connect_args"] = {"connect_timeout": 5}
 
-    public_url = (env.get("PUBLIC_URL") or f"https://127.0.0.1:{env.get('PORT') or 8443}").rstrip("/")
+    public_url = (settings.str("PUBLIC_URL", None) or f"https://127.0.0.1:{settings.str('PORT', None) or 8443}").rstrip("/")
     return {
         "APP_ENV": app_env,
         "TESTING": app_env == "test",
@@ -130,31 +153,38 @@ def load_config(instance_path: str | Path, env: dict | None = None) -> dict:
         "PUBLIC_URL": public_url,
         # Remote package content: its own origin (never PUBLIC_URL's) and the store's folder.
         "CONTENT_URL": _content_url(env, public_url, production),
-        "CONTENT_DIR": env.get("CONTENT_DIR") or str(instance_path / "content"),
+        "CONTENT_DIR": settings.str("CONTENT_DIR", None) or str(instance_path / "content"),
         # Argon2id parameters for new clients; each client keeps its own copy.
-        "PSEUDONYM_TIME_COST": _int(env, "PSEUDONYM_TIME_COST", 2),
-        "PSEUDONYM_MEMORY_KIB": _int(env, "PSEUDONYM_MEMORY_KIB", 19456),
-        "PSEUDONYM_PARALLELISM": _int(env, "PSEUDONYM_PARALLELISM", 1),
-        "PSEUDONYM_CACHE_SIZE": _int(env, "PSEUDONYM_CACHE_SIZE", 100_000),
+        "PSEUDONYM_TIME_COST": _int(settings, "PSEUDONYM_TIME_COST", 2),
+        "PSEUDONYM_MEMORY_KIB": _int(settings, "PSEUDONYM_MEMORY_KIB", 19456),
+        "PSEUDONYM_PARALLELISM": _int(settings, "PSEUDONYM_PARALLELISM", 1),
+        "PSEUDONYM_CACHE_SIZE": _int(settings, "PSEUDONYM_CACHE_SIZE", 100_000),
         # Beacons are tiny; uploads of course content are not.
-        "BEACON_MAX_BYTES": _int(env, "BEACON_MAX_BYTES", 4096),
-        "MAX_CONTENT_LENGTH": _int(env, "MAX_UPLOAD_MB", 200) * 1024 * 1024,
-        "BEACON_RATE_LIMIT": env.get("BEACON_RATE_LIMIT", "600/minute"),
-        "LOGIN_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT", "10/minute"),
+        "BEACON_MAX_BYTES": _int(settings, "BEACON_MAX_BYTES", 4096),
+        "MAX_CONTENT_LENGTH": _int(settings, "MAX_UPLOAD_MB", 200) * 1024 * 1024,
+        "BEACON_RATE_LIMIT": settings.str("BEACON_RATE_LIMIT", "600/minute"),
+        "LOGIN_RATE_LIMIT": settings.str("LOGIN_RATE_LIMIT", "10/minute"),
         # Failed sign-ins per e-mail address, known or not (the lockout covers known accounts).
-        "LOGIN_ACCOUNT_RATE_LIMIT": env.get("LOGIN_ACCOUNT_RATE_LIMIT", "10/minute"),
-        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://"),
-        "RATELIMIT_ENABLED": env.get("RATELIMIT_ENABLED", "1") not in {"0", "false", "no"},
+        "LOGIN_ACCOUNT_RATE_LIMIT": settings.str("LOGIN_ACCOUNT_RATE_LIMIT", "10/minute"),
+        # Shared by every worker of this machine (app/ratelimits.py); redis://... shares between machines.
+        # In-process tests build one app per test, so memory:// is shared there too.
+        "RATELIMIT_STORAGE_URI": settings.str("RATELIMIT_STORAGE_URI", None)
+        or ("memory://" if app_env == "test" else f"machine://{(instance_path / 'ratelimits.db').resolve()}"),
+        # Several deployments sharing one Redis keep their counters apart with a prefix each.
+        "RATELIMIT_KEY_PREFIX": settings.str("RATELIMIT_KEY_PREFIX", ""),
+        # A rate-limit store that is down lets requests through rather than failing them (never a 500).
+        "RATELIMIT_SWALLOW_ERRORS": True,
+        "RATELIMIT_ENABLED": _bool(settings, "RATELIMIT_ENABLED", True),
         "RATELIMIT_HEADERS_ENABLED": True,
-        "CLIENT_CACHE_SECONDS": _int(env, "CLIENT_CACHE_SECONDS", 10),
-        "RETRY_AFTER_SECONDS": _int(env, "RETRY_AFTER_SECONDS", 5),
-        "TRUSTED_PROXIES": _int(env, "TRUSTED_PROXIES", 0),
-        "SESSION_COOKIE_SECURE": env.get("SESSION_COOKIE_SECURE", "1") not in {"0", "false", "no"},
+        "CLIENT_CACHE_SECONDS": _int(settings, "CLIENT_CACHE_SECONDS", 10),
+        "RETRY_AFTER_SECONDS": _int(settings, "RETRY_AFTER_SECONDS", 5),
+        "TRUSTED_PROXIES": _int(settings, "TRUSTED_PROXIES", 0),
+        "SESSION_COOKIE_SECURE": _bool(settings, "SESSION_COOKIE_SECURE", True),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": True,
         "REMEMBER_COOKIE_HTTPONLY": True,
-        "PERMANENT_SESSION_LIFETIME": _int(env, "SESSION_HOURS", 12) * 3600,
+        "PERMANENT_SESSION_LIFETIME": _int(settings, "SESSION_HOURS", 12) * 3600,
         "WTF_CSRF_TIME_LIMIT": None,
         "WTF_CSRF_SSL_STRICT": True,
     }

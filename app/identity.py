@@ -1,9 +1,14 @@
 """Learner identity: the one place that normalises student IDs and makes pseudonyms.
 
 A student ID is normalised the same way everywhere (ingest, erasure, health
-checks): Unicode NFC, surrounding white space removed, case-folded when it is
-an e-mail address (contains ``@``). Empty IDs and IDs with control characters
-are refused.
+checks): invisible format characters (Unicode category Cf: zero-width spaces
+and joiners, bidi overrides, soft hyphens, BOM) removed, Unicode NFC,
+surrounding white space removed (tabs and newlines included), case-folded when
+it is an e-mail address (contains ``@``). Empty IDs and IDs with control
+characters left inside are refused.
+
+Names are cleaned, never refused: controls and format characters removed,
+runs of white space (tabs, newlines) made one space, cut at 255 characters.
 
 For anonymised clients the stored identity is a pseudonym::
 
@@ -60,12 +65,17 @@ def _check_text(value: str, what: str) -> None:
         raise InvalidIdentity(f"{what} contains control characters")
 
 
+def without_invisible(value: str) -> str:
+    """Drop format characters (Cf): they change no glyph, so two IDs differing only by them are one."""
+    return "".join(ch for ch in value if unicodedata.category(ch) != "Cf")
+
+
 def normalise_student_id(raw: str) -> str:
     """The canonical form of a student ID (see the module docstring)."""
     if not isinstance(raw, str):
         raise InvalidIdentity("student ID must be text")
-    _check_text(raw, "student ID")
-    value = unicodedata.normalize("NFC", raw).strip()
+    value = unicodedata.normalize("NFC", without_invisible(raw)).strip()
+    _check_text(value, "student ID")
     if not value:
         raise InvalidIdentity("student ID is empty")
     if "@" in value:
@@ -75,15 +85,28 @@ def normalise_student_id(raw: str) -> str:
     return value
 
 
+def legacy_student_id(raw: str) -> str | None:
+    """The form the rule before format characters were dropped gave (NFC, trimmed, e-mails
+    case-folded), or None where that rule refused it: erasure looks for rows stored under it."""
+    try:
+        _check_text(raw, "student ID")
+    except InvalidIdentity:
+        return None
+    value = unicodedata.normalize("NFC", raw).strip()
+    if "@" in value:
+        value = unicodedata.normalize("NFC", value.casefold())
+    return value or None
+
+
 def normalise_name(raw: str) -> str:
-    """A learner's name: NFC, trimmed, inner runs of white space made one space."""
+    """A learner's name, cleaned and never refused (see the module docstring)."""
     if not isinstance(raw, str):
         raise InvalidIdentity("student name must be text")
-    _check_text(raw, "student name")
-    value = " ".join(unicodedata.normalize("NFC", raw).split())
-    if len(value) > MAX_NAME_LENGTH:
-        raise InvalidIdentity(f"student name is longer than {MAX_NAME_LENGTH} characters")
-    return value
+    # White-space controls (tab, newline) become spaces; the other controls, format characters
+    # and lone surrogates go.
+    kept = "".join(ch for ch in raw if ch.isspace() or unicodedata.category(ch) not in ("Cc", "Cf", "Cs"))
+    value = " ".join(unicodedata.normalize("NFC", kept).split())
+    return value[:MAX_NAME_LENGTH].rstrip()
 
 
 def normalise_course_title(raw: str) -> str:

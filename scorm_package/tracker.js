@@ -1,14 +1,45 @@
 /* SCORM usage tracker: tells the vendor's usage server that a learner opened this course.
  *
  * Plain ES5, no dependencies, no build step. The package builder replaces the
- * CONFIG line below with the client's settings. Rules it keeps:
- * - it never throws into the course and never makes the course wait;
- * - it never initialises the LMS session twice: a session the content opened is
- *   reused; one the tracker had to open is handed over when the content asks;
- * - a beacon is written to a small localStorage queue before it is sent and
- *   removed once the server has answered, so a launch lost to a network
- *   failure, a 5xx or a 429 is sent again on the next launch with the same
- *   event ID (the server stores it once); other 4xx answers are dropped.
+ * CONFIG line below with the client's settings and loads this file first in
+ * each SCO's <head>, so it sees the content's first SCORM call.
+ *
+ * Call-order rules (SCORM 1.2 RTE 3.3, SCORM 2004 RTE 3.1). The tracker:
+ * 1. never calls the LMS API before a session is known to be open: the
+ *    content's own Initialize returned "true", or the tracker's own Initialize
+ *    did. No probe, no GetValue, no GetLastError before that.
+ * 2. opens a session itself only when the content has not touched the API at
+ *    all after SELF_INIT_AFTER_MS (or when the page is left first), so content
+ *    that never talks to the LMS still counts. Its calls are then Initialize,
+ *    the reads of rule 3, and one Finish when the page is left, unless the
+ *    content has taken the session over: the content's first Initialize is
+ *    answered "true" without calling the LMS (a second one goes to the LMS), and
+ *    until then the content's other calls are answered as a session that is
+ *    not open answers them (1.2: 301; 2004: 122, 132, 142, 112).
+ * 3. reads the learner (GetValue of the ID, then of the name) once, right after
+ *    the Initialize that opened the session, before that call returns to the
+ *    content, and reads GetLastError (a call that changes no state) before
+ *    and after. If the reads left another last error than the content would
+ *    see, one GetValue of an element every LMS has (1.2 cmi.core.lesson_status,
+ *    2004 cmi.completion_status) restores it. Nothing else calls the API:
+ *    statuses are seen in the content's own successful SetValue calls.
+ * 4. makes no call at all once Finish/Terminate has been called, by anyone,
+ *    and never calls Commit.
+ * 5. returns to the content exactly what the LMS returned (same value, same
+ *    type), and never throws into the course or makes it wait.
+ *
+ * One launch per visit: a visit is one browser tab, one package, one learner
+ * and one UTC day, with no more than VISIT_IDLE_MS between two SCOs. Its
+ * marker lives in the tab's sessionStorage and holds one event ID per kind
+ * (launch, completed, passed, failed): the next SCO of the same visit sends
+ * nothing for a kind already reported, and if two SCOs race, both send the
+ * same event ID, which the server stores once. Without sessionStorage each SCO
+ * page is its own visit.
+ *
+ * A beacon is written to a small localStorage queue before it is sent and
+ * removed once the server has answered, so a launch lost to a network failure,
+ * a 5xx or a 429 is sent again on the next launch with the same event ID (the
+ * server stores it once); other 4xx answers are dropped.
  */
 (function (window) {
   "use strict";
@@ -19,14 +50,20 @@
   var MAX_ATTEMPTS = 8;
   var MAX_AGE_MS = 30 * 24 * 3600 * 1000;
   var SELF_INIT_AFTER_MS = 2000;
+  var VISIT_KEY = "scormUsageTracker.visit.v1.";
+  var VISIT_IDLE_MS = 30 * 60 * 1000;
   var VERSIONS = {
     "2004": {
       api: "API_1484_11", init: "Initialize", finish: "Terminate", get: "GetValue", set: "SetValue",
-      commit: "Commit", error: "GetLastError", id: "cmi.learner_id", name: "cmi.learner_name"
+      commit: "Commit", error: "GetLastError", errorString: "GetErrorString", diagnostic: "GetDiagnostic",
+      id: "cmi.learner_id", name: "cmi.learner_name", always: "cmi.completion_status",
+      closed: { GetValue: "122", SetValue: "132", Commit: "142", Terminate: "112" }
     },
     "1.2": {
       api: "API", init: "LMSInitialize", finish: "LMSFinish", get: "LMSGetValue", set: "LMSSetValue",
-      commit: "LMSCommit", error: "LMSGetLastError", id: "cmi.core.student_id", name: "cmi.core.student_name"
+      commit: "LMSCommit", error: "LMSGetLastError", errorString: "LMSGetErrorString", diagnostic: "LMSGetDiagnostic",
+      id: "cmi.core.student_id", name: "cmi.core.student_name", always: "cmi.core.lesson_status",
+      closed: { LMSGetValue: "301", LMSSetValue: "301", LMSCommit: "301", LMSFinish: "301" }
     }
   };
   // What the content reports as its status -> the server's event kinds.
@@ -177,13 +214,50 @@
     }
   }
 
-  function beacon(event, learner) {
-    var eventId = uuid4();
+  function beacon(event, learner, eventId) {
     var body = JSON.stringify({
       key: CONFIG.key, course: CONFIG.course, student_id: learner.id, student_name: learner.name,
       event: event, event_id: eventId, scorm_version: CONFIG.scormVersion, "package": CONFIG.packageId
     });
     send({ id: eventId, url: CONFIG.url, body: body, at: new Date().getTime(), tries: 0 });
+  }
+
+  // --- the visit: one launch (and one of each status) per tab, package, learner and day ---
+
+  var memoryVisits = {}; // where sessionStorage is unavailable: this page only
+
+  function visitKey(learnerId) {
+    var hash = 0x811c9dc5; // FNV-1a: keeps the learner's ID itself out of the key
+    for (var i = 0; i < learnerId.length; i++) {
+      hash ^= learnerId.charCodeAt(i);
+      hash = (hash + ((hash << 1) + (hash << 4) + (hash << 7) + (hash << 8) + (hash << 24))) >>> 0;
+    }
+    return VISIT_KEY + CONFIG.packageId + "." + hash.toString(16);
+  }
+
+  function loadVisit(key) {
+    var visit = null, now = new Date();
+    try { visit = JSON.parse(window.sessionStorage.getItem(key)); } catch (e) { visit = memoryVisits[key]; }
+    var day = now.toISOString().slice(0, 10);
+    if (!visit || visit.day !== day || !(now.getTime() - visit.last < VISIT_IDLE_MS) ||
+        !visit.ids || typeof visit.ids !== "object") {
+      visit = { day: day, ids: {} };
+    }
+    visit.last = now.getTime();
+    return visit;
+  }
+
+  function saveVisit(key, visit) {
+    memoryVisits[key] = visit;
+    try { window.sessionStorage.setItem(key, JSON.stringify(visit)); } catch (e) { /* this page only */ }
+  }
+
+  function report(kind, learner) {
+    var key = visitKey(learner.id), visit = loadVisit(key);
+    var known = visit.ids[kind];
+    if (!known) { visit.ids[kind] = uuid4(); }
+    saveVisit(key, visit);
+    if (!known) { beacon(kind, learner, visit.ids[kind]); }
   }
 
   // --- the LMS session ---
@@ -194,40 +268,49 @@
     var found = findApi(CONFIG.scormVersion);
     if (!found) { return; } // opened outside an LMS: the course runs, nothing is sent
     var api = found.api, names = found.names;
-    var learner = null;   // read once the session is open
-    var ownSession = false; // the tracker opened the session and the content has not asked for it
-    var contentAsked = false;
-    var finished = false;
-    var sentStatus = {};
+    var session = "none";    // "content" or "tracker" (who opened it), "done" after any Finish
+    var handedOver = false;  // the content has asked for the session the tracker opened
+    var touched = false;     // the content has called the API
+    var closedError = null;  // what GetLastError answers the content before it takes the tracker's session
+    var learner = null, readDone = false;
     var originals = {};
 
     function call(method, arg) {
-      return String(originals[method] ? originals[method].call(api, arg) : api[method](arg));
+      return arguments.length > 1 ? originals[method].call(api, arg) : originals[method].call(api);
     }
 
+    function lastError() {
+      return String(call(names.error));
+    }
+
+    // Rule 3: called only right after an Initialize that returned "true".
     function readLearner() {
-      if (learner) { return learner; }
-      var id = call(names.get, names.id);
-      if (String(api[names.error]()) !== "0") { return null; }
-      learner = { id: id, name: call(names.get, names.name) };
-      beacon("launch", learner);
-      return learner;
+      if (readDone) { return; }
+      readDone = true;
+      var before = lastError();
+      var id = String(call(names.get, names.id));
+      var idError = lastError();
+      var ok = idError === "0" || idError === before;
+      var name = String(call(names.get, names.name));
+      if (lastError() !== before) {
+        call(names.get, names.always); // rule 3: leave the last error as the content saw it
+      }
+      if (!ok) { return; }
+      learner = { id: id, name: name };
+      report("launch", learner);
     }
 
     var onStatus = safe(function (element, value) {
       var kinds = STATUS_EVENTS[element];
       var kind = kinds && kinds[String(value)];
-      if (kind && !sentStatus[kind] && readLearner()) {
-        sentStatus[kind] = true;
-        beacon(kind, learner);
-      }
+      if (kind && learner) { report(kind, learner); }
     });
 
     function wrap(method, around) {
       var original = api[method];
       if (typeof original !== "function") { return; }
       originals[method] = original;
-      try { api[method] = around(original); } catch (e) { delete originals[method]; }
+      try { api[method] = around(original, method); } catch (e) { delete originals[method]; }
     }
 
     function unwrap() {
@@ -238,54 +321,75 @@
       }
     }
 
-    // Is the session open already (the content initialised before the tracker ran)?
-    var open = safe(readLearner)();
+    function waiting() { return session === "tracker" && !handedOver; }
 
     wrap(names.init, function (original) {
       return function () {
-        contentAsked = true;
-        if (ownSession) { ownSession = false; return "true"; } // already open: hand it over
+        touched = true;
+        if (waiting()) { handedOver = true; closedError = null; return "true"; }
         var result = original.apply(api, arguments);
-        if (String(result) === "true") { safe(readLearner)(); }
+        if (session === "none" && String(result) === "true") {
+          session = "content";
+          safe(readLearner)();
+        }
         return result;
       };
     });
-    wrap(names.set, function (original) {
-      return function (element, value) {
-        var result = original.apply(api, arguments);
-        if (String(result) === "true") { onStatus(element, value); }
-        return result;
-      };
-    });
-    wrap(names.finish, function (original) {
+    var closing = [names.get, names.set, names.commit, names.finish];
+    for (var c = 0; c < closing.length; c++) {
+      wrap(closing[c], function (original, method) {
+        return function (element, value) {
+          touched = true;
+          if (waiting()) { closedError = names.closed[method]; return method === names.get ? "" : "false"; }
+          if (method === names.finish && session !== "none") { session = "done"; }
+          var result = original.apply(api, arguments);
+          if (method === names.set && String(result) === "true") { onStatus(element, value); }
+          return result;
+        };
+      });
+    }
+    wrap(names.error, function (original) {
       return function () {
-        finished = true;
+        touched = true;
+        if (waiting()) { return closedError || original.apply(api, arguments); }
         return original.apply(api, arguments);
       };
     });
-    var wrapped = originals[names.init] && api[names.init] !== originals[names.init];
+    var passing = [names.errorString, names.diagnostic];
+    for (var p = 0; p < passing.length; p++) {
+      wrap(passing[p], function (original) {
+        return function () {
+          touched = true;
+          return original.apply(api, arguments);
+        };
+      });
+    }
+    var complete = true;
+    var all = closing.concat([names.init, names.error]);
+    for (var a = 0; a < all.length; a++) {
+      if (!originals[all[a]] || api[all[a]] === originals[all[a]]) { complete = false; }
+    }
+    if (!complete) { unwrap(); return; } // a frozen or partial API: stay out of it, count nothing
 
+    // Rule 2: content that never talks to the LMS still counts; late content gets this session.
     var openOurselves = safe(function () {
-      if (learner || finished || readLearner()) { return; } // the session may be open already
-      if (contentAsked) { return; }
-      if (call(names.init, "") === "true") {
-        ownSession = true;
+      if (session !== "none" || touched) { return; }
+      if (String(call(names.init, "")) === "true") {
+        session = "tracker";
         readLearner();
+      } else {
+        session = "done"; // the LMS refused: leave it alone
       }
     });
-
-    if (!open && wrapped) {
-      // Content that never talks to the LMS still counts; a late content gets our session.
-      window.setTimeout(openOurselves, SELF_INIT_AFTER_MS);
-    }
+    window.setTimeout(openOurselves, SELF_INIT_AFTER_MS);
 
     var leave = safe(function () {
       openOurselves(); // opened and closed at once: still a launch
-      if (ownSession && !finished) {
-        finished = true;
-        call(names.commit, "");
+      if (waiting()) {
+        session = "done";
         call(names.finish, "");
       }
+      if (learner) { saveVisit(visitKey(learner.id), loadVisit(visitKey(learner.id))); } // the visit goes on
       unwrap(); // the LMS may keep its API object after this page is gone
     });
     if (window.addEventListener) {

@@ -287,6 +287,8 @@ class LiveServer:
             "PUBLIC_URL": self.url, "WEB_CONCURRENCY": "2", "PSEUDONYM_TIME_COST": str(TEST_PARAMS.time_cost),
             "PSEUDONYM_MEMORY_KIB": str(TEST_PARAMS.memory_kib), "BEACON_RATE_LIMIT": "100000/minute",
             "CLIENT_CACHE_SECONDS": "0",
+            # The default storage kind, in this server's own file: counters shared by its workers only.
+            "RATELIMIT_STORAGE_URI": f"machine://{self.log_path.parent.resolve() / 'ratelimits.db'}",
         })
         env.update(self.extra_env)
         return env

@@ -185,15 +185,32 @@ def test_switching_is_idempotent_and_refuses_the_same_mode(app, make_client):
         "learners_pseudonymised": 0, "learners_merged": 0, "event_names_replaced": 0}
 
 
-def test_learners_stored_plain_just_after_the_switch_can_be_pseudonymised(client, csm, app, make_client):
-    """Another process may hold the old (verbatim) mode for CLIENT_CACHE_SECONDS after the switch."""
+def test_a_process_with_a_stale_cache_stores_no_plain_id_after_the_switch(client, csm, app, make_client):
+    """Another process may hold the old (verbatim) mode for CLIENT_CACHE_SECONDS after the switch:
+    the beacon's transaction reads the mode itself, so it stores the pseudonym."""
     acme, _ = make_client(name="Acme")
     stale = client_service.snapshot(db.session, acme)
+    assert stale.anonymised is False
     confirm(client, acme.slug, "Acme")
     db.session.rollback()
-    record_beacon(db.session, app.extensions["pseudonymiser"], app.extensions["client_directory"], stale,
-                  Beacon(course="Fire Safety", student_id="S-1001", student_name="Roe, Richard"))
+    assert record_beacon(db.session, app.extensions["pseudonymiser"], app.extensions["client_directory"], stale,
+                         Beacon(course="Fire Safety", student_id="S-1001", student_name="Roe, Richard"))
     acme = db.session.get(Client, acme.id)
+    [learner] = db.session.scalars(select(Learner).where(Learner.client_id == acme.id)).all()
+    assert learner.pseudonymised and learner.identity.startswith("p:")
+    assert plain_values_left(acme) == []
+
+
+def test_learners_stored_plain_before_the_fix_can_be_pseudonymised(client, csm, app, make_client):
+    """Rows stored verbatim after a switch by an older release (its stale cache) are found and fixed."""
+    acme, _ = make_client(name="Acme")
+    confirm(client, acme.slug, "Acme")
+    db.session.rollback()
+    acme = db.session.get(Client, acme.id)
+    now = dt.datetime.now(dt.UTC)
+    db.session.add(Learner(client_id=acme.id, identity="S-1001", name="Roe, Richard", pseudonymised=False,
+                           first_seen=now, last_seen=now))
+    db.session.commit()
     html = client.get(f"/admin/clients/{acme.slug}/mode").get_data(as_text=True)
     assert "1 learner record(s) of this client are stored with a plain ID" in html
     response = client.post(f"/admin/clients/{acme.slug}/pseudonymise-remaining",

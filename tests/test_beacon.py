@@ -176,14 +176,14 @@ def test_rate_limit_is_429_with_retry_after(app_config, make_client, database_ur
 def test_storage_down_is_503_with_retry_after(app, client, make_client, monkeypatch):
     from sqlalchemy.exc import OperationalError
 
-    from app.services import ingest
+    from app.services import ingest_batch
 
     _, key = make_client()
 
     def broken(*args, **kwargs):
         raise OperationalError("INSERT", {}, Exception("server closed the connection"))
 
-    monkeypatch.setattr(ingest, "write_beacon", broken)
+    monkeypatch.setattr(ingest_batch, "_write_beacon", broken)
     response = client.post(URL, json=beacon_body(key))
     assert response.status_code == 503
     assert int(response.headers["Retry-After"]) > 0

@@ -111,3 +111,23 @@ def test_the_flask_cli_refuses_to_start_in_production_without_secrets(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr and "PSEUDONYM_SECRET" in result.stderr
+
+
+@pytest.mark.parametrize("raw, expected", [("1", True), ("true", True), ("Yes", True), ("on", True),
+                                           ("0", False), ("false", False), ("NO", False), ("off", False)])
+def test_one_truthy_rule_for_every_flag(tmp_path, raw, expected):
+    config = load_config(tmp_path, {"APP_ENV": "test", "RATELIMIT_ENABLED": raw, "SESSION_COOKIE_SECURE": raw})
+    assert config["RATELIMIT_ENABLED"] is expected and config["SESSION_COOKIE_SECURE"] is expected
+
+
+@pytest.mark.parametrize("name, raw", [("RATELIMIT_ENABLED", "maybe"), ("TRUSTED_PROXIES", "one"),
+                                       ("SESSION_HOURS", "12h")])
+def test_a_bad_value_is_a_clear_error(tmp_path, name, raw):
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path, {"APP_ENV": "test", name: raw})
+    assert name in str(caught.value) and raw in str(caught.value)
+
+
+def test_rate_limits_default_to_a_store_shared_by_the_machines_workers(tmp_path):
+    config = load_config(tmp_path, {"APP_ENV": "development"})
+    assert config["RATELIMIT_STORAGE_URI"] == f"machine://{(tmp_path / 'ratelimits.db').resolve()}"

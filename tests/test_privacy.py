@@ -67,9 +67,10 @@ def send_markers(post, key: str) -> list:
                 answers.append(post(beacon_body(key, student_id=shown, student_name=name)))
     bad_bodies = [
         beacon_body(key, student_id=MARKER_IDS[0] + "\x00"),
-        beacon_body(key, student_name=MARKER_NAMES[0] + "\x07"),
+        # Names are cleaned, never refused: these are refused for their IDs, and carry a name too.
+        beacon_body(key, student_id=MARKER_IDS[1] + "\x00", student_name=MARKER_NAMES[0] + "\x07"),
         beacon_body(key, student_id=MARKER_IDS[1] * 20),
-        beacon_body(key, student_name=MARKER_NAMES[1] * 20),
+        beacon_body(key, student_id=" ", student_name=MARKER_NAMES[1] * 20),
         beacon_body(key, student_id=MARKER_IDS[0], event=MARKER_NAMES[0]),
         beacon_body(key, student_id=MARKER_IDS[0], event_id=MARKER_NAMES[0]),
         beacon_body(key, student_id=MARKER_IDS[0], scorm_version=MARKER_NAMES[1]),

@@ -1,132 +1,28 @@
 """The tracker in a real browser, inside a real SCORM runtime, talking to the real server.
 
-A test LMS page (tests/browser/lms/) runs scorm-again's Scorm12API or
-Scorm2004API with the learner's data and opens a built package in an iframe.
-The LMS page and the unzipped package are served over HTTP by a small static
-server of the test (another origin than the tracking server, as on a real
-LMS); beacons travel over HTTPS to gunicorn (`live_server`). Every test asserts
+The test LMS (tests/tracker_lms.py, tests/browser/lms/) runs scorm-again's
+Scorm12API or Scorm2004API with the learner's data behind a strict wrapper and
+opens a built package in an iframe; beacons travel over HTTPS to gunicorn
+(`live_server`). The protocol and multi-SCO tests are in test_tracker_protocol.py. Every test asserts
 what the server stored, read from the database, not what the page shows.
 """
 
 from __future__ import annotations
 
-import functools
-import http.server
 import io
-import shutil
-import threading
 import time
-import zipfile
-from pathlib import Path
-from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.extensions import db
 from app.models import DailyUsage, Event, Learner
 from app.services import packages
-from conftest import ROOT, free_port
-from scorm_content import SCORM_AGAIN, authoring_zip, require_node_modules
+from scorm_content import authoring_zip
+from tracker_lms import (QUEUE_KEY, build, content_frame, context, count, events, lms,  # noqa: F401 (fixtures)
+                         wait_for, watch)
 
 pytestmark = [pytest.mark.browser]
-LMS_FILES = ROOT / "tests" / "browser" / "lms"
-QUEUE_KEY = "scormUsageTracker.queue.v1"
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def end_headers(self):
-        self.send_header("Cache-Control", "no-store")
-        super().end_headers()
-
-
-@pytest.fixture
-def lms(tmp_path):
-    """A static web server for the LMS page and unzipped packages: lms.url, lms.add(name, zip_bytes)."""
-    require_node_modules()
-    root = tmp_path / "lms-root"
-    root.mkdir()
-    for name in ("lms.html", "lms.js"):
-        shutil.copy(LMS_FILES / name, root / name)
-    (root / "favicon.ico").write_bytes(b"")
-    for name in ("scorm12.min.js", "scorm2004.min.js"):
-        shutil.copy(SCORM_AGAIN / name, root / name)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()),
-                                             functools.partial(QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-
-    class Lms:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-
-        @staticmethod
-        def add(name: str, data: bytes) -> str:
-            folder = root / "pkg" / name
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                archive.extractall(folder)
-            return f"pkg/{name}"
-
-        def page(self, version: str, launch: str, student_id="Jane@Example.com", student_name="Doe, Jane", **extra):
-            query = {"version": version, "student_id": student_id, "student_name": student_name,
-                     "launch": launch, **extra}
-            return f"{self.url}/lms.html?{urlencode(query)}"
-
-    yield Lms()
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def context(browser):
-    # The browser fixture trusts the tracking server's test certificate by its key.
-    ctx = browser.new_context()
-    yield ctx
-    ctx.close()
-
-
-def build(client, version, server_url, content=None, title="Anti-Bribery") -> bytes:
-    data, _ = packages.package_bytes(db.session, client=client, course_title=title, scorm_version=version,
-                                     content=content, server_url=server_url, issued_by="test")
-    return data
-
-
-def wait_for(predicate, timeout=15.0, what="the server to count it"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        db.session.rollback()
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def events() -> list[Event]:
-    db.session.rollback()
-    return db.session.scalars(select(Event).order_by(Event.id)).all()
-
-
-def count(model) -> int:
-    db.session.rollback()
-    return db.session.scalar(select(func.count()).select_from(model))
-
-
-def watch(page, server_url: str) -> dict:
-    """Collect the page's requests to the tracking server and their answers."""
-    seen = {"requests": [], "statuses": [], "failed": [], "errors": []}
-    page.on("request", lambda r: seen["requests"].append(r) if r.url.startswith(server_url) else None)
-    page.on("response", lambda r: seen["statuses"].append(r.status) if r.url.startswith(server_url) else None)
-    page.on("requestfailed", lambda r: seen["failed"].append(r) if r.url.startswith(server_url) else None)
-    page.on("pageerror", lambda e: seen["errors"].append(str(e)))
-    return seen
-
-
-def content_frame(page):
-    page.wait_for_selector("#content")
-    return page.frame_locator("#content")
 
 
 @pytest.mark.e2e

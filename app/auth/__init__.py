@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import unicodedata
 from functools import wraps
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, g, jsonify, redirect, render_template, request, session, url_for
+from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
@@ -37,8 +39,8 @@ class LoginForm(FlaskForm):
 
 def safe_next(target: str | None) -> str | None:
     """Only same-site paths: never another host, scheme or a protocol-relative URL."""
-    if not target:
-        return None
+    if not target or any(ch.isspace() or unicodedata.category(ch)[0] == "C" for ch in target):
+        return None  # CR/LF would split the Location header; other controls have no place in a path
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return None
@@ -64,19 +66,21 @@ def _account_rate_limit() -> str:
 
 
 def _account_key() -> str:
-    """The e-mail as typed, normalised: limits guesses at one account from many addresses."""
-    return "login-account:" + (request.form.get("email") or "").strip().casefold()[:255]
+    """This address and the e-mail as typed, normalised: guesses at one account from one address.
 
-
-def _failed(response) -> bool:
-    return response.status_code != 302
+    Keyed by both, so nobody elsewhere can use up an account's attempts and lock its owner out.
+    Every attempt counts (not only failures): a check-then-count after the answer would let
+    concurrent requests slip past the limit.
+    """
+    email = (request.form.get("email") or "").strip().casefold()[:255]
+    return f"login-account:{get_remote_address()}:{email}"
 
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(_login_rate_limit, methods=["POST"],
                error_message="Too many sign-in attempts from your address. Wait a minute, then try again.")
-@limiter.limit(_account_rate_limit, methods=["POST"], key_func=_account_key, deduct_when=_failed,
-               error_message="Too many failed sign-ins for this e-mail address. Wait a minute, then try again.")
+@limiter.limit(_account_rate_limit, methods=["POST"], key_func=_account_key,
+               error_message="Too many sign-in attempts for this e-mail address. Wait a minute, then try again.")
 def login():
     if current_user.is_authenticated:
         return redirect(home_for(current_user))
@@ -84,12 +88,10 @@ def login():
     status = 200
     if form.validate_on_submit():
         user = staff_service.find_staff(db.session, form.email.data)
-        locked = staff_service.locked_until(user) if user is not None else None
-        if locked is not None:
-            db.session.rollback()
-            flash(_locked_message(locked), "error")
-            return render_template("auth/login.html", form=form), 429
-        if user is not None and user.active and staff_service.check_password(db.session, user, form.password.data):
+        # An account an admin locked answers like an unknown one: the page never tells which e-mails exist.
+        if user is not None and (not user.active or staff_service.locked_until(user) is not None):
+            user = None
+        if staff_service.check_password(db.session, user, form.password.data):
             session.clear()  # a fresh session at login: nothing carried over from before
             staff_service.record_successful_login(user)
             token = staff_service.start_session(db.session, user)
@@ -98,18 +100,10 @@ def login():
             login_user(user)
             return redirect(safe_next(request.args.get("next")) or home_for(user))
         db.session.rollback()
-        if user is not None and user.active and staff_service.record_failed_login(db.session, user):
-            flash(_locked_message(user.locked_until), "error")
-            return render_template("auth/login.html", form=form), 429
         flash("That e-mail and password do not match an active account.", "error")
     if request.method == "POST":
         status = 400
     return render_template("auth/login.html", form=form), status
-
-
-def _locked_message(until) -> str:
-    return (f"This account is locked after {staff_service.LOCKOUT_THRESHOLD} failed sign-ins in a row. "
-            f"Try again after {until:%H:%M} UTC, or ask an admin to unlock it.")
 
 
 @bp.post("/logout")

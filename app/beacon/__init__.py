@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import logging
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from marshmallow import ValidationError
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..extensions import db, limiter
-from ..identity import InvalidIdentity
 from ..schemas import BeaconSchema
 from ..services.clients import ClientError, normalise_origin
-from ..services.ingest import Beacon, record_beacon, record_refused_origin
+from ..services.ingest import accept_beacon, committer_for
 
 bp = Blueprint("beacon", __name__, url_prefix="/api/v1")
-log = logging.getLogger(__name__)
 
 _schema = BeaconSchema()
 _MEDIA_TYPES = {"application/json", "text/plain"}
@@ -134,36 +131,17 @@ def receive_beacon():
         # marshmallow's messages name the problem, never echo the value.
         return _error(400, "invalid_beacon", "the beacon has invalid fields", fields=exc.normalized_messages())
 
-    directory = current_app.extensions["client_directory"]
-    try:
-        client = directory.client_for_key(db.session, data["key"])
-        if client is None or not client.active:
-            return _error(403, "unknown_key", "this key is unknown or no longer active")
-        if not client.tracked:
-            return _error(403, "untracked_licence", "this client's licence is not tracked")
-        if client.anonymised and client.pseudonym_key is None:
-            return _error(403, "pseudonyms_shredded",
-                          "this client's pseudonym salt was deleted; it records no more learners")
-        # Remote package content is served from here: its framing is limited to the client's origins.
-        if not client.origin_allowed(origin) and not (origin is not None and origin in _own_origins()):
-            g.origin_refused = True
-            record_refused_origin(db.session, client.id, origin or "(none)")
-            return _error(403, "origin_not_allowed", "this LMS origin is not allowed for the key")
-        beacon = Beacon(
-            course=data["course"], student_id=data["student_id"], student_name=data["student_name"],
-            event=data["event"], event_id=data["event_id"], scorm_version=data["scorm_version"],
-            package=data["package"],
-        )
-        record_beacon(db.session, current_app.extensions["pseudonymiser"], directory, client, beacon,
-                      lms_host=_host(origin))
-    except InvalidIdentity as exc:
-        return _error(400, "invalid_beacon", str(exc), fields={"student_id": [str(exc)]})
-    except (DBAPIError, SQLAlchemyError) as exc:
-        db.session.rollback()
-        # The exception text may carry SQL; parameters are hidden by the engine options.
-        log.warning("beacon not stored, storage unavailable: %s", type(exc).__name__)
-        return _retry_after(_error(503, "unavailable", "storage is unavailable, try again later"))
-    return Response(status=204)
+    outcome = accept_beacon(db.session, committer_for(current_app), data["key"], origin, data,
+                            own_origins=_own_origins)
+    if outcome.acknowledged:
+        return Response(status=204)
+    if outcome.status == "unavailable":
+        return _retry_after(_error(503, "unavailable", outcome.message))
+    if outcome.reason == "invalid_beacon":
+        return _error(400, "invalid_beacon", outcome.message, fields=outcome.fields)
+    if outcome.reason == "origin_not_allowed":
+        g.origin_refused = True
+    return _error(403, outcome.reason, outcome.message)
 
 
 def _own_origins() -> set[str]:
@@ -176,8 +154,3 @@ def _own_origins() -> set[str]:
             pass
     return origins
 
-
-def _host(origin: str | None) -> str | None:
-    if not origin or origin == "null":
-        return None
-    return origin.split("://", 1)[-1][:255]

@@ -380,6 +380,13 @@ class ClientDirectory:
             self._by_key.clear()
             self._courses.clear()
 
+    def forget_client(self, client_id: int) -> None:
+        """Drop a client's cached snapshots (the beacon path found one stale)."""
+        with self._lock:
+            for key_hash, (_, found) in list(self._by_key.items()):
+                if isinstance(found, ClientSnapshot) and found.id == client_id:
+                    del self._by_key[key_hash]
+
     def allowed_any_origin(self, session: Session, origin: str) -> bool:
         """For CORS preflight, which carries no key: is the origin allowed for any client?"""
         cached = self._by_key.get(("preflight", origin))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from ..identity import Pseudonymiser, normalise_student_id
+from ..identity import InvalidIdentity, Pseudonymiser, legacy_student_id, normalise_student_id
 from ..models import Client, DailyUsage, Event, Learner
 from . import audit
 from .clients import snapshot
@@ -17,16 +17,22 @@ def erase_learner(session: Session, pseudonymiser: Pseudonymiser, client: Client
 
     The student ID is normalised as at ingest and, for anonymised clients (or
     learners pseudonymised before a switch), turned into its pseudonym, so the
-    same person is found in either mode. The audit entry names no student.
+    same person is found in either mode. Learners stored before invisible
+    characters were dropped from IDs are found too: under the ID as typed, and
+    (verbatim rows) any stored ID that normalises to the same learner today.
+    The audit entry names no student.
     """
     normalised = normalise_student_id(student_id)
-    identities = [normalised]
+    forms = {normalised, legacy_student_id(student_id) or normalised}
+    identities = set(forms)
     key = snapshot(session, client).pseudonym_key
     if key is not None:
-        identities.append(pseudonymiser.pseudonym(key, normalised))
-    learner_ids = list(session.scalars(
+        identities.update(pseudonymiser.pseudonym(key, form) for form in forms)
+    learner_ids = set(session.scalars(
         select(Learner.id).where(Learner.client_id == client.id, Learner.identity.in_(identities))
     ))
+    learner_ids.update(_stored_before_the_change(session, client, normalised))
+    learner_ids = sorted(learner_ids)
     if learner_ids:
         session.execute(delete(DailyUsage).where(DailyUsage.learner_id.in_(learner_ids)))
         session.execute(delete(Event).where(Event.learner_id.in_(learner_ids)))
@@ -34,3 +40,19 @@ def erase_learner(session: Session, pseudonymiser: Pseudonymiser, client: Client
     audit.record(session, actor, "learner.erase", client.id, None, {"learners_erased": len(learner_ids)})
     session.commit()
     return len(learner_ids)
+
+
+def _stored_before_the_change(session: Session, client: Client, normalised: str) -> list[int]:
+    """Verbatim rows whose stored ID still carries characters today's rule drops (rare; a scan)."""
+    found = []
+    rows = session.execute(select(Learner.id, Learner.identity).where(
+        Learner.client_id == client.id, Learner.identity != normalised))
+    for learner_id, identity in rows:
+        if identity.startswith("p:") or identity == normalised:
+            continue
+        try:
+            if normalise_student_id(identity) == normalised:
+                found.append(learner_id)
+        except InvalidIdentity:
+            continue
+    return found

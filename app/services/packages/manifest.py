@@ -109,6 +109,18 @@ def _sco_resources(root: ElementTree.Element) -> dict[str, tuple[str, str]]:
     return found
 
 
+def _no_sco(root) -> None:
+    """Refuse a manifest without a SCO; one of assets only is told why and what to do."""
+    if any(_local(r.tag) == "resource" and r.get("href") and (_attr(r, "scormtype") or "").lower() == "asset"
+           for r in root.iter()):
+        raise PackageError(
+            "imsmanifest.xml lists only assets (adlcp:scormtype=\"asset\"): an LMS gives an asset no SCORM "
+            "API, so the tracker could never read the learner and no launch would be counted. Export the "
+            "course again as SCORM with at least one SCO, or leave imsmanifest.xml out and give the content "
+            "with index.html at its root (the package is then one SCO that launches index.html)")
+    raise PackageError("imsmanifest.xml lists no SCO with a launch file (adlcp:scormtype=\"sco\" and href)")
+
+
 def read_manifest(data: bytes) -> tuple[str, list[str]]:
     """(SCORM version, launch files of its SCOs) of an authoring tool's manifest."""
     root, version = _parse(data)
@@ -117,7 +129,7 @@ def read_manifest(data: bytes) -> tuple[str, list[str]]:
         if name not in launches:
             launches.append(name)
     if not launches:
-        raise PackageError("imsmanifest.xml lists no SCO with a launch file (adlcp:scormtype=\"sco\" and href)")
+        _no_sco(root)
     return version, launches
 
 
@@ -170,7 +182,7 @@ def read_scos(data: bytes) -> tuple[str, list[Sco], list[str]]:
         # No organisation names a SCO: fall back to the SCO resources themselves.
         scos = [Sco(title=name, launch=name, query=query) for name, query in resources.values()]
     if not scos:
-        raise PackageError("imsmanifest.xml lists no SCO with a launch file (adlcp:scormtype=\"sco\" and href)")
+        _no_sco(root)
     return version, scos, notes
 
 

@@ -1,0 +1,21 @@
+"""`make bench` in its short mode: the benchmark runs end to end so it cannot rot (figures not asserted)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+from conftest import ROOT, require
+
+
+def test_the_ingest_benchmark_runs_in_its_short_mode(tmp_path):
+    require(shutil.which("wrk") is not None, "wrk is needed (apt-get install -y wrk; .ci/run installs it)")
+    done = subprocess.run([sys.executable, "bench/ingest.py", "--short", "--label", f"test-{tmp_path.name}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "| sqlite | verbatim, new learners |" in done.stdout
+    assert "status_errors" not in done.stdout  # a non-2xx answer is a bug; timeouts are the machine's load
+    written = done.stdout.rsplit("written to ", 1)[1].strip()
+    (ROOT / written).unlink()
+    (ROOT / written).with_suffix(".json").unlink()
