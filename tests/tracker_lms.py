@@ -72,7 +72,7 @@ def lms(tmp_path):
     thread.start()
 
     class Lms:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+        url = f"http://localhost:{server.server_address[1]}"  # an allowed origin may be http:// only on localhost
 
         @staticmethod
         def add(name: str, data: bytes) -> str:
