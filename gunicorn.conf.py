@@ -109,7 +109,8 @@ def _readable(sock, wait: float) -> bool:
         return bool(selector.select(wait))
 
 
-worker_class = PollFirstWorker
+# GUNICORN_WORKER_CLASS=sync is for comparisons only (bench/ingest.py --worker-class sync): idle clients hold it.
+worker_class = "sync" if os.environ.get("GUNICORN_WORKER_CLASS") == "sync" else PollFirstWorker
 
 _context = None
 

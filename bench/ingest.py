@@ -203,7 +203,8 @@ class Gunicorn:
             "PUBLIC_URL": self.url, **(env or {}),
         })
         self.config = config
-        self.workers = int(self.env.get("WEB_CONCURRENCY") or (os.cpu_count() or 1) * 2)
+        # gunicorn.conf.py's default: one worker per core.
+        self.workers = int(self.env.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
         self.ready_dir = Path(tempfile.mkdtemp(prefix="ready-", dir=log_path.parent))
         self.env["BENCH_READY_DIR"] = str(self.ready_dir)
 
@@ -402,14 +403,14 @@ def by_case(results: list[Result], database: str) -> dict[str, Result]:
 
 def report(results: list[Result], hash_cpu: float, bound: float, args, started: str, elapsed: float,
            argon2_rates: dict[str, list[tuple[float, float]]]) -> str:
-    workers = args.gunicorn_env.get("WEB_CONCURRENCY", f"{(os.cpu_count() or 1) * 2} (2 x cores)")
+    workers = args.gunicorn_env.get("WEB_CONCURRENCY", f"{os.cpu_count() or 1} (one per core)")
     lines = [
         f"# Beacon ingest benchmark, {started}",
         "",
         f"command: {' '.join(['.venv/bin/python', 'bench/ingest.py', *sys.argv[1:]])}",
         f"machine: {os.cpu_count()} cores (shared: absolute figures vary, compare the ratios of one run)",
-        f"gunicorn: gunicorn.conf.py, worker class {args.gunicorn_env.get('GUNICORN_WORKER_CLASS', 'sync')}, "
-        f"workers {workers}, threads {args.gunicorn_env.get('GUNICORN_THREADS', '1')}; "
+        f"gunicorn: gunicorn.conf.py, worker class {args.gunicorn_env.get('GUNICORN_WORKER_CLASS', 'gthread')}, "
+        f"workers {workers}, threads {args.gunicorn_env.get('GUNICORN_THREADS', '16')}; "
         f"TLS (ECDSA P-256, self-signed), "
         f"{'keep-alive' if args.keepalive else 'a new TLS connection per beacon'}",
         f"wrk: {args.wrk_threads} threads, {args.connections} connections, {args.duration:g} s per case "
