@@ -8,7 +8,7 @@ CERT_FILE ?= instance/tls/cert.pem
 KEY_FILE ?= instance/tls/key.pem
 export PORT CERT_FILE KEY_FILE
 
-.PHONY: run test install test-install migrate bench bench-billing clean
+.PHONY: run test lint install test-install migrate bench bench-billing clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,12 @@ run: migrate
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 ## The whole suite on SQLite, then on PostgreSQL (TEST_DATABASE_URL, or the local server when it answers).
-test: test-install
+test: test-install lint
 	$(BIN)/python tests/run_suite.py
+
+## ruff: lint and import order (part of make test).
+lint: test-install
+	$(BIN)/ruff check .
 
 bench: install
 	$(BIN)/python bench/ingest.py

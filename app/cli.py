@@ -375,4 +375,6 @@ def write_self_signed(cert_path: Path, key_path: Path, hosts) -> None:
 def register(app: Flask) -> None:
     for group in (client_group, staff_group, token_group, learner_group, demo_group, tls_group, package_group):
         app.cli.add_command(group)
-    from .cli_licences import register as register_licences; register_licences(app)  # noqa: E702 (issue 12)
+    from .cli_licences import register as register_licences
+
+    register_licences(app)

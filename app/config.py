@@ -91,7 +91,7 @@ def _content_url(env: dict, public_url: str, production: bool) -> str | None:
         return _origin(public_url).replace(f"//{parts.hostname}", f"//{swap}", 1)
     parts = urlsplit(raw)
     try:
-        parts.port
+        _ = parts.port  # urlsplit checks the port only when asked
     except ValueError:
         raise ConfigError(f"CONTENT_URL {raw!r} has a bad port") from None
     if parts.scheme not in ("https", "http") or not parts.hostname or parts.path or parts.query or parts.username:
@@ -142,7 +142,8 @@ def load_config(instance_path: str | Path, env: dict | None = None) -> dict:
         engine_options["pool_size"] = _int(settings, "DB_POOL_SIZE", 10)
         engine_options["connect_args"] = {"connect_timeout": 5}
 
-    public_url = (settings.str("PUBLIC_URL", None) or f"https://127.0.0.1:{settings.str('PORT', None) or 8443}").rstrip("/")
+    port = settings.str("PORT", None) or 8443
+    public_url = (settings.str("PUBLIC_URL", None) or f"https://127.0.0.1:{port}").rstrip("/")
     return {
         "APP_ENV": app_env,
         "TESTING": app_env == "test",

@@ -21,7 +21,6 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
-    Text,
     TypeDecorator,
     UniqueConstraint,
     Uuid,

@@ -104,6 +104,7 @@ class UsageSchema(Schema):
     client = fields.String(required=True, metadata={"description": "The client's slug."})
     from_ = fields.Date(data_key="from", required=True)
     to = fields.Date(required=True)
-    unique_users = fields.Integer(required=True, metadata={"description": "Distinct learners over the range (not a sum of days)."})
+    unique_users = fields.Integer(
+        required=True, metadata={"description": "Distinct learners over the range (not a sum of days)."})
     launches = fields.Integer(required=True)
     courses = fields.List(fields.Nested(UsageCourseSchema), required=True)

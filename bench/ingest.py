@@ -208,7 +208,7 @@ class Gunicorn:
         self.ready_dir = Path(tempfile.mkdtemp(prefix="ready-", dir=log_path.parent))
         self.env["BENCH_READY_DIR"] = str(self.ready_dir)
 
-    def __enter__(self) -> "Gunicorn":
+    def __enter__(self) -> Gunicorn:
         self.log = open(self.log_path, "ab")
         # Access log lines go to /dev/null (they would fill the disk); errors are kept.
         self.process = subprocess.Popen(

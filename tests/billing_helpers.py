@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 import lxml.html
 import time_machine
-
 from conftest import beacon_body
 
 BEACONS = "/api/v1/beacons"

@@ -295,7 +295,7 @@ class LiveServer:
         env.update(self.extra_env)
         return env
 
-    def start(self) -> "LiveServer":
+    def start(self) -> LiveServer:
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],

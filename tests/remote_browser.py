@@ -19,12 +19,12 @@ import zipfile
 from urllib.parse import urlencode
 
 import pytest
+from conftest import free_port
+from scorm_content import SCORM_AGAIN, require_node_modules
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.services import packages
-from conftest import free_port
-from scorm_content import SCORM_AGAIN, require_node_modules
 
 LMS_PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Test LMS</title>

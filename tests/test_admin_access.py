@@ -8,9 +8,9 @@ exist for them, whichever client the page is about). Signed out: to the login pa
 from __future__ import annotations
 
 import pytest
+from conftest import csrf_token_from
 
 from app.extensions import db
-from conftest import csrf_token_from
 
 ROLES = ["anonymous", "admin", "csm", "billing", "client-own", "client-other"]
 

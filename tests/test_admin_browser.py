@@ -11,7 +11,6 @@ import uuid
 
 import pytest
 import requests
-
 from conftest import TEST_PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]

@@ -7,11 +7,11 @@ import io
 import zipfile
 
 import pytest
+from conftest import TEST_PASSWORD, beacon_body, csrf_token_from
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEntry, Client, ClientKey, PackageIssue, StaffSession, StaffUser
-from conftest import TEST_PASSWORD, beacon_body, csrf_token_from
 
 BEACONS = "/api/v1/beacons"
 

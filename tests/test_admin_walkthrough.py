@@ -6,14 +6,14 @@ import datetime as dt
 
 import pytest
 import time_machine
+from billing_helpers import read_csv
+from conftest import beacon_body, csrf_token_from
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEntry, Client
 from app.services import audit as audit_service
 from app.services import clients as client_service
-from billing_helpers import read_csv
-from conftest import beacon_body, csrf_token_from
 
 
 @pytest.fixture

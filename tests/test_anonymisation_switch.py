@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from conftest import beacon_body, csrf_token_from
 from sqlalchemy import select
 
 from app.extensions import db
@@ -13,7 +14,6 @@ from app.models import AuditEntry, Client, DailyUsage, Event, Learner
 from app.services import anonymisation, billing
 from app.services import clients as client_service
 from app.services.ingest import Beacon, record_beacon
-from conftest import beacon_body, csrf_token_from
 
 BEACONS = "/api/v1/beacons"
 PLAIN_IDS = ["jane@example.com", "S-1001", "S-1002"]

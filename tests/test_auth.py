@@ -8,12 +8,12 @@ from urllib.parse import quote
 
 import pytest
 from argon2 import PasswordHasher
+from conftest import TEST_PASSWORD, csrf_token_from
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import StaffSession, StaffUser
 from app.services import staff as staff_service
-from conftest import TEST_PASSWORD, csrf_token_from
 
 
 def post_login(client, email, password, next_url=None):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import uuid
 
+from conftest import beacon_body
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import DailyUsage, Event, Learner, RefusedOrigin
-from conftest import beacon_body
 
 URL = "/api/v1/beacons"
 

@@ -6,7 +6,6 @@ import csv
 import datetime as dt
 
 import pytest
-
 from billing_helpers import post_all, workload
 from conftest import TEST_PASSWORD
 

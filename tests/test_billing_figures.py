@@ -11,10 +11,6 @@ import datetime as dt
 
 import pytest
 import time_machine
-
-from app.extensions import db
-from app.services import billing
-from app.services import staff as staff_service
 from billing_helpers import (
     page_course_days,
     page_course_footer,
@@ -25,6 +21,10 @@ from billing_helpers import (
     stat,
     workload,
 )
+
+from app.extensions import db
+from app.services import billing
+from app.services import staff as staff_service
 
 COURSES = ["Anti-Bribery", "Fire Safety", "GDPR Basics"]
 DAYS = [dt.date(2026, 10, 31)] + [dt.date(2026, 11, d) for d in (1, 2, 3, 5, 6, 30)] + [dt.date(2026, 12, 1)]

@@ -7,12 +7,12 @@ import datetime as dt
 import io
 
 import pytest
+from billing_helpers import Sent, Truth, page_tree, post_all, read_csv
 from sqlalchemy import select
 
 from app.billing.exports import csv_text, spreadsheet_safe
 from app.extensions import db
 from app.models import Learner
-from billing_helpers import Sent, Truth, page_tree, post_all, read_csv
 
 WHEN = dt.datetime(2026, 11, 3, 10, tzinfo=dt.UTC)
 RANGE = "from=2026-11-01&to=2026-11-30"

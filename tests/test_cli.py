@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-
 import json
 import re
 import stat
 
 import pytest
+from conftest import beacon_body
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import AuditEntry, Client, StaffUser
 from app.services import staff as staff_service
-from conftest import beacon_body
 
 BEACONS = "/api/v1/beacons"
 PASSWORD = "a long enough password"

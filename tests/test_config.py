@@ -9,11 +9,11 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT, TEST_SECRETS
 
 from app import create_app
 from app.config import ConfigError, load_config
 from app.extensions import db
-from conftest import ROOT, TEST_SECRETS
 
 
 def build(tmp_path, **env):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from conftest import TEST_PARAMS, TEST_SECRETS
 
 from app import create_app
 from app.config import ConfigError, load_config
 from app.extensions import db
 from app.services import packages
-from conftest import TEST_PARAMS, TEST_SECRETS
 
 
 def config(tmp_path, **env):

@@ -13,12 +13,12 @@ import json
 
 import pytest
 import requests
+from conftest import TEST_PASSWORD
+from remote_browser import build_remote, content_origin, context, count  # noqa: F401
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import ClientKey, StaffUser
-from conftest import TEST_PASSWORD
-from remote_browser import build_remote, content_origin, context, count  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 

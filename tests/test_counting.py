@@ -13,6 +13,7 @@ from collections import defaultdict
 
 import pytest
 import time_machine
+from conftest import beacon_body
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +23,6 @@ from app.models import Client
 from app.schemas import BeaconSchema
 from app.services.billing import usage_report
 from app.services.ingest import Beacon, record_beacon
-from conftest import beacon_body
 
 URL = "/api/v1/beacons"
 DAY0 = dt.date(2026, 3, 1)

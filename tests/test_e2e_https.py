@@ -11,12 +11,12 @@ import time
 
 import pytest
 import requests
+from conftest import LiveServer, beacon_body, free_port
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import DailyUsage, Event
 from app.services import staff as staff_service
-from conftest import LiveServer, beacon_body, free_port
 
 # Old TLS versions are what these tests offer on purpose.
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")]

@@ -7,15 +7,15 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import subprocess
-
 import pytest
 import requests
+from conftest import ROOT, TEST_PARAMS, LiveServer, free_port, require
 from flask_migrate import upgrade
 from sqlalchemy import create_engine, select, text
 
@@ -23,7 +23,6 @@ from app import create_app
 from app.extensions import db
 from app.models import Event
 from app.services import clients as client_service
-from conftest import ROOT, TEST_PARAMS, LiveServer, free_port, require
 
 pytestmark = pytest.mark.e2e
 
@@ -104,11 +103,11 @@ class ThrowawayPostgres:
     def run(self, *args: str) -> None:
         subprocess.run([*self.as_user, *args], check=True, capture_output=True, timeout=60)
 
-    def init(self) -> "ThrowawayPostgres":
+    def init(self) -> ThrowawayPostgres:
         self.run(f"{self.bin}/initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
         return self.start()
 
-    def start(self) -> "ThrowawayPostgres":
+    def start(self) -> ThrowawayPostgres:
         self.run(f"{self.bin}/pg_ctl", "-D", str(self.data), "-w", "-l", str(self.folder / "pg.log"), "-o",
                  f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
         return self

@@ -13,7 +13,6 @@ import time
 
 import pytest
 import requests
-
 from conftest import LiveServer
 from slow_clients import hold_idle_and_slow
 

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import ROOT, LiveServer, beacon_body, free_port, require
+from slow_clients import hold_idle_and_slow
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Event
-from conftest import ROOT, LiveServer, beacon_body, free_port, require
-from slow_clients import hold_idle_and_slow
 
 pytestmark = pytest.mark.e2e
 
@@ -54,7 +54,7 @@ http {{
 """)
         self.url = f"https://127.0.0.1:{self.port}"
 
-    def start(self) -> "Nginx":
+    def start(self) -> Nginx:
         check = subprocess.run([NGINX, "-t", "-p", str(self.folder), "-c", str(self.folder / "nginx.conf")],
                                capture_output=True, text=True)
         assert check.returncode == 0, check.stderr

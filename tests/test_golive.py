@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from conftest import beacon_body
 
 from app.extensions import db
 from app.identity import normalise_name, normalise_student_id
 from app.services import clients as client_service
 from app.services import golive
 from app.services.ingest import Beacon, record_beacon, record_refused_origin
-from conftest import beacon_body
 
 NOW = dt.datetime(2026, 6, 15, 12, tzinfo=dt.UTC)
 BEACONS = "/api/v1/beacons"

@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 
+from conftest import LiveServer, beacon_body, require
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
@@ -23,7 +24,6 @@ from app.extensions import db
 from app.models import Client, DailyUsage, Event, Learner
 from app.services import group_commit, ingest_batch
 from app.services.ingest import committer_for
-from conftest import LiveServer, beacon_body, require
 
 URL = "/api/v1/beacons"
 

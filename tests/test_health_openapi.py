@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from conftest import HttpsClient, _config, beacon_body
 
 from app import create_app
 from app.extensions import db
 from app.schemas import BeaconSchema, UsageSchema
-from conftest import HttpsClient, _config, beacon_body
 
 
 def test_healthz_ok(client):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from conftest import TEST_PARAMS, beacon_body
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
@@ -12,13 +13,12 @@ from sqlalchemy import select
 from app.extensions import db
 from app.identity import (
     InvalidIdentity,
+    Pseudonymiser,
     PseudonymKey,
     PseudonymParams,
-    Pseudonymiser,
     normalise_student_id,
 )
 from app.models import Client, Learner
-from conftest import TEST_PARAMS, beacon_body
 
 URL = "/api/v1/beacons"
 SECRET = "identity-test-secret"

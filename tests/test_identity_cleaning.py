@@ -8,6 +8,7 @@ from __future__ import annotations
 import unicodedata
 
 import pytest
+from conftest import beacon_body
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -16,7 +17,6 @@ from app.extensions import db
 from app.identity import InvalidIdentity, normalise_name, normalise_student_id
 from app.models import DailyUsage, Learner
 from app.services.learners import erase_learner
-from conftest import beacon_body
 
 URL = "/api/v1/beacons"
 INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u202e", "\u202d", "\u2066", "\u2069"]

@@ -9,13 +9,13 @@ import json
 
 import pytest
 import time_machine
+from conftest import beacon_body
+from outbox_helpers import SmtpSink
 from sqlalchemy import select
 
 from app.extensions import db
 from app.licensing_models import OutboxDelivery, OutboxEvent
 from app.services import licences, outbox
-from conftest import beacon_body
-from outbox_helpers import SmtpSink
 
 BEACONS = "/api/v1/beacons"
 START = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)

@@ -6,13 +6,13 @@ import json
 import uuid
 
 import pytest
+from conftest import beacon_body
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Course, DailyUsage, Event, Learner
-from conftest import beacon_body
 
 URL = "/api/v1/beacons"
 KEY = "@KEY@"  # replaced by the real client key in each test

@@ -13,12 +13,12 @@ import uuid
 
 import pytest
 from alembic.script import ScriptDirectory
+from conftest import ROOT, TEST_SECRETS, _config, _postgres_url
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.extensions import db
-from conftest import ROOT, TEST_SECRETS, _config, _postgres_url
 
 MODEL_TABLES = {"clients", "client_keys", "courses", "learners", "events", "daily_usage", "refused_origins",
                 "package_issues", "staff_users", "staff_sessions", "api_tokens", "audit_entries"}

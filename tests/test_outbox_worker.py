@@ -11,12 +11,12 @@ import sys
 import threading
 import time
 
+from conftest import ROOT, TEST_SECRETS, beacon_body
+from outbox_helpers import Receiver
 from sqlalchemy import select
 
 from app.extensions import db
 from app.licensing_models import OutboxDelivery, OutboxEvent
-from conftest import ROOT, TEST_SECRETS, beacon_body
-from outbox_helpers import Receiver
 
 BEACONS = "/api/v1/beacons"
 

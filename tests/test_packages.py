@@ -11,13 +11,13 @@ import json
 import zipfile
 
 import pytest
+from conftest import beacon_body
+from scorm_content import authoring_zip, script_config, validate
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import AuditEntry, ClientKey, Event, PackageIssue
 from app.services import packages
-from conftest import beacon_body
-from scorm_content import authoring_zip, script_config, validate
 
 SERVER = "https://track.vendor.example"
 
@@ -97,8 +97,8 @@ def test_wrapped_authoring_package_keeps_manifest_and_gets_tracker(make_client, 
     assert validate(archive.read("imsmanifest.xml"), version, tmp_path) == []
     assert built.launch_files == ["course/story.html"]
     page = archive.read("course/story.html").decode()
-    assert page.startswith('<!DOCTYPE html>\n<HTML data-scorm="{}">\n<HEAD>\n<script src="../scorm-usage-tracker.js">'
-                           .format(version))
+    assert page.startswith(f'<!DOCTYPE html>\n<HTML data-scorm="{version}">\n<HEAD>\n<script src="../scorm-usage-tracker.js">'
+                           )
     assert archive.read("course/story.js") == source.read("course/story.js")
     assert "__MACOSX/._story.html" not in archive.namelist()
     assert tracker_config(archive)["scormVersion"] == version

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import time_machine
+from billing_helpers import page_tree, read_csv
 
 from app.extensions import db
 from app.services import periods
 from app.services import staff as staff_service
-from billing_helpers import page_tree, read_csv
 
 TODAY = dt.date(2026, 12, 1)
 LICENCES = {

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import LiveServer, beacon_body
 from sqlalchemy import func, inspect, select, text
 
 from app.extensions import db
 from app.models import DailyUsage, Event, Learner
-from conftest import LiveServer, beacon_body
 
 URL = "/api/v1/beacons"
 # Unusual enough never to appear by chance; the name and the IDs differ in case on purpose.

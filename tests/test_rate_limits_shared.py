@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-
 from conftest import LiveServer, beacon_body, csrf_token_from, require
 
 pytestmark = pytest.mark.e2e

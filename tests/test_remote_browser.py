@@ -11,14 +11,13 @@ from __future__ import annotations
 import io
 
 import pytest
+from remote_browser import build_remote, context, count, course_frame, course_window, lms, wait_for, wait_in, watch  # noqa: F401
+from remote_courses import as_zip, captivate_multi, rise, storyline
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import DailyUsage, Event
 from app.services import packages
-from remote_browser import (build_remote, context, count, course_frame, course_window, lms,  # noqa: F401
-                            wait_for, wait_in, watch)
-from remote_courses import as_zip, captivate_multi, rise, storyline
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 

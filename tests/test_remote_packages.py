@@ -11,14 +11,14 @@ import json
 import zipfile
 
 import pytest
+from conftest import beacon_body
+from remote_courses import as_zip, captivate_multi, storyline
+from scorm_content import authoring_zip, script_config, validate
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEntry, PackageIssue, RemoteContent
 from app.services import packages
-from conftest import beacon_body
-from remote_courses import as_zip, captivate_multi, storyline
-from scorm_content import authoring_zip, script_config, validate
 
 SERVER = "https://track.vendor.example"
 

@@ -6,12 +6,12 @@ import datetime as dt
 
 import pytest
 import time_machine
+from conftest import TEST_PASSWORD, csrf_token_from
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import ApiToken, AuditEntry
 from app.services import staff as staff_service
-from conftest import TEST_PASSWORD, csrf_token_from
 
 NEW_PASSWORD = "a brand new long passphrase"
 

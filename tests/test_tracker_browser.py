@@ -13,14 +13,12 @@ import io
 import time
 
 import pytest
+from scorm_content import authoring_zip
 from sqlalchemy import select
+from tracker_lms import QUEUE_KEY, build, content_frame, context, count, events, lms, wait_for, watch  # noqa: F401 (fixtures)
 
 from app.extensions import db
 from app.models import DailyUsage, Event, Learner
-from app.services import packages
-from scorm_content import authoring_zip
-from tracker_lms import (QUEUE_KEY, build, content_frame, context, count, events, lms,  # noqa: F401 (fixtures)
-                         wait_for, watch)
 
 pytestmark = [pytest.mark.browser]
 

@@ -13,13 +13,26 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import select
+from tracker_lms import (  # noqa: F401
+    RUNTIME_IDS,
+    RUNTIMES,
+    build,
+    content_frame,
+    context,
+    count,
+    events,
+    launch_query,
+    lms,
+    lms_state,
+    probe_content,
+    tracker_extras,
+    wait_for,
+    watch,
+)
 
 from app.extensions import db
 from app.models import DailyUsage, Event, Learner
 from app.services.packages import PackageError, package_bytes
-from tracker_lms import (RUNTIME_IDS, RUNTIMES, build, content_frame, context, count, events,  # noqa: F401
-                         launch_query, lms, lms_state, probe_content, tracker_extras, wait_for, watch)
-
 
 NAMES = {
     "1.2": {"init": "LMSInitialize", "finish": "LMSFinish", "get": "LMSGetValue", "error": "LMSGetLastError",

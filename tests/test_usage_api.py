@@ -6,10 +6,10 @@ import datetime as dt
 
 import pytest
 import time_machine
+from conftest import beacon_body
 
 from app.extensions import db
 from app.services import staff as staff_service
-from conftest import beacon_body
 
 BEACONS = "/api/v1/beacons"
 

@@ -12,7 +12,6 @@ import uuid
 
 import pytest
 import requests
-
 from conftest import TEST_PASSWORD, beacon_body
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]

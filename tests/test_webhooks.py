@@ -10,13 +10,13 @@ import socket
 
 import pytest
 import time_machine
+from conftest import beacon_body, csrf_token_from
+from outbox_helpers import Receiver
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.licensing_models import OutboxDelivery, OutboxEvent
 from app.services import outbox, webhooks
-from conftest import beacon_body, csrf_token_from
-from outbox_helpers import Receiver
 
 BEACONS = "/api/v1/beacons"
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)

@@ -28,13 +28,13 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from conftest import ROOT, free_port
+from scorm_content import NODE_MODULES, SCORM_AGAIN, require_node_modules
 from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import Event
 from app.services import packages
-from conftest import ROOT, free_port
-from scorm_content import NODE_MODULES, SCORM_AGAIN, require_node_modules
 
 LMS_FILES = ROOT / "tests" / "browser" / "lms"
 SIMPLIFY_SCORM = NODE_MODULES / "simplify-scorm" / "src" / "scormAPI.js"

@@ -14,8 +14,8 @@ from ..services import audit as audit_service
 from ..services import clients as client_service
 from ..services.billing import unique_users
 from . import actor, bp, client_or_404, clients_changed
-from .keys import package_list
 from .forms import ClientForm, ModeForm, NewClientForm, PackageForm, RotateKeyForm, local_http, origin_lines
+from .keys import package_list
 
 # Pseudonymising costs one Argon2id per learner (~27 ms at the default cost): more than
 # this and the page request would outlive gunicorn's timeout, so the CLI does it instead.
@@ -56,7 +56,8 @@ def client_new():
                 licence=form.licence.data, origins=origin_lines(form.origins.data),
                 seat_limit=form.seat_limit.data, licence_start=form.licence_start.data,
                 licence_end=form.licence_end.data, active=form.active.data, local_http=local_http(),
-                confirm_duplicate=form.confirm_duplicate.data, params=PseudonymParams(config["PSEUDONYM_TIME_COST"], config["PSEUDONYM_MEMORY_KIB"],
+                confirm_duplicate=form.confirm_duplicate.data,
+                params=PseudonymParams(config["PSEUDONYM_TIME_COST"], config["PSEUDONYM_MEMORY_KIB"],
                                        config["PSEUDONYM_PARALLELISM"]),
             )
         except client_service.DuplicateName as exc:

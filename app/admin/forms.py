@@ -5,13 +5,13 @@ from __future__ import annotations
 from flask import current_app
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
-from wtforms import SelectChoice
 from wtforms import (
     BooleanField,
     DateField,
     EmailField,
     IntegerField,
     PasswordField,
+    SelectChoice,
     SelectField,
     StringField,
     TextAreaField,
@@ -21,6 +21,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 from ..models import LICENCES, ROLES
 from ..services.clients import ClientError, normalise_origin
 from ..services.staff import MIN_PASSWORD_LENGTH
+
 
 def choices(pairs) -> list[SelectChoice]:
     """WTForms 3.3 wants SelectChoice objects (tuples are deprecated)."""
@@ -91,8 +92,8 @@ class ModeForm(FlaskForm):
 class PackageForm(FlaskForm):
     course_title = StringField("Course title", validators=[DataRequired(message="Give the course a title."),
                                                            Length(max=300)])
-    scorm_version = SelectField("SCORM version", choices=choices([("1.2", "SCORM 1.2"), ("2004", "SCORM 2004 (4th ed.)")]),
-                                default="1.2")
+    scorm_version = SelectField("SCORM version", default="1.2",
+                                choices=choices([("1.2", "SCORM 1.2"), ("2004", "SCORM 2004 (4th ed.)")]))
     mode = SelectField("Kind", choices=choices([
         ("deployed", "Deployed: the course inside the zip"),
         ("remote", "Remote: a thin launcher; the course loads from this server and can be republished"),

@@ -80,8 +80,8 @@ def staff_reset_password(user_id: int):
         abort(404)
     form = PasswordResetForm(prefix=f"p{user.id}")
     if not form.validate_on_submit():
-        flash(f"Password of {user.email} not changed: " + " ".join(form.password.errors or ["the form was incomplete."]),
-              "error")
+        reasons = " ".join(form.password.errors or ["the form was incomplete."])
+        flash(f"Password of {user.email} not changed: {reasons}", "error")
         return redirect(url_for("admin.staff"))
     try:
         ended = staff_service.reset_password(db.session, user, form.password.data, actor=actor())

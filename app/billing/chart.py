@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-
 from dataclasses import dataclass, field
 
 from ..services.billing import DayTotal

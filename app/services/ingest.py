@@ -28,7 +28,15 @@ from . import outbox
 from .clients import ClientDirectory, ClientSnapshot
 from .group_commit import GroupCommitter, sqlite_writers
 from .ingest_batch import (
-    DUPLICATE, REFUSED, STORED, UNAVAILABLE, Beacon, PendingBeacon, _insert, begin_for_write, learner_identity,
+    DUPLICATE,
+    REFUSED,
+    STORED,
+    UNAVAILABLE,
+    Beacon,
+    PendingBeacon,
+    _insert,
+    begin_for_write,
+    learner_identity,
     write_batch,
 )
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from ..licensing_models import AT_LIMIT, SEAT_WINDOWS, AlertContact, LicenceTerm
 from ..models import Client, DailyUsage, Learner
 from . import audit
+
 # A seat window is a period of UTC days (the one home: services/periods.py).
 from .periods import Period as Window
 from .periods import month_of

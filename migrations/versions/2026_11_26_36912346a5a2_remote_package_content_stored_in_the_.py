@@ -5,9 +5,8 @@ Revises: 9b6ce190702e
 Create Date: 2026-11-26 16:33:02.575502
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '36912346a5a2'

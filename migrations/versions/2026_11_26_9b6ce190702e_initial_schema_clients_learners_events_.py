@@ -5,9 +5,8 @@ Revises:
 Create Date: 2026-11-26 15:03:36.298581
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '9b6ce190702e'

@@ -8,9 +8,8 @@ Revises: 3982d3aedb1e
 Create Date: 2026-12-01 23:20:18.286036
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '331dbef144a3'

@@ -5,9 +5,8 @@ Revises: 36912346a5a2
 Create Date: 2026-12-01 22:46:08.697250
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '3982d3aedb1e'

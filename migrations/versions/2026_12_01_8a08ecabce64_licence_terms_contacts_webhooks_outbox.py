@@ -5,9 +5,8 @@ Revises: baf227eda4fd
 Create Date: 2026-12-01 22:47:50.499816
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '8a08ecabce64'

@@ -8,9 +8,8 @@ Revises: 331dbef144a3
 Create Date: 2026-12-01 23:30:23.841261
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'baf227eda4fd'

@@ -17,12 +17,19 @@ One module per idea:
 - ``build``: the use cases (build, republish) that the CLI and admin call.
 """
 
-from .build import (MODES, SCORM_VERSIONS, BuiltPackage, build_package, check_server_url, package_bytes,
-                    republish)
+from .build import MODES, SCORM_VERSIONS, BuiltPackage, build_package, check_server_url, package_bytes, republish
 from .errors import PackageError
 from .manifest import Sco, read_manifest, read_scos, render_manifest
-from .remote import (REMOTE_API_FILE, REMOTE_LAUNCHER_FILES, RESERVED_FILES, check_content_url, launch_url,
-                     origin_of, remote_api_source, version_url)
+from .remote import (
+                    REMOTE_API_FILE,
+                    REMOTE_LAUNCHER_FILES,
+                    RESERVED_FILES,
+                    check_content_url,
+                    launch_url,
+                    origin_of,
+                    remote_api_source,
+                    version_url,
+)
 from .source import PACKAGE_SOURCE
 from .tracker import BEACON_PATH, CONFIG_MARK, TRACKER_FILE, configured_tracker, inject_tracker, tracker_source
 from .zipsafety import JUNK, MAX_CONTENT_BYTES, MAX_FILES, Content, safe_member_name

@@ -24,7 +24,8 @@ def tracker_source() -> str:
     if source.startswith("/*"):
         source = source[source.index("*/") + 2:]
     lines = (line.strip() for line in source.splitlines())
-    return "/* SCORM usage tracker */\n" + "\n".join(line for line in lines if line and not line.startswith("//")) + "\n"
+    kept = "\n".join(line for line in lines if line and not line.startswith("//"))
+    return "/* SCORM usage tracker */\n" + kept + "\n"
 
 
 def configured_tracker(*, beacon_url: str, key: str, course: str, package_id: uuid.UUID, scorm_version: str) -> bytes:
