@@ -26,7 +26,10 @@ def postgres_answers(url: str) -> bool:
 
 def run(label: str, env: dict) -> int:
     print(f"\n==== test suite on {label} ====", flush=True)
-    return subprocess.call([sys.executable, "-m", "pytest", *sys.argv[1:]], env=env)
+    # Two xdist workers (TEST_WORKERS to change; 0 runs in one process): the browser, nginx and
+    # fault tests spend most of their time waiting on servers they start.
+    workers = os.environ.get("TEST_WORKERS", "2")
+    return subprocess.call([sys.executable, "-m", "pytest", "-n", workers, *sys.argv[1:]], env=env)
 
 
 def main() -> int:
