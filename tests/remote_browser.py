@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 import pytest
 from conftest import free_port
-from scorm_content import SCORM_AGAIN, require_node_modules
+from scorm_content import SCORM_AGAIN, QuietHandler, require_node_modules
 from sqlalchemy import func, select
 
 from app.extensions import db
@@ -58,15 +58,6 @@ LMS_SCRIPT = """(function () {
   });
 })();
 """
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def end_headers(self):
-        self.send_header("Cache-Control", "no-store")
-        super().end_headers()
 
 
 @pytest.fixture

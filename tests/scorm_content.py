@@ -7,6 +7,7 @@ the repository.
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
 import shutil
@@ -196,3 +197,14 @@ def unpack(data: bytes | Path, folder: Path) -> Path:
     with zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data) as archive:
         archive.extractall(folder)
     return folder
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """The test LMS's static file server: no request log, nothing cached between launches."""
+
+    def log_message(self, *args):
+        pass
+
+    def end_headers(self):
+        self.send_header("Cache-Control", "no-store")
+        super().end_headers()

@@ -29,7 +29,7 @@ from urllib.parse import urlencode
 
 import pytest
 from conftest import ROOT, free_port
-from scorm_content import NODE_MODULES, SCORM_AGAIN, require_node_modules
+from scorm_content import NODE_MODULES, SCORM_AGAIN, QuietHandler, require_node_modules
 from sqlalchemy import func, select
 
 from app.extensions import db
@@ -41,15 +41,6 @@ SIMPLIFY_SCORM = NODE_MODULES / "simplify-scorm" / "src" / "scormAPI.js"
 QUEUE_KEY = "scormUsageTracker.queue.v1"
 RUNTIMES = [("scorm-again", "1.2"), ("scorm-again", "2004"), ("simplify-scorm", "1.2")]
 RUNTIME_IDS = [f"{name}-{version}" for name, version in RUNTIMES]
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def end_headers(self):
-        self.send_header("Cache-Control", "no-store")
-        super().end_headers()
 
 
 @pytest.fixture
