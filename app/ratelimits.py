@@ -14,6 +14,7 @@ Only the fixed-window strategy (Flask-Limiter's default) is supported.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
@@ -60,9 +61,14 @@ class MachineStorage(Storage):
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():
             conn = sqlite3.connect(self.path, timeout=5, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            # Switching a new file to WAL takes an exclusive lock that SQLite does not wait for:
+            # workers opening their first connections at once got "database is locked", and a
+            # swallowed storage error lets that request through uncounted. Set-up goes one at a time.
+            with open(self.path.with_name(self.path.name + ".setup-lock"), "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(_SCHEMA)
             conn.execute("PRAGMA synchronous=OFF")
-            conn.execute(_SCHEMA)
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
