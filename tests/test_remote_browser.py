@@ -8,6 +8,7 @@ server stored, and that no script error or CSP violation happened in any frame.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 
 import pytest
@@ -16,8 +17,8 @@ from remote_courses import as_zip, captivate_multi, rise, storyline
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import DailyUsage, Event
-from app.services import packages
+from app.models import DailyUsage, Event, Learner
+from app.services import licences, packages
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -146,6 +147,44 @@ def test_republish_shows_at_the_next_launch(version, lms, context, live_server, 
     assert course_window(again, "index_lms.html").evaluate("document.title") == "Storyline course v2"
     wait_for(lambda: db.session.scalar(select(DailyUsage.launches)) == 2)
     assert (seen["errors"], seen["csp"]) == ([], [])
+
+
+@pytest.mark.parametrize("version", ["1.2", "2004"])
+def test_a_new_learner_past_a_blocking_limit_sees_the_polite_page_and_nothing_is_counted(
+        version, lms, context, live_server, make_client, screenshots_dir):
+    client, key = make_client(name="Acme Learning", origins=[lms.url], local_http=True)
+    today = dt.datetime.now(dt.UTC).date()
+    licences.add_term(db.session, client, actor="test", starts_on=today - dt.timedelta(days=30),
+                      ends_on=today + dt.timedelta(days=365), seat_limit=1, at_limit="block")
+    data, _built = build_remote(client, version, live_server, content=io.BytesIO(as_zip(storyline(version))))
+    launch = lms.add("story", data)
+    # Ann holds the one seat.
+    page = context.new_page()
+    page.goto(lms.page(version, f"{launch}/index.html", student_id="ann@example.com", student_name="Ann"))
+    course_frame(page).locator("#state", has_text="slide 1").wait_for()
+    wait_for(lambda: count(DailyUsage) == 1)
+    page.close()
+
+    # Bob is new: the polite page, inside the LMS frame; the LMS session opened and closed; nothing counted.
+    page = context.new_page()
+    seen = watch(page)
+    page.goto(lms.page(version, f"{launch}/index.html", student_id="bob@example.com", student_name="Bob"))
+    course_frame(page).locator("h1", has_text="not available to new learners").wait_for()
+    assert "Acme Learning has used every seat" in course_frame(page).locator("main").inner_text()
+    page.screenshot(path=str(screenshots_dir / f"remote-licence-limit-scorm{version.replace('.', '')}.png"))
+    wait_for(lambda: page.evaluate("window.lmsLog")[-1:] == ["Finish" if version == "1.2" else "Terminate"],
+             what="the LMS session to be closed")
+    assert page.evaluate("window.lmsLog") == ["Initialize", "Finish" if version == "1.2" else "Terminate"]
+    assert (seen["errors"], seen["csp"], seen["cookies"]) == ([], [], [])
+    page.close()
+
+    # Ann comes back: a learner already counted is never refused.
+    page = context.new_page()
+    page.goto(lms.page(version, f"{launch}/index.html", student_id="ann@example.com", student_name="Ann"))
+    course_frame(page).locator("#state", has_text="slide 1").wait_for()
+    wait_for(lambda: db.session.scalar(select(DailyUsage.launches)) == 2, what="Ann's second launch")
+    assert count(DailyUsage) == 1
+    assert db.session.scalars(select(Learner.identity)).all() == ["ann@example.com"]
 
 
 LMS_REFUSES = """<!DOCTYPE html><html><head><title>Strict</title></head><body><p id="state">loading</p>

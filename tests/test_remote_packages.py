@@ -6,6 +6,7 @@ tests/test_remote_browser.py; the two-origin isolation in tests/test_content_iso
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import zipfile
@@ -14,11 +15,11 @@ import pytest
 from conftest import beacon_body
 from remote_courses import as_zip, captivate_multi, storyline
 from scorm_content import authoring_zip, script_config, validate
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import AuditEntry, PackageIssue, RemoteContent
-from app.services import packages
+from app.models import AuditEntry, Event, PackageIssue, RemoteContent
+from app.services import licences, packages
 
 SERVER = "https://track.vendor.example"
 
@@ -64,7 +65,9 @@ def test_remote_zip_holds_only_the_launcher_and_a_valid_manifest(make_client, ve
     content = app.config["CONTENT_URL"]
     assert content == "https://localhost:8443"  # development default: PUBLIC_URL with the other loopback name
     assert launcher_config(archive) == {"contentOrigin": content, "scormVersion": version,
-                                        "launchUrls": [f"{content}/{package_id}/launch/0"]}
+                                        "launchUrls": [f"{content}/{package_id}/launch/0"],
+                                        "seatUrl": f"{content}/{package_id}/seat",
+                                        "limitUrl": f"{content}/{package_id}/limit"}
     assert built.content_url == f"{content}/{package_id}/launch/0"
     # No key, no course file, no app address in the thin zip.
     everything = b"".join(archive.read(name) for name in archive.namelist())
@@ -277,6 +280,59 @@ def test_beacon_from_the_content_origin_passes_the_lms_origin_check(make_client,
     assert client.post("/api/v1/beacons", json=body, headers={"Origin": "https://elsewhere.example"}).status_code == 403
     body = beacon_body(key, package=str(built.issue.package_id))
     assert client.post("/api/v1/beacons", json=body, headers={"Origin": content_base}).status_code == 204
+
+
+# --- licence limits: the launcher's seat check -------------------------------------
+
+
+@pytest.mark.parametrize("anonymised", [False, True])
+def test_seat_check_refuses_only_new_learners_of_a_client_that_blocks_at_its_limit(make_client, client,
+                                                                                    content_base, anonymised):
+    lms = "https://lms.acme.example"
+    customer, _ = make_client(origins=[lms], anonymised=anonymised)
+    _, built = build(customer)
+    package_id = built.issue.package_id
+    today = dt.datetime.now(dt.UTC).date()
+    term = licences.add_term(db.session, customer, actor="test", starts_on=today - dt.timedelta(days=30),
+                             ends_on=today + dt.timedelta(days=365), seat_limit=1, at_limit="block")
+    key = stored().beacon_key
+    assert client.post("/api/v1/beacons", json=beacon_body(key, student_id="Ann@Example.com"),
+                       headers={"Origin": lms}).status_code == 204
+    events = db.session.scalar(select(func.count()).select_from(Event))
+
+    def ask(student_id, **headers):
+        return client.post(f"/{package_id}/seat", base_url=content_base, data=json.dumps({"student_id": student_id}),
+                           headers={"Content-Type": "text/plain", "Origin": lms, **headers})
+
+    answer = ask("  ann@example.COM ")  # the LMS's own shape of a learner already counted: same learner
+    assert (answer.status_code, answer.json) == (200, {"allowed": True})
+    assert answer.headers["Access-Control-Allow-Origin"] == lms and "Set-Cookie" not in answer.headers
+    assert answer.headers["Cache-Control"] == "no-store"
+    assert ask("bob@example.com").json == {"allowed": False}, "a new learner past the limit"
+    assert "Access-Control-Allow-Origin" not in ask("bob@example.com", Origin="https://other.example").headers
+
+    for bad in (b"", b"{", b'{"student_id": ""}', b'{"student_id": 7}', b'{"id": "x"}', b"x" * 5000):
+        refused = client.post(f"/{package_id}/seat", base_url=content_base, data=bad,
+                              headers={"Content-Type": "text/plain"})
+        assert refused.status_code in (400, 413), bad
+    # A seat check records nothing, and the app origin does not answer it.
+    assert db.session.scalar(select(func.count()).select_from(Event)) == events
+    assert client.post(f"/{package_id}/seat", json={"student_id": "bob"}).status_code == 404
+
+    term.at_limit = "record"  # record and flag: everyone opens the course
+    db.session.commit()
+    assert ask("bob@example.com").json == {"allowed": True}
+
+
+def test_limit_page_is_polite_and_lives_on_the_content_origin(make_client, client, content_base):
+    customer, _ = make_client(name="Acme Learning")
+    _, built = build(customer)
+    page = client.get(f"/{built.issue.package_id}/limit", base_url=content_base)
+    assert page.status_code == 200 and "Set-Cookie" not in page.headers
+    html = page.get_data(as_text=True)
+    assert "Acme Learning has used every seat" in html and "contact your training administrator" in html
+    assert "frame-ancestors" in page.headers["Content-Security-Policy"]
+    assert client.get(f"/{built.issue.package_id}/limit").status_code == 404
 
 
 # --- republishing ----------------------------------------------------------------

@@ -10,6 +10,12 @@ Addresses (on the content origin):
 
 - ``/<package>/launch/<n>``: the n-th SCO of the current version; a redirect to
   its page in that version, never cached, so a republish shows at the next launch;
+- ``POST /<package>/seat`` (``{"student_id": ...}`` as text/plain JSON): the launcher's
+  question before it opens the course, ``{"allowed": true|false}``; false only when the
+  client's licence term blocks new learners at its limit (or after expiry) and this
+  learner has not taken a seat yet. Nothing is recorded; the ID travels in the body,
+  never in an address, so no access log holds it;
+- ``/<package>/limit``: the polite "licence limit reached" page the launcher frames then;
 - ``/<package>/<version>/<path>``: a file of a version, with Range and conditional
   requests (a video seeks, a browser revalidates by ETag); ``scorm-remote-api.js``
   and ``scorm-usage-tracker.js`` at a version's root are the relay's course side
@@ -18,20 +24,27 @@ Addresses (on the content origin):
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import logging
 import mimetypes
 import uuid
 
-from flask import Blueprint, Flask, Response, abort, current_app, redirect, request, send_file
+from flask import Blueprint, Flask, Response, abort, current_app, jsonify, redirect, render_template, request, send_file
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
-from ..extensions import db
+from ..extensions import csrf, db, limiter
+from ..identity import InvalidIdentity, normalise_student_id
 from ..models import Client, PackageIssue, RemoteContent
-from ..services import packages
+from ..services import licences, packages
+from ..services.clients import snapshot
 from ..services.content_store import DirectoryStore
 from .policy import content_security_policy
 
 bp = Blueprint("content", __name__)
+log = logging.getLogger(__name__)
 
 # Course files are immutable per version (their ETag is their SHA-256); pages revalidate
 # so a change of the client's allowed LMS origins (frame-ancestors) applies at once.
@@ -68,6 +81,61 @@ def launch(package_id: uuid.UUID, sco: int):
         abort(404)
     target = packages.version_url("", package_id, remote.content_version, index["scos"][sco]["href"])
     response = redirect(target, code=302)
+    response.headers["Cache-Control"] = "no-store"
+    return _secured(response, client)
+
+
+SEAT_CHECK_MAX_BYTES = 1024
+
+
+def _beacon_rate_limit() -> str:
+    return current_app.config["BEACON_RATE_LIMIT"]
+
+
+@bp.post("/<uuid:package_id>/seat")
+@csrf.exempt  # the content origin holds no session: there is nothing to forge
+@limiter.limit(_beacon_rate_limit)
+def seat(package_id: uuid.UUID):
+    """May this learner open the course? Asked by the launcher (in the LMS) before it frames it."""
+    _remote, _issue, client = _package(package_id)
+    request.max_content_length = SEAT_CHECK_MAX_BYTES
+    try:
+        payload = json.loads(request.get_data(cache=False) or b"null")
+        student_id = normalise_student_id(payload["student_id"])
+    except (ValueError, TypeError, KeyError, InvalidIdentity):
+        return _seat_answer(jsonify(error="invalid_seat_check",
+                                    message='send {"student_id": "..."} as JSON'), client, 400)
+    try:
+        decision = licences.remote_launch_for_student(db.session, current_app.extensions["pseudonymiser"],
+                                                      snapshot(db.session, client), student_id,
+                                                      dt.datetime.now(dt.UTC).date())
+    except SQLAlchemyError as exc:
+        # Our storage failing never keeps a learner from the course: the launcher opens it.
+        db.session.rollback()
+        log.warning("seat check answered allowed, storage unavailable: %s", type(exc).__name__)
+        return _seat_answer(jsonify(allowed=True), client)
+    finally:
+        db.session.close()
+    return _seat_answer(jsonify(allowed=decision.allowed), client)
+
+
+def _seat_answer(response: Response, client: Client, status: int = 200) -> Response:
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    origin = request.headers.get("Origin")
+    # The launcher runs on the client's LMS: the answer is readable there (any https LMS when none is set).
+    if origin and (origin in (client.allowed_origins or []) or (not client.allowed_origins and
+                                                                 origin.startswith("https://"))):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = "Origin"
+    return _secured(response, client)
+
+
+@bp.get("/<uuid:package_id>/limit")
+def limit_page(package_id: uuid.UUID):
+    _remote, _issue, client = _package(package_id)
+    # 200: the page itself is served as asked; the refusal was the seat check's answer.
+    response = Response(render_template(licences.LIMIT_PAGE_TEMPLATE, client_name=client.name))
     response.headers["Cache-Control"] = "no-store"
     return _secured(response, client)
 

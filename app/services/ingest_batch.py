@@ -79,10 +79,14 @@ class PendingBeacon:
 def learner_identity(pseudonymiser: Pseudonymiser, client: ClientSnapshot, beacon: Beacon) -> tuple[str, str, bool]:
     """(stored identity, stored name, pseudonymised?) for this client's mode."""
     if client.anonymised:
-        key = client.pseudonym_key
-        return (pseudonymiser.pseudonym(key, beacon.student_id),
-                pseudonymiser.name_digest(key, beacon.student_name), True)
+        return (stored_identity(pseudonymiser, client, beacon.student_id),
+                pseudonymiser.name_digest(client.pseudonym_key, beacon.student_name), True)
     return beacon.student_id, beacon.student_name, False
+
+
+def stored_identity(pseudonymiser: Pseudonymiser, client: ClientSnapshot, student_id: str) -> str:
+    """How a (normalised) student ID is stored for this client: itself, or its pseudonym."""
+    return pseudonymiser.pseudonym(client.pseudonym_key, student_id) if client.anonymised else student_id
 
 
 def _insert(connection: Connection):

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
+from ..identity import Pseudonymiser
 from ..licensing_models import AT_LIMIT, SEAT_WINDOWS, AlertContact, LicenceTerm
 from ..models import Client, DailyUsage, Learner
 from . import audit
+from .clients import ClientSnapshot
+from .ingest_batch import stored_identity
 
 # A seat window is a period of UTC days (the one home: services/periods.py).
 from .periods import Period as Window
@@ -315,15 +318,30 @@ def set_contacts(session: Session, client: Client, emails: list[str], *, actor: 
     return wanted
 
 
-# --- the hook for the remote content face ----------------------------------------------
+# --- the remote launcher's question -------------------------------------------------
 
 
-LIMIT_PAGE_TEMPLATE = "licence_limit.html"
+LIMIT_PAGE_TEMPLATE = "content/licence_limit.html"
 
 
 def remote_launch_decision(session: Session, client_id: int, identity: str, day: dt.date) -> LaunchDecision:
-    """For the remote package face, before it relays a learner's first SCORM call:
-    ``allowed`` false means render ``LIMIT_PAGE_TEMPLATE`` (status 403) instead of the
-    content, and record nothing. ``identity`` is the stored identity
-    (``ingest.learner_identity``: the pseudonym for anonymised clients)."""
+    """For a remote package, before its launcher opens the course: ``allowed`` false means the
+    learner sees the polite "licence limit reached" page instead, and nothing is recorded.
+    ``identity`` is the stored identity (the pseudonym for anonymised clients)."""
     return launch_decision(session, client_id, identity, day, remote=True)
+
+
+def remote_launch_for_student(session: Session, pseudonymiser: Pseudonymiser, client: ClientSnapshot,
+                              student_id: str, day: dt.date) -> LaunchDecision:
+    """``remote_launch_decision`` for a normalised student ID as the LMS gave it.
+
+    A verbatim client that was anonymised before may hold this learner under their
+    pseudonym (linked at their next beacon): counted either way, never refused.
+    """
+    decision = remote_launch_decision(session, client.id, stored_identity(pseudonymiser, client, student_id), day)
+    if not decision.allowed and client.links_pseudonyms and client.pseudonym_key is not None:
+        linked = remote_launch_decision(session, client.id, pseudonymiser.pseudonym(client.pseudonym_key, student_id),
+                                        day)
+        if linked.allowed:
+            return linked
+    return decision

@@ -18,6 +18,13 @@
  * - the LMS session is always closed: when the course terminates, or else when this page goes
  *   away (a course that never initialises leaves the LMS with a finished, "not attempted" or
  *   "incomplete" attempt, as the LMS's own rules say).
+ *
+ * Licence limits: before framing the course, the launcher asks the content origin whether
+ * this learner may open it (POST seatUrl, the student ID in the body, never in an address).
+ * Only a client whose licence blocks new learners at its limit answers "no", and only for a
+ * learner not yet counted; the launcher then frames the polite limit page and closes the LMS
+ * session. Any failure or a slow answer (5 s) opens the course: our server being down never
+ * keeps a learner from learning.
  */
 (function (window) {
   "use strict";
@@ -168,7 +175,29 @@
 
     var hand = { version: version, lms: window.location.origin, open: open, initError: initError,
                  data: data, strings: strings };
-    frame.src = CONFIG.launchUrls[scoIndex()] + "#scorm-remote=" + encodeURIComponent(JSON.stringify(hand));
+    var course = CONFIG.launchUrls[scoIndex()] + "#scorm-remote=" + encodeURIComponent(JSON.stringify(hand));
+    var learner = data[version === "1.2" ? "cmi.core.student_id" : "cmi.learner_id"];
+    if (!CONFIG.seatUrl || !open || !learner || learner[1] !== "0" || !learner[0] || !window.fetch) {
+      frame.src = course;
+      return;
+    }
+    var settled = false;
+    function show(url) {
+      if (!settled) { settled = true; frame.src = url; }
+    }
+    window.setTimeout(function () { show(course); }, 5000);
+    window.fetch(CONFIG.seatUrl, { method: "POST", mode: "cors", credentials: "omit", cache: "no-store",
+                                   headers: { "Content-Type": "text/plain" },
+                                   body: JSON.stringify({ student_id: learner[0] }) })
+      .then(function (response) { return response.ok ? response.json() : { allowed: true }; })
+      .then(function (answer) {
+        if (answer && answer.allowed === false && !settled) {
+          finish();
+          show(CONFIG.limitUrl);
+        } else {
+          show(course);
+        }
+      }, function () { show(course); });
   }
 
   document.addEventListener("DOMContentLoaded", function () {

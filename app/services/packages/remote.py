@@ -103,7 +103,9 @@ def write_remote_zip(out, title: str, scorm_version: str, package_id: uuid.UUID,
     """The thin zip: our manifest (one item per SCO), the launcher page, script and style."""
     folder = PACKAGE_SOURCE / "remote"
     config = json.dumps({"contentOrigin": content_url, "scormVersion": scorm_version,
-                         "launchUrls": [launch_url(content_url, package_id, n) for n in range(len(scos))]},
+                         "launchUrls": [launch_url(content_url, package_id, n) for n in range(len(scos))],
+                         "seatUrl": f"{content_url}/{package_id}/seat",
+                         "limitUrl": f"{content_url}/{package_id}/limit"},
                         ensure_ascii=True)
     launcher = (folder / "remote-launcher.js").read_text(encoding="utf-8")
     if LAUNCHER_MARK not in launcher:
