@@ -254,6 +254,22 @@ def test_build_a_remote_package_from_the_admin(client, csm, make_client):
     assert db.session.scalar(select(RemoteContent).where(RemoteContent.package_id == issue.package_id)) is not None
 
 
+def test_a_remote_build_from_the_admin_says_what_may_not_work_remotely(client, csm, make_client):
+    acme, _ = make_client(name="Acme")
+    course = io.BytesIO()
+    with zipfile.ZipFile(course, "w") as archive:
+        archive.writestr("index.html", "<html><head><title>Course</title></head><body>"
+                                       "<script>top.location.href = 'next.html';</script></body></html>")
+    course.seek(0)
+    response = client.post(f"/admin/clients/{acme.slug}/packages", data={
+        "csrf_token": token(client), "course_title": "Fire Safety", "scorm_version": "1.2", "mode": "remote",
+        "content": (course, "course.zip"),
+    }, content_type="multipart/form-data")
+    assert response.status_code == 200 and response.mimetype == "application/zip"
+    page = client.get(f"/admin/clients/{acme.slug}/packages").get_data(as_text=True)
+    assert 'class="flash flash-warning"' in page and "index.html reach for the top window" in page
+
+
 def test_upload_content_and_perpetual_download(client, csm, make_client):
     perpetual, _ = make_client(name="Forever Ltd", licence="perpetual")
     course = io.BytesIO()

@@ -253,3 +253,17 @@ def test_chart_draws_each_days_figures(client, login, make_client, make_staff):
     assert "<title>2026-11-03: 1 unique users, 2 launches</title>" in html
     assert "<title>2026-11-04: 1 unique users, 1 launches</title>" in html
     assert "<title>2026-11-05: 0 unique users, 0 launches</title>" in html
+
+
+def test_a_client_on_licence_terms_gets_its_term_as_the_licence_period(client, login, make_client, make_staff):
+    from app.services import licences
+
+    acme, _key = make_client(name="Acme")
+    today = dt.datetime.now(dt.UTC).date()
+    starts = today - dt.timedelta(days=40)
+    licences.add_term(db.session, acme, actor="test", starts_on=starts, ends_on=starts + dt.timedelta(days=364),
+                      seat_limit=50)
+    login(make_staff("billing"))
+    html = client.get(f"/billing/{acme.slug}").get_data(as_text=True)
+    assert f"{starts.isoformat()} to {today.isoformat()}" in html and "current licence period to date" in html
+    assert "This licence period to date" in html

@@ -47,6 +47,9 @@ def client_packages(slug: str):
             db.session.rollback()
             form.content.errors.append(str(exc))
         else:
+            # The download has no page of its own: the warnings wait for the CSM's next page view.
+            for warning in built.warnings:
+                flash(f"{built.filename} was built, but check this before you hand it out: {warning}.", "warning")
             return send_file(io.BytesIO(data), mimetype="application/zip", as_attachment=True,
                              download_name=f"{client.slug}-{built.filename}")
     return _packages_page(client, form), 400 if form.errors else 200

@@ -140,7 +140,7 @@ def client_licence_renew(slug):
 def webhooks_list():
     form = EndpointForm()
     clients = list(db.session.scalars(select(Client).order_by(Client.name)))
-    form.client.choices = choices([("", "Every client")] + [(c.slug, c.name) for c in clients])
+    form.client.choices = choices([("", "Every client")] + [(c.slug, f"{c.name} ({c.slug})") for c in clients])
     secret = None
     if form.validate_on_submit():
         client = _client(form.client.data) if form.client.data else None

@@ -91,11 +91,16 @@ def _presets(client: Client, today) -> list[tuple[str, Period]]:
     this_month = periods.month_of(today)
     last_month = periods.month_of(this_month.start - dt.timedelta(days=1))
     found = [("This month", this_month.to_date(today)), ("Last month", last_month)]
-    current = periods.current_period(client, today)
-    if current != this_month and current.start == client.licence_start:
+    if _licence_period(client, today):
+        current = periods.current_period(client, today)
         found.append(("This licence period to date", periods.capped(current.to_date(today))))
     found.append(("Last 90 days", Period(today - dt.timedelta(days=89), today)))
     return found
+
+
+def _licence_period(client: Client, today) -> bool:
+    """Is the client's current period its licence's (a term's seat window or the licence period), not the month?"""
+    return periods.current_period(client, today) != periods.month_of(today)
 
 
 def _filename(client: Client, what: str, period: Period) -> str:
@@ -160,7 +165,7 @@ def client_usage(slug: str):
         "billing/client.html", client=client, period=period, error=error, presets=_presets(client, today),
         form_values=request.args if error else None,
         default_period=periods.requested_range(client, None, None, today),
-        current_period=periods.current_period(client, today),
+        licence_period=_licence_period(client, today),
         unique_users=users, launches=billing.launches(session, client.id, start, end),
         completers=billing.completers(session, client.id, start, end),
         courses=billing.course_totals(session, client.id, start, end), course_days=course_days, usage_days=usage_days,
