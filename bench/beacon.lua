@@ -1,6 +1,8 @@
 -- wrk script for bench/ingest.py: POST /api/v1/beacons with fresh event IDs.
--- args: mode (noop|new|returning) key pool seed close(0|1)
--- new: every beacon a new learner; returning: a fixed pool of learners.
+-- args: mode (noop|new|returning|xapi) key pool seed close(0|1)
+-- new: every beacon a new learner; returning: a fixed pool of learners;
+-- xapi: an xAPI "launched" statement for a new learner, posted to Ralph LRS
+-- (key is then the base64 of user:password for HTTP Basic auth).
 
 local tid_counter = 0
 
@@ -20,8 +22,13 @@ function init(args)
   local seed = tonumber(args[4] or "1")
   close = (args[5] or "1") == "1"
   math.randomseed(seed * 1009 + (tid or 0) * 7919)
-  if mode == "noop" then path = "/bench/noop" end
   headers["Content-Type"] = "text/plain;charset=UTF-8"
+  if mode == "noop" then path = "/bench/noop" end
+  if mode == "xapi" then
+    path = "/xAPI/statements"
+    headers["Content-Type"] = "application/json"
+    headers["Authorization"] = "Basic " .. key
+  end
   headers["Origin"] = "https://lms.example.com"
   if close then headers["Connection"] = "close" end
 end
@@ -34,6 +41,14 @@ local function uuid4()
 end
 
 function request()
+  if mode == "xapi" then
+    local body = string.format(
+      '{"id":"%s","actor":{"objectType":"Agent","mbox":"mailto:new-%s@example.com","name":"Learner %d"},' ..
+      '"verb":{"id":"http://adlnet.gov/expapi/verbs/launched","display":{"en-US":"launched"}},' ..
+      '"object":{"objectType":"Activity","id":"https://courses.example.com/course-%d"}}',
+      uuid4(), uuid4(), math.random(1, 999), math.random(1, 4))
+    return wrk.format("POST", path, headers, body)
+  end
   local student
   if mode == "returning" then
     student = string.format("returning-%d@example.com", math.random(1, pool))

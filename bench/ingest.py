@@ -12,16 +12,26 @@ The machine is shared and small: absolute figures move with whatever else
 runs, so only ratios measured in the same run are compared with the targets.
 Targets are reported, never asserted.
 
+Each database is measured in both set-ups: gunicorn terminating TLS itself
+(``make run``) and the production front (deploy/nginx/tracker.conf in a real
+nginx before gunicorn on plain HTTP). Then, for comparison in the same run:
+the no-op and verbatim beacons with one worker (how it scales with cores),
+stock gunicorn (its defaults, ``--certfile/--keyfile``) serving the no-op,
+and Ralph LRS 5 (file backend, installed from PyPI into bench/.ralph-venv on
+the first run) taking xAPI statements from the same wrk.
+
 Options: ``--duration`` seconds per case (warm-up excluded), ``--only
-sqlite|postgresql``, ``--worker-class``/``--workers``/``--threads`` (passed
-to gunicorn.conf.py through its environment variables), ``--keepalive``
-(reuse connections; by default every beacon opens a new TLS connection, as
-browsers mostly do), ``--no-tls-check`` (skip the TLS context comparison).
+sqlite|postgresql``, ``--front direct|nginx``, ``--worker-class``/
+``--workers``/``--threads`` (passed to gunicorn.conf.py through its
+environment variables), ``--keepalive`` (reuse connections; by default every
+beacon opens a new TLS connection, as browsers mostly do), ``--no-tls-check``,
+``--no-ralph``, ``--no-scaling``, ``--short`` (the suite's smoke run).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import datetime as dt
 import json
@@ -112,34 +122,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_certificate(folder: Path, kind: str = "ecdsa") -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1: ECDSA as `make run` makes, or RSA-2048 for comparison."""
-    cert_path, key_path = folder / f"{kind}-cert.pem", folder / f"{kind}-key.pem"
-    if kind == "ecdsa":
-        from app.cli import write_self_signed
+def write_certificate(folder: Path) -> tuple[Path, Path]:
+    """A self-signed ECDSA certificate for 127.0.0.1, as `make run` makes."""
+    from app.cli import write_self_signed
 
-        write_self_signed(cert_path, key_path, ("127.0.0.1", "localhost"))
-        return cert_path, key_path
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    write_self_signed(cert_path, key_path, ("127.0.0.1", "localhost"))
     return cert_path, key_path
 
 
@@ -191,30 +179,40 @@ def prepare_database(database_url: str) -> dict[str, str]:
 
 
 class Gunicorn:
-    """gunicorn serving bench/wsgi_bench.py over HTTPS with a given configuration file."""
+    """gunicorn serving bench/wsgi_bench.py: over HTTPS with a configuration file (the direct
+    set-up), over plain HTTP for nginx (``plain_http``), or gunicorn's stock set-up (``stock``:
+    no configuration file, only ``--certfile/--keyfile``, sync workers, one per core)."""
 
     def __init__(self, database_url: str, cert: tuple[Path, Path], log_path: Path,
-                 config: Path = ROOT / "gunicorn.conf.py", env: dict | None = None):
+                 config: Path = ROOT / "gunicorn.conf.py", env: dict | None = None,
+                 plain_http: bool = False, stock: bool = False):
         self.port = free_port()
-        self.url = f"https://127.0.0.1:{self.port}"
+        self.plain_http = plain_http
+        self.url = f"{'http' if plain_http else 'https'}://127.0.0.1:{self.port}"
         self.log_path = log_path
         self.env = base_env(database_url, {
             "PORT": str(self.port), "HOST": "127.0.0.1", "CERT_FILE": str(cert[0]), "KEY_FILE": str(cert[1]),
             "PUBLIC_URL": self.url, **(env or {}),
         })
-        self.config = config
+        if plain_http:
+            self.env.update({"PLAIN_HTTP": "1", "BIND": f"127.0.0.1:{self.port}", "TRUSTED_PROXIES": "1"})
         # gunicorn.conf.py's default: one worker per core.
         self.workers = int(self.env.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
+        self.command = [str(BIN / "gunicorn"), "-c", str(config), "bench.wsgi_bench:app"]
+        if stock:
+            empty = log_path.parent / "stock.conf.py"
+            empty.write_text("# gunicorn's defaults\n")
+            self.command = [str(BIN / "gunicorn"), "-c", str(empty), "--certfile", str(cert[0]),
+                            "--keyfile", str(cert[1]), "--bind", f"127.0.0.1:{self.port}",
+                            "--workers", str(self.workers), "bench.wsgi_bench:app"]
         self.ready_dir = Path(tempfile.mkdtemp(prefix="ready-", dir=log_path.parent))
         self.env["BENCH_READY_DIR"] = str(self.ready_dir)
 
     def __enter__(self) -> Gunicorn:
         self.log = open(self.log_path, "ab")
         # Access log lines go to /dev/null (they would fill the disk); errors are kept.
-        self.process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-c", str(self.config), "bench.wsgi_bench:app"],
-            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=self.log,
-        )
+        self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env,
+                                        stdout=subprocess.DEVNULL, stderr=self.log)
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -224,7 +222,8 @@ class Gunicorn:
                 self.fail("gunicorn exited")
             if len(list(self.ready_dir.iterdir())) >= self.workers:
                 with contextlib.suppress(OSError):
-                    with urllib.request.urlopen(self.url + "/healthz", context=context, timeout=5) as response:
+                    with urllib.request.urlopen(self.url + "/healthz", timeout=5,
+                                                context=None if self.plain_http else context) as response:
                         if response.status == 200:
                             return self
             time.sleep(0.2)
@@ -262,10 +261,128 @@ class Gunicorn:
         self.log.close()
 
 
+def process_tree_cpu(pid: int) -> dict[int, float]:
+    return {p: process_cpu(p) for p in (pid, *children(pid))}
+
+
+class Fronted:
+    """The production front: deploy/nginx/tracker.conf in a real nginx (tests/nginx_front.py,
+    the flood limits taken out: one load generator is not many learners) before gunicorn on
+    plain HTTP, with keep-alive between them. Server CPU counts nginx and gunicorn."""
+
+    def __init__(self, database_url: str, cert: tuple[Path, Path], folder: Path, env: dict | None = None):
+        sys.path.insert(0, str(ROOT / "tests"))
+        from nginx_front import NGINX, Nginx
+
+        if NGINX is None:
+            sys.exit("nginx is missing: apt-get install -y nginx")
+        folder.mkdir(parents=True, exist_ok=True)
+        self.upstream = Gunicorn(database_url, cert, folder / "gunicorn.log", env=env, plain_http=True)
+        # One nginx worker per core, as Debian's nginx.conf (worker_processes auto) runs it.
+        self.nginx = Nginx(folder, str(cert[0]), str(cert[1]), self.upstream.port, flood_limits=False,
+                           workers="auto", access_log="sessions.log", log_format="$ssl_session_reused")
+        self.url = self.nginx.url
+        self.sessions_log = folder / "sessions.log"
+
+    def __enter__(self) -> Fronted:
+        self.upstream.__enter__()
+        self.nginx.start()
+        return self
+
+    def cpu(self) -> dict[int, float]:
+        return {**self.upstream.cpu(), **process_tree_cpu(self.nginx.process.pid)}
+
+    def resumed_share(self) -> float | None:
+        """Share of TLS handshakes nginx resumed from its session cache (after stop: the log is flushed)."""
+        with contextlib.suppress(OSError):
+            flags = self.sessions_log.read_text().split()
+            return flags.count("r") / len(flags) if flags else None
+        return None
+
+    def __exit__(self, *exc) -> None:
+        self.nginx.stop()
+        self.upstream.__exit__(*exc)
+
+
+RALPH_SPEC = "ralph-malph[backend-fs,lrs,cli]>=5,<6"
+RALPH_VENV = BENCH / ".ralph-venv"  # git-ignored; made on the first run from PyPI
+
+
+class RalphLRS:
+    """Ralph LRS 5 (an xAPI learning record store, Python, FastAPI) with its file backend, served
+    by uvicorn with one worker per core over HTTPS with the same certificate: the peer the
+    beacon path is compared with, loaded by the same wrk in the same way."""
+
+    user, password = "bench", "bench-password"
+
+    def __init__(self, cert: tuple[Path, Path], folder: Path, workers: int):
+        self.folder, self.cert, self.workers = folder, cert, workers
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.key = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+
+    @staticmethod
+    def ensure_installed() -> Path:
+        bin_dir = RALPH_VENV / "bin"
+        if not (bin_dir / "ralph").exists():
+            print(f"installing {RALPH_SPEC} into {RALPH_VENV.relative_to(ROOT)} (once)", flush=True)
+            subprocess.run([sys.executable, "-m", "venv", str(RALPH_VENV)], check=True)
+            subprocess.run([str(bin_dir / "pip"), "install", "-q", RALPH_SPEC, "requests>=2,<3"], check=True)
+        return bin_dir
+
+    def __enter__(self) -> RalphLRS:
+        bin_dir = self.ensure_installed()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "RALPH_APP_DIR": str(self.folder), "RALPH_AUTH_FILE": str(self.folder / "auth.json"),
+               "RALPH_RUNSERVER_BACKEND": "fs",
+               "RALPH_BACKENDS__LRS__FS__DEFAULT_DIRECTORY_PATH": str(self.folder),
+               "RALPH_BACKENDS__DATA__FS__DEFAULT_DIRECTORY_PATH": str(self.folder)}
+        subprocess.run([str(bin_dir / "ralph"), "auth", "-u", self.user, "-p", self.password, "-s", "all",
+                        "-M", "mailto:bench@example.com", "-w"], env=env, cwd=self.folder, check=True,
+                       capture_output=True)
+        self.log = open(self.folder / "uvicorn.log", "ab")
+        self.process = subprocess.Popen(
+            [str(bin_dir / "uvicorn"), "ralph_app:app", "--app-dir", str(BENCH), "--host", "127.0.0.1",
+             "--port", str(self.port),
+             "--workers", str(self.workers), "--ssl-certfile", str(self.cert[0]), "--ssl-keyfile", str(self.cert[1]),
+             "--log-level", "warning", "--no-access-log"],
+            cwd=self.folder, env=env, stdout=self.log, stderr=self.log)
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError("Ralph LRS exited: " + (self.folder / "uvicorn.log").read_text()[-2000:])
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(self.url + "/__heartbeat__", context=context, timeout=5) as response:
+                    if response.status == 200:
+                        return self
+            time.sleep(0.3)
+        self.__exit__()
+        raise RuntimeError("Ralph LRS did not answer /__heartbeat__")
+
+    def cpu(self) -> dict[int, float]:
+        return process_tree_cpu(self.process.pid)
+
+    def __exit__(self, *exc) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.log.close()
+
+
+PATHS = {"noop": "/bench/noop", "xapi": "/xAPI/statements"}
+
+
 def run_wrk(wrk: str, url: str, mode: str, key: str, seconds: float, args) -> dict:
     seed = int(time.time() * 1000) % 1_000_000_007
     command = [wrk, "-t", str(args.wrk_threads), "-c", str(args.connections), "-d", f"{max(1, round(seconds))}s",
-               "--timeout", "10s", "-s", str(LUA), url + ("/bench/noop" if mode == "noop" else "/api/v1/beacons"),
+               "--timeout", "10s", "-s", str(LUA), url + PATHS.get(mode, "/api/v1/beacons"),
                "--", mode, key, str(RETURNING_POOL), str(seed), "0" if args.keepalive else "1"]
     out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60).stdout
     for line in out.splitlines():
@@ -363,46 +480,82 @@ CASES = (
 )
 
 
-def bench_database(wrk: str, database: str, database_url: str, cert, args, tmp: Path,
-                   argon2_rates: dict[str, list[tuple[float, float]]]) -> list[Result]:
+def serve(front: str, database_url: str, cert, tmp: Path, label: str, env: dict):
+    if front == "nginx":
+        return Fronted(database_url, cert, tmp / f"front-{label}", env=env)
+    return Gunicorn(database_url, cert, tmp / f"gunicorn-{label}.log", env=env)
+
+
+def bench_database(wrk: str, database: str, database_url: str, cert, args, tmp: Path, front: str,
+                   argon2_rates: dict[str, list[tuple[float, float]]], notes: list[str]) -> list[Result]:
     """Every case, in ``args.rounds`` interleaved rounds so a change in the machine's load hits them alike."""
     keys = prepare_database(database_url)
+    label = database if front == "direct" else f"{database}+nginx"
     parts: dict[str, list[Result]] = {case: [] for case, _, _ in CASES}
     slice_seconds = args.duration / args.rounds
     env = {**args.gunicorn_env, "BENCH_RETURNING_POOL": str(RETURNING_POOL)}
-    with Gunicorn(database_url, cert, tmp / f"gunicorn-{database}.log", env=env) as server:
+    with serve(front, database_url, cert, tmp, label, env) as server:
         for _ in range(args.rounds):
             for case, mode, client in CASES:
-                parts[case].append(measure(wrk, server, case, database, mode, keys.get(client, ""), args,
+                parts[case].append(measure(wrk, server, case, label, mode, keys.get(client, ""), args,
                                            args.warmup, slice_seconds))
                 if mode == "new" and client == "anonymised":
-                    argon2_rates.setdefault(database, []).append(argon2_parallel_rate(1 if args.short else 3))
+                    argon2_rates.setdefault(label, []).append(argon2_parallel_rate(1 if args.short else 3))
+    if isinstance(server, Fronted) and server.resumed_share() is not None:
+        notes.append(f"{label}: nginx resumed {server.resumed_share():.0%} of the TLS handshakes from its "
+                     "session cache (wrk offers the previous session on each new connection, as browsers do)")
     return [merge(p) for p in parts.values()]
 
 
-def bench_tls(wrk: str, database_url: str, tmp: Path, args) -> list[Result]:
-    """No-op rate with gunicorn's stock TLS (a context per connection) vs the hook, ECDSA vs RSA."""
-    prepare_database(database_url)
-    ecdsa, rsa = write_certificate(tmp, "ecdsa"), write_certificate(tmp, "rsa")
-    variants = [
-        ("no-op, stock TLS, RSA", BENCH / "gunicorn_stock_tls.py", rsa),
-        ("no-op, stock TLS, ECDSA", BENCH / "gunicorn_stock_tls.py", ecdsa),
-        ("no-op, context once, RSA", ROOT / "gunicorn.conf.py", rsa),
-        ("no-op, context once, ECDSA", ROOT / "gunicorn.conf.py", ecdsa),
-    ]
+def bench_scaling(wrk: str, database: str, database_url: str, cert, args, tmp: Path) -> list[Result]:
+    """The no-op and verbatim beacons with one gunicorn worker, behind nginx (compared with the
+    two-worker figures of the same run: how the set-up scales with cores)."""
+    keys = prepare_database(database_url)
+    label = f"{database}+nginx, 1 worker"
+    env = {**args.gunicorn_env, "WEB_CONCURRENCY": "1"}
     results = []
-    for label, config, cert in variants:
-        with Gunicorn(database_url, cert, tmp / "gunicorn-tls.log", config=config, env=args.gunicorn_env) as server:
-            results.append(measure(wrk, server, label, "tls", "noop", "", args, args.warmup, args.duration / 2))
+    with serve("nginx", database_url, cert, tmp, f"{database}-1-worker", env) as server:
+        for case, mode, client in CASES[:2]:
+            results.append(measure(wrk, server, case, label, mode, keys.get(client, ""), args,
+                                   args.warmup, args.duration / 2))
     return results
+
+
+def bench_stock(wrk: str, database_url: str, cert, tmp: Path, args) -> list[Result]:
+    """gunicorn as it comes (its defaults, ``--certfile/--keyfile``, one sync worker per core) serving
+    the no-op: the reference for a new TLS connection per beacon."""
+    prepare_database(database_url)
+    with Gunicorn(database_url, cert, tmp / "gunicorn-stock.log", stock=True) as server:
+        return [measure(wrk, server, "no-op, stock gunicorn", "tls", "noop", "", args, args.warmup, args.duration / 2)]
+
+
+def bench_ralph(wrk: str, cert, tmp: Path, args) -> list[Result]:
+    with RalphLRS(cert, tmp / "ralph", os.cpu_count() or 1) as ralph:
+        # Ralph checks HTTP Basic credentials with bcrypt (~0.3 s) and caches the answer per worker;
+        # 32 first requests at once would all hash and time out. Warm each worker's cache gently.
+        run_wrk(wrk, ralph.url, "xapi", ralph.key, 5, argparse.Namespace(**{**vars(args), "connections": 2}))
+        return [measure(wrk, ralph, "xAPI statements, new learners", "ralph", "xapi", ralph.key, args,
+                        args.warmup, args.duration / 2)]
 
 
 def by_case(results: list[Result], database: str) -> dict[str, Result]:
     return {r.case: r for r in results if r.database == database}
 
 
+def ratio_cells(r: Result, ref: Result) -> tuple[str, str, str, str]:
+    return (f"{r.rate / ref.rate:.2f}" if ref.rate else "", f"{r.p50_ms / ref.p50_ms:.2f}" if ref.p50_ms else "",
+            f"{r.p99_ms / ref.p99_ms:.2f}" if ref.p99_ms else "", f"{ref.cpu_ms / r.cpu_ms:.2f}" if r.cpu_ms else "")
+
+
+def verdict(target: float | None, *ratios: str) -> str:
+    if target is None or not ratios[0]:
+        return ""
+    return f">= {target:g}: " + " / ".join(
+        ("met" if float(x) >= target else "NOT met") if x else "?" for x in ratios)
+
+
 def report(results: list[Result], hash_cpu: float, bound: float, args, started: str, elapsed: float,
-           argon2_rates: dict[str, list[tuple[float, float]]]) -> str:
+           argon2_rates: dict[str, list[tuple[float, float]]], notes: list[str]) -> str:
     workers = args.gunicorn_env.get("WEB_CONCURRENCY", f"{os.cpu_count() or 1} (one per core)")
     lines = [
         f"# Beacon ingest benchmark, {started}",
@@ -411,7 +564,8 @@ def report(results: list[Result], hash_cpu: float, bound: float, args, started: 
         f"machine: {os.cpu_count()} cores (shared: absolute figures vary, compare the ratios of one run)",
         f"gunicorn: gunicorn.conf.py, worker class {args.gunicorn_env.get('GUNICORN_WORKER_CLASS', 'gthread')}, "
         f"workers {workers}, threads {args.gunicorn_env.get('GUNICORN_THREADS', '16')}; "
-        f"TLS (ECDSA P-256, self-signed), "
+        f"direct: gunicorn terminates TLS (ECDSA P-256, self-signed); +nginx: deploy/nginx/tracker.conf "
+        f"terminates it and passes plain HTTP over keep-alive; "
         f"{'keep-alive' if args.keepalive else 'a new TLS connection per beacon'}",
         f"wrk: {args.wrk_threads} threads, {args.connections} connections, {args.duration:g} s per case "
         f"after a warm-up; returning learners: a pool of {RETURNING_POOL}",
@@ -419,40 +573,35 @@ def report(results: list[Result], hash_cpu: float, bound: float, args, started: 
         f"{hash_cpu * 1000:.1f} ms CPU per hash, bound {bound:.0f} new learners/s on {os.cpu_count()} cores",
         f"run time: {elapsed:.0f} s",
         "",
-        "| database | case | beacons/s | p50 ms | p99 ms | server CPU ms | rate ratio | p50 ratio | p99 ratio "
+        "| set-up | case | beacons/s | p50 ms | p99 ms | server CPU ms | rate ratio | p50 ratio | p99 ratio "
         "| CPU ratio | vs | target: rate / CPU ratio |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
-    for database in ("sqlite", "postgresql", "tls"):
+    groups = list(dict.fromkeys(r.database for r in results))
+    for database in groups:
         cases = by_case(results, database)
-        if not cases:
-            continue
         for case, r in cases.items():
             ref_name, target = reference(database, case)
             ratio_rate = ratio_p50 = ratio_p99 = ratio_cpu = ""
-            verdict = ""
             if ref_name == "argon2 bound":
                 ratio_rate = f"{r.rate / bound:.2f}"
                 ratio_cpu = f"{hash_cpu * 1000 / r.cpu_ms:.2f}" if r.cpu_ms else ""
             elif ref_name and ref_name in cases:
-                ref = cases[ref_name]
-                ratio_rate = f"{r.rate / ref.rate:.2f}" if ref.rate else ""
-                ratio_p50 = f"{r.p50_ms / ref.p50_ms:.2f}" if ref.p50_ms else ""
-                ratio_p99 = f"{r.p99_ms / ref.p99_ms:.2f}" if ref.p99_ms else ""
-                ratio_cpu = f"{ref.cpu_ms / r.cpu_ms:.2f}" if r.cpu_ms else ""
-            if target is not None and ratio_rate:
-                verdict = f">= {target:g}: " + " / ".join(
-                    ("met" if float(x) >= target else "NOT met") if x else "?" for x in (ratio_rate, ratio_cpu))
+                ratio_rate, ratio_p50, ratio_p99, ratio_cpu = ratio_cells(r, cases[ref_name])
             errors = f" (errors {json.dumps(r.errors)})" if r.errors else ""
             lines.append(f"| {database} | {case}{errors} | {r.rate:.0f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} | "
                          f"{r.cpu_ms:.2f} | {ratio_rate} | {ratio_p50} | {ratio_p99} | {ratio_cpu} | "
-                         f"{ref_name or ''} | {verdict} |")
+                         f"{ref_name or ''} | {verdict(target, ratio_rate, ratio_cpu)} |")
+    comparisons = comparison_rows(results, groups)
+    if comparisons:
+        lines += ["", "Across set-ups (same run):", "",
+                  "| compared | rate ratio | CPU ratio | target |", "| --- | ---: | ---: | --- |", *comparisons]
     lines += ["", "Rate ratio: beacons/s over the reference's (higher is better); latency ratios: over the "
               "reference's (lower is better). Server CPU: user+system CPU of the gunicorn processes (and, on "
-              "PostgreSQL, the database's backends) per request; CPU ratio: the reference's CPU per request over "
-              "this case's (for the Argon2 bound: one hash's CPU over a beacon's), i.e. the rate ratio the "
-              "server would reach with the cores to itself. On a shared machine the CPU ratio is the steadier "
-              "figure. Targets are reported, not asserted. Each case ran in "
+              "PostgreSQL, the database's backends; behind nginx, nginx's too) per request; CPU ratio: the "
+              "reference's CPU per request over this case's (for the Argon2 bound: one hash's CPU over a "
+              "beacon's), i.e. the rate ratio the server would reach with the cores to itself. On a shared "
+              "machine the CPU ratio is the steadier figure. Targets are reported, not asserted. Each case ran in "
               f"{args.rounds} interleaved rounds; p50 is request-weighted over them, p99 the worst round's."]
     for database, rates in argon2_rates.items():
         new_learners = by_case(results, database).get("anonymised, new learners")
@@ -464,15 +613,49 @@ def report(results: list[Result], hash_cpu: float, bound: float, args, started: 
                 f"{rate:.0f}/s at {cpu * 1000:.1f} ms CPU per hash (what this shared machine gave at that "
                 f"moment); anonymised new learners / that rate = {new_learners.rate / rate:.2f}; "
                 f"that hash's CPU / a new anonymised beacon's server CPU = {cpu * 1000 / new_learners.cpu_ms:.2f}.")
+    lines += notes
     return "\n".join(lines)
 
 
+def comparison_rows(results: list[Result], groups: list[str]) -> list[str]:
+    """Ratios between set-ups: TLS against stock gunicorn, Ralph LRS, 1 vs 2 workers, p99 at load."""
+    rows = []
+    stock = by_case(results, "tls").get("no-op, stock gunicorn")
+    ralph = by_case(results, "ralph").get("xAPI statements, new learners")
+    for database in groups:
+        if database in ("tls", "ralph") or ", 1 worker" in database:
+            continue
+        verbatim = by_case(results, database).get("verbatim, new learners")
+        if verbatim is None:
+            continue
+        if stock:
+            rate, _, _, cpu = ratio_cells(verbatim, stock)
+            target = 2 if database.endswith("+nginx") else None
+            rows.append(f"| {database} verbatim beacons vs stock gunicorn's no-op (a new TLS connection each) "
+                        f"| {rate} | {cpu} | {verdict(target, rate, cpu) or 'as high as it gets'} |")
+        if ralph:
+            rate, _, _, cpu = ratio_cells(verbatim, ralph)
+            rows.append(f"| {database} verbatim beacons vs Ralph LRS statements | {rate} | {cpu} | "
+                        f"{verdict(20, rate, cpu)} |")
+        p99 = "met" if verbatim.p99_ms < 50 else "NOT met"
+        rows.append(f"| {database} verbatim beacons: p99 {verbatim.p99_ms:.1f} ms at the bench's connections "
+                    f"| | | < 50 ms: {p99} |")
+        one = by_case(results, f"{database}, 1 worker")
+        two = by_case(results, database)
+        for case in ("no-op", "verbatim, new learners"):
+            if case in one and case in two:
+                rate, _, _, cpu = ratio_cells(two[case], one[case])
+                rows.append(f"| {database} {case}: 2 workers vs 1 | {rate} | {cpu} | |")
+    return rows
+
+
 def reference(database: str, case: str) -> tuple[str | None, float | None]:
-    if database == "tls":
-        return ("no-op, stock TLS, RSA" if case != "no-op, stock TLS, RSA" else None), None
+    if database in ("tls", "ralph"):
+        return None, None
+    base = database.split("+")[0].split(",")[0]
     return {
         "no-op": (None, None),
-        "verbatim, new learners": ("no-op", 0.6 if database == "sqlite" else 0.5),
+        "verbatim, new learners": ("no-op", 0.6 if base == "sqlite" else 0.5),
         "verbatim, returning learners": ("no-op", None),
         "anonymised, new learners": ("argon2 bound", 0.85),
         "anonymised, returning learners": ("verbatim, returning learners", 0.9),
@@ -484,23 +667,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10, help="seconds measured per case (default 10)")
     parser.add_argument("--warmup", type=float, default=2, help="warm-up seconds per slice, not measured")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds the duration is split into")
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--only", choices=("sqlite", "postgresql"), default=None)
     parser.add_argument("--worker-class", default=None, help="sync or gthread (default: gunicorn.conf.py's)")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--keepalive", action="store_true", help="reuse connections (default: one per beacon)")
-    parser.add_argument("--no-tls-check", action="store_true", help="skip the stock TLS / RSA comparison")
+    parser.add_argument("--front", choices=("direct", "nginx"), default=None,
+                        help="only this set-up (default: both, gunicorn direct and nginx in front)")
+    parser.add_argument("--no-tls-check", action="store_true", help="skip stock gunicorn's no-op")
+    parser.add_argument("--no-ralph", action="store_true", help="skip Ralph LRS")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the one-worker runs")
     parser.add_argument("--label", default="", help="added to the result file name")
     parser.add_argument("--short", action="store_true",
-                        help="a smoke run (about 2 s per case, one round, SQLite only, no TLS comparison) that the "
-                             "test suite runs so the benchmark cannot rot; its figures mean nothing")
+                        help="a smoke run (about 2 s per case, one round, SQLite only, both set-ups, "
+                             "no stock gunicorn, Ralph or one-worker runs) that the test suite runs so the benchmark "
+                             "cannot rot; its figures mean nothing")
     args = parser.parse_args(argv)
     if args.short:
         args.duration, args.warmup, args.rounds = min(args.duration, 2), min(args.warmup, 0.5), 1
         args.only = args.only or "sqlite"
-        args.no_tls_check = True
+        args.no_tls_check = args.no_ralph = args.no_scaling = True
         args.label = args.label or "short"
     args.gunicorn_env = {}
     if args.worker_class:
@@ -520,22 +708,33 @@ def main(argv: list[str] | None = None) -> int:
           f"bound {bound:.0f} new learners/s on {os.cpu_count()} cores", flush=True)
     results: list[Result] = []
     argon2_rates: dict[str, list[tuple[float, float]]] = {}
+    notes: list[str] = []
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tracker-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        cert = write_certificate(tmp, "ecdsa")
+        cert = write_certificate(tmp)
+        fronts = [args.front] if args.front else ["direct", "nginx"]
         if args.only in (None, "sqlite"):
-            url = f"sqlite:///{tmp / 'bench.db'}"
-            results += bench_database(wrk, "sqlite", url, cert, args, tmp, argon2_rates)
+            for front in fronts:
+                url = f"sqlite:///{tmp / f'bench-{front}.db'}"
+                results += bench_database(wrk, "sqlite", url, cert, args, tmp, front, argon2_rates, notes)
+            if not args.no_scaling:
+                results += bench_scaling(wrk, "sqlite", f"sqlite:///{tmp / 'bench-1-worker.db'}", cert, args, tmp)
         if args.only in (None, "postgresql"):
-            with scratch_postgres() as url:
-                results += bench_database(wrk, "postgresql", url, cert, args, tmp, argon2_rates)
+            for front in fronts:
+                with scratch_postgres() as url:
+                    results += bench_database(wrk, "postgresql", url, cert, args, tmp, front, argon2_rates, notes)
+            if not args.no_scaling:
+                with scratch_postgres() as url:
+                    results += bench_scaling(wrk, "postgresql", url, cert, args, tmp)
         if not args.no_tls_check:
-            results += bench_tls(wrk, f"sqlite:///{tmp / 'tls.db'}", tmp, args)
-        for log in tmp.glob("gunicorn-*.log"):
+            results += bench_stock(wrk, f"sqlite:///{tmp / 'stock.db'}", cert, tmp, args)
+        if not args.no_ralph:
+            results += bench_ralph(wrk, cert, tmp, args)
+        for log in [*tmp.glob("gunicorn-*.log"), *tmp.glob("front-*/gunicorn.log"), *tmp.glob("front-*/error.log")]:
             if log.stat().st_size:
-                shutil.copy(log, RESULTS / log.name)
-    text = report(results, hash_cpu, bound, args, started, time.monotonic() - t0, argon2_rates)
+                shutil.copy(log, RESULTS / (log.name if log.parent == tmp else f"{log.parent.name}-{log.name}"))
+    text = report(results, hash_cpu, bound, args, started, time.monotonic() - t0, argon2_rates, notes)
     print("\n" + text)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     suffix = f"-{args.label}" if args.label else ""

@@ -5,18 +5,13 @@ paths changed) in front of real gunicorn (PLAIN_HTTP=1, TRUSTED_PROXIES=1).
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
 import socket
 import ssl
-import subprocess
-import time
-from pathlib import Path
 
 import pytest
 import requests
-from conftest import ROOT, LiveServer, beacon_body, free_port, require
+from conftest import LiveServer, beacon_body, require
+from nginx_front import NGINX, Nginx
 from slow_clients import hold_idle_and_slow
 from sqlalchemy import func, select
 
@@ -24,59 +19,6 @@ from app.extensions import db
 from app.models import Event
 
 pytestmark = pytest.mark.e2e
-
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-
-
-class Nginx:
-    def __init__(self, folder: Path, tls: dict, upstream_port: int):
-        self.folder, self.port, self.http_port = folder, free_port(), free_port()
-        site = (ROOT / "deploy" / "nginx" / "tracker.conf").read_text()
-        site = re.sub(r"^\s*listen \[::\]:.*$", "", site, flags=re.M)
-        site = site.replace("listen 443 ssl", f"listen 127.0.0.1:{self.port} ssl")
-        site = site.replace("listen 80;", f"listen 127.0.0.1:{self.http_port};")
-        site = site.replace("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream_port};")
-        site = site.replace("/etc/tracker/tls/cert.pem", tls["cert"]).replace("/etc/tracker/tls/key.pem", tls["key"])
-        (folder / "tracker.conf").write_text(site)
-        temp = "\n".join(f"    {kind}_temp_path {folder}/{kind};" for kind in
-                         ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-        (folder / "nginx.conf").write_text(f"""
-{"user root;" if os.geteuid() == 0 else ""}
-worker_processes 1;
-pid {folder}/nginx.pid;
-error_log {folder}/error.log warn;
-events {{ worker_connections 2048; }}
-http {{
-    access_log {folder}/access.log;
-{temp}
-    include {folder}/tracker.conf;
-}}
-""")
-        self.url = f"https://127.0.0.1:{self.port}"
-
-    def start(self) -> Nginx:
-        check = subprocess.run([NGINX, "-t", "-p", str(self.folder), "-c", str(self.folder / "nginx.conf")],
-                               capture_output=True, text=True)
-        assert check.returncode == 0, check.stderr
-        self.process = subprocess.Popen([NGINX, "-p", str(self.folder), "-c", str(self.folder / "nginx.conf"),
-                                         "-g", "daemon off;"], stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("nginx did not start: " + (self.folder / "error.log").read_text())
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-        self.process.stderr.close()
 
 
 @pytest.fixture
@@ -89,7 +31,7 @@ def front(database_url, tls_ca, tmp_path, app):
     upstream.start()
     folder = tmp_path / "nginx"
     folder.mkdir()
-    proxy = Nginx(folder, tls_ca, upstream.port).start()
+    proxy = Nginx(folder, tls_ca["cert"], tls_ca["key"], upstream.port).start()
     proxy.upstream = upstream
     yield proxy
     proxy.stop()
