@@ -322,6 +322,7 @@
     }
 
     function waiting() { return session === "tracker" && !handedOver; }
+    var leaving = false;
 
     wrap(names.init, function (original) {
       return function () {
@@ -344,6 +345,7 @@
           if (method === names.finish && session !== "none") { session = "done"; }
           var result = original.apply(api, arguments);
           if (method === names.set && String(result) === "true") { onStatus(element, value); }
+          if (method === names.finish && leaving) { unwrap(); }
           return result;
         };
       });
@@ -390,7 +392,11 @@
         call(names.finish, "");
       }
       if (learner) { saveVisit(visitKey(learner.id), loadVisit(visitKey(learner.id))); } // the visit goes on
-      unwrap(); // the LMS may keep its API object after this page is gone
+      // The LMS may keep its API object after this page is gone, so the wrappers come off; but
+      // "pagehide" comes before "unload", where many courses still set their status and finish:
+      // while the content's session is open they stay until its Finish.
+      if (session === "content") { leaving = true; return; }
+      unwrap();
     });
     if (window.addEventListener) {
       window.addEventListener("pagehide", leave); // not "unload": it would keep the page out of the back/forward cache

@@ -11,7 +11,8 @@ writes each API answer it got into the LMS page's `contentLog`, so a test can co
 the content saw with and without the tracker:
   v=1.2|2004; init=now|soon|late|never (soon: 0.5 s, before the tracker's own 2 s wait;
   late: 3 s, after it); errors=1 reads GetLastError after every call; learner=1 reads the
-  learner's ID and name itself; status=completed|passed|...; finish=now|unload|none.
+  learner's ID and name itself; status=completed|passed|...; statusat=unload sets it in the
+  unload handler (as many courses do, just before finishing); finish=now|unload|none.
 """
 
 from __future__ import annotations
@@ -172,13 +173,16 @@ PROBE_SCRIPT = r"""(function () {
     say(n.init, "");
     if (q.get("learner")) { say(n.get, n.id); say(n.get, n.name); }
     say(n.get, n.status);
-    if (q.get("status")) { say(n.set, n.status, q.get("status")); }
+    if (q.get("status") && q.get("statusat") !== "unload") { say(n.set, n.status, q.get("status")); }
     say(n.commit, "");
     if (q.get("finish") === "now") { say(n.finish, ""); }
     state("done");
   }
   if (q.get("finish") === "unload") {
-    window.addEventListener("unload", function () { say(n.finish, ""); });
+    window.addEventListener("unload", function () {
+      if (q.get("status") && q.get("statusat") === "unload") { say(n.set, n.status, q.get("status")); }
+      say(n.finish, "");
+    });
   }
   var init = q.get("init") || "now";
   if (init === "now") { run(); }
