@@ -101,6 +101,28 @@ def test_receiver_down_then_up_gets_every_event_once_signed_with_spaced_retries(
     assert completed["data"]["learner"] == "s-1" and completed["data"]["first_enrolled_at"] == START.isoformat()
 
 
+def test_a_stopping_worker_gives_back_the_deliveries_it_has_not_tried(app, client, runner, make_client, receiver):
+    """SIGTERM between two deliveries: the rest are due again at once (not after their lease) and
+    their attempt is not counted, so another worker sends them straight away."""
+    _acme, key = make_client(name="Acme")
+    hook = receiver(status=200)
+    hook.secret = _endpoint(runner, hook.url)["secret"]
+    with time_machine.travel(START, tick=False):
+        for n in range(3):
+            _send(client, key, student_id=f"s-{n}", course="Fire Safety")
+        outbox.fan_out(db.session, START)
+        asked = []
+        tried = outbox.deliver_due(db.session, _settings(app), outbox.utc_clock,
+                                   should_stop=lambda: asked.append(1) or len(asked) > 1)
+        assert tried == 1 and len(hook.received) == 1
+        db.session.rollback()
+        waiting = list(db.session.scalars(select(OutboxDelivery).where(OutboxDelivery.status == "pending")))
+        assert len(waiting) == 2
+        assert all(d.attempts == 0 and d.next_attempt_at <= START for d in waiting)
+        assert outbox.deliver_due(db.session, _settings(app), outbox.utc_clock) == 2
+    assert sorted(hook.delivered_ids()) == sorted(e.webhook_id for e in db.session.scalars(select(OutboxEvent)))
+
+
 def test_never_recovering_receiver_is_dead_lettered_after_three_days_and_replayed_from_the_admin(
         app, client, runner, make_client, make_staff, login, receiver):
     _, key = make_client(name="Acme")

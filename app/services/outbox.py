@@ -345,8 +345,17 @@ def _attempt(delivery: OutboxDelivery, endpoint: WebhookEndpoint | None, webhook
                          body=delivery.body, production=settings.production, ca_file=settings.ca_file)
 
 
-def deliver_due(session: Session, settings: Settings, clock: Callable[[], dt.datetime], limit: int = 20) -> int:
-    """Claim due deliveries (a lease), send each, record the outcome. Returns how many were tried."""
+def _never() -> bool:
+    return False
+
+
+def deliver_due(session: Session, settings: Settings, clock: Callable[[], dt.datetime], limit: int = 20,
+                should_stop: Callable[[], bool] = _never) -> int:
+    """Claim due deliveries (a lease), send each, record the outcome. Returns how many were tried.
+
+    When ``should_stop`` turns true (SIGTERM) the deliveries not yet tried are released at
+    once, not left to their lease: the worker stops within one delivery's timeout.
+    """
     now = clock()
     due = list(session.scalars(_locked(session, select(OutboxDelivery).where(
         OutboxDelivery.status == "pending", OutboxDelivery.next_attempt_at <= now,
@@ -365,7 +374,10 @@ def deliver_due(session: Session, settings: Settings, clock: Callable[[], dt.dat
         session.commit()
         if result.rowcount == 1:
             claimed.append((delivery_id, webhook_id))
-    for delivery_id, webhook_id in claimed:
+    for tried, (delivery_id, webhook_id) in enumerate(claimed):
+        if should_stop():
+            _release(session, [pending for pending, _ in claimed[tried:]], now)
+            return tried
         delivery = session.get(OutboxDelivery, delivery_id)
         endpoint = session.get(WebhookEndpoint, delivery.endpoint_id) if delivery.endpoint_id else None
         session.commit()  # no transaction stays open while we wait on the network
@@ -403,8 +415,16 @@ def utc_clock() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _release(session: Session, delivery_ids: list[int], due_at: dt.datetime) -> None:
+    """Give back claims not acted on: due again now, the claim's attempt not counted."""
+    table = OutboxDelivery.__table__
+    session.execute(update(table).where(table.c.id.in_(delivery_ids), table.c.status == "pending")
+                    .values(next_attempt_at=due_at, attempts=table.c.attempts - 1))
+    session.commit()
+
+
 def run_once(session: Session, settings: Settings, clock: Callable[[], dt.datetime] = utc_clock,
-             sweep_all: bool = False) -> int:
+             sweep_all: bool = False, should_stop: Callable[[], bool] = _never) -> int:
     """One round: fan out, check licences, deliver. Returns the work done (0: idle)."""
     now = clock()
     touched = fan_out(session, now)
@@ -414,7 +434,7 @@ def run_once(session: Session, settings: Settings, clock: Callable[[], dt.dateti
     if touched:
         check_licences(session, touched, now.date(), now)
         fan_out(session, now)
-    return len(touched) + deliver_due(session, settings, clock)
+    return len(touched) + deliver_due(session, settings, clock, should_stop=should_stop)
 
 
 def run(app, stop: threading.Event, clock: Callable[[], dt.datetime] = utc_clock, poll_seconds: float = 1.0,
@@ -429,7 +449,7 @@ def run(app, stop: threading.Event, clock: Callable[[], dt.datetime] = utc_clock
             now = clock()
             sweep = last_sweep is None or (now - last_sweep).total_seconds() >= sweep_seconds
             try:
-                done = run_once(db.session, settings, clock, sweep_all=sweep)
+                done = run_once(db.session, settings, clock, sweep_all=sweep, should_stop=stop.is_set)
                 if sweep:
                     last_sweep = now
             except Exception:
