@@ -14,7 +14,7 @@ from flask import Flask, current_app
 from sqlalchemy import func, select
 
 from .extensions import db
-from .licensing_models import AT_LIMIT, SEAT_WINDOWS, OutboxDelivery
+from .licensing_models import AT_LIMIT, SEAT_WINDOWS, OutboxDelivery, WebhookEndpoint
 from .services import licences, outbox, webhooks
 
 CLI_ACTOR = "cli"
@@ -138,6 +138,40 @@ def webhook_add(url, slug, events, as_json):
     data = {"id": endpoint.id, "secret": endpoint.secret, "url": endpoint.url,
             "client": client.slug if client else None, "events": endpoint.event_types}
     _emit(as_json, data, f"Endpoint {endpoint.id} added. Signing secret (shown once): {endpoint.secret}")
+
+
+@webhook_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def webhook_list(as_json):
+    """Every endpoint: id, URL, client, event types, active or paused (never the secret)."""
+    rows = [{"id": e.id, "url": e.url, "client": e.client.slug if e.client else None, "events": e.event_types,
+             "active": e.active} for e in db.session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id))]
+    lines = [f"{r['id']}  {'active' if r['active'] else 'PAUSED'}  {r['url']}  {r['client'] or 'every client'}  "
+             f"{', '.join(r['events']) or 'every type'}" for r in rows]
+    _emit(as_json, rows, "\n".join(lines) or "No endpoints.")
+
+
+def _set_active(endpoint_id: int, active: bool) -> None:
+    endpoint = db.session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None:
+        raise click.ClickException(f"no webhook endpoint {endpoint_id} (see: flask --app wsgi webhook list)")
+    changed = webhooks.set_endpoint_active(db.session, endpoint, active, actor=CLI_ACTOR)
+    state = "resumed" if active else "paused"
+    click.echo(f"Endpoint {endpoint_id} {state}." if changed else f"Endpoint {endpoint_id} was already {state}.")
+
+
+@webhook_group.command("pause")
+@click.argument("endpoint_id", type=int)
+def webhook_pause(endpoint_id):
+    """Stop sending to an endpoint; its events wait (resume sends them)."""
+    _set_active(endpoint_id, False)
+
+
+@webhook_group.command("resume")
+@click.argument("endpoint_id", type=int)
+def webhook_resume(endpoint_id):
+    """Send to a paused endpoint again, starting with what waited."""
+    _set_active(endpoint_id, True)
 
 
 @outbox_group.command("run")

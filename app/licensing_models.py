@@ -77,7 +77,8 @@ class WebhookEndpoint(db.Model):
     client: Mapped[Client | None] = relationship()
 
     def wants(self, event_type: str, client_id: int | None) -> bool:
-        return (self.active and (self.client_id is None or self.client_id == client_id)
+        """Whether this event is queued for it (also while paused: ``active`` only holds delivery)."""
+        return ((self.client_id is None or self.client_id == client_id)
                 and (not self.event_types or event_type in self.event_types))
 
 

@@ -51,6 +51,7 @@ def routes(own_slug: str, staff_id: int) -> list[tuple[str, str, dict | None, in
         ("POST", "/admin/webhooks", {"url": "http://10.0.0.1/"}, 400),
         ("GET", "/admin/webhooks/999999", None, 404),
         ("POST", "/admin/webhooks/deliveries/999999/replay", {}, 404),
+        ("POST", "/admin/webhooks/999999/active", {"active": "0"}, 404),
     ]
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.licensing_models import OutboxDelivery, OutboxEvent
+from app.models import AuditEntry
 from app.services import outbox, webhooks
 
 BEACONS = "/api/v1/beacons"
@@ -121,6 +122,38 @@ def test_a_stopping_worker_gives_back_the_deliveries_it_has_not_tried(app, clien
         assert all(d.attempts == 0 and d.next_attempt_at <= START for d in waiting)
         assert outbox.deliver_due(db.session, _settings(app), outbox.utc_clock) == 2
     assert sorted(hook.delivered_ids()) == sorted(e.webhook_id for e in db.session.scalars(select(OutboxEvent)))
+
+
+def test_a_paused_endpoint_gets_nothing_until_it_is_resumed(app, client, runner, make_client, make_staff, login,
+                                                             receiver):
+    _acme, key = make_client(name="Acme")
+    hook = receiver(status=200)
+    endpoint = _endpoint(runner, hook.url)
+    hook.secret = endpoint["secret"]
+    paused = runner.invoke(args=["webhook", "pause", str(endpoint["id"])])
+    assert paused.exit_code == 0 and "paused" in paused.output
+    listed = json.loads(runner.invoke(args=["webhook", "list", "--json"]).output)
+    assert listed == [{"id": endpoint["id"], "url": hook.url, "client": None, "events": [], "active": False}]
+    assert "whsec_" not in runner.invoke(args=["webhook", "list"]).output
+    assert runner.invoke(args=["webhook", "pause", "999"]).exit_code != 0
+
+    with time_machine.travel(START, tick=False):
+        _send(client, key, student_id="s-1", course="Fire Safety")
+        for _ in range(3):
+            outbox.run_once(db.session, _settings(app))
+        assert hook.received == [], "nothing goes to a paused endpoint"
+        # Resumed from the admin (CSRF-checked form): what waited goes out, once.
+        login(make_staff("admin"))
+        page = client.get(f"/admin/webhooks/{endpoint['id']}").get_data(as_text=True)
+        assert "paused" in page and "Resume this endpoint" in page
+        assert client.post(f"/admin/webhooks/{endpoint['id']}/active", data={"active": "1"}).status_code == 400
+        resumed = client.post(f"/admin/webhooks/{endpoint['id']}/active",
+                              data={"active": "1", "csrf_token": csrf_token_from(page)})
+        assert resumed.status_code == 302
+        outbox.run_once(db.session, _settings(app))
+    assert [r.body["type"] for r in hook.received if r.status == 200] == ["learner.enrolled"]
+    actions = [e.action for e in db.session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+    assert [a for a in actions if a.startswith("webhook.")] == ["webhook.add", "webhook.pause", "webhook.resume"]
 
 
 def test_never_recovering_receiver_is_dead_lettered_after_three_days_and_replayed_from_the_admin(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import abort, current_app, flash, redirect, render_template, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
@@ -177,6 +177,18 @@ def webhook_detail(endpoint_id):
         .order_by(OutboxDelivery.status == "delivered", OutboxDelivery.id.desc()).limit(200)).all()
     return render_template("admin/webhook_detail.html", endpoint=endpoint, deliveries=deliveries,
                            action_form=ActionForm())
+
+
+@bp.post("/webhooks/<int:endpoint_id>/active")
+def webhook_active(endpoint_id):
+    endpoint = db.session.get(WebhookEndpoint, endpoint_id) or abort(404)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    active = request.form.get("active") == "1"
+    webhooks.set_endpoint_active(db.session, endpoint, active, actor=current_user.email)
+    flash("Endpoint resumed: waiting deliveries go out now." if active else
+          "Endpoint paused: nothing is sent to it; its events wait until it is resumed.", "success")
+    return redirect(url_for("admin.webhook_detail", endpoint_id=endpoint.id))
 
 
 @bp.post("/webhooks/deliveries/<int:delivery_id>/replay")

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, delete, func, select, update
+from sqlalchemy import Connection, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -243,7 +243,8 @@ def fan_out(session: Session, now: dt.datetime, limit: int = 200) -> set[int]:
     if not events:
         session.rollback()
         return set()
-    endpoints = list(session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.active.is_(True))))
+    # Paused endpoints too: their deliveries wait (deliver_due skips them) until they are resumed.
+    endpoints = list(session.scalars(select(WebhookEndpoint)))
     touched: set[int] = set()
     for event in events:
         client = session.get(Client, event.client_id) if event.client_id else None
@@ -357,8 +358,10 @@ def deliver_due(session: Session, settings: Settings, clock: Callable[[], dt.dat
     once, not left to their lease: the worker stops within one delivery's timeout.
     """
     now = clock()
+    paused = select(WebhookEndpoint.id).where(WebhookEndpoint.active.is_(False))
     due = list(session.scalars(_locked(session, select(OutboxDelivery).where(
         OutboxDelivery.status == "pending", OutboxDelivery.next_attempt_at <= now,
+        or_(OutboxDelivery.endpoint_id.is_(None), OutboxDelivery.endpoint_id.not_in(paused)),
     ).order_by(OutboxDelivery.next_attempt_at, OutboxDelivery.id).limit(limit))))
     candidates = [(delivery.id, delivery.event.webhook_id) for delivery in due]
     session.rollback()

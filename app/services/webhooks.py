@@ -107,6 +107,22 @@ def add_endpoint(session: Session, *, url: str, client: Client | None, event_typ
     return endpoint
 
 
+def set_endpoint_active(session: Session, endpoint: WebhookEndpoint, active: bool, *, actor: str) -> bool:
+    """Pause (False) or resume (True) an endpoint (audited, commits); True when it changed.
+
+    A paused endpoint is sent nothing: its events are queued as usual and wait until it is
+    resumed, each with its webhook-id (a delivery older than three days when it is resumed
+    gets one try before it is dead-lettered).
+    """
+    if endpoint.active == active:
+        return False
+    endpoint.active = active
+    audit.record(session, actor, "webhook.resume" if active else "webhook.pause", endpoint.client_id,
+                 {"id": endpoint.id, "active": not active}, {"id": endpoint.id, "active": active})
+    session.commit()
+    return True
+
+
 @dataclass(frozen=True)
 class PostResult:
     ok: bool
