@@ -18,7 +18,8 @@ from scorm_content import authoring_zip, script_config, validate
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import AuditEntry, Event, PackageIssue, RemoteContent
+from app.models import AuditEntry, Client, Event, PackageIssue, RemoteContent
+from app.services import clients as client_service
 from app.services import licences, packages
 
 SERVER = "https://track.vendor.example"
@@ -311,7 +312,8 @@ def test_seat_check_refuses_only_new_learners_of_a_client_that_blocks_at_its_lim
     assert ask("bob@example.com").json == {"allowed": False}, "a new learner past the limit"
     assert "Access-Control-Allow-Origin" not in ask("bob@example.com", Origin="https://other.example").headers
 
-    for bad in (b"", b"{", b'{"student_id": ""}', b'{"student_id": 7}', b'{"id": "x"}', b"x" * 5000):
+    for bad in (b"", b"{", b"[1]", b'"x"', b'{"student_id": ""}', b'{"student_id": 7}', b'{"student_id": {}}',
+                rb'{"student_id": "a\u0000b"}', b'{"id": "x"}', b"[" * 1000, b"x" * 5000):
         refused = client.post(f"/{package_id}/seat", base_url=content_base, data=bad,
                               headers={"Content-Type": "text/plain"})
         assert refused.status_code in (400, 413), bad
@@ -322,6 +324,14 @@ def test_seat_check_refuses_only_new_learners_of_a_client_that_blocks_at_its_lim
     term.at_limit = "record"  # record and flag: everyone opens the course
     db.session.commit()
     assert ask("bob@example.com").json == {"allowed": True}
+    if anonymised:  # pseudonyms shredded: the client records nobody, so no seat is guarded (and no 500)
+        term.at_limit = "block"
+        shredded = db.session.get(Client, customer.id)
+        client_service.shred_pseudonyms(db.session, shredded, actor="test")
+        assert ask("bob@example.com").status_code == 404  # shredding deactivates the client
+        shredded.active = True  # reactivated by hand: still no salt
+        db.session.commit()
+        assert (ask("bob@example.com").status_code, ask("bob@example.com").json) == (200, {"allowed": True})
 
 
 def test_limit_page_is_polite_and_lives_on_the_content_origin(make_client, client, content_base):
