@@ -96,6 +96,7 @@ def register_blueprints(app: Flask) -> None:
         ("admin.clients", "Clients", ("admin", "csm")),
         ("billing_pages.overview", "Billing", ("admin", "csm", "billing", "client")),
         ("admin.audit_log", "Audit log", ("admin", "csm")),
+        ("admin.webhooks_list", "Webhooks", ("admin", "csm")),
         ("admin.staff", "Staff users", ("admin",)),
     ]
 

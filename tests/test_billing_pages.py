@@ -263,7 +263,24 @@ def test_a_client_on_licence_terms_gets_its_term_as_the_licence_period(client, l
     starts = today - dt.timedelta(days=40)
     licences.add_term(db.session, acme, actor="test", starts_on=starts, ends_on=starts + dt.timedelta(days=364),
                       seat_limit=50)
-    login(make_staff("billing"))
+    login(make_staff("admin"))
     html = client.get(f"/billing/{acme.slug}").get_data(as_text=True)
     assert f"{starts.isoformat()} to {today.isoformat()}" in html and "current licence period to date" in html
     assert "This licence period to date" in html
+    # The term's seat limit, on every face (the client itself has none).
+    assert acme.seat_limit is None and "0 / 50" in html and "No seat limit set" not in html
+    assert "0 / 50" in client.get("/admin/").get_data(as_text=True)
+    assert "0<span class=\"of\"> / 50</span>" in client.get(f"/admin/clients/{acme.slug}").get_data(as_text=True)
+
+
+def test_the_chart_fits_a_day_with_more_users_than_launches():
+    """A completion reported the day after its launch makes a day of users without launches."""
+    from app.billing.chart import HEIGHT, TOP, usage_chart
+    from app.services.billing import DayTotal
+    from app.services.periods import Period
+
+    day = dt.date(2026, 3, 2)
+    chart = usage_chart([DayTotal(day, 3, 2)], [Period(day, day)], "day", today=day)
+    [bar] = chart.bars
+    assert bar["y"] >= TOP and bar["height"] <= HEIGHT, "the users bar stays inside the plot"
+    assert max(value for value, _y in chart.gridlines) >= 3

@@ -227,6 +227,11 @@ def _resolver(*addresses):
     ("ftp://hooks.example.com/", True, ["93.184.216.34"], "https://"),
     ("https://user:pw@hooks.example.com/", True, ["93.184.216.34"], "password"),
     ("https://nowhere.invalid/", True, [], "does not resolve"),
+    ("https://exa mple.com/", False, ["93.184.216.34"], "spaces"),
+    ("https://hooks.example.com/x\ny", False, ["93.184.216.34"], "spaces"),
+    ("https://hooks_ex!ample.com/", False, ["93.184.216.34"], "not a host name"),
+    ("https://hooks.example.com:99999/", False, ["93.184.216.34"], "not a valid address"),
+    ("https://hooks.example.com/x#frag", False, ["93.184.216.34"], "fragment"),
 ])
 def test_endpoint_urls_refused(url, production, addresses, problem):
     with pytest.raises(webhooks.EndpointError, match=problem):

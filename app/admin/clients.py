@@ -12,7 +12,7 @@ from ..models import Client, utcnow
 from ..services import anonymisation, golive, periods
 from ..services import audit as audit_service
 from ..services import clients as client_service
-from ..services.billing import unique_users
+from ..services.billing import seat_limit, unique_users
 from . import actor, bp, client_or_404, clients_changed
 from .forms import ClientForm, ModeForm, NewClientForm, PackageForm, RotateKeyForm, local_http, origin_lines
 from .keys import package_list
@@ -23,10 +23,13 @@ WEB_PSEUDONYMISE_LIMIT = 500
 
 
 def _status(client: Client, last_beacon: dt.datetime | None, warnings: int) -> dict:
-    period = periods.current_period(client, utcnow().date())
+    today = utcnow().date()
+    period = periods.current_period(client, today)
     users = unique_users(db.session, client.id, period.start, period.end)
-    over = client.seat_limit is not None and users > client.seat_limit
-    return {"period": period, "users": users, "over": over, "last_beacon": last_beacon, "warnings": warnings}
+    limit = seat_limit(db.session, client, today)
+    over = limit is not None and users > limit
+    return {"period": period, "users": users, "limit": limit, "over": over, "last_beacon": last_beacon,
+            "warnings": warnings}
 
 
 @bp.get("/")

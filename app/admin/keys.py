@@ -47,11 +47,12 @@ def client_packages(slug: str):
             db.session.rollback()
             form.content.errors.append(str(exc))
         else:
+            download = f"{client.slug}-{built.filename}"
             # The download has no page of its own: the warnings wait for the CSM's next page view.
             for warning in built.warnings:
-                flash(f"{built.filename} was built, but check this before you hand it out: {warning}.", "warning")
+                flash(f"{download} was built, but check this before you hand it out: {warning}.", "warning")
             return send_file(io.BytesIO(data), mimetype="application/zip", as_attachment=True,
-                             download_name=f"{client.slug}-{built.filename}")
+                             download_name=download)
     return _packages_page(client, form), 400 if form.errors else 200
 
 

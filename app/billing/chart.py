@@ -68,7 +68,8 @@ def usage_chart(totals: list[DayTotal], parts: list[Period], unit: str,
     span = len(parts)
     drawn = sum(1 for part in parts if today is None or part.start <= today)
     series = [by_start.get(part.start) for part in parts[:drawn]]
-    step, top = _axis(max([row.launches for row in series if row] + [1]))
+    # A day can have more users than launches (a completion reported the day after its launch).
+    step, top = _axis(max([max(row.launches, row.unique_users) for row in series if row] + [1]))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = plot_w / max(span, 1)
     bar_w = max(slot * 0.7, 1.0)

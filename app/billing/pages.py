@@ -161,6 +161,7 @@ def client_usage(slug: str):
     cells = billing.course_days(session, client.id, start, end)
     course_days = {(row.day, row.course): row for row in cells}
     usage_days = sorted({row.day for row in cells})
+    limit = billing.seat_limit(session, client, today)
     return render_template(
         "billing/client.html", client=client, period=period, error=error, presets=_presets(client, today),
         form_values=request.args if error else None,
@@ -170,7 +171,7 @@ def client_usage(slug: str):
         completers=billing.completers(session, client.id, start, end),
         courses=billing.course_totals(session, client.id, start, end), course_days=course_days, usage_days=usage_days,
         chart=usage_chart(totals, parts, unit, today), has_usage=bool(totals),
-        seat_use=(users / client.seat_limit) if client.seat_limit else None,
+        seat_limit=limit, seat_use=(users / limit) if limit else None,
         milestones=billing.milestones(session, client.id),
     ), 400 if error else 200
 

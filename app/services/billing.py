@@ -369,13 +369,14 @@ def overview(session: Session, today: dt.date) -> list[ClientOverview]:
         ClientOverview(
             slug=client.slug, name=client.name, active=client.active, period=periods[client.id],
             unique_users=current[client.id], previous_unique_users=previous[client.id],
-            seat_limit=_seat_limit(session, client, today),
+            seat_limit=seat_limit(session, client, today),
             forecast=licences.forecast(session, client.id, periods[client.id], today, None).expected,
         )
         for client in clients
     ]
 
 
-def _seat_limit(session: Session, client: Client, today: dt.date) -> int | None:
+def seat_limit(session: Session, client: Client, today: dt.date) -> int | None:
+    """The seat limit in force: the licence term's, else the client's own (every face asks here)."""
     term = licences.term_in_force(session, client.id, today)
     return term.seat_limit if term is not None else client.seat_limit

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import http.client
 import ipaddress
+import re
 import secrets
 import socket
 import ssl
@@ -60,22 +61,36 @@ def _loopback(host: str) -> bool:
         return False
 
 
+# Letters, digits, dots and hyphens (IDNs as their xn-- form), or an IPv6 literal's hex and colons.
+_HOST = re.compile(r"[a-z0-9.-]+|[0-9a-f:.]+")
+
+
 def check_url(url: str, *, production: bool, resolve=socket.getaddrinfo) -> str:
     """The URL if an endpoint may have it: ``https://`` (``http://`` only to loopback
     outside production) and, in production, a host that resolves to public addresses only."""
     url = (url or "").strip()
     if len(url) > MAX_URL_LENGTH:
         raise EndpointError("the URL is too long")
-    parts = urlsplit(url)
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise EndpointError("the endpoint URL must not contain spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise EndpointError("the endpoint URL is not a valid address") from None
     host = (parts.hostname or "").lower()
-    if not host or parts.scheme not in ("https", "http"):
+    if not host or parts.scheme.lower() not in ("https", "http"):
         raise EndpointError("the endpoint URL must be an https:// address")
+    if not _HOST.fullmatch(host):
+        raise EndpointError(f"{host!r} is not a host name or IP address")
+    if parts.fragment:
+        raise EndpointError("the endpoint URL must not have a #fragment (it is never sent)")
     if parts.username or parts.password:
         raise EndpointError("the endpoint URL must not carry a user name or password")
-    if parts.scheme == "http" and (production or not _loopback(host)):
+    if parts.scheme.lower() == "http" and (production or not _loopback(host)):
         raise EndpointError("the endpoint URL must be https:// (http:// only to this machine, in development)")
     if production:
-        addresses = resolved_addresses(host, parts.port or 443, resolve)
+        addresses = resolved_addresses(host, port or 443, resolve)
         if not addresses:
             raise EndpointError(f"{host} does not resolve")
         if not all(_public(a) for a in addresses):

@@ -147,14 +147,21 @@ def remote_warnings(course: Content, notes: list[str]) -> list[str]:
         if _INSECURE.search(body):
             insecure.add(name)
     if top:
-        warnings.append(f"{_few(top)} reach for the top window or the parent page (top.location, target=_top, "
+        warnings.append(f"{_few(top)} {_verb(top, 'reaches', 'reach')} for the top window or the parent page "
+                        "(top.location, target=_top, "
                         "parent.document): in a remote package the course runs in a frame of another origin, so "
                         "that code is refused; test it, or build a deployed package")
     if insecure:
-        warnings.append(f"{_few(insecure)} load files over plain http://, which browsers block in an https page")
+        warnings.append(f"{_few(insecure)} {_verb(insecure, 'loads', 'load')} files over plain http://, which "
+                        "browsers block in an https page")
     if plugins:
-        warnings.append(f"{_few(plugins)} need a browser plug-in (Flash, Java, Silverlight) no browser runs")
+        warnings.append(f"{_few(plugins)} {_verb(plugins, 'needs', 'need')} a browser plug-in (Flash, Java, "
+                        "Silverlight) no browser runs")
     return warnings
+
+
+def _verb(names: set[str], one: str, many: str) -> str:
+    return one if len(names) == 1 else many
 
 
 def _few(names: set[str]) -> str:
