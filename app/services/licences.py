@@ -231,7 +231,10 @@ def forecast(session: Session, client_id: int, window: Window, today: dt.date, l
         before = Window(window.start - dt.timedelta(days=window.days), window.start - dt.timedelta(days=1))
         prior_rate = seats_used(session, client_id, before) / before.days
         rate = (recent + prior_rate * PRIOR_DAYS) / (recent_days + PRIOR_DAYS)
-        basis_prior = f", weighed with {PRIOR_DAYS} days at the previous window's {prior_rate:.1f} a day"
+        basis_prior = (f", weighed with {PRIOR_DAYS} days at the {prior_rate:.1f} a day of the "
+                       f"{before.days} days before the window" if prior_rate else
+                       f", weighed with {PRIOR_DAYS} days of none (no learners in the {before.days} days before "
+                       "the window)")
     else:
         basis_prior = ""
     future = rate * remaining
