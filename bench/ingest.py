@@ -116,6 +116,25 @@ def ensure_wrk() -> str:
     return path
 
 
+def stop(process: subprocess.Popen, grace: float = 20) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``grace`` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def unverified_tls() -> ssl.SSLContext:
+    """For readiness probes of the bench's own servers (self-signed certificates on loopback)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -213,9 +232,7 @@ class Gunicorn:
         # Access log lines go to /dev/null (they would fill the disk); errors are kept.
         self.process = subprocess.Popen(self.command, cwd=ROOT, env=self.env,
                                         stdout=subprocess.DEVNULL, stderr=self.log)
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
+        context = unverified_tls()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -251,13 +268,7 @@ class Gunicorn:
         raise RuntimeError(f"{message}; see {kept}")
 
     def __exit__(self, *exc) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop(self.process)
         self.log.close()
 
 
@@ -347,9 +358,7 @@ class RalphLRS:
              "--workers", str(self.workers), "--ssl-certfile", str(self.cert[0]), "--ssl-keyfile", str(self.cert[1]),
              "--log-level", "warning", "--no-access-log"],
             cwd=self.folder, env=env, stdout=self.log, stderr=self.log)
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
+        context = unverified_tls()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -366,13 +375,7 @@ class RalphLRS:
         return process_tree_cpu(self.process.pid)
 
     def __exit__(self, *exc) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop(self.process)
         self.log.close()
 
 
