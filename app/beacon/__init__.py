@@ -73,7 +73,8 @@ def _retry_after(response: Response) -> Response:
     return response
 
 
-def _beacon_rate_limit() -> str:
+def beacon_rate_limit() -> str:
+    """BEACON_RATE_LIMIT: per client address, for every request a package's scripts send."""
     return current_app.config["BEACON_RATE_LIMIT"]
 
 
@@ -97,7 +98,7 @@ def preflight():
 
 
 @bp.post("/beacons")
-@limiter.limit(_beacon_rate_limit)
+@limiter.limit(beacon_rate_limit)
 def receive_beacon():
     origin = request.headers.get("Origin")
     if request.mimetype not in _MEDIA_TYPES:

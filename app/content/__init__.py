@@ -35,6 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
+from ..beacon import beacon_rate_limit
 from ..extensions import csrf, db, limiter
 from ..identity import InvalidIdentity, normalise_student_id
 from ..models import Client, PackageIssue, RemoteContent
@@ -88,13 +89,9 @@ def launch(package_id: uuid.UUID, sco: int):
 SEAT_CHECK_MAX_BYTES = 1024
 
 
-def _beacon_rate_limit() -> str:
-    return current_app.config["BEACON_RATE_LIMIT"]
-
-
 @bp.post("/<uuid:package_id>/seat")
 @csrf.exempt  # the content origin holds no session: there is nothing to forge
-@limiter.limit(_beacon_rate_limit)
+@limiter.limit(beacon_rate_limit)  # the launcher asks once per launch, like a beacon
 def seat(package_id: uuid.UUID):
     """May this learner open the course? Asked by the launcher (in the LMS) before it frames it."""
     _remote, _issue, client = _package(package_id)
