@@ -70,6 +70,11 @@ class BeaconSchema(Schema):
     scorm_version = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(["1.2", "2004"]))
     package = PlainText(load_default=None, allow_none=True, validate=validate.Length(max=64),
                         metadata={"description": "The package ID written at build time."})
+    lms_origin = PlainText(load_default=None, allow_none=True,
+                           validate=[validate.Length(max=255),
+                                     validate.Regexp(r"^https?://[^/?#\s]+$", error="not an origin")],
+                           metadata={"description": "A remote package's LMS origin (its beacons come from the "
+                                                    "content origin); ignored from any other origin."})
 
 
 class ErrorSchema(Schema):

@@ -8,14 +8,18 @@
  * 1. never calls the LMS API before a session is known to be open: the
  *    content's own Initialize returned "true", or the tracker's own Initialize
  *    did. No probe, no GetValue, no GetLastError before that.
- * 2. opens a session itself only when the content has not touched the API at
- *    all after SELF_INIT_AFTER_MS (or when the page is left first), so content
- *    that never talks to the LMS still counts. Its calls are then Initialize,
- *    the reads of rule 3, and one Finish when the page is left, unless the
- *    content has taken the session over: the content's first Initialize is
- *    answered "true" without calling the LMS (a second one goes to the LMS), and
- *    until then the content's other calls are answered as a session that is
- *    not open answers them (1.2: 301; 2004: 122, 132, 142, 112).
+ * 2. never opens a session for a course that talks SCORM (the builder finds its calls in the
+ *    course's files: CONFIG.selfOpen is false): such a course is counted when its own
+ *    Initialize succeeds, and a learner who leaves before that is not counted and leaves no
+ *    record in the LMS. Only for content with no SCORM calls at all (CONFIG.selfOpen true)
+ *    does the tracker open a session itself, after SELF_INIT_AFTER_MS or when the page is
+ *    left first, so such content still counts. Its calls are then Initialize, the reads of
+ *    rule 3 and, when the page is left, one Finish; before that Finish, on SCORM 1.2, a status
+ *    still "not attempted" (or "", as some LMSs read it) is set to "incomplete", because 1.2 LMSs turn a finish without a
+ *    status into "completed", a record the content never made. Should such content talk after
+ *    all, its first Initialize is answered "true" without calling the LMS (a second one goes
+ *    to the LMS) and until then its other calls are answered as a session that is not open
+ *    answers them (1.2: 301; 2004: 122, 132, 142, 112).
  * 3. reads the learner (GetValue of the ID, then of the name) once, right after
  *    the Initialize that opened the session, before that call returns to the
  *    content, and reads GetLastError (a call that changes no state) before
@@ -35,6 +39,10 @@
  * nothing for a kind already reported, and if two SCOs race, both send the
  * same event ID, which the server stores once. Without sessionStorage each SCO
  * page is its own visit.
+ *
+ * In a remote package the tracker runs in the player page on the content origin, next to the
+ * relay's API; the relay names the LMS origin the learner is in (window.scormRemote.lms), and
+ * the beacon carries it as lms_origin, since the browser's Origin is then the content origin.
  *
  * A beacon is written to a small localStorage queue before it is sent and
  * removed once the server has answered, so a launch lost to a network failure,
@@ -63,6 +71,7 @@
       api: "API", init: "LMSInitialize", finish: "LMSFinish", get: "LMSGetValue", set: "LMSSetValue",
       commit: "LMSCommit", error: "LMSGetLastError", errorString: "LMSGetErrorString", diagnostic: "LMSGetDiagnostic",
       id: "cmi.core.student_id", name: "cmi.core.student_name", always: "cmi.core.lesson_status",
+      notAttempted: "not attempted",
       closed: { LMSGetValue: "301", LMSSetValue: "301", LMSCommit: "301", LMSFinish: "301" }
     }
   };
@@ -214,10 +223,16 @@
     }
   }
 
+  function lmsOrigin() {
+    var remote = window.scormRemote;
+    return remote && typeof remote.lms === "string" ? remote.lms : undefined;
+  }
+
   function beacon(event, learner, eventId) {
     var body = JSON.stringify({
       key: CONFIG.key, course: CONFIG.course, student_id: learner.id, student_name: learner.name,
-      event: event, event_id: eventId, scorm_version: CONFIG.scormVersion, "package": CONFIG.packageId
+      event: event, event_id: eventId, scorm_version: CONFIG.scormVersion, "package": CONFIG.packageId,
+      lms_origin: lmsOrigin()
     });
     send({ id: eventId, url: CONFIG.url, body: body, at: new Date().getTime(), tries: 0 });
   }
@@ -275,7 +290,8 @@
     var learner = null, readDone = false;
     var originals = {};
 
-    function call(method, arg) {
+    function call(method, arg, value) {
+      if (arguments.length > 2) { return originals[method].call(api, arg, value); }
       return arguments.length > 1 ? originals[method].call(api, arg) : originals[method].call(api);
     }
 
@@ -373,9 +389,9 @@
     }
     if (!complete) { unwrap(); return; } // a frozen or partial API: stay out of it, count nothing
 
-    // Rule 2: content that never talks to the LMS still counts; late content gets this session.
+    // Rule 2: content with no SCORM calls still counts; should it talk late, it gets this session.
     var openOurselves = safe(function () {
-      if (session !== "none" || touched) { return; }
+      if (!CONFIG.selfOpen || session !== "none" || touched) { return; }
       if (String(call(names.init, "")) === "true") {
         session = "tracker";
         readLearner();
@@ -383,12 +399,17 @@
         session = "done"; // the LMS refused: leave it alone
       }
     });
-    window.setTimeout(openOurselves, SELF_INIT_AFTER_MS);
+    if (CONFIG.selfOpen) { window.setTimeout(openOurselves, SELF_INIT_AFTER_MS); }
 
     var leave = safe(function () {
-      openOurselves(); // opened and closed at once: still a launch
+      openOurselves(); // content with no SCORM calls, opened and closed at once: still a launch
       if (waiting()) {
         session = "done";
+        // Rule 2: our own Finish never makes a 1.2 LMS record "completed" (some LMSs read "" for no status).
+        var status = names.notAttempted ? String(call(names.get, names.always)) : null;
+        if (status === names.notAttempted || status === "") {
+          call(names.set, names.always, "incomplete");
+        }
         call(names.finish, "");
       }
       if (learner) { saveVisit(visitKey(learner.id), loadVisit(visitKey(learner.id))); } // the visit goes on

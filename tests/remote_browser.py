@@ -1,97 +1,43 @@
-"""What the remote-package browser tests share: a test LMS (scorm-again) on its own origin,
-and remote packages built for the live server's content origin.
+"""What the remote-package browser tests share: the strict test LMS on its own origin, and
+remote packages built for the live server's content origin.
 
-The LMS page runs scorm-again's Scorm12API or Scorm2004API with the learner's data (and,
-to test resuming, a bookmark and suspend data) and opens a thin package in an iframe.
-It is served over plain HTTP by a static server of the test on 127.0.0.1 (another origin
-than the app, https://127.0.0.1:PORT, and the content, https://localhost:PORT).
+The LMS is tests/tracker_lms.py's (the ``lms`` fixture, re-exported here): a real runtime
+(scorm-again 1.2/2004, simplify-scorm 1.2) with the learner's data (and, to test resuming,
+a bookmark and suspend data), which keeps records as a real LMS does, the SCORM 1.2 rule
+that turns a finish without a status into "completed" included. It is served over plain
+HTTP on http://localhost:PORT, another origin than the app (https://127.0.0.1:PORT) and
+the content (https://localhost:LIVE_PORT).
 """
 
 from __future__ import annotations
 
-import functools
-import http.server
-import io
-import shutil
-import threading
 import time
-import zipfile
-from urllib.parse import urlencode
 
 import pytest
-from conftest import free_port
-from scorm_content import SCORM_AGAIN, QuietHandler, require_node_modules
 from sqlalchemy import func, select
+from tracker_lms import lms  # noqa: F401  (the strict test LMS, a fixture)
 
 from app.extensions import db
 from app.services import packages
 
-LMS_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Test LMS</title>
-<script src="scorm12.min.js"></script><script src="scorm2004.min.js"></script>
-<script src="lms.js"></script></head>
-<body><h1>Test LMS</h1><iframe id="content" title="course" width="960" height="640"></iframe></body></html>
-"""
 
-LMS_SCRIPT = """(function () {
-  "use strict";
-  var q = new URLSearchParams(window.location.search);
-  var v = q.get("version");
-  window.lmsLog = [];
-  var api;
-  if (v === "1.2") {
-    api = window.API = new window.Scorm12API({ logLevel: 5 });
-    api.loadFromJSON({ core: { student_id: q.get("student_id"), student_name: q.get("student_name"),
-                               lesson_location: q.get("location") || "", entry: q.get("location") ? "resume" : "ab-initio" },
-                       suspend_data: q.get("suspend") || "" });
-  } else {
-    api = window.API_1484_11 = new window.Scorm2004API({ logLevel: 5 });
-    api.loadFromJSON({ learner_id: q.get("student_id"), learner_name: q.get("student_name"),
-                       location: q.get("location") || "", suspend_data: q.get("suspend") || "" });
-  }
-  var prefix = v === "1.2" ? "LMS" : "";
-  ["Initialize", v === "1.2" ? "Finish" : "Terminate", "Commit"].forEach(function (event) {
-    api.on(prefix + event, function () { window.lmsLog.push(event); });
-  });
-  document.addEventListener("DOMContentLoaded", function () {
-    document.getElementById("content").src = q.get("launch");
-  });
-})();
-"""
+def lms_log(page) -> list[str]:
+    """The LMS calls that succeeded and change a session: Initialize, Commit, Finish/Terminate, in order."""
+    return page.evaluate("""window.lmsCalls.filter(function (c) {
+        return c.result === "true" && /^(LMS)?(Initialize|Commit|Finish|Terminate)$/.test(c.method);
+      }).map(function (c) { return c.method.replace(/^LMS/, ""); })""")
 
 
-@pytest.fixture
-def lms(tmp_path):
-    """lms.url, lms.add(name, zip_bytes) -> folder, lms.page(version, launch, **query)."""
-    require_node_modules()
-    root = tmp_path / "lms-root"
-    root.mkdir()
-    (root / "lms.html").write_text(LMS_PAGE)
-    (root / "lms.js").write_text(LMS_SCRIPT)
-    (root / "favicon.ico").write_bytes(b"")
-    for name in ("scorm12.min.js", "scorm2004.min.js"):
-        shutil.copy(SCORM_AGAIN / name, root / name)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()),
-                                             functools.partial(QuietHandler, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def close_sco(page) -> None:
+    """The LMS closes the SCO (its frame goes to about:blank), as when the learner leaves the course."""
+    page.evaluate("document.getElementById('content').src = 'about:blank'")
+    wait_for(lambda: page.evaluate("document.getElementById('content').contentWindow.location.href")
+             == "about:blank", what="the LMS to close the SCO")
 
-    class Lms:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
 
-        @staticmethod
-        def add(name: str, data: bytes) -> str:
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                archive.extractall(root / "pkg" / name)
-            return f"pkg/{name}"
-
-        def page(self, version: str, launch: str, student_id="Jane@Example.com", student_name="Doe, Jane", **extra):
-            query = {"version": version, "student_id": student_id, "student_name": student_name,
-                     "launch": launch, **extra}
-            return f"{self.url}/lms.html?{urlencode(query)}"
-
-    yield Lms()
-    server.shutdown()
-    server.server_close()
+def lms_record(page, sco: int = 0) -> dict:
+    """What the LMS stored for a SCO's attempt (the strict test LMS keeps it as a real LMS does)."""
+    return page.evaluate(f"window.lmsRecord({sco})")
 
 
 @pytest.fixture
@@ -153,14 +99,14 @@ def watch(page) -> dict:
 
 
 def course_frame(page):
-    """The course's frame: LMS page > launcher (iframe #content) > course (iframe #remote-content)."""
+    """The course's frame: LMS page > launcher (#content) > player (#remote-content) > course (#course)."""
     page.wait_for_selector("#content")
-    return page.frame_locator("#content").frame_locator("#remote-content")
+    return page.frame_locator("#content").frame_locator("#remote-content").frame_locator("#course")
 
 
 def course_window(page, path_part: str):
     def find():
-        return next((f for f in page.frames if path_part in f.url and "localhost" in f.url), None)
+        return next((f for f in page.frames if path_part in f.url and f.url.startswith("https://localhost")), None)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         frame = find()

@@ -105,8 +105,10 @@ STORYLINE_LAUNCH = """<!DOCTYPE html>
 
 STORYLINE_USER_JS = "window.userJsRan = true;\n"
 
-# The player: finds the API the way Storyline's scormdriver does (this window, then parents),
-# resumes from the bookmark, fetches the video by Range, reports score and status.
+# The player: finds the API as real drivers do (the golf examples' findAPI, pipwerks, SCORM
+# Driver): window.parent upwards first, with no try/catch (a cross-origin window on the way
+# throws), then its own window; resumes from the bookmark, fetches the video by Range,
+# reports score and status.
 STORYLINE_FRAME_JS = """(function () {
   var v = "@VERSION@";
   var n = v === "1.2"
@@ -116,13 +118,13 @@ STORYLINE_FRAME_JS = """(function () {
        end: "Terminate", err: "GetLastError", str: "GetErrorString"};
   function find(w) {
     for (var i = 0; w && i < 10; i++) {
-      try { if (w[n.api]) { return w[n.api]; } } catch (e) {}
+      if (w[n.api]) { return w[n.api]; }
       if (w.parent === w) { break; }
       w = w.parent;
     }
     return null;
   }
-  var api = find(window);
+  var api = find(window.parent) || find(window);
   var el = v === "1.2"
     ? {loc: "cmi.core.lesson_location", status: "cmi.core.lesson_status", raw: "cmi.core.score.raw",
        name: "cmi.core.student_name", exit: "cmi.core.exit"}
@@ -213,7 +215,7 @@ body { font-family: Lato, sans-serif; }</style>
 <button id="complete" onclick="complete()">Complete</button>
 <script>
   var v = "@VERSION@";
-  function findApi(w) { while (w) { try { if (w.API || w.API_1484_11) return w; } catch (e) {}
+  function findApi(w) { while (w) { if (w.API || w.API_1484_11) return w;
     if (w.parent === w) return null; w = w.parent; } return null; }
   var host = findApi(window.parent);
   var api = v === "1.2" ? host.API : host.API_1484_11;
@@ -253,8 +255,8 @@ PLAYER = """<!DOCTYPE html>
 <script>
   var query = new URLSearchParams(location.search);
   var lesson = query.get("lesson"), mode = query.get("mode");
-  var api = window.API_1484_11 || window.API;
-  var v12 = !!window.API;
+  var api = window.parent.API_1484_11 || window.parent.API;
+  var v12 = !!window.parent.API;
   v12 ? api.LMSInitialize("") : api.Initialize("");
   document.getElementById("state").textContent = "lesson " + lesson + " mode " + mode;
   function done() {

@@ -12,7 +12,20 @@ import datetime as dt
 import io
 
 import pytest
-from remote_browser import build_remote, context, count, course_frame, course_window, lms, wait_for, wait_in, watch  # noqa: F401
+from remote_browser import (  # noqa: F401  (fixtures)
+    build_remote,
+    close_sco,
+    context,
+    count,
+    course_frame,
+    course_window,
+    lms,
+    lms_log,
+    lms_record,
+    wait_for,
+    wait_in,
+    watch,
+)
 from remote_courses import as_zip, captivate_multi, rise, storyline
 from sqlalchemy import select
 
@@ -68,16 +81,18 @@ def test_storyline_shaped_course_runs_remotely_and_reports_to_the_lms(version, l
         wait_for(lambda: page.evaluate(f"{cmi}.core.lesson_status") == "passed", what="the LMS to get the status")
         assert page.evaluate(f"[{cmi}.core.lesson_location, {cmi}.suspend_data, {cmi}.core.score.raw]") == \
             ["slide-2", "A1B2C3-resume-here", "87"]
-        assert page.evaluate("window.lmsLog") == ["Initialize", "Commit", "Commit", "Finish"]
+        assert lms_log(page) == ["Initialize", "Commit", "Commit", "Finish"]
     else:
         wait_for(lambda: page.evaluate(f"{cmi}.success_status") == "passed", what="the LMS to get the status")
         assert page.evaluate(f"[{cmi}.completion_status, {cmi}.location, {cmi}.suspend_data, {cmi}.score.raw, "
                              f"{cmi}.score.scaled]") == ["completed", "slide-2", "A1B2C3-resume-here", "87", "0.87"]
-        assert page.evaluate("window.lmsLog") == ["Initialize", "Commit", "Commit", "Terminate"]
+        assert lms_log(page) == ["Initialize", "Commit", "Commit", "Terminate"]
     # Counted as one launch and one completion; nothing refused, nothing broke.
     expected = ["launch", "passed"] if version == "1.2" else ["completed", "launch", "passed"]
     wait_for(lambda: sorted(db.session.scalars(select(Event.kind))) == expected, what="launch and results stored")
     assert db.session.scalar(select(DailyUsage.launches)) == 1
+    # The LMS host is the LMS the learner was in, not the content origin the beacon came from.
+    assert set(db.session.scalars(select(Event.lms_host))) == {lms.url.split("://", 1)[1]}
     assert (seen["errors"], seen["csp"], seen["cookies"]) == ([], [], [])
     assert 206 in seen["statuses"] and not any(s >= 400 for s in seen["statuses"])
 
@@ -165,16 +180,18 @@ def test_a_new_learner_past_a_blocking_limit_sees_the_polite_page_and_nothing_is
     wait_for(lambda: count(DailyUsage) == 1)
     page.close()
 
-    # Bob is new: the polite page, inside the LMS frame; the LMS session opened and closed; nothing counted.
+    # Bob is new: the polite page, inside the LMS frame; nothing counted, and the course never
+    # started, so the launcher leaves the LMS record as it was (no Finish: a 1.2 LMS would make it "completed").
     page = context.new_page()
     seen = watch(page)
     page.goto(lms.page(version, f"{launch}/index.html", student_id="bob@example.com", student_name="Bob"))
-    course_frame(page).locator("h1", has_text="not available to new learners").wait_for()
-    assert "Acme Learning has used every seat" in course_frame(page).locator("main").inner_text()
+    limit_page = page.frame_locator("#content").frame_locator("#remote-content")  # framed instead of the player
+    limit_page.locator("h1", has_text="not available to new learners").wait_for()
+    assert "Acme Learning has used every seat" in limit_page.locator("main").inner_text()
     page.screenshot(path=str(screenshots_dir / f"remote-licence-limit-scorm{version.replace('.', '')}.png"))
-    wait_for(lambda: page.evaluate("window.lmsLog")[-1:] == ["Finish" if version == "1.2" else "Terminate"],
-             what="the LMS session to be closed")
-    assert page.evaluate("window.lmsLog") == ["Initialize", "Finish" if version == "1.2" else "Terminate"]
+    close_sco(page)
+    assert lms_log(page) == ["Initialize"]
+    assert lms_record(page) == {}
     assert (seen["errors"], seen["csp"], seen["cookies"]) == ([], [], [])
     page.close()
 
@@ -189,7 +206,7 @@ def test_a_new_learner_past_a_blocking_limit_sees_the_polite_page_and_nothing_is
 
 LMS_REFUSES = """<!DOCTYPE html><html><head><title>Strict</title></head><body><p id="state">loading</p>
 <script>
-  var v12 = !!window.API, api = window.API || window.API_1484_11;
+  var v12 = !!window.parent.API, api = window.parent.API || window.parent.API_1484_11;
   var n = v12 ? {init: "LMSInitialize", set: "LMSSetValue", get: "LMSGetValue", err: "LMSGetLastError",
                  str: "LMSGetErrorString", diag: "LMSGetDiagnostic", commit: "LMSCommit"}
               : {init: "Initialize", set: "SetValue", get: "GetValue", err: "GetLastError", str: "GetErrorString",
@@ -238,21 +255,26 @@ def test_the_lmss_own_error_codes_strings_and_diagnostics_reach_the_course(versi
     assert seen["errors"] == [] and seen["csp"] == []
 
 
-NEVER_INITIALISES = """<!DOCTYPE html><html><head><title>Quiet</title></head>
+NEVER_CALLS_SCORM = """<!DOCTYPE html><html><head><title>Quiet</title></head>
 <body><p id="state">a page that never calls the API</p></body></html>"""
 
 
-def test_a_course_that_never_initialises_leaves_the_lms_session_closed(lms, context, live_server, make_client,
-                                                                       tmp_path):
+@pytest.mark.parametrize("version", ["1.2", "2004"])
+def test_a_page_with_no_scorm_calls_is_counted_and_the_lms_never_records_a_completion(
+        version, lms, context, live_server, make_client, tmp_path):
     client, _ = make_client(origins=[lms.url], local_http=True)  # a local http LMS: development only
     folder = tmp_path / "quiet"
     folder.mkdir()
-    (folder / "index.html").write_text(NEVER_INITIALISES)
-    data, _ = build_remote(client, "2004", live_server, content=folder)
+    (folder / "index.html").write_text(NEVER_CALLS_SCORM)
+    data, _ = build_remote(client, version, live_server, content=folder)
     page = context.new_page()
-    page.goto(lms.page("2004", f"{lms.add('quiet', data)}/index.html"))
+    page.goto(lms.page(version, f"{lms.add('quiet', data)}/index.html"))
     course_frame(page).locator("#state").wait_for()
-    assert page.evaluate("window.lmsLog") == ["Initialize"]
-    page.evaluate("document.getElementById('content').src = 'about:blank'")  # the learner closes the course
-    wait_for(lambda: page.evaluate("window.lmsLog") == ["Initialize", "Terminate"], what="the launcher to terminate")
-    assert page.evaluate("window.API_1484_11.isTerminated()") is True
+    # The tracker opens the player's session itself for content with no SCORM calls: still one launch.
+    wait_for(lambda: count(Event) == 1, what="the launch of a page with no SCORM calls")
+    close_sco(page)  # the learner closes the course
+    finish = "Finish" if version == "1.2" else "Terminate"
+    assert lms_log(page) == ["Initialize", finish]
+    record = lms_record(page)
+    # 1.2: "incomplete" set before the finish, or the LMS would store "completed"; 2004 sets nothing.
+    assert record == ({"cmi.core.lesson_status": "incomplete"} if version == "1.2" else {})

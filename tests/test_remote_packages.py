@@ -7,9 +7,12 @@ tests/test_remote_browser.py; the two-origin isolation in tests/test_content_iso
 from __future__ import annotations
 
 import datetime as dt
+import html
 import io
 import json
+import re
 import zipfile
+from urllib.parse import urljoin
 
 import pytest
 from conftest import beacon_body
@@ -46,11 +49,19 @@ def stored() -> RemoteContent:
     return db.session.scalar(select(RemoteContent))
 
 
-def open_launch(client, content_base, package_id, sco=0):
-    """Follow the stable launch address to the current version's page, as the launcher's iframe does."""
+def open_player(client, content_base, package_id, sco=0):
+    """Follow the stable launch address to the current version's player, as the launcher's iframe does."""
     redirect = client.get(f"/{package_id}/launch/{sco}", base_url=content_base, buffered=True)
     assert redirect.status_code == 302 and redirect.headers["Cache-Control"] == "no-store"
     return redirect.headers["Location"], client.get(redirect.headers["Location"], base_url=content_base, buffered=True)
+
+
+def open_launch(client, content_base, package_id, sco=0):
+    """The SCO's launch page, as the player's frame opens it: (its address, the response)."""
+    player_location, player = open_player(client, content_base, package_id, sco)
+    src = re.search(r'<iframe id="course"[^>]*\ssrc="([^"]+)"', player.get_data(as_text=True)).group(1)
+    location = urljoin(player_location, html.unescape(src))
+    return location, client.get(location, base_url=content_base, buffered=True)
 
 
 # --- the thin zip ----------------------------------------------------------------
@@ -99,7 +110,7 @@ def test_every_sco_item_is_an_item_of_the_thin_package_launched_with_its_query(m
     for n, query in enumerate(["lesson=1&mode=intro", "lesson=2&mode=quiz", "lesson=3&mode=summary"]):
         location, page = open_launch(client, content_base, built.issue.package_id, n)
         assert location == f"/{built.issue.package_id}/{row.content_version}/player.html?{query}"
-        assert page.status_code == 200 and b"scorm-remote-api.js" in page.data
+        assert page.status_code == 200 and page.data == captivate_multi(version)["player.html"]
     assert client.get(f"/{built.issue.package_id}/launch/3", base_url=content_base, buffered=True).status_code == 404
 
 
@@ -108,8 +119,9 @@ def test_remote_package_of_authoring_content_keeps_its_layout(make_client, clien
     _, built = build(customer, "2004", content=io.BytesIO(authoring_zip("2004")))
     location, page = open_launch(client, content_base, built.issue.package_id)
     assert location.endswith("/course/story.html")
-    html = page.get_data(as_text=True)
-    assert '<script src="../scorm-remote-api.js"></script>\n<script src="../scorm-usage-tracker.js"></script>' in html
+    # The course's files are served as exported: the API and the tracker are in the player, not in them.
+    exported = zipfile.ZipFile(io.BytesIO(authoring_zip("2004")))
+    assert page.data == exported.read("course/story.html")
     base = location.rsplit("/course/", 1)[0]
     assert client.get(f"{base}/shared/logo.svg", base_url=content_base, buffered=True).mimetype == "image/svg+xml"
     assert client.get(f"{base}/imsmanifest.xml", base_url=content_base, buffered=True).status_code == 200
@@ -172,18 +184,25 @@ def test_launch_page_has_the_relay_the_tracker_and_a_policy_for_authoring_tools(
                                                                                  content_base):
     customer, _ = make_client(origins=["https://lms.acme.example", "https://lms2.acme.example"])
     _, built = build(customer)
-    location, page = open_launch(client, content_base, built.issue.package_id)
+    location, page = open_player(client, content_base, built.issue.package_id)
+    assert location.endswith("/scorm-player.html?sco=0")
     assert page.status_code == 200 and page.mimetype == "text/html"
-    html = page.get_data(as_text=True)
-    assert '<script src="scorm-remote-api.js"></script>\n<script src="scorm-usage-tracker.js"></script>' in html
-    assert html.index("scorm-usage-tracker.js") < html.index("course.js")
+    html_text = page.get_data(as_text=True)
+    # The API, then the tracker, then the course's frame: the course finds the API in its parent.
+    assert '<script src="scorm-remote-api.js"></script>\n<script src="scorm-usage-tracker.js"></script>' in html_text
+    assert html_text.index("scorm-usage-tracker.js") < html_text.index('<iframe id="course"')
+    assert 'src="index.html"' in html_text
     policy = page.headers["Content-Security-Policy"]
     assert "frame-ancestors 'self' https://lms.acme.example https://lms2.acme.example" in policy
     assert "script-src 'self' 'unsafe-inline' 'unsafe-eval' data: blob:" in policy
     assert f"connect-src 'self' data: blob: {app.config['PUBLIC_URL']}" in policy
     assert "object-src 'none'" in policy and "form-action 'self'" in policy
     assert "X-Frame-Options" not in page.headers and "Set-Cookie" not in page.headers
-    assert page.headers["Cache-Control"] == "no-cache"
+    assert page.headers["Cache-Control"] == "no-store"
+    course_location, course = open_launch(client, content_base, built.issue.package_id)
+    assert course.headers["Cache-Control"] == "no-cache" and b"course.js" in course.data
+    assert b"scorm-usage-tracker.js" not in course.data
+    assert client.get(location.replace("sco=0", "sco=1"), base_url=content_base, buffered=True).status_code == 404
 
     base = location.rsplit("/", 1)[0]
     tracker = client.get(f"{base}/scorm-usage-tracker.js", base_url=content_base, buffered=True)
@@ -191,7 +210,8 @@ def test_launch_page_has_the_relay_the_tracker_and_a_policy_for_authoring_tools(
     config = json.loads(next(line for line in tracker.get_data(as_text=True).splitlines()
                              if "var CONFIG =" in line).split("=", 1)[1].strip().rstrip(";"))
     assert config == {"url": app.config["PUBLIC_URL"] + "/api/v1/beacons", "key": stored().beacon_key,
-                      "course": "Anti-Bribery", "packageId": str(built.issue.package_id), "scormVersion": "1.2"}
+                      "course": "Anti-Bribery", "packageId": str(built.issue.package_id), "scormVersion": "1.2",
+                      "selfOpen": False}  # the placeholder course talks SCORM: it opens its own session
     assert b"scorm-remote=" in client.get(f"{base}/scorm-remote-api.js", base_url=content_base, buffered=True).data
 
 
@@ -369,7 +389,6 @@ def test_cli_builds_remote_then_republish_replaces_the_content(runner, make_clie
     assert result.exit_code == 0, result.output
     second, page = open_launch(client, content_base, package_id)
     assert second != first and "Version 2" in page.get_data(as_text=True)
-    assert b"scorm-remote-api.js" in page.data
     assert client.get(second.rsplit("/", 1)[0] + "/course.js", base_url=content_base, buffered=True).status_code == 404
     assert client.get(first, base_url=content_base, buffered=True).status_code == 200  # the old version is still there
     entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "package.republish"))

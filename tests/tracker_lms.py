@@ -249,7 +249,7 @@ def launch_query(version: str, **behaviour) -> str:
 
 def lms_state(page) -> dict:
     return page.evaluate("({calls: window.lmsCalls, violations: window.lmsViolations, content: window.contentLog,"
-                         " log: window.lmsLog})")
+                         " log: window.lmsLog, records: window.lmsStored})")
 
 
 def tracker_extras(tracked: list[dict], plain: list[dict]) -> list[tuple]:

@@ -9,7 +9,9 @@ deployment may serve ``CONTENT_URL`` alone, against the same database and store.
 Addresses (on the content origin):
 
 - ``/<package>/launch/<n>``: the n-th SCO of the current version; a redirect to
-  its page in that version, never cached, so a republish shows at the next launch;
+  that version's player page for it (``scorm-player.html?sco=<n>``: the SCORM API and
+  the tracker, framing the SCO's launch page; see ``services/packages/remote.py``),
+  never cached, so a republish shows at the next launch;
 - ``POST /<package>/seat`` (``{"student_id": ...}`` as text/plain JSON): the launcher's
   question before it opens the course, ``{"allowed": true|false}``; false only when the
   client's licence term blocks new learners at its limit (or after expiry) and this
@@ -17,9 +19,9 @@ Addresses (on the content origin):
   never in an address, so no access log holds it;
 - ``/<package>/limit``: the polite "licence limit reached" page the launcher frames then;
 - ``/<package>/<version>/<path>``: a file of a version, with Range and conditional
-  requests (a video seeks, a browser revalidates by ETag); ``scorm-remote-api.js``
-  and ``scorm-usage-tracker.js`` at a version's root are the relay's course side
-  and the tracker configured for the package.
+  requests (a video seeks, a browser revalidates by ETag); ``scorm-player.html``,
+  ``scorm-remote-api.js`` and ``scorm-usage-tracker.js`` at a version's root are the
+  player, the relay's course side and the tracker configured for the package.
 """
 
 from __future__ import annotations
@@ -80,7 +82,10 @@ def launch(package_id: uuid.UUID, sco: int):
     index = _store().read_version(remote.content_version)
     if index is None or sco >= len(index["scos"]):
         abort(404)
-    target = packages.version_url("", package_id, remote.content_version, index["scos"][sco]["href"])
+    if index.get("layout") == packages.PLAYER_LAYOUT:
+        target = packages.player_url(package_id, remote.content_version, sco)
+    else:  # published before the player: the relay is in the launch page itself
+        target = packages.version_url("", package_id, remote.content_version, index["scos"][sco]["href"])
     response = redirect(target, code=302)
     response.headers["Cache-Control"] = "no-store"
     return _secured(response, client)
@@ -155,10 +160,19 @@ def content_file(package_id: uuid.UUID, version: str, path: str):
         abort(404)
 
     if name in packages.RESERVED_FILES:
+        if name == packages.PLAYER_FILE:
+            page = (packages.player_page(index, request.args.get("sco", 0, type=int), issue.course_title)
+                    if index.get("layout") == packages.PLAYER_LAYOUT else None)
+            if page is None:
+                abort(404)
+            response = Response(page, mimetype="text/html")
+            response.headers["Cache-Control"] = "no-store"
+            return _secured(response, client)
         if name == packages.TRACKER_FILE:
             body = packages.configured_tracker(
                 beacon_url=current_app.config["PUBLIC_URL"] + packages.BEACON_PATH, key=remote.beacon_key,
-                course=issue.course_title, package_id=package_id, scorm_version=issue.scorm_version)
+                course=issue.course_title, package_id=package_id, scorm_version=issue.scorm_version,
+                self_open=bool(index.get("self_open")))
         else:
             body = packages.remote_api_source()
         response = Response(body, mimetype="text/javascript")

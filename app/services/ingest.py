@@ -109,8 +109,12 @@ def accept_beacon(session: Session, committer: GroupCommitter, key: str, origin:
             return _refused("untracked_licence")
         if client.anonymised and client.pseudonym_key is None:
             return _refused("pseudonyms_shredded")
-        if not client.origin_allowed(origin) and not (origin is not None and origin in own_origins()):
-            record_refused_origin(session, client.id, origin or "(none)")
+        # A remote package's beacon comes from our content origin and names the LMS it runs in.
+        remote = (fields.get("lms_origin") is not None and origin is not None and origin in own_origins())
+        lms_origin = fields["lms_origin"] if remote else origin
+        if not client.origin_allowed(lms_origin) and not (
+                not remote and origin is not None and origin in own_origins()):
+            record_refused_origin(session, client.id, lms_origin or "(none)")
             return _refused("origin_not_allowed")
     except SQLAlchemyError as exc:
         session.rollback()
@@ -129,7 +133,7 @@ def accept_beacon(session: Session, committer: GroupCommitter, key: str, origin:
         identity = learner_identity(committer.pseudonymiser, client, beacon)
     except InvalidIdentity as exc:
         return _refused("invalid_beacon", str(exc), student_id=[str(exc)])
-    pending = committer.submit(PendingBeacon(client, beacon, _host(origin), now or dt.datetime.now(dt.UTC),
+    pending = committer.submit(PendingBeacon(client, beacon, _host(lms_origin), now or dt.datetime.now(dt.UTC),
                                              identity))
     if pending.outcome == UNAVAILABLE:
         return _UNAVAILABLE

@@ -1,30 +1,40 @@
-/* Remote package launcher: runs in the LMS, opens the course from the content origin in a
- * full-size iframe and relays the course's SCORM calls to the LMS.
+/* Remote package launcher: runs in the LMS, frames the course's player from the content origin
+ * and relays the course's SCORM calls to the LMS.
  *
  * Plain ES5. The package builder replaces the CONFIG line: the content origin, the SCORM
  * version and one launch address per SCO item (this page is opened as index.html?sco=N).
+ * The launch address answers with the player page on the content origin, which holds the
+ * SCORM API the course finds in its parent (scorm-remote-api.js) and frames the course.
  *
  * The relay, LMS side:
  * - it finds the LMS API (parents, then opener), opens the LMS session, and reads a snapshot
  *   of the data model: each element's value and the LMS's own error code for it, and the
- *   LMS's own error strings. The snapshot goes to the course in the iframe URL's fragment
- *   (never sent to any server), so the course side answers GetValue synchronously with what
- *   the LMS answered;
- * - the course side posts every SetValue, Commit and Terminate here; they are applied to the
- *   LMS in order, and each LMS result (return value, GetLastError, GetErrorString,
- *   GetDiagnostic) is posted back, so a refusal of the LMS reaches the course;
- * - messages are taken only from the iframe's window at the content origin, and posted only
- *   to that origin;
- * - the LMS session is always closed: when the course terminates, or else when this page goes
- *   away (a course that never initialises leaves the LMS with a finished, "not attempted" or
- *   "incomplete" attempt, as the LMS's own rules say).
+ *   LMS's own error strings. The snapshot goes to the player in its URL's fragment (never
+ *   sent to any server), so the course's GetValue is answered synchronously with what the
+ *   LMS answered;
+ * - the player posts "init" when the course's Initialize succeeds, then every SetValue,
+ *   Commit and Terminate; they are applied to the LMS in order, and each LMS result (return
+ *   value, GetLastError, GetErrorString, GetDiagnostic) is posted back, so a refusal of the
+ *   LMS reaches the course;
+ * - messages are taken only from the player's window at the content origin, and posted only
+ *   to that origin.
+ *
+ * No false record: the launcher's own session never gives the learner a status.
+ * - A course that never started (its page failed to load, the player was refused by
+ *   frame-ancestors, its driver never initialised, the learner left first, or a licence
+ *   limit kept it from opening) gets no Finish and no SetValue from here: the LMS record
+ *   stays as it was ("not attempted" for a new learner).
+ * - A course that started but had not finished when this page goes away (its own Finish,
+ *   sent from its unload handler, may never arrive once this page is gone) is finished
+ *   here, so what it set is kept; on SCORM 1.2 a status still "not attempted" is first set
+ *   to "incomplete", because a 1.2 LMS turns a finish without a status into "completed".
  *
  * Licence limits: before framing the course, the launcher asks the content origin whether
  * this learner may open it (POST seatUrl, the student ID in the body, never in an address).
  * Only a client whose licence blocks new learners at its limit answers "no", and only for a
- * learner not yet counted; the launcher then frames the polite limit page and closes the LMS
- * session. Any failure or a slow answer (5 s) opens the course: our server being down never
- * keeps a learner from learning.
+ * learner not yet counted; the launcher then frames the polite limit page. Any failure or a
+ * slow answer (5 s) opens the course: our server being down never keeps a learner from
+ * learning.
  */
 (function (window) {
   "use strict";
@@ -61,7 +71,7 @@
              "cmi.objectives._children", "cmi.objectives._count", "cmi.progress_measure",
              "cmi.scaled_passing_score", "cmi.score._children", "cmi.score.scaled", "cmi.score.raw",
              "cmi.score.min", "cmi.score.max", "cmi.success_status", "cmi.suspend_data", "cmi.time_limit_action",
-             "cmi.total_time"]
+             "cmi.total_time", "adl.nav.request_valid.continue", "adl.nav.request_valid.previous"]
   };
   var OBJECTIVE_FIELDS = {
     "1.2": ["id", "score.raw", "score.min", "score.max", "status"],
@@ -98,7 +108,7 @@
     var version = CONFIG.scormVersion, names = NAMES[version];
     var frame = document.getElementById("remote-content");
     var api = findApi(names.api);
-    var open = false, finished = false, data = {}, strings = {}, initError = "101";
+    var open = false, started = false, finished = false, data = {}, strings = {}, initError = "101";
 
     function call(method, args) {
       var result = String(api[method].apply(api, args));
@@ -148,6 +158,16 @@
       return call(names.finish, [""]);
     }
 
+    // This page is going away: finish for a course that started and did not (see the header).
+    function leave() {
+      if (!open || finished || !started) { return; }
+      var status = version === "1.2" ? call(names.get, ["cmi.core.lesson_status"]).result : null;
+      if (status === "not attempted" || status === "") { // some LMSs read "" for no status
+        call(names.set, ["cmi.core.lesson_status", "incomplete"]);
+      }
+      finish();
+    }
+
     function answer(message, outcome) {
       if (!outcome || !frame.contentWindow) { return; }
       var reply = { scormRemote: 1, call: "result", seq: message.seq, result: outcome.result,
@@ -163,7 +183,11 @@
       if (event.origin !== CONFIG.contentOrigin || event.source !== frame.contentWindow) { return; }
       var message = event.data;
       if (!open || finished || !message || message.scormRemote !== 1) { return; }
-      if (message.call === "set" && typeof message.element === "string") {
+      if (message.call === "init") {
+        started = true;
+      } else if (!started) {
+        return; // nothing reaches the LMS before the course's own Initialize
+      } else if (message.call === "set" && typeof message.element === "string") {
         answer(message, call(names.set, [message.element, String(message.value)]));
       } else if (message.call === "commit") {
         answer(message, call(names.commit, [""]));
@@ -171,7 +195,7 @@
         answer(message, finish());
       }
     });
-    window.addEventListener("pagehide", finish);
+    window.addEventListener("pagehide", leave);
 
     var hand = { version: version, lms: window.location.origin, open: open, initError: initError,
                  data: data, strings: strings };
@@ -192,8 +216,7 @@
       .then(function (response) { return response.ok ? response.json() : { allowed: true }; })
       .then(function (answer) {
         if (answer && answer.allowed === false && !settled) {
-          finish();
-          show(CONFIG.limitUrl);
+          show(CONFIG.limitUrl); // the course never starts: the LMS record is left as it was
         } else {
           show(course);
         }

@@ -1,7 +1,8 @@
 /* Remote package, course side: the SCORM API the course talks to, served with the content.
  *
- * Plain ES5, loaded first in the launch page, before the tracker and the course. The launcher
- * in the LMS hands over, in this page's URL fragment, whether the LMS session is open (and the
+ * Plain ES5, loaded first in the player page (scorm-player.html, on the content origin), before
+ * the tracker; the player then frames the course, which finds this API in its parent, its own
+ * origin. The launcher in the LMS (the player's parent) hands over, in the player URL's fragment, whether the LMS session is open (and the
  * LMS's error code if not), a snapshot of the data model (each element's value and the LMS's
  * error code for reading it) and the LMS's own error strings. SCORM calls are synchronous and
  * the LMS is in another origin, so this script answers at once:
@@ -16,8 +17,11 @@
  * - everything else is applied to the LMS in order; when the LMS answers with an error, that
  *   error (its code, GetErrorString and GetDiagnostic as the LMS gives them) becomes the last
  *   error unless the course has made another call since, and the element reads as before.
+ * The course's successful Initialize is posted too ("init"): the launcher relays nothing, and
+ * finishes nothing, for a course that never started.
  * Messages are posted only to the LMS origin the launcher gave, and taken only from the parent
- * window at that origin. Opened without a launcher, it defines nothing.
+ * window at that origin. window.scormRemote.lms names that origin for the tracker's beacon.
+ * Opened without a launcher, it defines nothing.
  */
 (function (window) {
   "use strict";
@@ -111,6 +115,7 @@
       if (state === "done") { return fail(E.terminated); }
       if (!hand.open) { return fail(String(hand.initError || E.initFail)); }
       state = "open";
+      post({ call: "init" });
       return ok("true");
     },
     finish: function (param) {
@@ -177,6 +182,7 @@
     return methods;
   }
 
+  window.scormRemote = { lms: lms };
   if (v12) {
     window.API = face({ init: "LMSInitialize", finish: "LMSFinish", get: "LMSGetValue", set: "LMSSetValue",
                         commit: "LMSCommit", error: "LMSGetLastError", errorString: "LMSGetErrorString",

@@ -21,21 +21,34 @@ from .build import MODES, SCORM_VERSIONS, BuiltPackage, build_package, check_ser
 from .errors import PackageError
 from .manifest import Sco, read_manifest, read_scos, render_manifest
 from .remote import (
+                    PLAYER_FILE,
+                    PLAYER_LAYOUT,
                     REMOTE_API_FILE,
                     REMOTE_LAUNCHER_FILES,
                     RESERVED_FILES,
                     check_content_url,
                     launch_url,
                     origin_of,
+                    player_page,
+                    player_url,
                     remote_api_source,
                     version_url,
 )
 from .source import PACKAGE_SOURCE
-from .tracker import BEACON_PATH, CONFIG_MARK, TRACKER_FILE, configured_tracker, inject_tracker, tracker_source
+from .tracker import (
+                     BEACON_PATH,
+                     CONFIG_MARK,
+                     TRACKER_FILE,
+                     configured_tracker,
+                     inject_tracker,
+                     talks_scorm,
+                     tracker_source,
+)
 from .zipsafety import JUNK, MAX_CONTENT_BYTES, MAX_FILES, Content, safe_member_name
 
 __all__ = [
     "BEACON_PATH", "CONFIG_MARK", "JUNK", "MAX_CONTENT_BYTES", "MAX_FILES", "MODES", "PACKAGE_SOURCE",
+    "PLAYER_FILE", "PLAYER_LAYOUT", "player_page", "player_url", "talks_scorm",
     "REMOTE_API_FILE", "REMOTE_LAUNCHER_FILES", "RESERVED_FILES", "SCORM_VERSIONS", "TRACKER_FILE", "BuiltPackage",
     "Content", "PackageError", "Sco", "build_package", "check_content_url", "check_server_url",
     "configured_tracker", "inject_tracker", "launch_url", "origin_of", "package_bytes", "read_manifest",

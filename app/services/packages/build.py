@@ -30,7 +30,7 @@ from .deployed import write_deployed_zip
 from .errors import PackageError
 from .manifest import Sco, read_manifest, read_scos
 from .source import placeholder
-from .tracker import BEACON_PATH, configured_tracker
+from .tracker import BEACON_PATH, configured_tracker, talks_scorm
 from .zipsafety import Content, open_content
 
 SCORM_VERSIONS = ("1.2", "2004")
@@ -186,7 +186,8 @@ def build_package(session: Session, *, client: Client, course_title: str, scorm_
             write_deployed_zip(out, course, launches, title, scorm_version, issue.package_id,
                                tracker=configured_tracker(beacon_url=server_url + BEACON_PATH, key=key, course=title,
                                                           package_id=issue.package_id,
-                                                          scorm_version=scorm_version)
+                                                          scorm_version=scorm_version,
+                                                          self_open=not talks_scorm(course))
                                if tracked else None)
         session.flush()
         built = BuiltPackage(issue=issue, mode=issue.mode, scorm_version=scorm_version, launch_files=launches,

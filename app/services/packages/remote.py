@@ -1,22 +1,28 @@
 """Remote packages: a thin zip on the LMS, the course published to the content store.
 
-The thin zip holds our manifest (one item per SCO item of the course, each opening
-``index.html?sco=N``), the launcher page and its script. The launcher opens
-``CONTENT_URL/<package>/launch/<N>`` in a full-size iframe; that address answers
-with a redirect to the current version's launch page, so a republish shows at the
-next launch on every LMS, and every file a page loads comes from the version it
-was opened in. The content origin (``CONTENT_URL``) is never the app's origin:
-nothing a course runs can act for a signed-in staff member.
+The standard cross-domain layout, three windows deep:
 
-Publishing stores every course file; each SCO's launch page gets two scripts
-first thing in <head>, both served at the version's root: the course side of the
-SCORM relay (``scorm-remote-api.js``) and the tracker, configured like a deployed
-package's (launches and completions are counted as usual).
+- the launcher (``index.html?sco=N`` of the thin zip, on the LMS's origin) finds the
+  LMS's API, opens the LMS session, and frames ``CONTENT_URL/<package>/launch/<N>``;
+- that address redirects to the current version's player page (``scorm-player.html``,
+  on the content origin), so a republish shows at the next launch on every LMS. The
+  player holds the SCORM API (1.2 ``API``, 2004 ``API_1484_11``: the relay's course side)
+  and the tracker, and frames the SCO's launch page;
+- the course, byte for byte as exported, in a same-origin child of the player. Every
+  driver that searches ``window.parent`` upwards (Rustici's SCORM Driver, pipwerks, the
+  golf examples' ``findAPI``) finds the API in the player before it could reach the
+  LMS's window of another origin; a popup the course opens finds it through its opener.
+
+The player and the launcher talk by ``postMessage``, each checking the other's origin
+and window. The content origin (``CONTENT_URL``) is never the app's origin: nothing a
+course runs can act for a signed-in staff member.
+
+Publishing stores every course file as it is; the index of the version records its
+SCOs and whether the course talks SCORM at all (the tracker's ``selfOpen``).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import uuid
@@ -26,11 +32,13 @@ from urllib.parse import quote, urlsplit
 from .errors import PackageError
 from .manifest import ITEM_SETTINGS, Sco, ids
 from .source import PACKAGE_SOURCE, templates
-from .tracker import TRACKER_FILE, inject_tracker
+from .tracker import TRACKER_FILE, talks_scorm
 from .zipsafety import Content
 
 REMOTE_API_FILE = "scorm-remote-api.js"
-RESERVED_FILES = (TRACKER_FILE, REMOTE_API_FILE)
+PLAYER_FILE = "scorm-player.html"
+RESERVED_FILES = (TRACKER_FILE, REMOTE_API_FILE, PLAYER_FILE)
+PLAYER_LAYOUT = 2  # versions published before the player (layout 1) had the relay in their launch pages
 REMOTE_LAUNCHER_FILES = ("index.html", "remote-launcher.js", "remote-launcher.css")
 LAUNCHER_MARK = "/*@LAUNCHER_CONFIG@*/ null"
 _HTML = (".html", ".htm")
@@ -73,6 +81,22 @@ def remote_api_source() -> bytes:
     return (PACKAGE_SOURCE / "remote" / REMOTE_API_FILE).read_bytes()
 
 
+def player_url(package_id: uuid.UUID, version: str, sco: int) -> str:
+    """Where ``launch/<sco>`` sends the launcher's frame: the version's player for that SCO."""
+    return f"/{package_id}/{version}/{PLAYER_FILE}?sco={sco}"
+
+
+def player_page(index: dict, sco: int, title: str) -> bytes | None:
+    """The player page of a version for its n-th SCO (None when there is no such SCO)."""
+    if not 0 <= sco < len(index["scos"]):
+        return None
+    href = index["scos"][sco]["href"]
+    path, _, query = href.partition("?")
+    return templates.get_template("remote/player.html").render(
+        title=title, api_src=REMOTE_API_FILE, tracker_src=TRACKER_FILE,
+        course_src=quote(path) + (f"?{query}" if query else "")).encode("utf-8")
+
+
 def check_scos(course: Content, scos: list[Sco]) -> None:
     for sco in scos:
         if sco.launch not in course.files:
@@ -82,17 +106,14 @@ def check_scos(course: Content, scos: list[Sco]) -> None:
 
 
 def publish(store, course: Content, scos: list[Sco], package_id: uuid.UUID) -> tuple[str, int]:
-    """Store the course as a new version; (version name, bytes of course files)."""
-    launches = {sco.launch for sco in scos}
+    """Store the course, unchanged, as a new version; (version name, bytes of course files)."""
 
     def opener(name):
-        if name in launches:
-            body = inject_tracker(course.read(name), name, (REMOTE_API_FILE, TRACKER_FILE))
-            return lambda: io.BytesIO(body)
         return lambda: course.open(name)
 
     names = list(course.files)
-    index = {"package": str(package_id), "scos": [{"title": s.title, "href": s.href} for s in scos]}
+    index = {"package": str(package_id), "layout": PLAYER_LAYOUT, "self_open": not talks_scorm(course),
+             "scos": [{"title": s.title, "href": s.href} for s in scos]}
     version = store.put_version(index, ((name, opener(name)) for name in names))
     size = sum(entry["size"] for entry in store.read_version(version)["files"].values())
     return version, size

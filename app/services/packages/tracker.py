@@ -28,13 +28,34 @@ def tracker_source() -> str:
     return "/* SCORM usage tracker */\n" + kept + "\n"
 
 
-def configured_tracker(*, beacon_url: str, key: str, course: str, package_id: uuid.UUID, scorm_version: str) -> bytes:
+def configured_tracker(*, beacon_url: str, key: str, course: str, package_id: uuid.UUID, scorm_version: str,
+                       self_open: bool = False) -> bytes:
+    """The tracker for one package. ``self_open``: the content has no SCORM calls (see ``talks_scorm``)."""
     source = tracker_source()
     if CONFIG_MARK not in source:
         raise RuntimeError("scorm_package/tracker.js lost its configuration mark")
     config = json.dumps({"url": beacon_url, "key": key, "course": course, "packageId": str(package_id),
-                         "scormVersion": scorm_version}, ensure_ascii=True)
+                         "scormVersion": scorm_version, "selfOpen": self_open}, ensure_ascii=True)
     return source.replace(CONFIG_MARK, config, 1).encode("utf-8")
+
+
+# A course that looks for a SCORM API names it: 1.2 drivers call LMSInitialize, 2004 ones look
+# for API_1484_11 (Rustici's SCORM Driver, pipwerks, the golf examples, iSpring, Captivate...).
+_SCORM_CALLS = re.compile(rb"LMSInitialize|API_1484_11")
+_SCRIPTED = (".html", ".htm", ".js", ".xhtml")
+
+
+def talks_scorm(course) -> bool:
+    """Whether any page or script of ``course`` (a ``Content``) talks to a SCORM API.
+
+    Such a course opens its own session, so the tracker must never open one for it: a
+    session the tracker opened and the course never used is how a 1.2 LMS comes to record
+    "completed" for a learner who saw nothing (see tracker.js, rule 2).
+    """
+    for name in course.files:
+        if name.lower().endswith(_SCRIPTED) and _SCORM_CALLS.search(course.read(name)):
+            return True
+    return False
 
 
 _HEAD = re.compile(rb"<head(\s[^>]*)?>", re.IGNORECASE)
