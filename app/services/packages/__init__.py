@@ -14,6 +14,7 @@ One module per idea:
 - ``tracker``: the tracker configured and added to launch pages;
 - ``deployed``: the deployed (and untracked) zip;
 - ``remote``: the thin zip, publishing to the content store;
+- ``remote_scan``: what in a course will not work as a remote package (build warnings);
 - ``build``: the use cases (build, republish) that the CLI and admin call.
 """
 
