@@ -238,6 +238,11 @@ def republish(session: Session, *, package_id: uuid.UUID, content: str | Path | 
         return row
 
 
+def remote_content(session: Session, package_id: uuid.UUID) -> RemoteContent | None:
+    """A remote package's current course on the server (None for a deployed or untracked package)."""
+    return session.scalar(select(RemoteContent).where(RemoteContent.package_id == package_id))
+
+
 def package_bytes(session: Session, **kwargs) -> tuple[bytes, BuiltPackage]:
     """``build_package`` into memory, for a download of modest size."""
     buffer = io.BytesIO()
