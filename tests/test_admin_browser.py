@@ -160,8 +160,7 @@ def test_admin_manages_staff_and_builds_a_package(page, live_server, make_staff,
     with page.expect_download() as download:
         page.click("button:has-text('Build and download')")
     assert download.value.suggested_filename.endswith(".zip")
-    page.reload()
-    page.wait_for_selector("tr.untracked:has-text('Anti-Bribery')")
+    page.wait_for_selector("tr.untracked:has-text('Anti-Bribery')")  # the page updates itself (issue 16)
     shot(page, screenshots_dir, "16-packages-perpetual")
     assert not page.problems, page.problems
 
@@ -175,3 +174,47 @@ def post_beacon(live_server, tls_ca, key, student_id, name, course="Fire Safety"
             "event_id": str(uuid.uuid4())}),
     )
     assert response.status_code == 204, response.text
+
+
+def test_csm_builds_a_remote_package_copies_its_id_and_republishes_it(page, live_server, make_staff, make_client,
+                                                                      screenshots_dir, tmp_path):
+    """Issue 16: the list shows the package right after "Build and download"; issue 19: copy, republish."""
+    import zipfile
+
+    csm = make_staff("csm", email="casey@vendor.example")
+    acme, _ = make_client(name="Acme")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    sign_in(page, live_server, csm)
+    page.goto(f"{live_server.url}/admin/clients/{acme.slug}/packages")
+    page.wait_for_selector("text=No package issued yet")
+    page.fill("#course_title", "Fire Safety")
+    page.select_option("#mode", "remote")
+    with page.expect_download() as download:
+        page.click("button:has-text('Build and download')")
+    assert download.value.suggested_filename == f"{acme.slug}-fire-safety-scorm12.zip"
+    row = page.wait_for_selector("tr[data-package]:has-text('Fire Safety')")  # no reload by hand
+    assert page.locator("text=No package issued yet").count() == 0
+    package_id = row.get_attribute("data-package")
+    shot(page, screenshots_dir, "17-packages-after-build")
+
+    page.click(f"button[data-copy='{package_id}']")
+    page.wait_for_selector(f"button[data-copy='{package_id}']:has-text('Copied')")
+    assert page.evaluate("navigator.clipboard.readText()") == package_id
+
+    page.click("text=Republish a new version")
+    page.wait_for_selector("h2:has-text('Republish a new version')")
+    course = tmp_path / "v2.zip"
+    with zipfile.ZipFile(course, "w") as archive:
+        archive.writestr("index.html", "<!DOCTYPE html><html><head><title>v2</title></head><body>v2</body></html>")
+    page.set_input_files("#content", str(course))
+    page.click("button:has-text('Republish')")
+    page.wait_for_selector("text=Tick the box to confirm the republish.")
+    page.set_input_files("#content", str(course))
+    page.check("#confirm")
+    page.click("button:has-text('Republish')")
+    page.wait_for_selector("text=The new version of Fire Safety is published")
+    shot(page, screenshots_dir, "18-package-republished")
+    page.set_viewport_size({"width": 390, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    shot(page, screenshots_dir, "19-package-390")
+    assert not page.problems, page.problems

@@ -267,7 +267,7 @@ def test_a_remote_build_from_the_admin_says_what_may_not_work_remotely(client, c
     }, content_type="multipart/form-data")
     assert response.status_code == 200 and response.mimetype == "application/zip"
     page = client.get(f"/admin/clients/{acme.slug}/packages").get_data(as_text=True)
-    assert 'class="flash flash-warning"' in page and "index.html reaches for the top window" in page
+    assert 'class="flash flash-warning"' in page and "index.html (top.location) reaches into the LMS&#39;s window" in page
     assert f"{acme.slug}-fire-safety-scorm12.zip was built" in page  # the name of the file downloaded
 
 

@@ -155,9 +155,9 @@ def test_build_warns_in_plain_words_about_what_cannot_work_in_a_frame(make_clien
     data = json.loads(result.stdout)
     assert data["content_url"].endswith(f"/{data['package_id']}/launch/0")
     assert len(data["warnings"]) == 2
-    assert "exit.js, index.html reach for the top window" in data["warnings"][0]
+    assert "exit.js (top.location), index.html (target=_top) reach into the LMS's window" in data["warnings"][0]
     assert "plain http://" in data["warnings"][1]
-    assert "Warning: exit.js, index.html reach for the top window" in result.stderr
+    assert "Warning: exit.js (top.location), index.html (target=_top) reach into the LMS's window" in result.stderr
 
 
 def test_remote_is_refused_for_a_perpetual_client(make_client):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import current_app
 from flask_wtf import FlaskForm
-from flask_wtf.file import FileField
+from flask_wtf.file import FileField, FileRequired
 from wtforms import (
     BooleanField,
     DateField,
@@ -99,6 +99,13 @@ class PackageForm(FlaskForm):
         ("remote", "Remote: a thin launcher; the course loads from this server and can be republished"),
     ]), default="deployed")
     content = FileField("Course content (optional zip)")
+
+
+class RepublishForm(FlaskForm):
+    content = FileField("New version of the course (SCORM zip)",
+                        validators=[FileRequired(message="Choose the course's zip to upload.")])
+    confirm = BooleanField("Yes, publish it: every LMS shows this version at the learner's next launch",
+                           validators=[DataRequired(message="Tick the box to confirm the republish.")])
 
 
 class StaffForm(FlaskForm):

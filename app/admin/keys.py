@@ -12,7 +12,7 @@ from ..extensions import db
 from ..services import clients as client_service
 from ..services import packages as package_service
 from . import actor, bp, client_or_404, clients_changed
-from .forms import PackageForm, PackageKeyRevokeForm, RotateKeyForm
+from .forms import PackageForm, PackageKeyRevokeForm, RepublishForm, RotateKeyForm
 
 
 @bp.post("/clients/<slug>/rotate-key")
@@ -76,12 +76,53 @@ def _packages_page(client, form) -> str:
                            **package_list(client))
 
 
-@bp.post("/clients/<slug>/packages/<uuid:package_id>/revoke-key")
-def client_package_revoke(slug: str, package_id):
+@bp.get("/clients/<slug>/packages/<uuid:package_id>")
+def client_package(slug: str, package_id):
+    """One package: its facts, its keys and, for a remote package, the form to republish its course."""
     client = client_or_404(slug)
+    issue = _issue_or_404(client, package_id)
+    return _package_page(client, issue, RepublishForm())
+
+
+@bp.post("/clients/<slug>/packages/<uuid:package_id>/republish")
+def client_package_republish(slug: str, package_id):
+    client = client_or_404(slug)
+    issue = _issue_or_404(client, package_id)
+    form = RepublishForm()
+    if not form.validate_on_submit():
+        return _package_page(client, issue, form), 400
+    try:
+        remote = package_service.republish(db.session, package_id=issue.package_id, content=form.content.data.stream,
+                                           actor=actor())
+    except package_service.PackageError as exc:
+        db.session.rollback()
+        form.content.errors.append(f"{exc}. Nothing changed: the LMSs keep showing the current version.")
+        return _package_page(client, issue, form), 400
+    flash(f"The new version of {issue.course_title} is published: every LMS shows it at the learner's next "
+          "launch; the package ID and key stay the same.", "success")
+    for warning in remote.warnings:
+        flash(f"The new version is live, but check this: {warning}.", "warning")
+    return redirect(url_for("admin.client_package", slug=client.slug, package_id=issue.package_id))
+
+
+def _issue_or_404(client, package_id):
     issue = client_service.package_issue(db.session, client, package_id)
     if issue is None:
         abort(404)
+    return issue
+
+
+def _package_page(client, issue, form) -> str:
+    keys = [key for key in client_service.client_keys(db.session, client) if key.package_issue_id == issue.id]
+    return render_template("admin/package.html", client=client, package=issue, form=form, keys=keys,
+                           remote=package_service.remote_content(db.session, issue.package_id),
+                           upload_limit_mb=upload_limit_mb())
+
+
+@bp.post("/clients/<slug>/packages/<uuid:package_id>/revoke-key")
+def client_package_revoke(slug: str, package_id):
+    client = client_or_404(slug)
+    issue = _issue_or_404(client, package_id)
     form = PackageKeyRevokeForm(prefix=f"r{issue.id}")
     if not form.validate_on_submit():
         flash("Key not revoked: tick the box to confirm.", "error")
@@ -100,13 +141,20 @@ def client_package_revoke(slug: str, package_id):
 
 @bp.errorhandler(RequestEntityTooLarge)
 def _upload_too_large(exc):
-    """An upload over MAX_UPLOAD_MB: back to the package form with the limit, not a bare 413 page."""
-    if request.endpoint != "admin.client_packages":
+    """An upload over MAX_UPLOAD_MB: back to the form with the limit, not a bare 413 page."""
+    if request.endpoint not in ("admin.client_packages", "admin.client_package_republish"):
         return exc
-    client = client_service.find_client(db.session, (request.view_args or {}).get("slug", ""))
+    args = request.view_args or {}
+    client = client_service.find_client(db.session, args.get("slug", ""))
     if client is None:
         abort(404)
+    too_large = (f"That file is larger than the {upload_limit_mb()} MB an upload may have; nothing was "
+                 "{done}. Remove unused media from the course, or ask an operator to raise MAX_UPLOAD_MB.")
+    if request.endpoint == "admin.client_package_republish":
+        issue = _issue_or_404(client, args.get("package_id"))
+        form = RepublishForm(formdata=None)
+        form.content.errors = [too_large.format(done="changed: the LMSs keep showing the current version")]
+        return _package_page(client, issue, form), 413
     form = PackageForm(formdata=None)
-    form.content.errors = [f"That file is larger than the {upload_limit_mb()} MB an upload may have; nothing was "
-                           "built. Remove unused media from the course, or ask an operator to raise MAX_UPLOAD_MB."]
+    form.content.errors = [too_large.format(done="built")]
     return _packages_page(client, form), 413

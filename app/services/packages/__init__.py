@@ -14,10 +14,20 @@ One module per idea:
 - ``tracker``: the tracker configured and added to launch pages;
 - ``deployed``: the deployed (and untracked) zip;
 - ``remote``: the thin zip, publishing to the content store;
+- ``remote_scan``: what in a course will not work as a remote package (build warnings);
 - ``build``: the use cases (build, republish) that the CLI and admin call.
 """
 
-from .build import MODES, SCORM_VERSIONS, BuiltPackage, build_package, check_server_url, package_bytes, republish
+from .build import (
+    MODES,
+    SCORM_VERSIONS,
+    BuiltPackage,
+    build_package,
+    check_server_url,
+    package_bytes,
+    remote_content,
+    republish,
+)
 from .errors import PackageError
 from .manifest import Sco, read_manifest, read_scos, render_manifest
 from .remote import (
@@ -52,6 +62,6 @@ __all__ = [
     "REMOTE_API_FILE", "REMOTE_LAUNCHER_FILES", "RESERVED_FILES", "SCORM_VERSIONS", "TRACKER_FILE", "BuiltPackage",
     "Content", "PackageError", "Sco", "build_package", "check_content_url", "check_server_url",
     "configured_tracker", "inject_tracker", "launch_url", "origin_of", "package_bytes", "read_manifest",
-    "read_scos", "remote_api_source", "render_manifest", "republish", "safe_member_name", "tracker_source",
-    "version_url",
+    "read_scos", "remote_api_source", "remote_content", "render_manifest", "republish", "safe_member_name",
+    "tracker_source", "version_url",
 ]

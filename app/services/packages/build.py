@@ -25,7 +25,7 @@ from ...identity import InvalidIdentity, normalise_course_title
 from ...models import Client, PackageIssue, RemoteContent, utcnow
 from .. import audit
 from .. import clients as client_service
-from . import remote
+from . import remote, remote_scan
 from .deployed import write_deployed_zip
 from .errors import PackageError
 from .manifest import Sco, read_manifest, read_scos
@@ -175,7 +175,7 @@ def build_package(session: Session, *, client: Client, course_title: str, scorm_
         warnings: list[str] = []
         if mode == "remote":
             scos, notes = _scos(course, title)
-            warnings = remote.remote_warnings(course, notes)
+            warnings = remote_scan.remote_warnings(course, notes, scos)
             version, size = remote.publish(store, course, scos, issue.package_id)
             session.flush()
             session.add(RemoteContent(package_id=issue.package_id, launch_file=scos[0].launch, beacon_key=key,
@@ -227,7 +227,7 @@ def republish(session: Session, *, package_id: uuid.UUID, content: str | Path | 
         if len(scos) != row.sco_count:
             raise PackageError(f"the package on the LMS has {row.sco_count} SCO item(s) and the new content "
                                f"has {len(scos)}: build a new remote package for it instead")
-        warnings = remote.remote_warnings(course, notes)
+        warnings = remote_scan.remote_warnings(course, notes, scos)
         before = {"version": row.content_version, "launch_file": row.launch_file, "bytes": row.content_bytes}
         version, size = remote.publish(store, course, scos, package_id)
         row.content_version, row.content_bytes, row.launch_file = version, size, scos[0].launch
@@ -237,6 +237,11 @@ def republish(session: Session, *, package_id: uuid.UUID, content: str | Path | 
         session.commit()
         row.warnings = warnings
         return row
+
+
+def remote_content(session: Session, package_id: uuid.UUID) -> RemoteContent | None:
+    """A remote package's current course on the server (None for a deployed or untracked package)."""
+    return session.scalar(select(RemoteContent).where(RemoteContent.package_id == package_id))
 
 
 def package_bytes(session: Session, **kwargs) -> tuple[bytes, BuiltPackage]:

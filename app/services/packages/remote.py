@@ -24,7 +24,6 @@ SCOs and whether the course talks SCORM at all (the tracker's ``selfOpen``).
 from __future__ import annotations
 
 import json
-import re
 import uuid
 import zipfile
 from urllib.parse import quote, urlsplit
@@ -142,50 +141,3 @@ def write_remote_zip(out, title: str, scorm_version: str, package_id: uuid.UUID,
         archive.writestr("index.html", templates.get_template("remote/index.html").render(title=title))
         archive.writestr("remote-launcher.js", launcher.replace(LAUNCHER_MARK, config, 1))
         archive.writestr("remote-launcher.css", (folder / "remote-launcher.css").read_bytes())
-
-
-# What can still not work inside the LMS's frame: said at build and republish, in plain words.
-_TOP_WINDOW = re.compile(rb"\b(window\.)?top\.location\b|target\s*=\s*[\"']?_top|\btop\.document\b"
-                         rb"|\bparent\.document\b", re.IGNORECASE)
-_INSECURE = re.compile(rb"""(src|href)\s*=\s*["']http://(?!localhost|127\.0\.0\.1)""", re.IGNORECASE)
-_PLUGINS = (".swf", ".jar", ".xap")
-_SCANNED = (".html", ".htm", ".js")
-
-
-def remote_warnings(course: Content, notes: list[str]) -> list[str]:
-    """Plain words on what in this course may not work as a remote package."""
-    warnings = list(notes)
-    top, insecure, plugins = set(), set(), set()
-    for name in course.files:
-        lower = name.lower()
-        if lower.endswith(_PLUGINS):
-            plugins.add(name)
-        if not lower.endswith(_SCANNED) or "scormdriver" in lower or "scorm_api" in lower:
-            continue
-        body = course.read(name)
-        if _TOP_WINDOW.search(body):
-            top.add(name)
-        if _INSECURE.search(body):
-            insecure.add(name)
-    if top:
-        warnings.append(f"{_few(top)} {_verb(top, 'reaches', 'reach')} for the top window or the parent page "
-                        "(top.location, target=_top, "
-                        "parent.document): in a remote package the course runs in a frame of another origin, so "
-                        "that code is refused; test it, or build a deployed package")
-    if insecure:
-        warnings.append(f"{_few(insecure)} {_verb(insecure, 'loads', 'load')} files over plain http://, which "
-                        "browsers block in an https page")
-    if plugins:
-        warnings.append(f"{_few(plugins)} {_verb(plugins, 'needs', 'need')} a browser plug-in (Flash, Java, "
-                        "Silverlight) no browser runs")
-    return warnings
-
-
-def _verb(names: set[str], one: str, many: str) -> str:
-    return one if len(names) == 1 else many
-
-
-def _few(names: set[str]) -> str:
-    ordered = sorted(names)
-    shown = ", ".join(ordered[:3]) + (f" and {len(ordered) - 3} more" if len(ordered) > 3 else "")
-    return shown
