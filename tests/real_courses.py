@@ -291,8 +291,8 @@ class Run:
     errors: list[str] = field(default_factory=list)
 
 
-def open_scos(page, lms, course: RealCourse, runtime: str, launches: list[str]):
-    page.goto(lms.page(course.version, launches + ["about:blank"], runtime=runtime))
+def open_scos(page, lms, course: RealCourse, runtime: str, launches: list[str], wait_until: str = "load"):
+    page.goto(lms.page(course.version, launches + ["about:blank"], runtime=runtime), wait_until=wait_until)
 
 
 def next_sco(page, sco: int) -> None:
