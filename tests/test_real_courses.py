@@ -1,0 +1,71 @@
+"""Real SCORM exports, deployed, record in the LMS exactly what they record without the tracker.
+
+Each course of ../shared/real-courses/ (tests/real_courses.py) runs twice on the same
+runtime of the strict test LMS, driven the same way to its own end: as exported (no
+tracker) and as the deployed package the product builds from it. What the LMS stored
+must be the same (status and score values; location, suspend data and session time by
+presence, since they depend on timing), neither run may make a call out of protocol, and
+the server counts exactly one launch, plus the statuses the course itself reported.
+"""
+
+from __future__ import annotations
+
+import pytest
+from real_courses import (
+    ASSET_ONLY,
+    MODES,
+    REAL_COURSES,
+    Setup,
+    course_params,
+    reported_events,
+    require_real_courses,
+    run_course,
+    summary,
+)
+from tracker_lms import context, count, events, lms, wait_for  # noqa: F401
+
+from app.extensions import db
+from app.models import Event
+from app.services.packages import PackageError, package_bytes
+
+
+def run_mode(mode, course, runtime, lms, context, tmp_path, client=None, server_url=""):  # noqa: F811
+    launches = MODES[mode].install(Setup(lms, course, tmp_path, client, server_url))
+    page = context.new_page()
+    try:
+        return run_course(page, lms, course, runtime, launches)
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+@pytest.mark.e2e
+@pytest.mark.parametrize("course,runtime", course_params())
+def test_deployed_real_course_records_what_the_original_records(course, runtime, lms, context, live_server,
+                                                                make_client, tmp_path):
+    require_real_courses()
+    client, _ = make_client(origins=[lms.url], local_http=True)  # a local http LMS: development only
+    original = run_mode("original", course, runtime, lms, context, tmp_path)
+    deployed = run_mode("deployed", course, runtime, lms, context, tmp_path, client, live_server.url)
+
+    v = course.version
+    for name, run in (("original", original), ("deployed", deployed)):  # shown with -s, for the course notes
+        print(f"\n{course.name} {runtime} {name}: {[summary(r, v) for r in run.records]} "
+              f"violations={run.violations} errors={run.errors}")
+    assert original.violations == [] and deployed.violations == []
+    assert [summary(r, v) for r in deployed.records] == [summary(r, v) for r in original.records]
+    assert any(original.records), "the original course stored nothing: it was not driven"
+    assert deployed.errors == original.errors
+
+    expected = sorted({"launch"} | reported_events(original.calls, v))
+    wait_for(lambda: sorted(e.kind for e in events()) == expected, what=f"events {expected}")
+    assert count(Event) == len(expected)
+
+
+def test_asset_only_real_export_is_refused_with_what_to_do(make_client):
+    zip_path = REAL_COURSES / f"{ASSET_ONLY}.zip"
+    require_real_courses()
+    client, _ = make_client()
+    with pytest.raises(PackageError, match="asset"):
+        package_bytes(db.session, client=client, course_title="Golf", scorm_version="1.2", content=zip_path,
+                      server_url="https://track.example", issued_by="test")
