@@ -5,10 +5,10 @@ SOURCES.txt), read from that folder as they are. A course runs in a *mode*:
 
 - ``original``: the export unzipped into the LMS as it is, no tracker (the baseline);
 - ``deployed``: the deployed package the product builds from the export's zip;
-- ``remote`` (later): plug a Mode into MODES whose ``install`` returns the LMS-relative
-  launch URLs of the remote launcher; the course's own frame is then found the same way,
-  by the path of its launch page (``course_frame`` searches every frame of the page,
-  however deep, and whatever its origin).
+- ``remote``: the remote package built from the export: the thin launcher in the LMS, the
+  player and the course from the live server's content origin (https://localhost:PORT);
+  the course's own frame is found the same way, by the path of its launch page
+  (``course_frame`` searches every frame of the page, however deep, whatever its origin).
 
 ``run_course`` opens each SCO in the LMS page one after another (the LMS's own navigation,
 ``lmsNext``), drives it to its own end the way a learner would, then leaves the last one
@@ -151,7 +151,21 @@ def _deployed(setup: Setup) -> list[str]:
     return [f"{base}/{href}" for href in setup.course.launches()]
 
 
-MODES = {"original": Mode("original", _original, tracked=False), "deployed": Mode("deployed", _deployed)}
+def _remote(setup: Setup) -> list[str]:
+    from app.extensions import db
+    from app.services import packages
+
+    content_url = setup.server_url.replace("127.0.0.1", "localhost")  # the content origin: the other loopback name
+    data, built = packages.package_bytes(db.session, client=setup.client, course_title=setup.course.name,
+                                         scorm_version=setup.course.version, content=setup.course.zip,
+                                         mode="remote", server_url=setup.server_url, content_url=content_url,
+                                         issued_by="test")
+    base = setup.lms.add("remote", data)
+    return [f"{base}/index.html?sco={n}" for n in range(len(built.launch_files))]
+
+
+MODES = {"original": Mode("original", _original, tracked=False), "deployed": Mode("deployed", _deployed),
+         "remote": Mode("remote", _remote)}
 
 
 # --- frames ---------------------------------------------------------------------------
@@ -320,11 +334,14 @@ def run_course(page, lms, course: RealCourse, runtime: str, launches: list[str],
     if course.drive in PREPARE:
         PREPARE[course.drive](page)
     open_scos(page, lms, course, runtime, launches)
-    for sco, launch in enumerate(launches):
+    # The course's frames are found by its own launch pages' paths, in any mode (a remote
+    # package's LMS launch is the launcher; the course is two frames below it).
+    pages = course.launches()
+    for sco, _launch in enumerate(launches):
         if sco:
             next_sco(page, sco)
         if drive:
-            DRIVES[course.drive](page, course, sco, launch, timeout)
+            DRIVES[course.drive](page, course, sco, pages[sco], timeout)
     leave(page, launches)
     return read_run(page, launches, errors)
 
@@ -346,3 +363,30 @@ def reported_events(calls: list[dict], version: str) -> set[str]:
                 continue
             kinds.add(EVENT_OF_STATUS[call["args"][1]])
     return kinds
+
+
+# Where a remote package still records less than the course as exported, and why (issue 19 notes).
+# Each is run (xfail, not skipped): it turns green by itself once the cause is fixed.
+REMOTE_KNOWN = {
+    "golf12-RuntimeMinimumCalls-multisco": "the SCOs finish only in their unload handler, which cannot reach the "
+    "LMS once the launcher is gone; the launcher finishes for them with 'incomplete' where the LMS's own rule for "
+    "a finish without a status gives 'completed' to the original",
+    "captivate-chapter1-scorm12/simplify-scorm": "Captivate writes its bookmark and suspend data while unloading, "
+    "after the launcher is gone",
+    "golf2004-SequencingSimpleRemediation": "the LMS records match, but not every SCO's completed/passed beacon is "
+    "counted from the player (not yet understood)",
+    "ispring-scorm2004-4th": "the test cannot drive iSpring's player in the player frame yet ('current slide is "
+    "null' from its connector)",
+}
+
+
+def remote_known(course: RealCourse, runtime: str) -> str | None:
+    return REMOTE_KNOWN.get(f"{course.name}/{runtime}") or REMOTE_KNOWN.get(course.name)
+
+
+def lms_records_pass(database_kind: str) -> None:
+    """Real-course runs test what the LMS records, not the database: they run in the SQLite pass only."""
+    import pytest
+
+    if database_kind != "sqlite":
+        pytest.skip("runs in the SQLite pass: what the LMS records does not depend on the database")

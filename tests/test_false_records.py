@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from real_courses import BY_NAME, MODES, Setup, course_frame, open_scos, run_course, summary
+from real_courses import BY_NAME, MODES, Setup, course_frame, lms_records_pass, open_scos, run_course, summary
 from tracker_lms import (  # noqa: F401
     RUNTIME_IDS,
     RUNTIMES,
@@ -34,6 +34,11 @@ SCORES = ("cmi.core.score.raw", "cmi.score.raw", "cmi.score.scaled")
 # What the beacons of a page that was left may still need to reach the server. Absence can only be
 # shown by waiting a while; the tracker sends with keepalive fetch as the page goes.
 BEACON_GRACE_MS = 1500
+
+
+@pytest.fixture(autouse=True)
+def _sqlite_pass_only(database_kind):
+    lms_records_pass(database_kind)
 
 
 def leave(page) -> None:
@@ -113,7 +118,7 @@ def release(held: list) -> None:
 @pytest.mark.e2e
 @pytest.mark.parametrize("left_after_ms", [500, 1000])
 @pytest.mark.parametrize("runtime", ["scorm-again", "simplify-scorm"])
-@pytest.mark.parametrize("mode", ["original", "deployed"])
+@pytest.mark.parametrize("mode", ["original", "deployed", "remote"])
 def test_storyline_left_before_it_initialises_leaves_no_completion_and_no_bill(
         mode, runtime, left_after_ms, lms, context, live_server, make_client, tmp_path):
     """The real Storyline 1.2 course, left 0.5 s and 1 s after its launch page loaded, before its LMSInitialize.

@@ -1,4 +1,4 @@
-"""Real SCORM exports, deployed, record in the LMS exactly what they record without the tracker.
+"""Real SCORM exports, deployed and remote, record in the LMS exactly what they record as exported.
 
 Each course of ../shared/real-courses/ (tests/real_courses.py) runs twice on the same
 runtime of the strict test LMS, driven the same way to its own end: as exported (no
@@ -17,6 +17,8 @@ from real_courses import (
     REAL_COURSES,
     Setup,
     course_params,
+    lms_records_pass,
+    remote_known,
     reported_events,
     require_real_courses,
     run_course,
@@ -27,6 +29,8 @@ from tracker_lms import context, count, events, lms, wait_for  # noqa: F401
 from app.extensions import db
 from app.models import Event
 from app.services.packages import PackageError, package_bytes
+
+UNLOAD_TIME = {"1.2": {"cmi.core.session_time"}, "2004": {"cmi.session_time"}}
 
 
 def run_mode(mode, course, runtime, lms, context, tmp_path, client=None, server_url=""):  # noqa: F811
@@ -40,19 +44,29 @@ def run_mode(mode, course, runtime, lms, context, tmp_path, client=None, server_
 
 @pytest.mark.browser
 @pytest.mark.e2e
+@pytest.mark.parametrize("mode", ["deployed", "remote"])
 @pytest.mark.parametrize("course,runtime", course_params())
-def test_deployed_real_course_records_what_the_original_records(course, runtime, lms, context, live_server,
-                                                                make_client, tmp_path):
+def test_real_course_records_what_the_original_records(course, runtime, mode, lms, context, live_server,
+                                                       make_client, tmp_path, database_kind, request):
+    lms_records_pass(database_kind)
     require_real_courses()
+    if mode == "remote" and remote_known(course, runtime):
+        request.applymarker(pytest.mark.xfail(reason=remote_known(course, runtime), strict=False))
     client, _ = make_client(origins=[lms.url], local_http=True)  # a local http LMS: development only
     original = run_mode("original", course, runtime, lms, context, tmp_path)
-    deployed = run_mode("deployed", course, runtime, lms, context, tmp_path, client, live_server.url)
+    deployed = run_mode(mode, course, runtime, lms, context, tmp_path, client, live_server.url)
 
     v = course.version
-    for name, run in (("original", original), ("deployed", deployed)):  # shown with -s, for the course notes
+    for name, run in (("original", original), (mode, deployed)):  # shown with -s, for the course notes
         print(f"\n{course.name} {runtime} {name}: {[summary(r, v) for r in run.records]} "
               f"violations={run.violations} errors={run.errors}")
     assert original.violations == [] and deployed.violations == []
+    if mode == "remote":
+        # What a course sets in its own unload handler (the golf examples and SCORM Driver set the
+        # session time there) cannot cross to the LMS: by then the launcher in the LMS is gone, and
+        # it has finished the session for the course with everything set before. Known, documented.
+        for run in (original, deployed):
+            run.records[:] = [{k: val for k, val in r.items() if k not in UNLOAD_TIME[v]} for r in run.records]
     assert [summary(r, v) for r in deployed.records] == [summary(r, v) for r in original.records]
     assert any(original.records), "the original course stored nothing: it was not driven"
     assert deployed.errors == original.errors
