@@ -32,6 +32,8 @@ def routes(own_slug: str, staff_id: int) -> list[tuple[str, str, dict | None, in
         ("GET", f"{c}/packages", None, 200),
         ("POST", f"{c}/packages", {"course_title": ""}, 400),
         ("POST", f"{c}/packages/00000000-0000-4000-8000-000000000000/revoke-key", {}, 404),
+        ("GET", f"{c}/packages/00000000-0000-4000-8000-000000000000", None, 404),
+        ("POST", f"{c}/packages/00000000-0000-4000-8000-000000000000/republish", {}, 404),
         ("GET", f"{c}/go-live", None, 200),
         ("GET", f"{c}/go-live/beacons.json", None, 200),
         ("GET", "/admin/audit", None, 200),
