@@ -250,9 +250,20 @@
     return VISIT_KEY + CONFIG.packageId + "." + hash.toString(16);
   }
 
+  // In a remote package the visit is kept by the launcher, in the LMS origin's sessionStorage
+  // (the player's own storage is a third party's, which browsers may partition or refuse).
+  function remoteVisits() {
+    var remote = window.scormRemote;
+    return remote && remote.visits && typeof remote.saveVisit === "function" ? remote : null;
+  }
+
   function loadVisit(key) {
-    var visit = null, now = new Date();
-    try { visit = JSON.parse(window.sessionStorage.getItem(key)); } catch (e) { visit = memoryVisits[key]; }
+    var visit = null, now = new Date(), remote = remoteVisits();
+    if (remote) {
+      visit = Object.prototype.hasOwnProperty.call(remote.visits, key) ? remote.visits[key] : null;
+    } else {
+      try { visit = JSON.parse(window.sessionStorage.getItem(key)); } catch (e) { visit = memoryVisits[key]; }
+    }
     var day = now.toISOString().slice(0, 10);
     if (!visit || visit.day !== day || !(now.getTime() - visit.last < VISIT_IDLE_MS) ||
         !visit.ids || typeof visit.ids !== "object") {
@@ -264,6 +275,12 @@
 
   function saveVisit(key, visit) {
     memoryVisits[key] = visit;
+    var remote = remoteVisits();
+    if (remote) {
+      remote.visits[key] = visit;
+      remote.saveVisit(key, visit);
+      return;
+    }
     try { window.sessionStorage.setItem(key, JSON.stringify(visit)); } catch (e) { /* this page only */ }
   }
 

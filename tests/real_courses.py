@@ -279,8 +279,10 @@ def _drive_ispring(page, course, sco, launch, timeout):
     "completed" (nor does playing the last slide or going past it): that is as far as it can be driven
     without knowing what its last slide wants, and the comparison holds it to the same on both modes.
     """
-    frame = course_frame(page, launch, "window.testIspringPlayer && window.testIspringPlayer.view()", timeout,
-                         "the iSpring player registered with the connector")
+    # Ready once its first slide is current (before that, currentSlideIndex() throws: looked at again).
+    frame = course_frame(page, launch, f"window.testIspringPlayer && window.testIspringPlayer.view() && "
+                         f"{ISPRING_PLAYBACK}.currentSlideIndex() >= 0", timeout,
+                         "the iSpring player registered with the connector and showing its first slide")
     slides = frame.evaluate("window.testIspringPlayer.presentation().slides().count()")
     for index in range(frame.evaluate(f"{ISPRING_PLAYBACK}.currentSlideIndex()") + 1, slides):
         frame.evaluate(f"{ISPRING_PLAYBACK}.gotoNextSlide()")
@@ -373,10 +375,6 @@ REMOTE_KNOWN = {
     "a finish without a status gives 'completed' to the original",
     "captivate-chapter1-scorm12/simplify-scorm": "Captivate writes its bookmark and suspend data while unloading, "
     "after the launcher is gone",
-    "golf2004-SequencingSimpleRemediation": "the LMS records match, but not every SCO's completed/passed beacon is "
-    "counted from the player (not yet understood)",
-    "ispring-scorm2004-4th": "the test cannot drive iSpring's player in the player frame yet ('current slide is "
-    "null' from its connector)",
 }
 
 

@@ -72,7 +72,10 @@ def test_real_course_records_what_the_original_records(course, runtime, mode, lm
     assert deployed.errors == original.errors
 
     expected = sorted({"launch"} | reported_events(original.calls, v))
-    wait_for(lambda: sorted(e.kind for e in events()) == expected, what=f"events {expected}")
+    try:
+        wait_for(lambda: sorted(e.kind for e in events()) == expected, what=f"events {expected}")
+    except AssertionError:
+        raise AssertionError(f"events stored {sorted(e.kind for e in events())}, expected {expected}") from None
     assert count(Event) == len(expected)
 
 

@@ -278,3 +278,91 @@ def test_a_page_with_no_scorm_calls_is_counted_and_the_lms_never_records_a_compl
     record = lms_record(page)
     # 1.2: "incomplete" set before the finish, or the LMS would store "completed"; 2004 sets nothing.
     assert record == ({"cmi.core.lesson_status": "incomplete"} if version == "1.2" else {})
+
+
+# --- no false record: courses that never start ---------------------------------------
+
+DRIVER_MISSING = """<!DOCTYPE html><html><head><title>Broken</title>
+<script src="lms/scormdriver.js"></script></head>
+<body><p id="state">the driver did not load</p>
+<script>if (window.SCORM_Start) { window.SCORM_Start(); /* calls LMSInitialize */ }</script></body></html>"""
+
+
+@pytest.mark.parametrize("runtime", ["scorm-again", "simplify-scorm"])
+def test_a_course_whose_driver_cannot_load_leaves_the_lms_record_untouched_and_is_not_billed(
+        runtime, lms, context, live_server, make_client, tmp_path):
+    client, _ = make_client(origins=[lms.url], local_http=True)  # a local http LMS: development only
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "index.html").write_text(DRIVER_MISSING)
+    data, _ = build_remote(client, "1.2", live_server, content=folder)
+    page = context.new_page()
+    page.goto(lms.page("1.2", f"{lms.add('broken', data)}/index.html", runtime=runtime))
+    course_frame(page).locator("#state").wait_for()
+    page.wait_for_timeout(3000)  # past the tracker's old 2 s self-open: nothing may happen on its own
+    close_sco(page)
+    # The launcher opened the LMS session to read the learner, then left it alone: no Finish, which a 1.2
+    # LMS would turn into "completed" with nothing set; the course never started, so nobody is billed.
+    assert lms_log(page) == ["Initialize"]
+    assert lms_record(page) == {} and page.evaluate("window.lmsViolations") == []
+    assert count(Event) == 0
+
+
+@pytest.mark.parametrize("version", ["1.2", "2004"])
+def test_a_player_refused_by_frame_ancestors_leaves_no_record_and_no_bill(version, lms, context, live_server,
+                                                                         make_client, screenshots_dir):
+    # The client allows another LMS only: the content origin refuses to be framed by this one.
+    client, _ = make_client(origins=["https://lms.elsewhere.example"])
+    data, _built = build_remote(client, version, live_server, content=io.BytesIO(as_zip(storyline(version))))
+    page = context.new_page()
+    seen = watch(page)
+    page.goto(lms.page(version, f"{lms.add('story', data)}/index.html"))
+    # Playwright delivers the page's events while it runs a call of its own: poll through it.
+    for _ in range(150):
+        if any("/scorm-player.html" in url for url in sum(seen["statuses"].values(), [])):
+            break
+        page.wait_for_timeout(200)
+    else:
+        raise AssertionError(f"the player was never asked for: {seen}")
+    page.wait_for_timeout(3000)
+    close_sco(page)
+    assert lms_log(page) == ["Initialize"]
+    assert lms_record(page) == {}
+    assert count(Event) == 0
+
+
+POPUP_LAUNCH = """<!DOCTYPE html><html><head><title>Opens a window</title></head>
+<body><p id="state">ready</p><button id="open" onclick="window.open('popup.html', 'lesson')">Open the lesson</button>
+<script>var courseInit = "LMSInitialize is called by the popup";</script></body></html>"""
+
+# pipwerks-style: the popup has no parent with an API, so it searches its opener's parents.
+POPUP_PAGE = """<!DOCTYPE html><html><head><title>Lesson</title></head><body><p id="state">lesson</p>
+<script>
+  function find(w) { for (var i = 0; w && i < 10; i++) { if (w.API) { return w.API; }
+    if (w.parent === w) { break; } w = w.parent; } return null; }
+  var api = find(window.parent) || find(window.opener);
+  window.result = [api.LMSInitialize(""), api.LMSSetValue("cmi.core.lesson_status", "completed"),
+                   api.LMSCommit(""), api.LMSFinish("")];
+  document.getElementById("state").textContent = "done";
+</script></body></html>"""
+
+
+def test_a_popup_the_course_opens_finds_the_api_through_its_opener(lms, context, live_server, make_client,
+                                                                   tmp_path):
+    client, _ = make_client(origins=[lms.url], local_http=True)  # a local http LMS: development only
+    folder = tmp_path / "popup"
+    folder.mkdir()
+    (folder / "index.html").write_text(POPUP_LAUNCH)
+    (folder / "popup.html").write_text(POPUP_PAGE)
+    data, _ = build_remote(client, "1.2", live_server, content=folder)
+    page = context.new_page()
+    page.goto(lms.page("1.2", f"{lms.add('popup', data)}/index.html"))
+    course_frame(page).locator("#state", has_text="ready").wait_for()
+    with page.expect_popup() as opened:
+        course_frame(page).locator("#open").click()
+    popup = opened.value
+    popup.locator("#state", has_text="done").wait_for()
+    assert popup.evaluate("window.result") == ["true", "true", "true", "true"]
+    wait_for(lambda: lms_log(page) == ["Initialize", "Commit", "Finish"], what="the LMS to get the popup's calls")
+    assert lms_record(page) == {"cmi.core.lesson_status": "completed"}
+    wait_for(lambda: sorted(db.session.scalars(select(Event.kind))) == ["completed", "launch"])

@@ -79,6 +79,29 @@
              "progress_measure", "description"]
   };
   var COMMENT_FIELDS = ["comment", "location", "timestamp"];
+  // The tracker's visit markers (one launch per visit, however many SCOs): kept here, in the LMS
+  // origin's sessionStorage, since the player's storage is a third party's.
+  var VISIT_PREFIX = "scormUsageTracker.visit.v1.";
+
+  function visits() {
+    var out = {};
+    try {
+      for (var i = 0; i < window.sessionStorage.length; i++) {
+        var key = window.sessionStorage.key(i);
+        if (key && key.indexOf(VISIT_PREFIX) === 0) { out[key] = JSON.parse(window.sessionStorage.getItem(key)); }
+      }
+    } catch (e) { /* no storage: each SCO is its own visit */ }
+    return out;
+  }
+
+  function keepVisit(key, visit) {
+    if (typeof key !== "string" || key.indexOf(VISIT_PREFIX) !== 0 || key.length > 200 || !visit ||
+        typeof visit !== "object") { return; }
+    try {
+      var text = JSON.stringify(visit);
+      if (text.length <= 2000) { window.sessionStorage.setItem(key, text); }
+    } catch (e) { /* no storage */ }
+  }
 
   function findApi(name) {
     function search(win) {
@@ -185,6 +208,8 @@
       if (!open || finished || !message || message.scormRemote !== 1) { return; }
       if (message.call === "init") {
         started = true;
+      } else if (message.call === "visit") {
+        keepVisit(message.key, message.visit);
       } else if (!started) {
         return; // nothing reaches the LMS before the course's own Initialize
       } else if (message.call === "set" && typeof message.element === "string") {
@@ -198,7 +223,7 @@
     window.addEventListener("pagehide", leave);
 
     var hand = { version: version, lms: window.location.origin, open: open, initError: initError,
-                 data: data, strings: strings };
+                 data: data, strings: strings, visits: visits() };
     var course = CONFIG.launchUrls[scoIndex()] + "#scorm-remote=" + encodeURIComponent(JSON.stringify(hand));
     var learner = data[version === "1.2" ? "cmi.core.student_id" : "cmi.learner_id"];
     if (!CONFIG.seatUrl || !open || !learner || learner[1] !== "0" || !learner[0] || !window.fetch) {

@@ -20,7 +20,8 @@
  * The course's successful Initialize is posted too ("init"): the launcher relays nothing, and
  * finishes nothing, for a course that never started.
  * Messages are posted only to the LMS origin the launcher gave, and taken only from the parent
- * window at that origin. window.scormRemote.lms names that origin for the tracker's beacon.
+ * window at that origin. window.scormRemote names that origin for the tracker's beacon and keeps
+ * the tracker's visit marker with the launcher (one launch per visit, however many SCOs).
  * Opened without a launcher, it defines nothing.
  */
 (function (window) {
@@ -182,7 +183,15 @@
     return methods;
   }
 
-  window.scormRemote = { lms: lms };
+  // The tracker's visit marker lives with the launcher (the LMS origin's sessionStorage): it came in
+  // the hand-over, and each change goes back (no seq: it is no SCORM call and gets no answer).
+  window.scormRemote = {
+    lms: lms,
+    visits: hand.visits && typeof hand.visits === "object" ? hand.visits : {},
+    saveVisit: function (key, visit) {
+      try { window.parent.postMessage({ scormRemote: 1, call: "visit", key: String(key), visit: visit }, lms); } catch (e) { }
+    }
+  };
   if (v12) {
     window.API = face({ init: "LMSInitialize", finish: "LMSFinish", get: "LMSGetValue", set: "LMSSetValue",
                         commit: "LMSCommit", error: "LMSGetLastError", errorString: "LMSGetErrorString",
