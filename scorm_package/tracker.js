@@ -13,13 +13,14 @@
  *    Initialize succeeds, and a learner who leaves before that is not counted and leaves no
  *    record in the LMS. Only for content with no SCORM calls at all (CONFIG.selfOpen true)
  *    does the tracker open a session itself, after SELF_INIT_AFTER_MS or when the page is
- *    left first, so such content still counts. Its calls are then Initialize, the reads of
- *    rule 3 and, when the page is left, one Finish; before that Finish, on SCORM 1.2, a status
- *    still "not attempted" (or "", as some LMSs read it) is set to "incomplete", because 1.2 LMSs turn a finish without a
- *    status into "completed", a record the content never made. Should such content talk after
- *    all, its first Initialize is answered "true" without calling the LMS (a second one goes
- *    to the LMS) and until then its other calls are answered as a session that is not open
- *    answers them (1.2: 301; 2004: 122, 132, 142, 112).
+ *    left first (in a remote package's player, only once the course's page has loaded), so
+ *    such content still counts. Its calls are then Initialize, the reads of rule 3 and, when
+ *    the page is left, one Finish; before that Finish, on SCORM 1.2, a status still
+ *    "not attempted" (or "", as some LMSs read it) is set to "incomplete", because 1.2 LMSs
+ *    turn a finish without a status into "completed", a record the content never made.
+ *    Should such content talk after all, its first Initialize is answered "true" without
+ *    calling the LMS (a second one goes to the LMS) and until then its other calls are
+ *    answered as a session that is not open answers them (1.2: 301; 2004: 122, 132, 142, 112).
  * 3. reads the learner (GetValue of the ID, then of the name) once, right after
  *    the Initialize that opened the session, before that call returns to the
  *    content, and reads GetLastError (a call that changes no state) before
@@ -409,6 +410,11 @@
     // Rule 2: content with no SCORM calls still counts; should it talk late, it gets this session.
     var openOurselves = safe(function () {
       if (!CONFIG.selfOpen || session !== "none" || touched) { return; }
+      var remote = window.scormRemote;
+      if (remote && remote.courseLoaded === false) { // the player's course page has not loaded: not seen yet
+        window.setTimeout(openOurselves, 500);
+        return;
+      }
       if (String(call(names.init, "")) === "true") {
         session = "tracker";
         readLearner();

@@ -187,6 +187,7 @@
   // the hand-over, and each change goes back (no seq: it is no SCORM call and gets no answer).
   window.scormRemote = {
     lms: lms,
+    courseLoaded: false, // set by the player's frame when the course's page has loaded
     visits: hand.visits && typeof hand.visits === "object" ? hand.visits : {},
     saveVisit: function (key, visit) {
       try { window.parent.postMessage({ scormRemote: 1, call: "visit", key: String(key), visit: visit }, lms); } catch (e) { }
