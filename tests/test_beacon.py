@@ -97,6 +97,28 @@ def test_origin_allowed_exactly(client, make_client):
     assert db.session.scalar(select(Event.lms_host)) == "lms.acme.example"
 
 
+def test_a_remote_launch_is_recorded_with_the_lms_origin_it_names_and_checked_against_it(client, make_client, app):
+    _, key = make_client(origins=["https://lms.acme.example"])
+    content = app.config["CONTENT_URL"]  # a remote package's player sends from the content origin
+    ok = client.post(URL, json=beacon_body(key, lms_origin="https://lms.acme.example"), headers={"Origin": content})
+    assert ok.status_code == 204
+    assert db.session.scalar(select(Event.lms_host)) == "lms.acme.example"  # the LMS, not the content host
+    # An LMS the client does not allow is refused and listed, as if it had sent the beacon itself.
+    refused = client.post(URL, json=beacon_body(key, lms_origin="https://lms.evil.example"),
+                          headers={"Origin": content})
+    assert refused.status_code == 403 and refused.json["error"] == "origin_not_allowed"
+    assert db.session.scalar(select(RefusedOrigin.origin)) == "https://lms.evil.example"
+    # From any other origin the field changes nothing: the browser's Origin is what counts.
+    forged = client.post(URL, json=beacon_body(key, lms_origin="https://lms.acme.example"),
+                         headers={"Origin": "https://lms.evil.example"})
+    assert forged.status_code == 403
+    # Not an origin: a clear 400, nothing stored.
+    bad = client.post(URL, json=beacon_body(key, lms_origin="https://lms.acme.example/path"),
+                      headers={"Origin": content})
+    assert bad.status_code == 400 and "lms_origin" in bad.json["fields"]
+    assert count(Event) == 1
+
+
 def test_look_alike_and_null_origins_are_refused_and_listed(client, make_client):
     _, key = make_client(origins=["https://lms.acme.example"])
     for origin in ["https://lms.acme.example.evil.com", "http://lms.acme.example", "https://lms.acme.example:8443",

@@ -450,3 +450,24 @@ def test_store_keeps_each_file_once_and_writes_atomically(make_client, app):
 def _write(path, data: bytes):
     path.write_bytes(data)
     return path
+
+
+def test_a_version_published_before_the_player_still_opens_its_own_launch_page(make_client, client, app,
+                                                                                content_base):
+    # Such a version's launch pages hold the relay themselves (layout 1): they are opened directly, as before.
+    customer, _ = make_client()
+    _, built = build(customer)
+    store = app.extensions["content_store"]
+    row = stored()
+    old_index = {"package": str(built.issue.package_id), "scos": [{"title": "Anti-Bribery", "href": "index.html"}]}
+    page = b"<html><head><script src=\"scorm-remote-api.js\"></script></head><body>old</body></html>"
+    version = store.put_version(old_index, [("index.html", lambda: io.BytesIO(page))])
+    row.content_version = version
+    db.session.commit()
+    redirect = client.get(f"/{built.issue.package_id}/launch/0", base_url=content_base, buffered=True)
+    assert redirect.headers["Location"] == f"/{built.issue.package_id}/{version}/index.html"
+    # Its tracker never opens a session of its own, and it has no player page.
+    base = f"/{built.issue.package_id}/{version}"
+    assert b'"selfOpen": false' in client.get(f"{base}/scorm-usage-tracker.js", base_url=content_base,
+                                              buffered=True).data
+    assert client.get(f"{base}/scorm-player.html?sco=0", base_url=content_base, buffered=True).status_code == 404
