@@ -138,7 +138,9 @@ def test_storyline_left_before_it_initialises_leaves_no_completion_and_no_bill(
     launches = MODES[mode].install(Setup(lms, STORYLINE, tmp_path, client, live_server.url))
     page = context.new_page()
     open_scos(page, lms, STORYLINE, runtime, launches, wait_until="commit")  # its load waits for the data
-    frame = course_frame(page, launches[0], "document.readyState !== 'loading'", 30, "its DOMContentLoaded")
+    # The course's own launch page (in a remote package it is two frames below the LMS's launch).
+    frame = course_frame(page, STORYLINE.launches()[0], "document.readyState !== 'loading'", 30,
+                         "its DOMContentLoaded")
     page.wait_for_timeout(left_after_ms)
     course_started = frame.evaluate("typeof IsLoaded === 'function' && IsLoaded() === true")
     leave(page)
@@ -148,6 +150,27 @@ def test_storyline_left_before_it_initialises_leaves_no_completion_and_no_bill(
     assert state["violations"] == []
     assert_no_false_record(page.evaluate("lmsRecord(0)"), "1.2", state["calls"])
     assert launches_billed(page) == [], "a learner who never saw the course was billed"
+
+
+@pytest.mark.browser
+@pytest.mark.e2e
+@pytest.mark.parametrize("mode", ["deployed", "remote"])
+def test_closing_the_tab_before_the_course_starts_bills_nobody(mode, lms, context, live_server, make_client,
+                                                               tmp_path):
+    from real_courses import require_real_courses
+
+    require_real_courses()
+    client, _ = make_client(origins=[lms.url], local_http=True)
+    held = hold(context, "**/html5/data/js/data.js")
+    launches = MODES[mode].install(Setup(lms, STORYLINE, tmp_path, client, live_server.url))
+    page = context.new_page()
+    open_scos(page, lms, STORYLINE, "scorm-again", launches, wait_until="commit")
+    course_frame(page, STORYLINE.launches()[0], "document.readyState !== 'loading'", 30, "its DOMContentLoaded")
+    page.wait_for_timeout(500)
+    page.close(run_before_unload=True)  # the learner closes the tab
+    release(held)
+    time.sleep(BEACON_GRACE_MS / 1000)
+    assert [e.kind for e in events()] == [], "a learner who closed the tab before the course started was billed"
 
 
 def delay_script(context, name: str, seconds: float) -> list[float]:
