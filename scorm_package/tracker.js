@@ -141,10 +141,19 @@
     return hex;
   }
 
+  // In a remote package the queue is kept by the launcher, in the LMS origin's localStorage (the
+  // player's own storage is a third party's, which browsers may partition or refuse).
+  function remoteQueue() {
+    var remote = window.scormRemote;
+    return remote && Object.prototype.toString.call(remote.queue) === "[object Array]" &&
+      typeof remote.saveQueue === "function" ? remote : null;
+  }
+
   function readQueue() {
+    var remote = remoteQueue();
     try {
-      var items = JSON.parse(window.localStorage.getItem(QUEUE_KEY) || "[]");
-      return Object.prototype.toString.call(items) === "[object Array]" ? items : [];
+      var items = remote ? remote.queue : JSON.parse(window.localStorage.getItem(QUEUE_KEY) || "[]");
+      return Object.prototype.toString.call(items) === "[object Array]" ? items.slice() : [];
     } catch (e) { return []; }
   }
 
@@ -159,7 +168,11 @@
         }
       }
       kept = kept.slice(-QUEUE_MAX);
-      if (kept.length) {
+      var remote = remoteQueue();
+      if (remote) {
+        remote.queue = kept;
+        remote.saveQueue(kept);
+      } else if (kept.length) {
         window.localStorage.setItem(QUEUE_KEY, JSON.stringify(kept));
       } else {
         window.localStorage.removeItem(QUEUE_KEY);
@@ -251,8 +264,7 @@
     return VISIT_KEY + CONFIG.packageId + "." + hash.toString(16);
   }
 
-  // In a remote package the visit is kept by the launcher, in the LMS origin's sessionStorage
-  // (the player's own storage is a third party's, which browsers may partition or refuse).
+  // In a remote package the visit is kept by the launcher too, in the LMS origin's sessionStorage.
   function remoteVisits() {
     var remote = window.scormRemote;
     return remote && remote.visits && typeof remote.saveVisit === "function" ? remote : null;

@@ -366,3 +366,52 @@ def test_a_popup_the_course_opens_finds_the_api_through_its_opener(lms, context,
     wait_for(lambda: lms_log(page) == ["Initialize", "Commit", "Finish"], what="the LMS to get the popup's calls")
     assert lms_record(page) == {"cmi.core.lesson_status": "completed"}
     wait_for(lambda: sorted(db.session.scalars(select(Event.kind))) == ["completed", "launch"])
+
+
+def test_a_beacon_the_server_could_not_take_is_kept_by_the_lms_origin_and_sent_at_the_next_launch(
+        lms, context, live_server, make_client):
+    # The player's own storage is a third party's under the LMS: the launcher keeps the queue instead.
+    client, _ = make_client(origins=[lms.url], local_http=True)  # a local http LMS: development only
+    data, _built = build_remote(client, "1.2", live_server, content=io.BytesIO(as_zip(storyline("1.2"))))
+    launch = lms.add("story", data)
+    beacons = live_server.url + "/api/v1/beacons"
+    refused: list[str] = []
+
+    def unavailable(route, request):
+        refused.append(request.post_data_json["event_id"])
+        route.fulfill(status=503, headers={"Access-Control-Allow-Origin": "*", "Retry-After": "5"},
+                      content_type="application/json", body='{"error": "unavailable"}')
+
+    context.route(beacons, unavailable)
+    page = context.new_page()
+    page.goto(lms.page("1.2", f"{launch}/index.html", student_id="ann@example.com"))
+    course_frame(page).locator("#state", has_text="slide 1").wait_for()
+    launcher = page.frame_locator("#content")
+    for _ in range(100):  # until the launch was refused and the launcher holds it
+        if refused and launcher.locator("body").evaluate(
+                "() => (localStorage.getItem('scormUsageTracker.queue.v1') || '').indexOf('event_id') >= 0"):
+            break
+        page.wait_for_timeout(100)
+    else:
+        raise AssertionError(f"the refused launch was not kept by the launcher (refused: {refused})")
+    page.close()
+    context.unroute(beacons)
+    assert count(Event) == 0
+
+    # Bob's launch the next day (or minute) on the same browser sends Ann's kept launch first.
+    page = context.new_page()
+    page.goto(lms.page("1.2", f"{launch}/index.html", student_id="bob@example.com", student_name="Bob"))
+    course_frame(page).locator("#state", has_text="slide 1").wait_for()
+    wait_for(lambda: count(Event) == 2, what="the kept launch and the new one")
+    assert str(refused[0]) in {str(e.event_id) for e in db.session.scalars(select(Event))}
+    assert sorted(db.session.scalars(select(Learner.identity))) == ["ann@example.com", "bob@example.com"]
+    for _ in range(50):  # sent, so no longer kept
+        if launcher_queue(page) is None:
+            break
+        page.wait_for_timeout(100)
+    assert launcher_queue(page) is None
+
+
+def launcher_queue(page):
+    return page.frame_locator("#content").locator("body").evaluate(
+        "() => localStorage.getItem('scormUsageTracker.queue.v1')")

@@ -79,9 +79,30 @@
              "progress_measure", "description"]
   };
   var COMMENT_FIELDS = ["comment", "location", "timestamp"];
-  // The tracker's visit markers (one launch per visit, however many SCOs): kept here, in the LMS
-  // origin's sessionStorage, since the player's storage is a third party's.
+  // The tracker's visit markers (one launch per visit, however many SCOs) and its queue of unsent
+  // beacons: kept here, in the LMS origin's storage, since the player's storage is a third party's.
   var VISIT_PREFIX = "scormUsageTracker.visit.v1.";
+  var QUEUE_KEY = "scormUsageTracker.queue.v1";
+  var QUEUE_MAX = 20, QUEUE_MAX_CHARS = 64 * 1024;
+
+  function queue() {
+    try {
+      var items = JSON.parse(window.localStorage.getItem(QUEUE_KEY) || "[]");
+      return Object.prototype.toString.call(items) === "[object Array]" ? items : [];
+    } catch (e) { return []; }
+  }
+
+  function keepQueue(items) {
+    if (Object.prototype.toString.call(items) !== "[object Array]" || items.length > QUEUE_MAX) { return; }
+    try {
+      var text = JSON.stringify(items);
+      if (!items.length) {
+        window.localStorage.removeItem(QUEUE_KEY);
+      } else if (text.length <= QUEUE_MAX_CHARS) {
+        window.localStorage.setItem(QUEUE_KEY, text);
+      }
+    } catch (e) { /* no storage: the beacon is simply not retried */ }
+  }
 
   function visits() {
     var out = {};
@@ -205,11 +226,12 @@
     window.addEventListener("message", function (event) {
       if (event.origin !== CONFIG.contentOrigin || event.source !== frame.contentWindow) { return; }
       var message = event.data;
-      if (!open || finished || !message || message.scormRemote !== 1) { return; }
+      if (!message || message.scormRemote !== 1) { return; }
+      if (message.call === "visit") { keepVisit(message.key, message.visit); return; } // even after a Finish
+      if (message.call === "queue") { keepQueue(message.items); return; }
+      if (!open || finished) { return; }
       if (message.call === "init") {
         started = true;
-      } else if (message.call === "visit") {
-        keepVisit(message.key, message.visit);
       } else if (!started) {
         return; // nothing reaches the LMS before the course's own Initialize
       } else if (message.call === "set" && typeof message.element === "string") {
@@ -223,7 +245,7 @@
     window.addEventListener("pagehide", leave);
 
     var hand = { version: version, lms: window.location.origin, open: open, initError: initError,
-                 data: data, strings: strings, visits: visits() };
+                 data: data, strings: strings, visits: visits(), queue: queue() };
     var course = CONFIG.launchUrls[scoIndex()] + "#scorm-remote=" + encodeURIComponent(JSON.stringify(hand));
     var learner = data[version === "1.2" ? "cmi.core.student_id" : "cmi.learner_id"];
     if (!CONFIG.seatUrl || !open || !learner || learner[1] !== "0" || !learner[0] || !window.fetch) {

@@ -21,7 +21,8 @@
  * finishes nothing, for a course that never started.
  * Messages are posted only to the LMS origin the launcher gave, and taken only from the parent
  * window at that origin. window.scormRemote names that origin for the tracker's beacon and keeps
- * the tracker's visit marker with the launcher (one launch per visit, however many SCOs).
+ * the tracker's visit markers (one launch per visit, however many SCOs) and its queue of unsent
+ * beacons with the launcher, in the LMS origin's storage.
  * Opened without a launcher, it defines nothing.
  */
 (function (window) {
@@ -183,15 +184,21 @@
     return methods;
   }
 
-  // The tracker's visit marker lives with the launcher (the LMS origin's sessionStorage): it came in
-  // the hand-over, and each change goes back (no seq: it is no SCORM call and gets no answer).
+  // The tracker's visit markers and its queue of unsent beacons live with the launcher (the LMS
+  // origin's storage): they came in the hand-over, and each change goes back (no seq: these are no
+  // SCORM calls and get no answer).
+  function keep(call, fields) {
+    fields.scormRemote = 1;
+    fields.call = call;
+    try { window.parent.postMessage(fields, lms); } catch (e) { }
+  }
   window.scormRemote = {
     lms: lms,
     courseLoaded: false, // set by the player's frame when the course's page has loaded
     visits: hand.visits && typeof hand.visits === "object" ? hand.visits : {},
-    saveVisit: function (key, visit) {
-      try { window.parent.postMessage({ scormRemote: 1, call: "visit", key: String(key), visit: visit }, lms); } catch (e) { }
-    }
+    saveVisit: function (key, visit) { keep("visit", { key: String(key), visit: visit }); },
+    queue: Object.prototype.toString.call(hand.queue) === "[object Array]" ? hand.queue : [],
+    saveQueue: function (items) { keep("queue", { items: items }); }
   };
   if (v12) {
     window.API = face({ init: "LMSInitialize", finish: "LMSFinish", get: "LMSGetValue", set: "LMSSetValue",
