@@ -59,6 +59,16 @@ def build_remote(client, version, live_server, content=None, title="Anti-Bribery
     return data, built
 
 
+def remote_pages(client, version, live_server, lms, tmp_path, name: str, pages: dict[str, str]) -> str:
+    """A remote package of a course made of ``pages`` (file name to HTML), on the LMS: its launch path."""
+    folder = tmp_path / name
+    folder.mkdir()
+    for file_name, html in pages.items():
+        (folder / file_name).write_text(html)
+    data, _ = build_remote(client, version, live_server, content=folder)
+    return f"{lms.add(name, data)}/index.html"
+
+
 def wait_for(predicate, timeout=20.0, what="the server to count it"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

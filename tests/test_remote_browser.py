@@ -22,6 +22,7 @@ from remote_browser import (  # noqa: F401  (fixtures)
     lms,
     lms_log,
     lms_record,
+    remote_pages,
     wait_for,
     wait_in,
     watch,
@@ -229,13 +230,10 @@ LMS_REFUSES = """<!DOCTYPE html><html><head><title>Strict</title></head><body><p
 def test_the_lmss_own_error_codes_strings_and_diagnostics_reach_the_course(version, lms, context, live_server,
                                                                            make_client, tmp_path):
     client, _ = make_client(origins=[lms.url], local_http=True)  # a local http LMS: development only
-    folder = tmp_path / "strict"
-    folder.mkdir()
-    (folder / "index.html").write_text(LMS_REFUSES)
-    data, _ = build_remote(client, version, live_server, content=folder)
+    launch = remote_pages(client, version, live_server, lms, tmp_path, "strict", {"index.html": LMS_REFUSES})
     page = context.new_page()
     seen = watch(page)
-    page.goto(lms.page(version, f"{lms.add('strict', data)}/index.html"))
+    page.goto(lms.page(version, launch))
     course_frame(page).locator("#state", has_text="checked").wait_for()
     results = course_window(page, "/index.html").evaluate("window.results")
     assert results["beforeInit"] == ["", "301" if version == "1.2" else "122"]
@@ -263,12 +261,9 @@ NEVER_CALLS_SCORM = """<!DOCTYPE html><html><head><title>Quiet</title></head>
 def test_a_page_with_no_scorm_calls_is_counted_and_the_lms_never_records_a_completion(
         version, lms, context, live_server, make_client, tmp_path):
     client, _ = make_client(origins=[lms.url], local_http=True)  # a local http LMS: development only
-    folder = tmp_path / "quiet"
-    folder.mkdir()
-    (folder / "index.html").write_text(NEVER_CALLS_SCORM)
-    data, _ = build_remote(client, version, live_server, content=folder)
+    launch = remote_pages(client, version, live_server, lms, tmp_path, "quiet", {"index.html": NEVER_CALLS_SCORM})
     page = context.new_page()
-    page.goto(lms.page(version, f"{lms.add('quiet', data)}/index.html"))
+    page.goto(lms.page(version, launch))
     course_frame(page).locator("#state").wait_for()
     # The tracker opens the player's session itself for content with no SCORM calls: still one launch.
     wait_for(lambda: count(Event) == 1, what="the launch of a page with no SCORM calls")
@@ -292,12 +287,9 @@ DRIVER_MISSING = """<!DOCTYPE html><html><head><title>Broken</title>
 def test_a_course_whose_driver_cannot_load_leaves_the_lms_record_untouched_and_is_not_billed(
         runtime, lms, context, live_server, make_client, tmp_path):
     client, _ = make_client(origins=[lms.url], local_http=True)  # a local http LMS: development only
-    folder = tmp_path / "broken"
-    folder.mkdir()
-    (folder / "index.html").write_text(DRIVER_MISSING)
-    data, _ = build_remote(client, "1.2", live_server, content=folder)
+    launch = remote_pages(client, "1.2", live_server, lms, tmp_path, "broken", {"index.html": DRIVER_MISSING})
     page = context.new_page()
-    page.goto(lms.page("1.2", f"{lms.add('broken', data)}/index.html", runtime=runtime))
+    page.goto(lms.page("1.2", launch, runtime=runtime))
     course_frame(page).locator("#state").wait_for()
     page.wait_for_timeout(3000)  # past the tracker's old 2 s self-open: nothing may happen on its own
     close_sco(page)
@@ -350,13 +342,10 @@ POPUP_PAGE = """<!DOCTYPE html><html><head><title>Lesson</title></head><body><p 
 def test_a_popup_the_course_opens_finds_the_api_through_its_opener(lms, context, live_server, make_client,
                                                                    tmp_path):
     client, _ = make_client(origins=[lms.url], local_http=True)  # a local http LMS: development only
-    folder = tmp_path / "popup"
-    folder.mkdir()
-    (folder / "index.html").write_text(POPUP_LAUNCH)
-    (folder / "popup.html").write_text(POPUP_PAGE)
-    data, _ = build_remote(client, "1.2", live_server, content=folder)
+    launch = remote_pages(client, "1.2", live_server, lms, tmp_path, "popup",
+                          {"index.html": POPUP_LAUNCH, "popup.html": POPUP_PAGE})
     page = context.new_page()
-    page.goto(lms.page("1.2", f"{lms.add('popup', data)}/index.html"))
+    page.goto(lms.page("1.2", launch))
     course_frame(page).locator("#state", has_text="ready").wait_for()
     with page.expect_popup() as opened:
         course_frame(page).locator("#open").click()
