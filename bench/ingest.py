@@ -545,9 +545,15 @@ def by_case(results: list[Result], database: str) -> dict[str, Result]:
     return {r.case: r for r in results if r.database == database}
 
 
+def ratio(numerator: float, denominator: float) -> str:
+    """numerator / denominator to two places, or "" when the denominator was not measured (0):
+    a short run on a loaded machine may complete nothing in a case, and the report still prints."""
+    return f"{numerator / denominator:.2f}" if denominator else ""
+
+
 def ratio_cells(r: Result, ref: Result) -> tuple[str, str, str, str]:
-    return (f"{r.rate / ref.rate:.2f}" if ref.rate else "", f"{r.p50_ms / ref.p50_ms:.2f}" if ref.p50_ms else "",
-            f"{r.p99_ms / ref.p99_ms:.2f}" if ref.p99_ms else "", f"{ref.cpu_ms / r.cpu_ms:.2f}" if r.cpu_ms else "")
+    return (ratio(r.rate, ref.rate), ratio(r.p50_ms, ref.p50_ms), ratio(r.p99_ms, ref.p99_ms),
+            ratio(ref.cpu_ms, r.cpu_ms))
 
 
 def verdict(target: float | None, *ratios: str) -> str:
@@ -587,8 +593,8 @@ def report(results: list[Result], hash_cpu: float, bound: float, args, started: 
             ref_name, target = reference(database, case)
             ratio_rate = ratio_p50 = ratio_p99 = ratio_cpu = ""
             if ref_name == "argon2 bound":
-                ratio_rate = f"{r.rate / bound:.2f}"
-                ratio_cpu = f"{hash_cpu * 1000 / r.cpu_ms:.2f}" if r.cpu_ms else ""
+                ratio_rate = ratio(r.rate, bound)
+                ratio_cpu = ratio(hash_cpu * 1000, r.cpu_ms)
             elif ref_name and ref_name in cases:
                 ratio_rate, ratio_p50, ratio_p99, ratio_cpu = ratio_cells(r, cases[ref_name])
             errors = f" (errors {json.dumps(r.errors)})" if r.errors else ""
@@ -614,8 +620,9 @@ def report(results: list[Result], hash_cpu: float, bound: float, args, started: 
             lines.append(
                 f"{database}: Argon2id hashed with one thread per core right after each anonymised-new slice: "
                 f"{rate:.0f}/s at {cpu * 1000:.1f} ms CPU per hash (what this shared machine gave at that "
-                f"moment); anonymised new learners / that rate = {new_learners.rate / rate:.2f}; "
-                f"that hash's CPU / a new anonymised beacon's server CPU = {cpu * 1000 / new_learners.cpu_ms:.2f}.")
+                f"moment); anonymised new learners / that rate = {ratio(new_learners.rate, rate) or 'not measured'}; "
+                f"that hash's CPU / a new anonymised beacon's server CPU = "
+                f"{ratio(cpu * 1000, new_learners.cpu_ms) or 'not measured (no beacon completed)'}.")
     lines += notes
     return "\n".join(lines)
 

@@ -24,3 +24,18 @@ def test_the_ingest_benchmark_runs_in_its_short_mode(tmp_path, database_kind):
     written = done.stdout.rsplit("written to ", 1)[1].strip()
     (ROOT / written).unlink()
     (ROOT / written).with_suffix(".json").unlink()
+
+
+def test_the_report_prints_when_a_case_completed_nothing():
+    """On a loaded machine a short case may finish no beacon: its ratios are left blank, never divided by 0."""
+    import argparse
+    import importlib
+
+    bench = importlib.import_module("bench.ingest")
+    nothing = [bench.Result(case, "sqlite", 0, 2.0, 0.0, 0.0)
+               for case in ("no-op", "verbatim, new learners", "anonymised, new learners")]
+    args = argparse.Namespace(gunicorn_env={}, keepalive=False, wrk_threads=2, connections=8, duration=2.0,
+                              rounds=1)
+    text = bench.report(nothing, 0.05, 40.0, args, "now", 1.0, {"sqlite": [(0.0, 0.05)]}, [])
+    assert "| sqlite | anonymised, new learners | 0 |" in text
+    assert "not measured" in text
