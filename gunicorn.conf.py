@@ -17,6 +17,10 @@ so a slow body holds one thread: WEB_CONCURRENCY x GUNICORN_THREADS bounds
 how many slow bodies the direct set-up survives at once (2 x 16 = 32 on two
 cores); nginx in front buffers them all.
 
+A quit signal (Ctrl+C of ``make run``, the master's death, a restart) always ends a
+worker: gthread's own handler could deadlock on its thread pool's lock (CPython
+gh-121649), ours defers the quit to the worker's loop.
+
 The TLS context is built once per worker (``ssl_context`` below): gunicorn's
 default builds one per connection, about 3 ms of CPU each, and browsers open
 a new connection for most beacons.
@@ -28,6 +32,7 @@ import os
 import selectors
 import signal
 import ssl
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -90,6 +95,31 @@ class PollFirstWorker(ThreadWorker):
         self.pending_conns.append(conn)
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn))
 
+    # Quit (SIGQUIT, SIGINT): gthread shuts its thread pool down inside the signal handler. When
+    # the signal lands while this same thread is in tpool.submit(), handing a request to the
+    # pool, submit holds the pool's lock that shutdown() then waits for: the worker deadlocks
+    # and keeps the port forever (CPython gh-121649). So the handler only sets a flag and wakes
+    # the poller (SimpleQueue.put and os.write are safe there); the loop quits at once.
+    _quit_requested = False
+
+    def handle_quit(self, sig, frame):
+        self._quit_requested = True
+        self.alive = False
+        self.method_queue.defer(_nothing)
+
+    def wait_for_and_dispatch_events(self, timeout):
+        if not self._quit_requested:
+            super().wait_for_and_dispatch_events(timeout)
+        if self._quit_requested:
+            self._quit_now()
+
+    def _quit_now(self):
+        """What gthread's handle_quit did, outside the signal handler."""
+        self.cfg.worker_int(self)
+        self.tpool.shutdown(wait=False)
+        time.sleep(0.1)
+        sys.exit(0)
+
     def handle(self, conn):
         if self.cfg.is_ssl and not conn.initialized:
             try:
@@ -101,6 +131,10 @@ class PollFirstWorker(ThreadWorker):
             if not conn.sock.pending() and not _readable(conn.sock, _REQUEST_START_WAIT):
                 return _DEFER
         return super().handle(conn)
+
+
+def _nothing():
+    pass
 
 
 def _readable(sock, wait: float) -> bool:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 import requests
-from conftest import LiveServer
+from conftest import ROOT, LiveServer
 from slow_clients import hold_idle_and_slow
 
 pytestmark = pytest.mark.e2e
@@ -85,3 +85,77 @@ def test_kill_9_of_the_master_leaves_no_worker_on_the_port(database_url, tls_ca,
         assert requests.get(again.url + "/healthz", verify=tls_ca["ca"], timeout=5).status_code == 200
     finally:
         again.stop()
+
+
+def _load_worker_class():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gunicorn_conf", ROOT / "gunicorn.conf.py")
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+    return conf.PollFirstWorker
+
+
+def test_the_quit_handler_never_waits_for_the_thread_pool():
+    """The deadlock of CPython gh-121649, without luck: the quit signal lands while the worker's
+    own thread is inside tpool.submit(), which holds the pool's shutdown lock. gthread's handler
+    called tpool.shutdown() there and waited for that lock forever; ours only flags and wakes."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gunicorn.workers.gthread import PollableMethodQueue
+
+    worker = _load_worker_class().__new__(_load_worker_class())
+    worker.tpool = ThreadPoolExecutor(max_workers=1)
+    worker.method_queue = PollableMethodQueue()
+    worker.method_queue.init()
+    worker.alive = True
+    returned = threading.Event()
+    with worker.tpool._shutdown_lock:  # as inside submit()
+        handler = threading.Thread(target=lambda: (worker.handle_quit(signal.SIGQUIT, None), returned.set()),
+                                   daemon=True)
+        handler.start()
+        handler.join(10)
+        assert returned.is_set(), "the quit handler waited for the lock submit() holds: a deadlock"
+    assert worker.alive is False and worker._quit_requested
+    assert os.read(worker.method_queue.fileno(), 1)  # the poller is woken to quit at once
+    worker.tpool.shutdown()
+    worker.method_queue.close()
+
+
+def test_every_quit_signal_ends_its_worker_while_requests_arrive(database_url, tls_ca, tmp_path, app):
+    """Quit signals to a busy worker, one after another: each worker ends within a bound."""
+    import threading
+
+    server = LiveServer(database_url, tls_ca, tmp_path / "quit.log",
+                        extra_env={"WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "4"}).start()
+    stop = threading.Event()
+
+    def traffic():
+        while not stop.is_set():
+            try:
+                requests.get(server.url + "/healthz", verify=tls_ca["ca"], timeout=5)
+            except requests.RequestException:
+                pass
+
+    senders = [threading.Thread(target=traffic, daemon=True) for _ in range(4)]
+    for sender in senders:
+        sender.start()
+    try:
+        for _round in range(8):
+            deadline = time.monotonic() + 60
+            while not (workers := _children(server.process.pid)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert workers, "the master started no new worker"
+            worker = workers[0]
+            time.sleep(0.3)  # let requests flow into this worker
+            os.kill(worker, signal.SIGQUIT)
+            deadline = time.monotonic() + 30
+            while _alive(worker) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not _alive(worker), f"round {_round}: the worker ignored its quit signal for 30 s"
+    finally:
+        stop.set()
+        for sender in senders:
+            sender.join(10)
+        server.stop()
