@@ -48,6 +48,12 @@ def require(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+def scratch_database_name(kind: str) -> str:
+    """A PostgreSQL database of this run's: `make test` (tests/run_suite.py) drops and reports any
+    database carrying its TEST_RUN_TAG that a test left behind."""
+    return f"tracker_{kind}_{os.environ.get('TEST_RUN_TAG', 'adhoc')}_{uuid.uuid4().hex[:10]}"
+
+
 def _postgres_url() -> str | None:
     url = os.environ.get("TEST_DATABASE_URL", "").strip()
     if not url:
@@ -101,7 +107,7 @@ def _database_template(tmp_path_factory, database_kind):
         yield path
         return
     admin_url = make_url(_postgres_url())
-    name = f"tracker_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    name = scratch_database_name("test")
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:

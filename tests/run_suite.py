@@ -2,13 +2,24 @@
 
 PostgreSQL comes from TEST_DATABASE_URL, else the local server on
 127.0.0.1:5432 when it answers. Under CI (CI=true) PostgreSQL is required.
+
+After each pass nothing the suite started may be alive and no database it made
+may be left: this process is the "child subreaper" of everything the tests start
+(an orphaned gunicorn worker or a daemonised nginx comes back to it instead of
+to init), and every test database carries this run's TEST_RUN_TAG. Leftovers
+are listed, removed, and fail the run.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
+import time
+import uuid
+from pathlib import Path
 
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -24,15 +35,98 @@ def postgres_answers(url: str) -> bool:
         return False
 
 
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: leftovers go to init, unseen
+        pass
+
+
+def children() -> list[int]:
+    found = []
+    for task in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+        try:
+            found += [int(pid) for pid in task.read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
+
+
+def reap_leftover_processes(label: str) -> bool:
+    """True when no process the pass started outlived it; else list them, kill them, and say so."""
+    leftovers = children()
+    if leftovers:
+        time.sleep(2)  # a server stopping as pytest exited has a moment to go
+        leftovers = [pid for pid in children() if not _zombie(pid)]
+    if not leftovers:
+        return True
+    print(f"\n{label}: FAILED: {len(leftovers)} process(es) the suite started outlived it:", flush=True)
+    for pid in leftovers:
+        print(f"  {pid}: {command_line(pid)[:200]}", flush=True)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for pid in leftovers:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+    return False
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            os.waitpid(pid, 0)
+            return True
+    except (OSError, ChildProcessError):
+        return True
+    return False
+
+
+def drop_leftover_databases(url: str, tag: str, label: str) -> bool:
+    """True when the pass left no database of its own on the PostgreSQL server at `url`."""
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True,
+                         connect_timeout=5) as conn:
+        names = [row[0] for row in conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"tracker\\_%\\_{tag}\\_%",))]
+        for name in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    if names:
+        print(f"\n{label}: FAILED: the suite left {len(names)} test database(s) behind (now dropped): "
+              + ", ".join(names), flush=True)
+    return not names
+
+
 def run(label: str, env: dict) -> int:
     print(f"\n==== test suite on {label} ====", flush=True)
     # Two xdist workers (TEST_WORKERS to change; 0 runs in one process): the browser, nginx and
     # fault tests spend most of their time waiting on servers they start.
     workers = os.environ.get("TEST_WORKERS", "2")
-    return subprocess.call([sys.executable, "-m", "pytest", "-n", workers, *sys.argv[1:]], env=env)
+    tag = uuid.uuid4().hex[:8]
+    status = subprocess.call([sys.executable, "-m", "pytest", "-n", workers, *sys.argv[1:]],
+                             env={**env, "TEST_RUN_TAG": tag})
+    clean = reap_leftover_processes(label)
+    if env.get("TEST_DATABASE_URL"):
+        clean = drop_leftover_databases(env["TEST_DATABASE_URL"], tag, label) and clean
+    return status or (0 if clean else 1)
 
 
 def main() -> int:
+    become_subreaper()
     base = {k: v for k, v in os.environ.items() if k != "TEST_DATABASE_URL"}
     status = run("SQLite", base)
     pg_url = os.environ.get("TEST_DATABASE_URL") or LOCAL_POSTGRES

@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 
 import pytest
 from alembic.script import ScriptDirectory
-from conftest import ROOT, TEST_SECRETS, _config, _postgres_url
+from conftest import ROOT, TEST_SECRETS, _config, _postgres_url, scratch_database_name
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
@@ -30,7 +29,7 @@ def empty_database(database_kind, tmp_path):
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
     admin_url = make_url(_postgres_url())
-    name = f"tracker_migrate_{uuid.uuid4().hex[:10]}"
+    name = scratch_database_name("migrate")
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
