@@ -115,6 +115,9 @@ def accept_beacon(session: Session, committer: GroupCommitter, key: str, origin:
         if not client.origin_allowed(lms_origin) and not (
                 not remote and origin is not None and origin in own_origins()):
             record_refused_origin(session, client.id, lms_origin or "(none)")
+            if lms_origin is None:
+                return _refused("origin_not_allowed", "this client accepts beacons only from its allowed LMS "
+                                "origins, and this request has no Origin header")
             return _refused("origin_not_allowed")
     except SQLAlchemyError as exc:
         session.rollback()
