@@ -273,6 +273,21 @@ def test_a_client_on_licence_terms_gets_its_term_as_the_licence_period(client, l
     assert "0<span class=\"of\"> / 50</span>" in client.get(f"/admin/clients/{acme.slug}").get_data(as_text=True)
 
 
+def test_one_preset_is_marked_when_the_term_began_on_the_first_of_the_month(client, login, make_client, make_staff):
+    from app.services import licences
+
+    acme, _key = make_client(name="Acme")
+    first = dt.datetime.now(dt.UTC).date().replace(day=1)
+    licences.add_term(db.session, acme, actor="test", starts_on=first, ends_on=first + dt.timedelta(days=364),
+                      seat_limit=50)
+    login(make_staff("admin"))
+    html = client.get(f"/billing/{acme.slug}").get_data(as_text=True)
+    # "This month" and "This licence period to date" span the same days: only the licence's is marked.
+    assert html.count('aria-current="true"') == 1
+    marked = html.split('aria-current="true"', 1)[1].split("</a>", 1)[0]
+    assert marked == ">This licence period to date"
+
+
 def test_the_chart_fits_a_day_with_more_users_than_launches():
     """A completion reported the day after its launch makes a day of users without launches."""
     from app.billing.chart import HEIGHT, TOP, usage_chart
