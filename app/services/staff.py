@@ -19,9 +19,10 @@ password_hasher = PasswordHasher()  # argon2-cffi's RFC 9106 low-memory profile 
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024
-# zxcvbn's score (0-4): 3 is "safely unguessable" (about 10^10 guesses), enough against an online
-# attacker and a slow offline one; it knows common passwords, names, words, keyboard walks, repeats.
-MIN_PASSWORD_SCORE = 3
+# zxcvbn's score (0-4): 4 is "very unguessable" (10^10 guesses or more: strong even against an
+# offline attack on a stolen hash); it knows common passwords, names, words, keyboard walks, dates,
+# repeats, and the context words given to it. Four unrelated words or a password manager's output pass.
+MIN_PASSWORD_SCORE = 4
 # Words that belong to this product and its users: a password built on them is easy to guess.
 _CONTEXT_WORDS = ("scorm", "tracker", "utilisation", "usage", "billing", "admin", "csm", "staff", "elearning",
                   "learner", "course", "vendor", "password")
