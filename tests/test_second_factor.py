@@ -409,3 +409,15 @@ class TestStoreDown:
         _acme, key = make_client(name="Acme")
         beacons = [client.post("/api/v1/beacons", json=beacon_body(key)).status_code for _ in range(6)]
         assert beacons == [204] * 5 + [429]
+
+
+def test_the_operator_resets_the_last_admins_second_factor_from_the_cli(runner, make_staff):
+    admin = make_staff("admin")
+    admin.totp_secret = pyotp.random_base32()
+    db.session.commit()
+    result = runner.invoke(args=["staff", "reset-second-factor", admin.email.upper(), "--json"])
+    assert result.exit_code == 0, result.output
+    db.session.rollback()
+    assert db.session.get(StaffUser, admin.id).totp_secret is None
+    assert db.session.scalar(select(AuditEntry.actor).where(AuditEntry.action == "staff.reset_second_factor")) == "cli"
+    assert runner.invoke(args=["staff", "reset-second-factor", "nobody@example.com"]).exit_code != 0
