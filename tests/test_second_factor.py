@@ -135,7 +135,8 @@ def test_a_recovery_code_signs_in_once(client, make_staff, app):
     db.session.rollback()
     assert db.session.scalar(select(RecoveryCode.used_at).where(
         RecoveryCode.code_hash == staff_service.hash_secret_token(codes[0]))) is not None
-    assert db.session.scalar(select(AuditEntry).where(AuditEntry.action == "staff.recovery_code_used"))
+    used = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "staff.recovery_code_used"))
+    assert used.after["left"] == sf.RECOVERY_CODE_COUNT - 1
 
     again = app.test_client()
     again.environ_base["REMOTE_ADDR"] = "192.0.2.61"

@@ -182,7 +182,7 @@ def finish_sign_in(user: StaffUser, next_url: str | None = None) -> str:
     return safe_next(next_url) or home_for(user)
 
 
-@bp.after_app_request
+@bp.after_request  # every sign-in ends on this blueprint; the beacon path never runs it
 def _set_known_device(response: Response) -> Response:
     user = g.pop("remember_device", None)
     return _remember_device(response, user) if user is not None else response

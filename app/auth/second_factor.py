@@ -79,8 +79,8 @@ def second_factor():
         if sf.use_recovery_code(db.session, user, code):
             left = sf.unused_recovery_codes(db.session, user)
             target = finish_sign_in(user, session.get("pending_next"))
-            flash(f"Recovery code used; {left} left. Make new ones on this page if you lost your second factor.",
-                  "warning")
+            flash(f"Recovery code used; {left} left. If you lost your passkey or app, add a new one and make "
+                  "new codes on Sign-in security.", "warning")
             return redirect(url_for("auth.security") if left < 3 else target)
         db.session.rollback()
         form.code.errors.append("That code does not match. Type the current code, or a recovery code.")

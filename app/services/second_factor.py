@@ -117,7 +117,7 @@ def use_recovery_code(session: Session, user: StaffUser, code: str) -> bool:
         return False
     row.used_at = utcnow()
     audit.record(session, user.email, "staff.recovery_code_used", user.client_id, None,
-                 {"email": user.email, "left": unused_recovery_codes(session, user) - 1})
+                 {"email": user.email, "left": unused_recovery_codes(session, user)})  # flushed: this one is spent
     return True
 
 
