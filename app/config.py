@@ -65,10 +65,11 @@ def _second_factor(env: _Settings, production: bool) -> str:
 
 
 def _storage_options(env: _Settings) -> dict:
-    """A Redis that hangs must not hang sign-ins: give up after a second and count locally."""
+    """A Redis that hangs must not hang requests for ever (redis-py waits without end by default): give up
+    after a few seconds, generous enough for a loaded machine, and count locally until it answers."""
     uri = env.str("RATELIMIT_STORAGE_URI", None) or ""
     if uri.startswith(("redis://", "rediss://", "redis+")):
-        return {"socket_timeout": 1, "socket_connect_timeout": 1}
+        return {"socket_timeout": 5, "socket_connect_timeout": 5}
     return {}
 
 
