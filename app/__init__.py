@@ -98,6 +98,7 @@ def register_blueprints(app: Flask) -> None:
         ("admin.audit_log", "Audit log", ("admin", "csm")),
         ("admin.webhooks_list", "Webhooks", ("admin", "csm")),
         ("admin.staff", "Staff users", ("admin",)),
+        ("auth.security", "Sign-in security", ("admin", "csm", "billing", "client")),
     ]
 
 
@@ -118,5 +119,6 @@ def _configure_logging(app: Flask) -> None:
     if gunicorn_logger.handlers:
         app.logger.handlers = gunicorn_logger.handlers
         app.logger.setLevel(gunicorn_logger.level)
-        logging.getLogger("app").handlers = gunicorn_logger.handlers
-        logging.getLogger("app").setLevel(logging.INFO)
+        for name in ("app", "flask-limiter"):  # the limiter says when its store goes down and recovers
+            logging.getLogger(name).handlers = gunicorn_logger.handlers
+            logging.getLogger(name).setLevel(logging.INFO)

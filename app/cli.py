@@ -18,6 +18,7 @@ from .models import LICENCES, ROLES, Client, StaffUser
 from .services import clients as client_service
 from .services import learners as learner_service
 from .services import packages as package_service
+from .services import second_factor as second_factor_service
 from .services import staff as staff_service
 
 CLI_ACTOR = "cli"
@@ -177,6 +178,19 @@ def staff_reset_password(email, password_stdin, as_json):
         raise click.ClickException(str(exc)) from None
     emit(as_json, {"email": user.email, "sessions_ended": ended},
          f"New password set for {user.email}; {ended} session(s) ended.")
+
+
+@staff_group.command("reset-second-factor")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True)
+def staff_reset_second_factor(email, as_json):
+    """Remove EMAIL's passkeys, authenticator app and recovery codes (lost all); its sessions end. Audited."""
+    user = staff_service.find_staff(db.session, email)
+    if user is None:
+        raise click.ClickException(f"no staff user {email}")
+    ended = second_factor_service.reset_second_factor(db.session, user, actor=CLI_ACTOR)
+    emit(as_json, {"email": user.email, "sessions_ended": ended},
+         f"Second factor of {user.email} reset; {ended} session(s) ended. They set up a new one at next sign-in.")
 
 
 @token_group.command("create")

@@ -54,6 +54,25 @@ def _bool(env: _Settings, name: str, default: bool) -> bool:
                           f"got {env._mapping.get(name)!r}") from None
 
 
+def _second_factor(env: _Settings, production: bool) -> str:
+    value = (env.str("STAFF_SECOND_FACTOR", None) or ("required" if production else "optional")).strip().lower()
+    if value not in ("required", "optional"):
+        raise ConfigError(f"STAFF_SECOND_FACTOR must be 'required' or 'optional', got {value!r}")
+    if production and value != "required":
+        raise ConfigError("APP_ENV=production needs STAFF_SECOND_FACTOR=required (or unset): admin and csm "
+                          "users hold other organisations' personal data")
+    return value
+
+
+def _storage_options(env: _Settings) -> dict:
+    """A Redis that hangs must not hang requests for ever (redis-py waits without end by default): give up
+    after a few seconds, generous enough for a loaded machine, and count locally until it answers."""
+    uri = env.str("RATELIMIT_STORAGE_URI", None) or ""
+    if uri.startswith(("redis://", "rediss://", "redis+")):
+        return {"socket_timeout": 5, "socket_connect_timeout": 5}
+    return {}
+
+
 def _development_secrets(instance_path: Path) -> dict[str, str]:
     """Generate the secrets once and keep them in instance/ (mode 0600)."""
     path = instance_path / "secrets.json"
@@ -167,14 +186,32 @@ def load_config(instance_path: str | Path, env: dict | None = None) -> dict:
         "LOGIN_RATE_LIMIT": settings.str("LOGIN_RATE_LIMIT", "10/minute"),
         # Failed sign-ins per e-mail address, known or not (the lockout covers known accounts).
         "LOGIN_ACCOUNT_RATE_LIMIT": settings.str("LOGIN_ACCOUNT_RATE_LIMIT", "10/minute"),
+        # Sign-ins at one account from any address: many addresses guessing one account are held
+        # to this (stepped windows: each one passed makes the wait longer). A browser that signed in
+        # to that account before (its known-device cookie) is exempt, so outsiders cannot lock the owner out.
+        "LOGIN_ACCOUNT_ANY_ADDRESS_RATE_LIMIT": settings.str("LOGIN_ACCOUNT_ANY_ADDRESS_RATE_LIMIT",
+                                                             "10/minute;30/hour;100/day"),
+        # Codes and passkey tries at the second step, per account.
+        "LOGIN_SECOND_FACTOR_RATE_LIMIT": settings.str("LOGIN_SECOND_FACTOR_RATE_LIMIT", "5/minute;20/hour"),
+        "KNOWN_DEVICE_DAYS": _int(settings, "KNOWN_DEVICE_DAYS", 90),
+        # admin and csm sign in with a second factor when "required" (always in production);
+        # "optional" offers it to everyone and asks only those who enrolled one.
+        "STAFF_SECOND_FACTOR": _second_factor(settings, production),
+        # WebAuthn's relying party: PUBLIC_URL's host name unless set (an IP address cannot be one).
+        "WEBAUTHN_RP_ID": settings.str("WEBAUTHN_RP_ID", None) or (urlsplit(public_url).hostname or ""),
+        "WEBAUTHN_RP_NAME": settings.str("WEBAUTHN_RP_NAME", "SCORM usage tracker"),
         # Shared by every worker of this machine (app/ratelimits.py); redis://... shares between machines.
         # In-process tests build one app per test, so memory:// is shared there too.
         "RATELIMIT_STORAGE_URI": settings.str("RATELIMIT_STORAGE_URI", None)
         or ("memory://" if app_env == "test" else f"machine://{(instance_path / 'ratelimits.db').resolve()}"),
         # Several deployments sharing one Redis keep their counters apart with a prefix each.
         "RATELIMIT_KEY_PREFIX": settings.str("RATELIMIT_KEY_PREFIX", ""),
-        # A rate-limit store that is down lets requests through rather than failing them (never a 500).
+        # A rate-limit store that is down never gives a 500: each worker counts on its own in memory
+        # (the same limits, per process) until the store answers again, and says so in its log and
+        # on /healthz (app/ratelimits.py).
         "RATELIMIT_SWALLOW_ERRORS": True,
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+        "RATELIMIT_STORAGE_OPTIONS": _storage_options(settings),
         "RATELIMIT_ENABLED": _bool(settings, "RATELIMIT_ENABLED", True),
         "RATELIMIT_HEADERS_ENABLED": True,
         "CLIENT_CACHE_SECONDS": _int(settings, "CLIENT_CACHE_SECONDS", 10),
@@ -186,6 +223,9 @@ def load_config(instance_path: str | Path, env: dict | None = None) -> dict:
         "REMEMBER_COOKIE_SECURE": True,
         "REMEMBER_COOKIE_HTTPONLY": True,
         "PERMANENT_SESSION_LIFETIME": _int(settings, "SESSION_HOURS", 12) * 3600,
+        # Server-side: a login session ends SESSION_HOURS after sign-in whatever happens, and after
+        # SESSION_IDLE_MINUTES without a request.
+        "SESSION_IDLE_MINUTES": _int(settings, "SESSION_IDLE_MINUTES", 30),
         "WTF_CSRF_TIME_LIMIT": None,
         "WTF_CSRF_SSL_STRICT": True,
         # Licence alerts and webhooks (issue 12): the outbox worker sends them.

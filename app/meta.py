@@ -9,7 +9,8 @@ from flask_login import current_user
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from .extensions import db
+from .extensions import db, limiter
+from .ratelimits import store_state
 from .schemas import BeaconSchema, ErrorSchema, UsageQuerySchema, UsageSchema
 
 bp = Blueprint("meta", __name__)
@@ -31,11 +32,16 @@ def healthz():
         db.session.rollback()
     except SQLAlchemyError:
         db.session.rollback()
-        response = jsonify({"status": "unavailable", "database": "unreachable"})
+        response = jsonify({"status": "unavailable", "database": "unreachable", "rate_limits": _limits_state()})
         response.status_code = 503
         response.headers["Retry-After"] = str(current_app.config["RETRY_AFTER_SECONDS"])
         return response
-    return jsonify({"status": "ok", "database": "ok"})
+    # The rate-limit store's state is detail for operators: the database alone decides 200 or 503.
+    return jsonify({"status": "ok", "database": "ok", "rate_limits": _limits_state()})
+
+
+def _limits_state() -> str:
+    return store_state(limiter) if current_app.config.get("RATELIMIT_ENABLED", True) else "disabled"
 
 
 def build_spec() -> dict:
@@ -93,8 +99,9 @@ def build_spec() -> dict:
             }
         },
     )
-    spec.path(path="/healthz", operations={"get": {"summary": "Database health", "responses": {
-        "200": {"description": "The database answers."}, "503": {"description": "It does not."}}}})
+    spec.path(path="/healthz", operations={"get": {
+        "summary": "Database health; `rate_limits` says whether the shared rate-limit store answers",
+        "responses": {"200": {"description": "The database answers."}, "503": {"description": "It does not."}}}})
     return spec.to_dict()
 
 

@@ -264,8 +264,14 @@ class StaffUser(db.Model):
     locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Second factor (app/services/second_factor.py): a TOTP secret (base32), the last time step
+    # accepted (a code is good once), and passkeys and recovery codes in their own tables.
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
     client: Mapped[Client | None] = relationship()
+    passkeys: Mapped[list[WebAuthnCredential]] = relationship(back_populates="staff_user",
+                                                               cascade="all, delete-orphan")
 
     # Flask-Login: the cookie names the login session, not the user, so a
     # revoked session (logout) cannot be replayed.
@@ -298,9 +304,40 @@ class StaffSession(db.Model):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The last request seen (updated at most once a minute): SESSION_IDLE_MINUTES counts from here.
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     staff_user: Mapped[StaffUser] = relationship()
+
+
+class WebAuthnCredential(db.Model):
+    """A passkey (WebAuthn credential) a staff user signs in with: its public key, never a secret."""
+
+    __tablename__ = "webauthn_credentials"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), index=True)
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary(1023), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    staff_user: Mapped[StaffUser] = relationship(back_populates="passkeys")
+
+
+class RecoveryCode(db.Model):
+    """A one-time code for a staff user who lost their second factor, stored as a SHA-256 digest."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class ApiToken(db.Model):

@@ -10,11 +10,17 @@ times the limit through). Counters need no durability: the file is written
 without fsync and may be deleted at any time.
 
 Only the fixed-window strategy (Flask-Limiter's default) is supported.
+
+When the store is down (Redis stopped) no limit fails open: Flask-Limiter's in-memory fallback
+(``RATELIMIT_IN_MEMORY_FALLBACK_ENABLED``) counts every limit, sign-in and beacons alike, in each
+worker's memory until the store answers again (so a limit holds per worker instead of per machine),
+logs a warning when it switches, and ``/healthz`` names the state (``store_state``).
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -108,3 +114,19 @@ class MachineStorage(Storage):
 
     def clear(self, key: str) -> None:
         self._connection().execute("DELETE FROM hits WHERE key = ?", (key,))
+
+
+log = logging.getLogger(__name__)
+
+
+def store_state(limiter) -> str:
+    """"ok", or "unreachable" (limits are being counted per worker in memory); logged as an error."""
+    try:
+        healthy = bool(limiter.storage.check())
+    except Exception:  # noqa: BLE001 - any failure of the store is the answer, never a 500
+        healthy = False
+    if not healthy:
+        log.error("rate-limit store %s unreachable: limits are counted by each worker alone until it answers",
+                  limiter.storage.__class__.__name__)
+        return "unreachable: each worker counts limits alone"
+    return "ok"

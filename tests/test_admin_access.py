@@ -43,6 +43,7 @@ def routes(own_slug: str, staff_id: int) -> list[tuple[str, str, dict | None, in
         ("POST", "/admin/staff", {"email": ""}, 400),
         ("POST", f"/admin/staff/{staff_id}", {}, 302),
         ("POST", f"/admin/staff/{staff_id}/password", {}, 302),
+        ("POST", f"/admin/staff/{staff_id}/second-factor", {}, 302),
         ("GET", "/admin/staff/tokens", None, 200),
         ("POST", "/admin/staff/tokens/999999/revoke", {}, 404),
         ("GET", f"{c}/licence", None, 200),

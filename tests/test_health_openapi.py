@@ -13,7 +13,7 @@ from app.schemas import BeaconSchema, UsageSchema
 def test_healthz_ok(client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json == {"status": "ok", "database": "ok"}
+    assert response.json == {"status": "ok", "database": "ok", "rate_limits": "ok"}
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 

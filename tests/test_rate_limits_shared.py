@@ -39,7 +39,7 @@ def _redis_answers() -> bool:
 @pytest.fixture(params=["machine", "redis"])
 def limited_servers(request, database_url, tls_ca, tmp_path, app):
     env = {"WEB_CONCURRENCY": "1", "BEACON_RATE_LIMIT": f"{LIMIT}/minute", "LOGIN_RATE_LIMIT": "1000/minute",
-           "LOGIN_ACCOUNT_RATE_LIMIT": f"{LIMIT}/minute",
+           "LOGIN_ACCOUNT_RATE_LIMIT": f"{LIMIT}/minute", "LOGIN_ACCOUNT_ANY_ADDRESS_RATE_LIMIT": "1000/minute",
            "RATELIMIT_STORAGE_URI": f"machine://{(tmp_path / 'ratelimits.db').resolve()}",
            # The worker's pid in each access-log line: proof that two processes answered.
            "GUNICORN_CMD_ARGS": "--access-logformat 'pid=%(p)s %(r)s %(s)s'"}

@@ -117,13 +117,18 @@ class StaffForm(FlaskForm):
         Length(min=MIN_PASSWORD_LENGTH, max=1024, message=f"At least {MIN_PASSWORD_LENGTH} characters.")])
 
 
-PASSWORD_RULE = f"At least {MIN_PASSWORD_LENGTH} characters; a few unrelated words are easiest to type."
+PASSWORD_RULE = (f"At least {MIN_PASSWORD_LENGTH} characters, and not easy to guess (no common password, repeat, "
+                 "or the e-mail address); a few unrelated words are easiest to type.")
 
 
 class PasswordResetForm(FlaskForm):
     password = PasswordField("New password", validators=[
         DataRequired(message="Type the new password."),
         Length(min=MIN_PASSWORD_LENGTH, max=1024, message=f"At least {MIN_PASSWORD_LENGTH} characters.")])
+
+
+class SecondFactorResetForm(FlaskForm):
+    confirm = BooleanField("Confirm", validators=[DataRequired(message="Tick to confirm.")])
 
 
 class TokenRevokeForm(FlaskForm):

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 
 from ..extensions import db
 from ..models import Client, StaffUser, utcnow
 from ..services import clients as client_service
+from ..services import second_factor as second_factor_service
 from ..services import staff as staff_service
 from . import actor, bp
-from .forms import PASSWORD_RULE, PasswordResetForm, StaffChangeForm, StaffForm, TokenRevokeForm, choices
+from .forms import (
+    PASSWORD_RULE,
+    PasswordResetForm,
+    SecondFactorResetForm,
+    StaffChangeForm,
+    StaffForm,
+    TokenRevokeForm,
+    choices,
+)
 
 
 def _client_choices(all_clients: list[Client]):
@@ -29,8 +38,9 @@ def staff():
                                               password=form.password.data, actor=actor(), client=client)
         except staff_service.StaffError as exc:
             db.session.rollback()
-            (form.client if "client" in str(exc) else form.email).errors.append(str(exc).replace("--client SLUG",
-                                                                                                 "a client"))
+            message = str(exc).replace("--client SLUG", "a client")
+            target = form.password if "password" in message else form.client if "client" in message else form.email
+            target.errors.append(message)
         else:
             flash(f"Staff user {user.email} created.", "success")
             return redirect(url_for("admin.staff"))
@@ -43,6 +53,9 @@ def staff():
         change_forms[user.id] = change
     return render_template("admin/staff.html", form=form, users=users, change_forms=change_forms,
                            reset_forms={u.id: PasswordResetForm(prefix=f"p{u.id}", formdata=None) for u in users},
+                           factor_forms={u.id: SecondFactorResetForm(prefix=f"z{u.id}", formdata=None) for u in users},
+                           required_roles=second_factor_service.REQUIRED_ROLES,
+                           second_factor_required=current_app.config["STAFF_SECOND_FACTOR"] == "required",
                            password_rule=PASSWORD_RULE, now=utcnow()), 400 if form.errors else 200
 
 
@@ -90,6 +103,22 @@ def staff_reset_password(user_id: int):
         flash(f"Password of {user.email} not changed: {exc}.", "error")
     else:
         flash(f"New password set for {user.email}; {ended} session(s) ended. Tell them in person.", "success")
+    return redirect(url_for("admin.staff"))
+
+
+@bp.post("/staff/<int:user_id>/second-factor")
+def staff_reset_second_factor(user_id: int):
+    """For a user who lost every factor and their recovery codes; audited, and their sessions end."""
+    user = db.session.get(StaffUser, user_id)
+    if user is None:
+        abort(404)
+    form = SecondFactorResetForm(prefix=f"z{user.id}")
+    if not form.validate_on_submit():
+        flash(f"Second factor of {user.email} not reset: tick the box to confirm.", "error")
+        return redirect(url_for("admin.staff"))
+    ended = second_factor_service.reset_second_factor(db.session, user, actor=actor())
+    flash(f"Second factor of {user.email} reset; {ended} session(s) ended. They set up a new one at their "
+          "next sign-in. Tell them in person.", "success")
     return redirect(url_for("admin.staff"))
 
 

@@ -1,20 +1,43 @@
-"""Staff login and logout (session cookies) and bearer tokens for the JSON API."""
+"""Staff sign-in (password, then a second factor), logout, sessions and bearer tokens for the JSON API.
+
+Sign-in is two steps. The first is the contract's form (``email``, ``password``, ``csrf_token``); a
+user with a second factor is then asked for it (a passkey, a TOTP code or a recovery code) before any
+session exists, and an ``admin`` or ``csm`` without one, when ``STAFF_SECOND_FACTOR=required``, must
+enrol one first (app/auth/second_factor.py). Between the two steps the signed session cookie holds
+only the user's id and when the password was checked.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 import unicodedata
 from functools import wraps
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, g, jsonify, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
 from ..extensions import db, limiter, login_manager
 from ..models import StaffUser
+from ..services import second_factor as second_factor_service
 from ..services import staff as staff_service
 
 bp = Blueprint("auth", __name__)
@@ -26,7 +49,10 @@ login_manager.session_protection = "strong"
 
 @login_manager.user_loader
 def _load_user(session_token: str) -> StaffUser | None:
-    user = staff_service.user_for_session(db.session, session_token)
+    config = current_app.config
+    user = staff_service.user_for_session(db.session, session_token,
+                                          idle=dt.timedelta(minutes=config["SESSION_IDLE_MINUTES"]),
+                                          absolute=dt.timedelta(seconds=config["PERMANENT_SESSION_LIFETIME"]))
     if user is not None:
         user.session_token = session_token
     return user
@@ -65,6 +91,48 @@ def _account_rate_limit() -> str:
     return current_app.config["LOGIN_ACCOUNT_RATE_LIMIT"]
 
 
+def _any_address_rate_limit() -> str:
+    return current_app.config["LOGIN_ACCOUNT_ANY_ADDRESS_RATE_LIMIT"]
+
+
+def _typed_email() -> str:
+    return (request.form.get("email") or "").strip().casefold()[:255]
+
+
+def _account_any_address_key() -> str:
+    """Guesses at one account from every address together (30 addresses are held like one)."""
+    return f"login-account-any:{_typed_email()}"
+
+
+# --- known devices: a browser that completed a sign-in to an account ------------------------------
+
+KNOWN_DEVICE_COOKIE = "known_device"
+
+
+def _device_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="known-device")
+
+
+def _known_device_for_typed_email() -> bool:
+    """This browser signed in to the typed account before: it is spared the any-address throttle,
+    so outsiders guessing that account from many addresses cannot lock its owner out."""
+    cookie = request.cookies.get(KNOWN_DEVICE_COOKIE)
+    if not cookie:
+        return False
+    try:
+        email = _device_serializer().loads(cookie, max_age=current_app.config["KNOWN_DEVICE_DAYS"] * 86400)
+    except BadSignature:
+        return False
+    return bool(email) and email == _typed_email()
+
+
+def _remember_device(response: Response, user: StaffUser) -> Response:
+    response.set_cookie(KNOWN_DEVICE_COOKIE, _device_serializer().dumps(user.email),
+                        max_age=current_app.config["KNOWN_DEVICE_DAYS"] * 86400, secure=True, httponly=True,
+                        samesite="Lax", path="/login")
+    return response
+
+
 def _account_key() -> str:
     """This address and the e-mail as typed, normalised: guesses at one account from one address.
 
@@ -72,15 +140,66 @@ def _account_key() -> str:
     Every attempt counts (not only failures): a check-then-count after the answer would let
     concurrent requests slip past the limit.
     """
-    email = (request.form.get("email") or "").strip().casefold()[:255]
-    return f"login-account:{get_remote_address()}:{email}"
+    return f"login-account:{get_remote_address()}:{_typed_email()}"
 
+
+# --- the step between password and second factor -------------------------------------------------
+
+PENDING_SECONDS = 300  # from a correct password to the second factor
+
+
+def _begin_second_step(user: StaffUser, next_url: str | None, enrol: bool) -> None:
+    session.clear()
+    session["pending_user"] = user.id
+    session["pending_at"] = int(time.time())
+    session["pending_enrol"] = enrol
+    if next_url:
+        session["pending_next"] = next_url
+
+
+def pending_user(enrol: bool | None = None) -> StaffUser | None:
+    """The user who gave a correct password in the last few minutes and owes a second factor."""
+    user_id, at = session.get("pending_user"), session.get("pending_at")
+    if user_id is None or at is None or time.time() - at > PENDING_SECONDS:
+        return None
+    if enrol is not None and bool(session.get("pending_enrol")) != enrol:
+        return None
+    user = db.session.get(StaffUser, user_id)
+    if user is None or not user.active or staff_service.locked_until(user) is not None:
+        return None
+    return user
+
+
+def finish_sign_in(user: StaffUser, next_url: str | None = None) -> str:
+    """Start the login session (after every required factor); returns where to go. Commits."""
+    session.clear()  # a fresh session at login: nothing carried over from before
+    staff_service.record_successful_login(user)
+    token = staff_service.start_session(db.session, user)
+    db.session.commit()
+    user.session_token = token
+    login_user(user)
+    g.remember_device = user
+    return safe_next(next_url) or home_for(user)
+
+
+@bp.after_request  # every sign-in ends on this blueprint; the beacon path never runs it
+def _set_known_device(response: Response) -> Response:
+    user = g.pop("remember_device", None)
+    return _remember_device(response, user) if user is not None else response
+
+
+def _pending_next() -> str | None:
+    return session.get("pending_next")
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(_login_rate_limit, methods=["POST"],
                error_message="Too many sign-in attempts from your address. Wait a minute, then try again.")
 @limiter.limit(_account_rate_limit, methods=["POST"], key_func=_account_key,
                error_message="Too many sign-in attempts for this e-mail address. Wait a minute, then try again.")
+@limiter.limit(_any_address_rate_limit, methods=["POST"], key_func=_account_any_address_key,
+               exempt_when=_known_device_for_typed_email,
+               error_message="Too many sign-in attempts for this account from many places. Wait, then try "
+                             "again from a browser that signed in to it before, or ask an admin.")
 def login():
     if current_user.is_authenticated:
         return redirect(home_for(current_user))
@@ -92,13 +211,17 @@ def login():
         if user is not None and (not user.active or staff_service.locked_until(user) is not None):
             user = None
         if staff_service.check_password(db.session, user, form.password.data):
-            session.clear()  # a fresh session at login: nothing carried over from before
-            staff_service.record_successful_login(user)
-            token = staff_service.start_session(db.session, user)
-            db.session.commit()
-            user.session_token = token
-            login_user(user)
-            return redirect(safe_next(request.args.get("next")) or home_for(user))
+            db.session.commit()  # a rehashed password
+            next_url = safe_next(request.args.get("next"))
+            if second_factor_service.has_second_factor(user):
+                _begin_second_step(user, next_url, enrol=False)
+                return redirect(url_for("auth.second_factor"))
+            if second_factor_service.must_enrol(user, current_app.config["STAFF_SECOND_FACTOR"]):
+                _begin_second_step(user, next_url, enrol=True)
+                flash("Set up a second factor to finish signing in: your account holds other "
+                      "organisations' personal data.", "info")
+                return redirect(url_for("auth.security"))
+            return redirect(finish_sign_in(user, next_url))
         db.session.rollback()
         flash("That e-mail and password do not match an active account.", "error")
     if request.method == "POST":
@@ -140,3 +263,6 @@ def token_required(view):
         return view(*args, **kwargs)
 
     return wrapped
+
+
+from . import second_factor  # noqa: E402,F401  (the second step's routes, on this blueprint)

@@ -9,6 +9,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from zxcvbn import zxcvbn
 
 from ..models import ROLES, ApiToken, Client, StaffSession, StaffUser, utcnow
 from . import audit
@@ -17,6 +18,14 @@ from .clients import hash_secret_token
 password_hasher = PasswordHasher()  # argon2-cffi's RFC 9106 low-memory profile (Argon2id)
 
 MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 1024
+# zxcvbn's score (0-4): 4 is "very unguessable" (10^10 guesses or more: strong even against an
+# offline attack on a stolen hash); it knows common passwords, names, words, keyboard walks, dates,
+# repeats, and the context words given to it. Four unrelated words or a password manager's output pass.
+MIN_PASSWORD_SCORE = 4
+# Words that belong to this product and its users: a password built on them is easy to guess.
+_CONTEXT_WORDS = ("scorm", "tracker", "utilisation", "usage", "billing", "admin", "csm", "staff", "elearning",
+                  "learner", "course", "vendor", "password")
 # After this many failed sign-ins in a row an account is locked for LOCKOUT_PERIOD.
 LOCKOUT_THRESHOLD = 5
 LOCKOUT_PERIOD = dt.timedelta(minutes=15)
@@ -35,6 +44,25 @@ def normalise_email(email: str) -> str:
     return value
 
 
+def check_password_strength(password: str, email: str = "", extra_words: tuple[str, ...] = ()) -> None:
+    """Refuse a short, common or guessable password (zxcvbn), or one made of the e-mail or this product's words."""
+    password = password or ""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise StaffError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise StaffError(f"the password is longer than {MAX_PASSWORD_LENGTH} characters")
+    email = (email or "").strip().casefold()
+    local, _, domain = email.partition("@")
+    words = [email, local, *domain.split("."), *_CONTEXT_WORDS, *extra_words]
+    # zxcvbn's cost grows with length; what lies past its first 100 characters only adds strength.
+    result = zxcvbn(password[:100], user_inputs=[w for w in words if w])
+    if result["score"] < MIN_PASSWORD_SCORE:
+        hint = result["feedback"].get("warning") or "it would be guessed quickly."
+        advice = " ".join(result["feedback"].get("suggestions") or [])
+        raise StaffError(f"that password is too easy to guess: {hint.rstrip('.')}. "
+                         f"{advice or 'Use a few uncommon words or a password manager.'}".strip())
+
+
 def staff_settings(user: StaffUser) -> dict:
     return {"email": user.email, "role": user.role, "client_id": user.client_id, "active": user.active}
 
@@ -49,8 +77,7 @@ def create_staff(session: Session, *, email: str, role: str, password: str, acto
         raise StaffError("a client user needs --client SLUG")
     if role != "client" and client is not None:
         raise StaffError("only client users belong to a client")
-    if len(password or "") < MIN_PASSWORD_LENGTH:
-        raise StaffError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    check_password_strength(password, email)
     if session.scalar(select(StaffUser.id).where(StaffUser.email == email)) is not None:
         raise StaffError(f"a staff user {email} exists already")
     user = StaffUser(email=email, role=role, client_id=client.id if client else None,
@@ -160,18 +187,38 @@ def find_staff(session: Session, email: str) -> StaffUser | None:
 def start_session(session: Session, user: StaffUser) -> str:
     """A new login session; returns the token the cookie carries. The caller commits."""
     token = secrets.token_urlsafe(32)
-    session.add(StaffSession(token_hash=hash_secret_token(token), staff_user_id=user.id))
-    user.last_login_at = utcnow()
+    now = utcnow()
+    session.add(StaffSession(token_hash=hash_secret_token(token), staff_user_id=user.id, created_at=now,
+                             last_seen_at=now))
+    user.last_login_at = now
     return token
 
 
-def user_for_session(session: Session, token: str) -> StaffUser | None:
+# A session's last request is written at most this often (not on every page).
+_SEEN_EVERY = dt.timedelta(minutes=1)
+
+
+def user_for_session(session: Session, token: str, *, idle: dt.timedelta | None = None,
+                     absolute: dt.timedelta | None = None) -> StaffUser | None:
+    """The signed-in user of a live session; one idle past ``idle`` or older than ``absolute`` ends for good.
+
+    Checked on the server, whatever the cookie says. Commits when it ends a session or notes activity.
+    """
     row = session.scalar(
         select(StaffSession).where(StaffSession.token_hash == hash_secret_token(token),
                                    StaffSession.revoked_at.is_(None))
     )
     if row is None or not row.staff_user.active:
         return None
+    now = utcnow()
+    last_seen = row.last_seen_at or row.created_at
+    if (absolute is not None and now - row.created_at >= absolute) or (idle is not None and now - last_seen >= idle):
+        row.revoked_at = now
+        session.commit()
+        return None
+    if now - last_seen >= _SEEN_EVERY:
+        row.last_seen_at = now
+        session.commit()
     return row.staff_user
 
 
@@ -243,10 +290,7 @@ def reset_password(session: Session, user: StaffUser, password: str, *, actor: s
 
     Audited (never the password); commits. Returns how many sessions were ended.
     """
-    if len(password or "") < MIN_PASSWORD_LENGTH:
-        raise StaffError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
-    if len(password) > 1024:
-        raise StaffError("the password is longer than 1024 characters")
+    check_password_strength(password, user.email)
     user.password_hash = password_hasher.hash(password)
     user.failed_logins = 0
     user.locked_until = None
