@@ -206,3 +206,14 @@ def test_the_seat_check_of_a_sealed_client_refuses_a_plain_id(app, client, make_
 
     assert ask("jane@example.com").status_code == 400
     assert ask(SEALED).json == {"allowed": True}
+
+
+def test_the_admin_says_a_sealed_clients_packages_need_the_clients_seal(client, make_client, make_staff, login):
+    login(make_staff("csm", email="casey@vendor.example"))
+    sealed_client, _ = make_client(sealed=True)
+    overview = client.get(f"/admin/clients/{sealed_client.slug}").get_data(as_text=True)
+    assert ">sealed</span>" in overview
+    page = client.get(f"/admin/clients/{sealed_client.slug}/packages").get_data(as_text=True)
+    assert 'href="/seal"' in page and "counts nobody until the client has sealed it" in page
+    plain_client, _ = make_client(anonymised=True)
+    assert 'href="/seal"' not in client.get(f"/admin/clients/{plain_client.slug}/packages").get_data(as_text=True)
