@@ -170,9 +170,14 @@ def test_sealing_js_normalises_exactly_as_the_server(context, live_server):
     assert unicodedata.unidata_version == sealing.seal_tables()["unicode"]
 
 
-def test_the_page_and_the_offline_command_seal_the_same_way(context, live_server, tmp_path):
+def test_the_page_and_the_offline_command_seal_the_same_way(context, live_server, tmp_path, screenshots_dir):
     key = "k" * 10 + "Q" * 33
     page = open_sealing_page(context, live_server)
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: nothing wider than the screen
+    page.fill("#seal-key", key)
+    page.wait_for_function("document.getElementById('seal-key-status').textContent.indexOf('Key ') === 0")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(screenshots_dir / "sealing-page-390.png"), full_page=True)
     from_page = page.evaluate("""([key, ids]) => ScormUsageSeal.packageSeal(key).then(function (seal) {
         return Promise.all(ids.map(function (id) { return ScormUsageSeal.sealLearner(seal, id, "Doe, Jane"); }))
           .then(function (learners) { return {seal: seal, learners: learners}; }); })""",

@@ -47,7 +47,9 @@ def seal_tables() -> dict:
     formats: list[list[int]] = []
     shifts: list[list[int]] = []
     folds: dict[str, str] = {}
-    for code in range(0x110000):
+    # Planes 2-13 (ideographs) have no case, format or space characters, 15-16 are private use:
+    # looking at planes 0, 1 and 14 only is the same table, ten times sooner.
+    for code in (*range(0x20000), *range(0xE0000, 0xF0000)):
         ch = chr(code)
         if unicodedata.category(ch) == "Cf":
             if formats and formats[-1][1] == code - 1:
@@ -64,11 +66,12 @@ def seal_tables() -> dict:
                     shifts.append([code, code, delta])
             else:
                 folds[ch] = folded
-    spaces = [code for code in range(0x110000) if chr(code).isspace()]
+    spaces = [code for code in range(0x3001) if chr(code).isspace()]
     return {"cf": formats, "space": spaces, "fold": folds, "shift": shifts,
             "placeholders": list(PLACEHOLDER_IDS), "unicode": unicodedata.unidata_version}
 
 
+@functools.cache
 def seal_library() -> str:
     """sealing.js with the tables written in and its header left out."""
     source = (PACKAGE_SOURCE / "sealing.js").read_text(encoding="utf-8")
