@@ -217,3 +217,14 @@ def test_the_admin_says_a_sealed_clients_packages_need_the_clients_seal(client, 
     assert 'href="/seal"' in page and "counts nobody until the client has sealed it" in page
     plain_client, _ = make_client(anonymised=True)
     assert 'href="/seal"' not in client.get(f"/admin/clients/{plain_client.slug}/packages").get_data(as_text=True)
+
+
+def test_the_golive_check_of_a_sealed_client_says_what_it_cannot_compare(app, make_client):
+    from app.services import golive
+
+    sealed_client, _ = make_client(sealed=True)
+    report = golive.health_report(db.session, app.extensions["pseudonymiser"], sealed_client)
+    assert any("sealed" in note and "flag placeholders" in note for note in report.not_checked)
+    plain_client, _ = make_client(anonymised=True)
+    report = golive.health_report(db.session, app.extensions["pseudonymiser"], plain_client)
+    assert not any("sealed" in note for note in report.not_checked)
