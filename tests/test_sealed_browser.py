@@ -177,6 +177,7 @@ def test_the_page_and_the_offline_command_seal_the_same_way(context, live_server
     page.fill("#seal-key", key)
     page.wait_for_function("document.getElementById('seal-key-status').textContent.indexOf('Key ') === 0")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert not page.is_visible("#seal-download") and not page.is_visible("#seal-key-download")
     page.screenshot(path=str(screenshots_dir / "sealing-page-390.png"), full_page=True)
     from_page = page.evaluate("""([key, ids]) => ScormUsageSeal.packageSeal(key).then(function (seal) {
         return Promise.all(ids.map(function (id) { return ScormUsageSeal.sealLearner(seal, id, "Doe, Jane"); }))
