@@ -77,7 +77,7 @@ def _tune_sqlite(engine) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, auth, beacon, content, meta
+    from . import admin, auth, beacon, content, meta, seal
     from .billing import api_bp, pages_bp
     from .extensions import csrf
 
@@ -85,6 +85,7 @@ def register_blueprints(app: Flask) -> None:
     csrf.exempt(beacon.bp)
     csrf.exempt(api_bp)
     app.register_blueprint(meta.bp)
+    app.register_blueprint(seal.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(beacon.bp)
     app.register_blueprint(api_bp)

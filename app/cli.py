@@ -53,6 +53,7 @@ package_group = click.Group("package", help="Build SCORM packages for clients.")
 @client_group.command("create")
 @click.option("--name", required=True, help="The client organisation's name.")
 @click.option("--anonymised", is_flag=True, help="Store learners as keyed, salted pseudonyms.")
+@click.option("--sealed", is_flag=True, help="Its packages are sealed with its own key (implies --anonymised).")
 @click.option("--licence", type=click.Choice(LICENCES), default="subscription", show_default=True)
 @click.option("--origin", "origins", multiple=True, help="An allowed LMS origin (repeat); none: any origin.")
 @click.option("--seat-limit", type=click.IntRange(min=0), default=None)
@@ -60,11 +61,12 @@ package_group = click.Group("package", help="Build SCORM packages for clients.")
 @click.option("--allow-duplicate-name", is_flag=True, help="Create it although another client has this name.")
 @click.option("--alert-email", "alert_emails", multiple=True, help="A contact for licence alerts (repeat).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def client_create(name, anonymised, licence, origins, seat_limit, slug, allow_duplicate_name, alert_emails, as_json):
+def client_create(name, anonymised, sealed, licence, origins, seat_limit, slug, allow_duplicate_name, alert_emails,
+                  as_json):
     """Create a client and print its beacon key (shown once)."""
     try:
         client, key = client_service.create_client(
-            db.session, name=name, actor=CLI_ACTOR, anonymised=anonymised, licence=licence,
+            db.session, name=name, actor=CLI_ACTOR, anonymised=anonymised, sealed=sealed, licence=licence,
             origins=list(origins), seat_limit=seat_limit, slug=slug, params=default_params(),
             local_http=current_app.config["APP_ENV"] != "production", confirm_duplicate=allow_duplicate_name,
         )
@@ -73,7 +75,8 @@ def client_create(name, anonymised, licence, origins, seat_limit, slug, allow_du
     except client_service.ClientError as exc:
         raise click.ClickException(str(exc)) from None
     data = {"slug": client.slug, "key": key, "name": client.name, "anonymised": client.anonymised,
-            "licence": client.licence, "origins": client.allowed_origins, "seat_limit": client.seat_limit}
+            "sealed": client.sealed, "licence": client.licence, "origins": client.allowed_origins,
+            "seat_limit": client.seat_limit}
     if alert_emails:
         from .cli_licences import set_alert_emails
         data["alert_emails"] = set_alert_emails(client, alert_emails)
@@ -113,6 +116,23 @@ def client_set_mode(slug, anonymised, confirm_name, as_json):
     emit(as_json, {"slug": client.slug, "anonymised": anonymised, **done},
          f"{client.slug} is now {mode}." + (f" Pseudonymised {done['learners_pseudonymised']} learner(s), "
                                              f"merged {done['learners_merged']}." if anonymised else ""))
+
+
+@client_group.command("set-sealed")
+@click.argument("slug")
+@click.option("--sealed/--unsealed", required=True,
+              help="--sealed: only packages sealed with the client's own key are counted from now on.")
+@click.option("--json", "as_json", is_flag=True)
+def client_set_sealed(slug, sealed, as_json):
+    """Turn a client's sealed packages on or off (its packages must then be built and sealed again)."""
+    client = find_client(slug)
+    try:
+        client_service.set_sealed(db.session, client, sealed=sealed, actor=CLI_ACTOR)
+    except client_service.ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    current_app.extensions["client_directory"].clear()
+    emit(as_json, {"slug": client.slug, "sealed": sealed},
+         f"{client.slug}'s packages are {'now sealed' if sealed else 'no longer sealed'}: build them again.")
 
 
 @client_group.command("shred-pseudonyms")
@@ -314,6 +334,55 @@ def package_republish(package_id, content, as_json):
     for warning in remote.warnings:
         click.echo(f"Warning: {warning}", err=True)
     emit(as_json, data, f"Republished package {package_id} ({data['bytes']} bytes, opens {remote.launch_file}).")
+
+
+@package_group.command("seal")
+@click.option("--key-file", type=click.File("r"), required=True,
+              help="The client's sealing key (base64url, 32 random bytes); see also --new-key.")
+@click.option("--in", "source", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="A package built for a sealed client.")
+@click.option("--out", "output", type=click.Path(dir_okay=False, writable=True), required=True)
+@click.option("--json", "as_json", is_flag=True)
+def package_seal(key_file, source, output, as_json):
+    """Seal a package with the client's own key, offline (the same as the sealing page; no database)."""
+    from .services.packages import sealing
+
+    try:
+        key = sealing.read_client_key(key_file.read())
+        with open(source, "rb") as unsealed, open(output, "wb") as out:
+            done = sealing.seal_zip(unsealed, out, key)
+    except package_service.PackageError as exc:
+        Path(output).unlink(missing_ok=True)
+        raise click.ClickException(str(exc)) from None
+    emit(as_json, {"out": output, **done}, f"Wrote {output}, sealed with key {done['kid']}.")
+
+
+@package_group.command("seal-key")
+@click.option("-o", "output", type=click.Path(dir_okay=False, writable=True), required=True,
+              help="Where to write the new key (kept by the client; never give it to the vendor).")
+def package_seal_key(output):
+    """Make a new sealing key for a client (32 random bytes, base64url)."""
+    import base64
+    import os
+
+    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii").rstrip("=")
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key + "\n")
+    click.echo(f"Wrote a new sealing key to {output}.")
+
+
+@package_group.command("sealed-id")
+@click.option("--key-file", type=click.File("r"), required=True, help="The client's sealing key.")
+@click.option("--student-id", required=True, help="As the LMS sends it; normalised as the tracker does.")
+def package_sealed_id(key_file, student_id):
+    """A learner's sealed ID (what `learner erase --student-id` takes for a sealed client)."""
+    from .services.packages import sealing
+
+    try:
+        click.echo(sealing.sealed_student_id(sealing.read_client_key(key_file.read()), student_id))
+    except (package_service.PackageError, InvalidIdentity) as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @demo_group.command("init")

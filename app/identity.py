@@ -25,6 +25,12 @@ plain value) spares returning learners the Argon2 cost.
 Names of anonymised learners are kept only as a keyed digest (HMAC), enough to
 notice that one ID arrives with different names, useless to read.
 
+Sealed clients hold a key of their own: their packages send only ``sealed:v1:`` and a
+base64url HMAC-SHA256 of the normalised ID (and name), made in the learner's browser
+(scorm_package/sealing.js, the same normalisation as here); the server pseudonymises
+that value as it would a plain ID. A sealed client's plain IDs and names are refused,
+and so are sealed values for any other client.
+
 This is pseudonymisation in the GDPR sense, not anonymisation: whoever holds
 the secret, the salt and a candidate ID can confirm it. Deleting a client's
 salt (crypto-shredding) makes its pseudonyms unlinkable for good.
@@ -36,6 +42,7 @@ import base64
 import functools
 import hashlib
 import hmac
+import re
 import unicodedata
 import uuid
 from dataclasses import dataclass
@@ -47,8 +54,26 @@ MAX_NAME_LENGTH = 255
 MAX_COURSE_TITLE_LENGTH = 300
 
 
+SEALED_VALUE = re.compile(r"^sealed:v1:[A-Za-z0-9_-]{43}$")
+
+
 class InvalidIdentity(ValueError):
     """A student ID, name or title that cannot be stored; the message is safe to show."""
+
+
+def check_sealing(sealed: bool, student_id: str, student_name: str = "") -> None:
+    """A sealed client takes only sealed IDs (and sealed or empty names); other clients never take them.
+
+    Raises InvalidIdentity with a message that names no value.
+    """
+    if sealed:
+        if not SEALED_VALUE.match(student_id):
+            raise InvalidIdentity("this client's packages are sealed: a plain student ID is refused "
+                                  "(seal the package with the client's key)")
+        if student_name and not SEALED_VALUE.match(student_name):
+            raise InvalidIdentity("this client's packages are sealed: a plain student name is refused")
+    elif SEALED_VALUE.match(student_id):
+        raise InvalidIdentity("this client's packages are not sealed: a sealed student ID is refused")
 
 
 def has_control_characters(value: str) -> bool:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -76,6 +77,8 @@ class Client(db.Model):
     name: Mapped[str] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     anonymised: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Sealed packages: the client's own key seals IDs and names in the learner's browser (implies anonymised).
+    sealed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # Random per-client salt for pseudonyms; NULL once crypto-shredded.
     salt: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     pseudonym_time_cost: Mapped[int] = mapped_column(Integer)

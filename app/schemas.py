@@ -70,6 +70,9 @@ class BeaconSchema(Schema):
     scorm_version = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(["1.2", "2004"]))
     package = PlainText(load_default=None, allow_none=True, validate=validate.Length(max=64),
                         metadata={"description": "The package ID written at build time."})
+    placeholder = fields.Boolean(load_default=False,
+                                 metadata={"description": "The tracker found a placeholder ID (\"undefined\", "
+                                                          "\"null\", \"0\"...) before sealing it."})
     lms_origin = PlainText(load_default=None, allow_none=True,
                            validate=[validate.Length(max=255),
                                      validate.Regexp(r"^https?://[^/?#\s]+$", error="not an origin")],

@@ -45,6 +45,15 @@
  * relay's API; the relay names the LMS origin the learner is in (window.scormRemote.lms), and
  * the beacon carries it as lms_origin, since the browser's Origin is then the content origin.
  *
+ * Sealed packages (a client that holds a key of its own, see sealing.js): CONFIG.sealed is
+ * "package" in a deployed package, whose SEAL (written in by the client, never by the vendor)
+ * holds the keys the learner's ID and name are sealed with (WebCrypto HMAC) before any beacon
+ * is made; without SEAL or WebCrypto nothing is sent. In a remote package's player it is
+ * "relayed": the launcher on the LMS sealed the learner before anything reached the content
+ * origin, and the tracker sends only values in the sealed form. A plain ID is never sent.
+ * Placeholder IDs ("undefined", "null", "0"...) are flagged (placeholder: true) before sealing,
+ * so the server can hold them back without reading them.
+ *
  * A beacon is written to a small localStorage queue before it is sent and
  * removed once the server has answered, so a launch lost to a network failure,
  * a 5xx or a 429 is sent again on the next launch with the same event ID (the
@@ -53,6 +62,8 @@
 (function (window) {
   "use strict";
   var CONFIG = /*@TRACKER_CONFIG@*/ null;
+  var SEAL = /*@PACKAGE_SEAL@*/ null;
+/*@SEAL_LIBRARY@*/
 
   var QUEUE_KEY = "scormUsageTracker.queue.v1";
   var QUEUE_MAX = 20;
@@ -246,7 +257,7 @@
     var body = JSON.stringify({
       key: CONFIG.key, course: CONFIG.course, student_id: learner.id, student_name: learner.name,
       event: event, event_id: eventId, scorm_version: CONFIG.scormVersion, "package": CONFIG.packageId,
-      lms_origin: lmsOrigin()
+      lms_origin: lmsOrigin(), placeholder: learner.placeholder ? true : undefined
     });
     send({ id: eventId, url: CONFIG.url, body: body, at: new Date().getTime(), tries: 0 });
   }
@@ -318,6 +329,7 @@
     var touched = false;     // the content has called the API
     var closedError = null;  // what GetLastError answers the content before it takes the tracker's session
     var learner = null, readDone = false;
+    var sealing = false, sealedKinds = []; // statuses seen while the learner is being sealed
     var originals = {};
 
     function call(method, arg, value) {
@@ -342,14 +354,43 @@
         call(names.get, names.always); // rule 3: leave the last error as the content saw it
       }
       if (!ok) { return; }
-      learner = { id: id, name: name };
+      identify(id, name);
+    }
+
+    function identified(who) {
+      learner = who;
       report("launch", learner);
+      for (var k = 0; k < sealedKinds.length; k++) { report(sealedKinds[k], learner); }
+      sealedKinds = [];
+    }
+
+    // The learner as beacons name it: as read, or sealed (see the header); placeholders flagged.
+    function identify(id, name) {
+      var placeholder = false;
+      try {
+        placeholder = ScormUsageSeal.isPlaceholder(ScormUsageSeal.normaliseStudentId(id));
+      } catch (e) { /* an ID the server refuses: it says so */ }
+      if (!CONFIG.sealed) {
+        identified({ id: id, name: name, placeholder: placeholder });
+      } else if (CONFIG.sealed === "relayed") {
+        var remote = window.scormRemote;
+        if (ScormUsageSeal.isSealed(id) && (name === "" || ScormUsageSeal.isSealed(name))) {
+          identified({ id: id, name: name, placeholder: !!(remote && remote.placeholder) });
+        }
+      } else {
+        sealing = true;
+        ScormUsageSeal.sealLearner(SEAL, id, name).then(safe(identified), function () { /* nothing is sent */ });
+      }
     }
 
     var onStatus = safe(function (element, value) {
       var kinds = STATUS_EVENTS[element];
       var kind = kinds && kinds[String(value)];
-      if (kind && learner) { report(kind, learner); }
+      if (kind && learner) {
+        report(kind, learner);
+      } else if (kind && sealing) {
+        sealedKinds.push(kind);
+      }
     });
 
     function wrap(method, around) {

@@ -41,7 +41,8 @@ def test_placeholder_package_is_valid_and_configured(make_client, version, tmp_p
     config = tracker_config(archive)
     assert config == {"url": SERVER + "/api/v1/beacons", "key": config["key"], "course": "Anti-Bribery",
                       "packageId": str(built.issue.package_id), "scormVersion": version,
-                      "selfOpen": False}  # the placeholder course talks SCORM: the tracker never opens a session
+                      "selfOpen": False,  # the placeholder course talks SCORM: the tracker never opens a session
+                      "sealed": False}
     index = archive.read("index.html").decode()
     assert '<script src="scorm-usage-tracker.js"></script>' in index
     assert index.index("scorm-usage-tracker.js") < index.index("course.js")

@@ -79,7 +79,7 @@ def test_remote_zip_holds_only_the_launcher_and_a_valid_manifest(make_client, ve
     assert launcher_config(archive) == {"contentOrigin": content, "scormVersion": version,
                                         "launchUrls": [f"{content}/{package_id}/launch/0"],
                                         "seatUrl": f"{content}/{package_id}/seat",
-                                        "limitUrl": f"{content}/{package_id}/limit"}
+                                        "limitUrl": f"{content}/{package_id}/limit", "sealed": False}
     assert built.content_url == f"{content}/{package_id}/launch/0"
     # No key, no course file, no app address in the thin zip.
     everything = b"".join(archive.read(name) for name in archive.namelist())
@@ -211,7 +211,8 @@ def test_launch_page_has_the_relay_the_tracker_and_a_policy_for_authoring_tools(
                              if "var CONFIG =" in line).split("=", 1)[1].strip().rstrip(";"))
     assert config == {"url": app.config["PUBLIC_URL"] + "/api/v1/beacons", "key": stored().beacon_key,
                       "course": "Anti-Bribery", "packageId": str(built.issue.package_id), "scormVersion": "1.2",
-                      "selfOpen": False}  # the placeholder course talks SCORM: it opens its own session
+                      "selfOpen": False,  # the placeholder course talks SCORM: it opens its own session
+                      "sealed": False}
     assert b"scorm-remote=" in client.get(f"{base}/scorm-remote-api.js", base_url=content_base, buffered=True).data
 
 

@@ -39,7 +39,7 @@ from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
 from ..beacon import beacon_rate_limit
 from ..extensions import csrf, db, limiter
-from ..identity import InvalidIdentity, normalise_student_id
+from ..identity import InvalidIdentity, check_sealing, normalise_student_id
 from ..models import Client, PackageIssue, RemoteContent
 from ..services import licences, packages
 from ..services.clients import snapshot
@@ -107,6 +107,7 @@ def seat(package_id: uuid.UUID):
         if not isinstance(raw, str):
             raise ValueError("no student_id")
         student_id = normalise_student_id(raw)
+        check_sealing(client.sealed, student_id)
     except (ValueError, RecursionError, InvalidIdentity):
         return _seat_answer(jsonify(error="invalid_seat_check",
                                     message='send {"student_id": "..."} as JSON'), client, 400)
@@ -172,7 +173,7 @@ def content_file(package_id: uuid.UUID, version: str, path: str):
             body = packages.configured_tracker(
                 beacon_url=current_app.config["PUBLIC_URL"] + packages.BEACON_PATH, key=remote.beacon_key,
                 course=issue.course_title, package_id=package_id, scorm_version=issue.scorm_version,
-                self_open=bool(index.get("self_open")))
+                self_open=bool(index.get("self_open")), sealed="relayed" if client.sealed else None)
         else:
             body = packages.remote_api_source()
         response = Response(body, mimetype="text/javascript")

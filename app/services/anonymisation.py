@@ -56,6 +56,8 @@ def switch_mode(session: Session, pseudonymiser: Pseudonymiser, client: Client, 
     """
     if client.anonymised == anonymised:
         raise ClientError("the client is in that mode already")
+    if client.sealed and not anonymised:
+        raise ClientError("the client's packages are sealed: turn sealing off before storing learners verbatim")
     before = {"anonymised": client.anonymised}
     done = {"learners_pseudonymised": 0, "learners_merged": 0, "event_names_replaced": 0}
     client.anonymised = anonymised

@@ -94,6 +94,7 @@ def client_settings(client: Client) -> dict:
         "slug": client.slug,
         "active": client.active,
         "anonymised": client.anonymised,
+        "sealed": client.sealed,
         "licence": client.licence,
         "licence_start": client.licence_start.isoformat() if client.licence_start else None,
         "licence_end": client.licence_end.isoformat() if client.licence_end else None,
@@ -164,7 +165,7 @@ def update_client(session: Session, client: Client, *, actor: str, name: str, ac
     return client
 
 
-def create_client(session: Session, *, name: str, actor: str, anonymised: bool = False,
+def create_client(session: Session, *, name: str, actor: str, anonymised: bool = False, sealed: bool = False,
                   licence: str = "subscription", origins: list[str] | tuple = (),
                   seat_limit: int | None = None, slug: str | None = None,
                   licence_start: dt.date | None = None, licence_end: dt.date | None = None,
@@ -173,8 +174,10 @@ def create_client(session: Session, *, name: str, actor: str, anonymised: bool =
     """Create a client and its first beacon key. Returns (client, plain key); commits.
 
     A name another client has already raises DuplicateName unless ``confirm_duplicate``.
+    ``sealed`` (its packages sealed with its own key) makes it anonymised too.
     """
     name = _checked_name(name)
+    anonymised = anonymised or sealed
     _check_licence(licence, seat_limit, licence_start, licence_end)
     normalised_origins = sorted({normalise_origin(o, local_http=local_http) for o in origins})
     if not confirm_duplicate:
@@ -186,7 +189,7 @@ def create_client(session: Session, *, name: str, actor: str, anonymised: bool =
     else:
         slug = _unique_slug(session, slugify(name))
     client = Client(
-        uid=uuid.uuid4(), slug=slug, name=name, active=active, anonymised=anonymised,
+        uid=uuid.uuid4(), slug=slug, name=name, active=active, anonymised=anonymised, sealed=sealed,
         salt=secrets.token_bytes(16), licence=licence, seat_limit=seat_limit,
         licence_start=licence_start, licence_end=licence_end,
         allowed_origins=normalised_origins,
@@ -200,6 +203,23 @@ def create_client(session: Session, *, name: str, actor: str, anonymised: bool =
     audit.record(session, actor, "client.create", client.id, None, client_settings(client))
     session.commit()
     return client, key
+
+
+def set_sealed(session: Session, client: Client, *, sealed: bool, actor: str) -> Client:
+    """Turn sealed packages on or off. Audited; commits; the caller clears the client directory.
+
+    Only an anonymised client can be sealed. From then on its plain IDs are refused (400), so its
+    packages must be rebuilt and sealed; turning it off refuses sealed IDs, so the same holds back.
+    """
+    if client.sealed == sealed:
+        raise ClientError("the client's packages are sealed already" if sealed else
+                          "the client's packages are not sealed")
+    if sealed and not client.anonymised:
+        raise ClientError("only an anonymised client can seal its packages: switch it to anonymised first")
+    client.sealed = sealed
+    audit.record(session, actor, "client.sealed", client.id, {"sealed": not sealed}, {"sealed": sealed})
+    session.commit()
+    return client
 
 
 def rotate_key(session: Session, client: Client, *, actor: str, grace: dt.timedelta) -> str:
@@ -298,6 +318,7 @@ class ClientSnapshot:
     # Verbatim client that was anonymised before: link returning learners.
     links_pseudonyms: bool
     key_expires_at: dt.datetime | None = None
+    sealed: bool = False  # takes only sealed IDs (see identity.check_sealing)
 
     def origin_allowed(self, origin: str | None) -> bool:
         if not self.allowed_origins:
@@ -322,6 +343,7 @@ def snapshot(session: Session, client: Client, key_expires_at: dt.datetime | Non
         id=client.id, slug=client.slug, active=client.active, tracked=client.tracked,
         anonymised=client.anonymised, allowed_origins=frozenset(client.allowed_origins or ()),
         pseudonym_key=pseudonym_key, links_pseudonyms=links, key_expires_at=key_expires_at,
+        sealed=client.sealed,
     )
 
 

@@ -94,7 +94,13 @@ def health_report(session: Session, pseudonymiser: Pseudonymiser, client: Client
     flags: list[HealthFlag] = []
     not_checked: list[str] = []
 
-    placeholder = _placeholder_ids(session, pseudonymiser, client)
+    # A sealed client's IDs are sealed in the learner's browser: their pseudonyms can never be compared
+    # with the placeholders' here; its trackers flag placeholders in the beacon instead.
+    placeholder = [] if client.sealed else _placeholder_ids(session, pseudonymiser, client)
+    if client.sealed:
+        not_checked.append("Placeholder student IDs by their value: this client's IDs are sealed with its own key "
+                           "before they reach us; its packages flag placeholders (“undefined”, “null”, “0”…) "
+                           "in each beacon instead.")
     if placeholder:
         flags.append(HealthFlag(
             "placeholder_ids", "Blank or placeholder student IDs",

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..identity import Pseudonymiser
+from ..identity import Pseudonymiser, check_sealing
 from ..models import COMPLETION_KINDS, Client, Course, DailyUsage, Event, Learner
 from . import outbox
 from .clients import ClientDirectory, ClientSnapshot
@@ -77,7 +77,11 @@ class PendingBeacon:
 
 
 def learner_identity(pseudonymiser: Pseudonymiser, client: ClientSnapshot, beacon: Beacon) -> tuple[str, str, bool]:
-    """(stored identity, stored name, pseudonymised?) for this client's mode."""
+    """(stored identity, stored name, pseudonymised?) for this client's mode.
+
+    InvalidIdentity for a plain ID sent for a sealed client, or a sealed one for another client.
+    """
+    check_sealing(client.sealed, beacon.student_id, beacon.student_name)
     if client.anonymised:
         return (stored_identity(pseudonymiser, client, beacon.student_id),
                 pseudonymiser.name_digest(client.pseudonym_key, beacon.student_name), True)

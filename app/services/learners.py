@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from ..identity import InvalidIdentity, Pseudonymiser, legacy_student_id, normalise_student_id
+from ..identity import SEALED_VALUE, InvalidIdentity, Pseudonymiser, legacy_student_id, normalise_student_id
 from ..models import Client, DailyUsage, Event, Learner
 from . import audit, outbox
 from .clients import snapshot
@@ -23,6 +23,9 @@ def erase_learner(session: Session, pseudonymiser: Pseudonymiser, client: Client
     The audit entry names no student.
     """
     normalised = normalise_student_id(student_id)
+    if client.sealed and not SEALED_VALUE.match(normalised):
+        raise InvalidIdentity("this client's packages are sealed: give the learner's sealed ID "
+                              "(the sealing page computes it from the client's key)")
     forms = {normalised, legacy_student_id(student_id) or normalised}
     identities = set(forms)
     key = snapshot(session, client).pseudonym_key

@@ -35,10 +35,20 @@
  * learner not yet counted; the launcher then frames the polite limit page. Any failure or a
  * slow answer (5 s) opens the course: our server being down never keeps a learner from
  * learning.
+ *
+ * Sealed packages (CONFIG.sealed): the client wrote SEAL into this file (in its own browser or
+ * with the offline command; the vendor never holds it). Before anything reaches the content
+ * origin, the learner's ID and name in the snapshot are replaced by their sealed forms
+ * (sealing.js, WebCrypto), so the player, its tracker, the course and the seat check see only
+ * those; a placeholder ID is flagged in the hand-over first. Should sealing be impossible (no
+ * SEAL, no WebCrypto, an ID the server would refuse) the course still opens, with an empty ID
+ * and name: a plain one never leaves the LMS.
  */
 (function (window) {
   "use strict";
   var CONFIG = /*@LAUNCHER_CONFIG@*/ null;
+  var SEAL = /*@PACKAGE_SEAL@*/ null;
+/*@SEAL_LIBRARY@*/
   var NAMES = {
     "1.2": { api: "API", init: "LMSInitialize", finish: "LMSFinish", get: "LMSGetValue", set: "LMSSetValue",
              commit: "LMSCommit", error: "LMSGetLastError", errorString: "LMSGetErrorString",
@@ -246,9 +256,31 @@
 
     var hand = { version: version, lms: window.location.origin, open: open, initError: initError,
                  data: data, strings: strings, visits: visits(), queue: queue() };
+    var idElement = version === "1.2" ? "cmi.core.student_id" : "cmi.learner_id";
+    var nameElement = version === "1.2" ? "cmi.core.student_name" : "cmi.learner_name";
+    if (!CONFIG.sealed || !data[idElement]) {
+      frameCourse(hand);
+      return;
+    }
+    var plain = data[idElement], plainName = data[nameElement] || ["", "0"];
+    function sealed(learner) {
+      data[idElement] = [learner.id, plain[1]];
+      if (data[nameElement]) { data[nameElement] = [learner.name, plainName[1]]; }
+      hand.placeholder = learner.placeholder;
+      frameCourse(hand);
+    }
+    function unsealed() { sealed({ id: "", name: "", placeholder: false }); }
+    try {
+      ScormUsageSeal.sealLearner(SEAL, plain[0], plainName[0]).then(sealed, unsealed);
+    } catch (e) { unsealed(); }
+  }
+
+  function frameCourse(hand) {
+    var version = CONFIG.scormVersion, data = hand.data;
+    var frame = document.getElementById("remote-content");
     var course = CONFIG.launchUrls[scoIndex()] + "#scorm-remote=" + encodeURIComponent(JSON.stringify(hand));
     var learner = data[version === "1.2" ? "cmi.core.student_id" : "cmi.learner_id"];
-    if (!CONFIG.seatUrl || !open || !learner || learner[1] !== "0" || !learner[0] || !window.fetch) {
+    if (!CONFIG.seatUrl || !hand.open || !learner || learner[1] !== "0" || !learner[0] || !window.fetch) {
       frame.src = course;
       return;
     }

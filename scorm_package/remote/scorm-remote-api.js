@@ -194,6 +194,7 @@
   }
   window.scormRemote = {
     lms: lms,
+    placeholder: hand.placeholder === true, // a sealed launcher found a placeholder ID before sealing it
     courseLoaded: false, // set by the player's frame when the course's page has loaded
     visits: hand.visits && typeof hand.visits === "object" ? hand.visits : {},
     saveVisit: function (key, visit) { keep("visit", { key: String(key), visit: visit }); },

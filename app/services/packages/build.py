@@ -180,14 +180,16 @@ def build_package(session: Session, *, client: Client, course_title: str, scorm_
             session.flush()
             session.add(RemoteContent(package_id=issue.package_id, launch_file=scos[0].launch, beacon_key=key,
                                       content_version=version, content_bytes=size, sco_count=len(scos)))
-            remote.write_remote_zip(out, title, scorm_version, issue.package_id, content_url, scos)
+            remote.write_remote_zip(out, title, scorm_version, issue.package_id, content_url, scos,
+                                    sealed=client.sealed)
             launches = [sco.href for sco in scos]
         else:
             write_deployed_zip(out, course, launches, title, scorm_version, issue.package_id,
                                tracker=configured_tracker(beacon_url=server_url + BEACON_PATH, key=key, course=title,
                                                           package_id=issue.package_id,
                                                           scorm_version=scorm_version,
-                                                          self_open=not talks_scorm(course))
+                                                          self_open=not talks_scorm(course),
+                                                          sealed="package" if client.sealed else None)
                                if tracked else None)
         session.flush()
         built = BuiltPackage(issue=issue, mode=issue.mode, scorm_version=scorm_version, launch_files=launches,

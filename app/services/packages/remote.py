@@ -30,6 +30,7 @@ from urllib.parse import quote, urlsplit
 
 from .errors import PackageError
 from .manifest import ITEM_SETTINGS, Sco, ids
+from .sealing import SEAL_MARK, with_seal_library
 from .source import PACKAGE_SOURCE, templates
 from .tracker import TRACKER_FILE, talks_scorm
 from .zipsafety import Content
@@ -119,17 +120,23 @@ def publish(store, course: Content, scos: list[Sco], package_id: uuid.UUID) -> t
 
 
 def write_remote_zip(out, title: str, scorm_version: str, package_id: uuid.UUID, content_url: str,
-                     scos: list[Sco]) -> None:
-    """The thin zip: our manifest (one item per SCO), the launcher page, script and style."""
+                     scos: list[Sco], sealed: bool = False) -> None:
+    """The thin zip: our manifest (one item per SCO), the launcher page, script and style.
+
+    ``sealed``: the launcher keeps its seal mark, for the client to fill in (see ``sealing``).
+    """
     folder = PACKAGE_SOURCE / "remote"
     config = json.dumps({"contentOrigin": content_url, "scormVersion": scorm_version,
                          "launchUrls": [launch_url(content_url, package_id, n) for n in range(len(scos))],
                          "seatUrl": f"{content_url}/{package_id}/seat",
-                         "limitUrl": f"{content_url}/{package_id}/limit"},
+                         "limitUrl": f"{content_url}/{package_id}/limit", "sealed": sealed},
                         ensure_ascii=True)
     launcher = (folder / "remote-launcher.js").read_text(encoding="utf-8")
-    if LAUNCHER_MARK not in launcher:
-        raise RuntimeError("scorm_package/remote/remote-launcher.js lost its configuration mark")
+    if LAUNCHER_MARK not in launcher or SEAL_MARK not in launcher:
+        raise RuntimeError("scorm_package/remote/remote-launcher.js lost its configuration or seal mark")
+    launcher = with_seal_library(launcher, "scorm_package/remote/remote-launcher.js")
+    if not sealed:
+        launcher = launcher.replace(SEAL_MARK, "null", 1)
     items = [{"title": sco.title if len(scos) > 1 else title, "href": f"index.html?sco={n}",
               "settings": [(name, sco.settings[name]) for name in ITEM_SETTINGS[scorm_version]
                            if name in sco.settings]}

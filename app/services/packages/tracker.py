@@ -8,6 +8,7 @@ import re
 import uuid
 
 from .errors import PackageError
+from .sealing import SEAL_MARK, with_seal_library
 from .source import PACKAGE_SOURCE
 
 TRACKER_FILE = "scorm-usage-tracker.js"
@@ -25,18 +26,28 @@ def tracker_source() -> str:
         source = source[source.index("*/") + 2:]
     lines = (line.strip() for line in source.splitlines())
     kept = "\n".join(line for line in lines if line and not line.startswith("//"))
-    return "/* SCORM usage tracker */\n" + kept + "\n"
+    return with_seal_library("/* SCORM usage tracker */\n" + kept + "\n", "scorm_package/tracker.js")
 
 
 def configured_tracker(*, beacon_url: str, key: str, course: str, package_id: uuid.UUID, scorm_version: str,
-                       self_open: bool = False) -> bytes:
-    """The tracker for one package. ``self_open``: the content has no SCORM calls (see ``talks_scorm``)."""
+                       self_open: bool = False, sealed: str | None = None) -> bytes:
+    """The tracker for one package. ``self_open``: the content has no SCORM calls (see ``talks_scorm``).
+
+    ``sealed``: None for a client whose packages are not sealed; "package" for a sealed client's
+    deployed package (the seal mark stays, for the client to fill in its own browser or with
+    ``flask package seal``); "relayed" for a sealed client's remote player, which gets the
+    learner already sealed by the launcher on the LMS.
+    """
     source = tracker_source()
-    if CONFIG_MARK not in source:
-        raise RuntimeError("scorm_package/tracker.js lost its configuration mark")
+    if CONFIG_MARK not in source or SEAL_MARK not in source:
+        raise RuntimeError("scorm_package/tracker.js lost its configuration or seal mark")
     config = json.dumps({"url": beacon_url, "key": key, "course": course, "packageId": str(package_id),
-                         "scormVersion": scorm_version, "selfOpen": self_open}, ensure_ascii=True)
-    return source.replace(CONFIG_MARK, config, 1).encode("utf-8")
+                         "scormVersion": scorm_version, "selfOpen": self_open, "sealed": sealed or False},
+                        ensure_ascii=True)
+    source = source.replace(CONFIG_MARK, config, 1)
+    if sealed != "package":
+        source = source.replace(SEAL_MARK, "null", 1)
+    return source.encode("utf-8")
 
 
 # A course that looks for a SCORM API names it: 1.2 drivers call LMSInitialize, 2004 ones look
