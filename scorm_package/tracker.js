@@ -44,6 +44,8 @@
  * In a remote package the tracker runs in the player page on the content origin, next to the
  * relay's API; the relay names the LMS origin the learner is in (window.scormRemote.lms), and
  * the beacon carries it as lms_origin, since the browser's Origin is then the content origin.
+ * When the launch came with a seat grant (a licence that blocks new learners), CONFIG.grant
+ * holds it and every beacon carries it: only such a beacon takes a new learner's seat.
  *
  * A beacon is written to a small localStorage queue before it is sent and
  * removed once the server has answered, so a launch lost to a network failure,
@@ -246,7 +248,7 @@
     var body = JSON.stringify({
       key: CONFIG.key, course: CONFIG.course, student_id: learner.id, student_name: learner.name,
       event: event, event_id: eventId, scorm_version: CONFIG.scormVersion, "package": CONFIG.packageId,
-      lms_origin: lmsOrigin()
+      lms_origin: lmsOrigin(), grant: CONFIG.grant || undefined
     });
     send({ id: eventId, url: CONFIG.url, body: body, at: new Date().getTime(), tries: 0 });
   }

@@ -32,9 +32,12 @@
  * Licence limits: before framing the course, the launcher asks the content origin whether
  * this learner may open it (POST seatUrl, the student ID in the body, never in an address).
  * Only a client whose licence blocks new learners at its limit answers "no", and only for a
- * learner not yet counted; the launcher then frames the polite limit page. Any failure or a
- * slow answer (5 s) opens the course: our server being down never keeps a learner from
- * learning.
+ * learner not yet counted; the launcher then frames the polite limit page. For such a client
+ * an allowed learner's answer carries a seat grant, short-lived and bound to the package,
+ * the version and the learner: the launcher frames the launch address with it, and the
+ * content origin serves that client's course only with one. Any failure or a slow answer (5 s)
+ * frames the course without a grant, which opens for every other client: our server being
+ * down never keeps a learner from learning.
  */
 (function (window) {
   "use strict";
@@ -246,28 +249,39 @@
 
     var hand = { version: version, lms: window.location.origin, open: open, initError: initError,
                  data: data, strings: strings, visits: visits(), queue: queue() };
-    var course = CONFIG.launchUrls[scoIndex()] + "#scorm-remote=" + encodeURIComponent(JSON.stringify(hand));
+    var launchUrl = CONFIG.launchUrls[scoIndex()];
+    var fragment = "#scorm-remote=" + encodeURIComponent(JSON.stringify(hand));
     var learner = data[version === "1.2" ? "cmi.core.student_id" : "cmi.learner_id"];
     if (!CONFIG.seatUrl || !open || !learner || learner[1] !== "0" || !learner[0] || !window.fetch) {
-      frame.src = course;
+      frame.src = launchUrl + fragment;
       return;
     }
-    var settled = false;
+    var settled = false, granted = false;
     function show(url) {
       if (!settled) { settled = true; frame.src = url; }
     }
-    window.setTimeout(function () { show(course); }, 5000);
+    // A grant: the launch address with it (".../g/<grant>/launch/<n>"), which the content origin
+    // asks for while the client's licence blocks new learners.
+    function withGrant(grant) {
+      var at = launchUrl.lastIndexOf("/launch/");
+      return launchUrl.slice(0, at) + "/g/" + encodeURIComponent(grant) + launchUrl.slice(at) + fragment;
+    }
+    window.setTimeout(function () { show(launchUrl + fragment); }, 5000);
     window.fetch(CONFIG.seatUrl, { method: "POST", mode: "cors", credentials: "omit", cache: "no-store",
                                    headers: { "Content-Type": "text/plain" },
                                    body: JSON.stringify({ student_id: learner[0] }) })
       .then(function (response) { return response.ok ? response.json() : { allowed: true }; })
       .then(function (answer) {
-        if (answer && answer.allowed === false && !settled) {
+        if (answer && typeof answer.grant === "string" && answer.grant && !granted && !started) {
+          // Even after the 5 s wait: without the grant, such a client's course did not open.
+          granted = settled = true;
+          frame.src = withGrant(answer.grant);
+        } else if (answer && answer.allowed === false && !settled) {
           show(CONFIG.limitUrl); // the course never starts: the LMS record is left as it was
         } else {
-          show(course);
+          show(launchUrl + fragment);
         }
-      }, function () { show(course); });
+      }, function () { show(launchUrl + fragment); });
   }
 
   document.addEventListener("DOMContentLoaded", function () {

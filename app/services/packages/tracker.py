@@ -29,13 +29,15 @@ def tracker_source() -> str:
 
 
 def configured_tracker(*, beacon_url: str, key: str, course: str, package_id: uuid.UUID, scorm_version: str,
-                       self_open: bool = False) -> bytes:
-    """The tracker for one package. ``self_open``: the content has no SCORM calls (see ``talks_scorm``)."""
+                       self_open: bool = False, grant: str | None = None) -> bytes:
+    """The tracker for one package. ``self_open``: the content has no SCORM calls (see ``talks_scorm``);
+    ``grant``: the seat grant a remote launch came with, sent with every beacon."""
     source = tracker_source()
     if CONFIG_MARK not in source:
         raise RuntimeError("scorm_package/tracker.js lost its configuration mark")
     config = json.dumps({"url": beacon_url, "key": key, "course": course, "packageId": str(package_id),
-                         "scormVersion": scorm_version, "selfOpen": self_open}, ensure_ascii=True)
+                         "scormVersion": scorm_version, "selfOpen": self_open,
+                         **({"grant": grant} if grant else {})}, ensure_ascii=True)
     return source.replace(CONFIG_MARK, config, 1).encode("utf-8")
 
 
