@@ -31,8 +31,7 @@ from remote_courses import as_zip, captivate_multi, rise, storyline
 from sqlalchemy import select
 
 from app.extensions import db
-from app.licensing_models import SeatlessBeacon
-from app.models import DailyUsage, Event, Learner
+from app.models import DailyUsage, Event, Learner, SeatlessBeacon
 from app.services import licences, packages
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]

@@ -23,9 +23,8 @@ from conftest import beacon_body
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.licensing_models import SeatlessBeacon
-from app.models import DailyUsage, Event, Learner, RemoteContent
-from app.services import licences, packages, seat_grants
+from app.models import Client, DailyUsage, Event, Learner, RemoteContent, SeatlessBeacon
+from app.services import learners, licences, packages, seat_grants
 
 LMS = "https://lms.acme.example"
 SERVER = "https://track.vendor.example"
@@ -141,8 +140,8 @@ def test_a_client_that_only_records_and_flags_opens_as_before(make_client, clien
 
 
 @pytest.mark.parametrize("anonymised", [False, True])
-def test_forged_beacons_neither_fill_a_blocking_term_nor_seat_a_blocked_learner(make_client, client, content_base,
-                                                                                anonymised):
+def test_forged_beacons_neither_fill_a_blocking_term_nor_seat_a_blocked_learner(app, make_client, client,
+                                                                                content_base, anonymised):
     customer, _ = make_client(origins=[LMS], anonymised=anonymised)
     package_id, row = remote_package(customer)
     blocking_term(customer, seats=5)
@@ -186,6 +185,11 @@ def test_forged_beacons_neither_fill_a_blocking_term_nor_seat_a_blocked_learner(
     db.session.rollback()
     assert db.session.scalar(select(func.sum(DailyUsage.completions))) == 1
     assert db.session.scalar(select(func.count()).select_from(Learner)) == 5
+
+    # Erasure finds a learner's set-aside beacons by the same keyed digest.
+    learners.erase_learner(db.session, app.extensions["pseudonymiser"], db.session.get(Client, customer.id),
+                           "  Blocked@Example.com", actor="test")
+    assert db.session.scalar(select(func.count()).select_from(SeatlessBeacon)) == 5
 
 
 def test_forged_beacons_are_shown_on_the_go_live_check(make_client, client, content_base, make_staff, login):

@@ -4,7 +4,8 @@ The same app may answer two host names: ``PUBLIC_URL``'s (pages and APIs) and
 ``CONTENT_URL``'s (content only); each answers 404 for the other's addresses, and
 no response on the content origin sets a cookie, so a course (whatever its scripts
 do) runs with no session and cannot act for a signed-in staff member. A separate
-deployment may serve ``CONTENT_URL`` alone, against the same database and store.
+deployment may serve ``CONTENT_URL`` alone, against the same database and store, with the
+same ``SECRET_KEY`` (it signs the seat grants the app's beacon path reads).
 
 Addresses (on the content origin):
 
@@ -12,16 +13,22 @@ Addresses (on the content origin):
   that version's player page for it (``scorm-player.html?sco=<n>``: the SCORM API and
   the tracker, framing the SCO's launch page; see ``services/packages/remote.py``),
   never cached, so a republish shows at the next launch;
-- ``POST /<package>/seat`` (``{"student_id": ...}`` as text/plain JSON): the launcher's
-  question before it opens the course, ``{"allowed": true|false}``; false only when the
-  client's licence term blocks new learners at its limit (or after expiry) and this
-  learner has not taken a seat yet. Nothing is recorded; the ID travels in the body,
+- ``POST /<package>/seat`` (``{"student_id": ...}`` as text/plain JSON, from one of the
+  client's LMS origins only: 403 otherwise): the launcher's question before it opens the course,
+  ``{"allowed": true|false}``; false only when the client's licence term blocks new learners at
+  its limit (or after expiry) and this learner has not taken a seat yet. While the licence blocks
+  new learners, an allowed answer carries a seat ``grant`` (``services/seat_grants.py``), and under
+  the limit the answer is the same for everyone. Nothing is recorded; the ID travels in the body,
   never in an address, so no access log holds it;
 - ``/<package>/limit``: the polite "licence limit reached" page the launcher frames then;
 - ``/<package>/<version>/<path>``: a file of a version, with Range and conditional
   requests (a video seeks, a browser revalidates by ETag); ``scorm-player.html``,
   ``scorm-remote-api.js`` and ``scorm-usage-tracker.js`` at a version's root are the
-  player, the relay's course side and the tracker configured for the package.
+  player, the relay's course side and the tracker configured for the package;
+- ``/<package>/g/<grant>/launch/<n>`` and ``/<package>/g/<grant>/<version>/<path>``: the same
+  under a seat grant, the only way a client whose licence blocks new learners is served (the
+  addresses without one answer 403 with a page saying to open the course from the LMS); the
+  tracker served there sends the grant with its beacons.
 """
 
 from __future__ import annotations
@@ -87,6 +94,13 @@ def _today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
 
 
+def _blocks_new_learners(client: Client) -> bool:
+    """Cached like the beacon path's clients: every file of a course asks."""
+    today = _today()
+    return current_app.extensions["client_directory"].remembered(
+        ("blocks_new_learners", client.id, today), lambda: licences.blocks_new_learners(db.session, client.id, today))
+
+
 def _grant_required(client: Client, status: int = 403) -> Response:
     """A client whose licence blocks new learners: its course opens only from the launcher, with a grant."""
     response = Response(render_template(GRANT_REQUIRED_TEMPLATE, client_name=client.name), status=status)
@@ -97,7 +111,7 @@ def _grant_required(client: Client, status: int = 403) -> Response:
 @bp.get("/<uuid:package_id>/launch/<int:sco>")
 def launch(package_id: uuid.UUID, sco: int):
     remote, _issue, client = _package(package_id)
-    if licences.blocks_new_learners(db.session, client.id, _today()):
+    if _blocks_new_learners(client):
         return _grant_required(client)
     return _launch(package_id, remote.content_version, sco, client, prefix="")
 
@@ -206,7 +220,7 @@ def limit_page(package_id: uuid.UUID):
 @bp.get("/<uuid:package_id>/<version>/<path:path>")
 def content_file(package_id: uuid.UUID, version: str, path: str):
     remote, issue, client = _package(package_id)
-    if licences.blocks_new_learners(db.session, client.id, _today()):
+    if _blocks_new_learners(client):
         return _grant_required(client)
     return _content_file(package_id, version, path, remote, issue, client)
 

@@ -3,7 +3,9 @@
 The standard cross-domain layout, three windows deep:
 
 - the launcher (``index.html?sco=N`` of the thin zip, on the LMS's origin) finds the
-  LMS's API, opens the LMS session, and frames ``CONTENT_URL/<package>/launch/<N>``;
+  LMS's API, opens the LMS session, and frames ``CONTENT_URL/<package>/launch/<N>``
+  (``.../<package>/g/<grant>/launch/<N>`` with the seat grant the seat check gave, which a
+  client whose licence blocks new learners is served only with);
 - that address redirects to the current version's player page (``scorm-player.html``,
   on the content origin), so a republish shows at the next launch on every LMS. The
   player holds the SCORM API (1.2 ``API``, 2004 ``API_1484_11``: the relay's course side)
