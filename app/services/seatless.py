@@ -57,7 +57,7 @@ def set_aside(session: Session, pseudonymiser: Pseudonymiser, client: ClientSnap
               event_id, lms_host: str | None, reason: str, now: dt.datetime) -> None:
     """Keep the beacon (once per event ID) without counting it. Commits."""
     stmt = _insert(session.connection())(SeatlessBeacon).values(
-        event_id=event_id, client_id=client.id, package_id=beacon.package, course=beacon.course,
+        event_id=event_id, client_id=client.id, package_id=client.remote_package, course=beacon.course,
         kind=beacon.event, learner_digest=learner_digest(pseudonymiser, client, beacon.student_id),
         lms_host=lms_host, reason=reason, received_at=now,
     ).on_conflict_do_nothing(index_elements=["event_id"])
