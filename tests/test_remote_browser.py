@@ -8,11 +8,11 @@ server stored, and that no script error or CSP violation happened in any frame.
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 
 import pytest
 from remote_browser import (  # noqa: F401  (fixtures)
+    block_new_learners_at,
     build_remote,
     close_sco,
     context,
@@ -32,7 +32,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import DailyUsage, Event, Learner, SeatlessBeacon
-from app.services import licences, packages
+from app.services import packages
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -169,9 +169,7 @@ def test_republish_shows_at_the_next_launch(version, lms, context, live_server, 
 def test_a_new_learner_past_a_blocking_limit_sees_the_polite_page_and_nothing_is_counted(
         version, lms, context, live_server, make_client, screenshots_dir):
     client, key = make_client(name="Acme Learning", origins=[lms.url], local_http=True)
-    today = dt.datetime.now(dt.UTC).date()
-    licences.add_term(db.session, client, actor="test", starts_on=today - dt.timedelta(days=30),
-                      ends_on=today + dt.timedelta(days=365), seat_limit=1, at_limit="block")
+    block_new_learners_at(client, seats=1)
     data, built = build_remote(client, version, live_server, content=io.BytesIO(as_zip(storyline(version))))
     launch = lms.add("story", data)
     # Ann holds the one seat: the launcher obtained a seat grant, the course opened under it, and
