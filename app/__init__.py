@@ -46,6 +46,7 @@ def register_extensions(app: Flask) -> None:
     from .extensions import csrf, db, limiter, login_manager, migrate
     from .identity import Pseudonymiser
     from .services.clients import ClientDirectory
+    from .services.seat_grants import SeatGrants
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
@@ -59,6 +60,7 @@ def register_extensions(app: Flask) -> None:
         app.config["PSEUDONYM_SECRET"], app.config["PSEUDONYM_CACHE_SIZE"]
     )
     app.extensions["client_directory"] = ClientDirectory(ttl=app.config["CLIENT_CACHE_SECONDS"])
+    app.extensions["seat_grants"] = SeatGrants(app.config["SECRET_KEY"])
 
 
 def _tune_sqlite(engine) -> None:

@@ -375,4 +375,11 @@ class AuditEntry(db.Model):
     after: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-from .licensing_models import AlertContact, LicenceTerm, OutboxDelivery, OutboxEvent, WebhookEndpoint  # noqa: E402,F401
+from .licensing_models import (  # noqa: E402,F401
+    AlertContact,
+    LicenceTerm,
+    OutboxDelivery,
+    OutboxEvent,
+    SeatlessBeacon,
+    WebhookEndpoint,
+)

@@ -78,6 +78,11 @@ class BeaconSchema(Schema):
                                      validate.Regexp(r"^https?://[^/?#\s]+$", error="not an origin")],
                            metadata={"description": "A remote package's LMS origin (its beacons come from the "
                                                     "content origin); ignored from any other origin."})
+    grant = PlainText(load_default=None, allow_none=True, validate=validate.Length(max=400),
+                      metadata={"description": "The seat grant a remote package's launch obtained: while the "
+                                               "client's licence blocks new learners, a new learner's beacon with "
+                                               "a remote package's key takes a seat only with it (otherwise it is "
+                                               "acknowledged and set aside, not counted)."})
 
 
 class ErrorSchema(Schema):

@@ -44,6 +44,8 @@
  * In a remote package the tracker runs in the player page on the content origin, next to the
  * relay's API; the relay names the LMS origin the learner is in (window.scormRemote.lms), and
  * the beacon carries it as lms_origin, since the browser's Origin is then the content origin.
+ * When the launch came with a seat grant (a licence that blocks new learners), CONFIG.grant
+ * holds it and every beacon carries it: only such a beacon takes a new learner's seat.
  *
  * Sealed packages (a client that holds a key of its own, see sealing.js): CONFIG.sealed is
  * "package" in a deployed package, whose SEAL (written in by the client, never by the vendor)
@@ -257,7 +259,8 @@
     var body = JSON.stringify({
       key: CONFIG.key, course: CONFIG.course, student_id: learner.id, student_name: learner.name,
       event: event, event_id: eventId, scorm_version: CONFIG.scormVersion, "package": CONFIG.packageId,
-      lms_origin: lmsOrigin(), placeholder: learner.placeholder ? true : undefined
+      lms_origin: lmsOrigin(), placeholder: learner.placeholder ? true : undefined,
+      grant: CONFIG.grant || undefined
     });
     send({ id: eventId, url: CONFIG.url, body: body, at: new Date().getTime(), tries: 0 });
   }

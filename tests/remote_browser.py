@@ -11,6 +11,7 @@ the content (https://localhost:LIVE_PORT).
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pytest
@@ -18,7 +19,7 @@ from sqlalchemy import func, select
 from tracker_lms import lms  # noqa: F401  (the strict test LMS, a fixture)
 
 from app.extensions import db
-from app.services import packages
+from app.services import licences, packages
 
 
 def lms_log(page) -> list[str]:
@@ -57,6 +58,14 @@ def build_remote(client, version, live_server, content=None, title="Anti-Bribery
                                          content=content, mode="remote", server_url=live_server.url,
                                          content_url=content_origin(live_server), issued_by="test")
     return data, built
+
+
+def block_new_learners_at(client, seats: int):
+    """A licence term in force that blocks new learners at ``seats``: the content origin then serves the
+    client's remote courses only under the seat grant the launcher obtains."""
+    today = dt.datetime.now(dt.UTC).date()
+    return licences.add_term(db.session, client, actor="test", starts_on=today - dt.timedelta(days=30),
+                             ends_on=today + dt.timedelta(days=365), seat_limit=seats, at_limit="block")
 
 
 def remote_pages(client, version, live_server, lms, tmp_path, name: str, pages: dict[str, str]) -> str:

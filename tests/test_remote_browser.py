@@ -8,11 +8,11 @@ server stored, and that no script error or CSP violation happened in any frame.
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 
 import pytest
 from remote_browser import (  # noqa: F401  (fixtures)
+    block_new_learners_at,
     build_remote,
     close_sco,
     context,
@@ -31,8 +31,8 @@ from remote_courses import as_zip, captivate_multi, rise, storyline
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import DailyUsage, Event, Learner
-from app.services import licences, packages
+from app.models import DailyUsage, Event, Learner, SeatlessBeacon
+from app.services import packages
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -169,16 +169,25 @@ def test_republish_shows_at_the_next_launch(version, lms, context, live_server, 
 def test_a_new_learner_past_a_blocking_limit_sees_the_polite_page_and_nothing_is_counted(
         version, lms, context, live_server, make_client, screenshots_dir):
     client, key = make_client(name="Acme Learning", origins=[lms.url], local_http=True)
-    today = dt.datetime.now(dt.UTC).date()
-    licences.add_term(db.session, client, actor="test", starts_on=today - dt.timedelta(days=30),
-                      ends_on=today + dt.timedelta(days=365), seat_limit=1, at_limit="block")
-    data, _built = build_remote(client, version, live_server, content=io.BytesIO(as_zip(storyline(version))))
+    block_new_learners_at(client, seats=1)
+    data, built = build_remote(client, version, live_server, content=io.BytesIO(as_zip(storyline(version))))
     launch = lms.add("story", data)
-    # Ann holds the one seat.
+    # Ann holds the one seat: the launcher obtained a seat grant, the course opened under it, and
+    # the beacon carrying it took her seat (one without it would have been set aside).
     page = context.new_page()
+    seen = watch(page)
     page.goto(lms.page(version, f"{launch}/index.html", student_id="ann@example.com", student_name="Ann"))
     course_frame(page).locator("#state", has_text="slide 1").wait_for()
+    assert f"/{built.issue.package_id}/g/" in course_window(page, "index_lms.html").url
     wait_for(lambda: count(DailyUsage) == 1)
+    assert count(SeatlessBeacon) == 0
+    assert (seen["errors"], seen["csp"], seen["cookies"]) == ([], [], [])
+    page.close()
+
+    # Skipping the launcher: the course's own address refuses the course, and says what to do.
+    page = context.new_page()
+    page.goto(built.content_url)
+    page.locator("h1", has_text="Open this course from your LMS").wait_for()
     page.close()
 
     # Bob is new: the polite page, inside the LMS frame; nothing counted, and the course never

@@ -318,31 +318,37 @@ def test_seat_check_refuses_only_new_learners_of_a_client_that_blocks_at_its_lim
     term = licences.add_term(db.session, customer, actor="test", starts_on=today - dt.timedelta(days=30),
                              ends_on=today + dt.timedelta(days=365), seat_limit=1, at_limit="block")
     key = stored().beacon_key
-    assert client.post("/api/v1/beacons", json=beacon_body(key, student_id="Ann@Example.com"),
-                       headers={"Origin": lms}).status_code == 204
-    events = db.session.scalar(select(func.count()).select_from(Event))
 
     def ask(student_id, **headers):
         return client.post(f"/{package_id}/seat", base_url=content_base, data=json.dumps({"student_id": student_id}),
                            headers={"Content-Type": "text/plain", "Origin": lms, **headers})
 
+    # Ann takes the one seat: her launch's beacon carries the grant her seat check gave.
+    grant = ask("Ann@Example.com").json["grant"]
+    assert client.post("/api/v1/beacons", json=beacon_body(key, student_id="Ann@Example.com", grant=grant),
+                       headers={"Origin": lms}).status_code == 204
+    events = db.session.scalar(select(func.count()).select_from(Event))
+    assert events == 1
+
     answer = ask("  ann@example.COM ")  # the LMS's own shape of a learner already counted: same learner
-    assert (answer.status_code, answer.json) == (200, {"allowed": True})
+    assert answer.status_code == 200 and answer.json["allowed"] is True and answer.json["grant"]
     assert answer.headers["Access-Control-Allow-Origin"] == lms and "Set-Cookie" not in answer.headers
     assert answer.headers["Cache-Control"] == "no-store"
     assert ask("bob@example.com").json == {"allowed": False}, "a new learner past the limit"
-    assert "Access-Control-Allow-Origin" not in ask("bob@example.com", Origin="https://other.example").headers
+    other = ask("bob@example.com", Origin="https://other.example")
+    assert other.status_code == 403 and "Access-Control-Allow-Origin" not in other.headers
+    assert "allowed" not in other.json
 
     for bad in (b"", b"{", b"[1]", b'"x"', b'{"student_id": ""}', b'{"student_id": 7}', b'{"student_id": {}}',
                 rb'{"student_id": "a\u0000b"}', b'{"id": "x"}', b"[" * 1000, b"x" * 5000):
         refused = client.post(f"/{package_id}/seat", base_url=content_base, data=bad,
-                              headers={"Content-Type": "text/plain"})
+                              headers={"Content-Type": "text/plain", "Origin": lms})
         assert refused.status_code in (400, 413), bad
     # A seat check records nothing, and the app origin does not answer it.
     assert db.session.scalar(select(func.count()).select_from(Event)) == events
     assert client.post(f"/{package_id}/seat", json={"student_id": "bob"}).status_code == 404
 
-    term.at_limit = "record"  # record and flag: everyone opens the course
+    term.at_limit = "record"  # record and flag: everyone opens the course, and no grant is needed
     db.session.commit()
     assert ask("bob@example.com").json == {"allowed": True}
     if anonymised:  # pseudonyms shredded: the client records nobody, so no seat is guarded (and no 500)
@@ -352,7 +358,8 @@ def test_seat_check_refuses_only_new_learners_of_a_client_that_blocks_at_its_lim
         assert ask("bob@example.com").status_code == 404  # shredding deactivates the client
         shredded.active = True  # reactivated by hand: still no salt
         db.session.commit()
-        assert (ask("bob@example.com").status_code, ask("bob@example.com").json) == (200, {"allowed": True})
+        answer = ask("bob@example.com")
+        assert answer.status_code == 200 and answer.json["allowed"] is True
 
 
 def test_limit_page_is_polite_and_lives_on_the_content_origin(make_client, client, content_base):

@@ -133,7 +133,7 @@ def receive_beacon():
         return _error(400, "invalid_beacon", "the beacon has invalid fields", fields=exc.normalized_messages())
 
     outcome = accept_beacon(db.session, committer_for(current_app), data["key"], origin, data,
-                            own_origins=_own_origins)
+                            own_origins=_own_origins, grants=current_app.extensions["seat_grants"])
     if outcome.acknowledged:
         return Response(status=204)
     if outcome.status == "unavailable":

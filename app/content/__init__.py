@@ -4,7 +4,8 @@ The same app may answer two host names: ``PUBLIC_URL``'s (pages and APIs) and
 ``CONTENT_URL``'s (content only); each answers 404 for the other's addresses, and
 no response on the content origin sets a cookie, so a course (whatever its scripts
 do) runs with no session and cannot act for a signed-in staff member. A separate
-deployment may serve ``CONTENT_URL`` alone, against the same database and store.
+deployment may serve ``CONTENT_URL`` alone, against the same database and store, with the
+same ``SECRET_KEY`` (it signs the seat grants the app's beacon path reads).
 
 Addresses (on the content origin):
 
@@ -12,16 +13,22 @@ Addresses (on the content origin):
   that version's player page for it (``scorm-player.html?sco=<n>``: the SCORM API and
   the tracker, framing the SCO's launch page; see ``services/packages/remote.py``),
   never cached, so a republish shows at the next launch;
-- ``POST /<package>/seat`` (``{"student_id": ...}`` as text/plain JSON): the launcher's
-  question before it opens the course, ``{"allowed": true|false}``; false only when the
-  client's licence term blocks new learners at its limit (or after expiry) and this
-  learner has not taken a seat yet. Nothing is recorded; the ID travels in the body,
+- ``POST /<package>/seat`` (``{"student_id": ...}`` as text/plain JSON, from one of the
+  client's LMS origins only: 403 otherwise): the launcher's question before it opens the course,
+  ``{"allowed": true|false}``; false only when the client's licence term blocks new learners at
+  its limit (or after expiry) and this learner has not taken a seat yet. While the licence blocks
+  new learners, an allowed answer carries a seat ``grant`` (``services/seat_grants.py``), and under
+  the limit the answer is the same for everyone. Nothing is recorded; the ID travels in the body,
   never in an address, so no access log holds it;
 - ``/<package>/limit``: the polite "licence limit reached" page the launcher frames then;
 - ``/<package>/<version>/<path>``: a file of a version, with Range and conditional
   requests (a video seeks, a browser revalidates by ETag); ``scorm-player.html``,
   ``scorm-remote-api.js`` and ``scorm-usage-tracker.js`` at a version's root are the
-  player, the relay's course side and the tracker configured for the package.
+  player, the relay's course side and the tracker configured for the package;
+- ``/<package>/g/<grant>/launch/<n>`` and ``/<package>/g/<grant>/<version>/<path>``: the same
+  under a seat grant, the only way a client whose licence blocks new learners is served (the
+  addresses without one answer 403 with a page saying to open the course from the LMS); the
+  tracker served there sends the grant with its beacons.
 """
 
 from __future__ import annotations
@@ -41,13 +48,16 @@ from ..beacon import beacon_rate_limit
 from ..extensions import csrf, db, limiter
 from ..identity import InvalidIdentity, check_sealing, normalise_student_id
 from ..models import Client, PackageIssue, RemoteContent
-from ..services import licences, packages
+from ..services import licences, packages, seat_grants
 from ..services.clients import snapshot
 from ..services.content_store import DirectoryStore
+from ..services.seat_grants import SeatGrants
 from .policy import content_security_policy
 
 bp = Blueprint("content", __name__)
 log = logging.getLogger(__name__)
+
+GRANT_REQUIRED_TEMPLATE = "content/grant_required.html"
 
 # Course files are immutable per version (their ETag is their SHA-256); pages revalidate
 # so a change of the client's allowed LMS origins (frame-ancestors) applies at once.
@@ -76,16 +86,54 @@ def _secured(response: Response, client: Client) -> Response:
     return response
 
 
+def _grants() -> SeatGrants:
+    return current_app.extensions["seat_grants"]
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def _blocks_new_learners(client: Client) -> bool:
+    """Cached like the beacon path's clients: every file of a course asks."""
+    today = _today()
+    return current_app.extensions["client_directory"].remembered(
+        ("blocks_new_learners", client.id, today), lambda: licences.blocks_new_learners(db.session, client.id, today))
+
+
+def _grant_required(client: Client, status: int = 403) -> Response:
+    """A client whose licence blocks new learners: its course opens only from the launcher, with a grant."""
+    response = Response(render_template(GRANT_REQUIRED_TEMPLATE, client_name=client.name), status=status)
+    response.headers["Cache-Control"] = "no-store"
+    return _secured(response, client)
+
+
 @bp.get("/<uuid:package_id>/launch/<int:sco>")
 def launch(package_id: uuid.UUID, sco: int):
     remote, _issue, client = _package(package_id)
-    index = _store().read_version(remote.content_version)
-    if index is None or sco >= len(index["scos"]):
+    if _blocks_new_learners(client):
+        return _grant_required(client)
+    return _launch(package_id, remote.content_version, sco, client, prefix="")
+
+
+@bp.get("/<uuid:package_id>/g/<grant>/launch/<int:sco>")
+def granted_launch(package_id: uuid.UUID, grant: str, sco: int):
+    """The launch address with the seat grant the launcher obtained: to the grant's version's player."""
+    _remote, _issue, client = _package(package_id)
+    found = _grants().read(grant, package_id=package_id, max_age=seat_grants.START_SECONDS)
+    if found is None:
+        return _grant_required(client)
+    return _launch(package_id, found.version, sco, client, prefix=f"/g/{grant}")
+
+
+def _launch(package_id: uuid.UUID, version: str, sco: int, client: Client, *, prefix: str) -> Response:
+    index = _store().read_version(version)
+    if index is None or index.get("package") != str(package_id) or sco >= len(index["scos"]):
         abort(404)
     if index.get("layout") == packages.PLAYER_LAYOUT:
-        target = packages.player_url(package_id, remote.content_version, sco)
+        target = packages.player_url(package_id, version, sco, prefix)
     else:  # published before the player: the relay is in the launch page itself
-        target = packages.version_url("", package_id, remote.content_version, index["scos"][sco]["href"])
+        target = packages.version_url("", package_id, version, index["scos"][sco]["href"], prefix)
     response = redirect(target, code=302)
     response.headers["Cache-Control"] = "no-store"
     return _secured(response, client)
@@ -98,8 +146,17 @@ SEAT_CHECK_MAX_BYTES = 1024
 @csrf.exempt  # the content origin holds no session: there is nothing to forge
 @limiter.limit(beacon_rate_limit)  # the launcher asks once per launch, like a beacon
 def seat(package_id: uuid.UUID):
-    """May this learner open the course? Asked by the launcher (in the LMS) before it frames it."""
-    _remote, _issue, client = _package(package_id)
+    """May this learner open the course? Asked by the launcher (in the LMS) before it frames it.
+
+    Answered only to the client's LMS origins. For a client whose licence blocks new learners,
+    an allowed learner gets a seat grant (``seat_grants``): the course opens only with it, and a
+    new learner's seat is taken only by a beacon carrying it. Under the limit every learner gets
+    the same answer, worked out without looking at who asks.
+    """
+    remote, _issue, client = _package(package_id)
+    if not _lms_origin(client, request.headers.get("Origin")):
+        return _seat_answer(jsonify(error="origin_not_allowed",
+                                    message="ask from one of the client's allowed LMS origins"), client, 403)
     request.max_content_length = SEAT_CHECK_MAX_BYTES
     try:
         payload = json.loads(request.get_data(cache=False) or b"null")
@@ -111,30 +168,42 @@ def seat(package_id: uuid.UUID):
     except (ValueError, RecursionError, InvalidIdentity):
         return _seat_answer(jsonify(error="invalid_seat_check",
                                     message='send {"student_id": "..."} as JSON'), client, 400)
+    today = _today()
     try:
-        decision = licences.remote_launch_for_student(db.session, current_app.extensions["pseudonymiser"],
-                                                      snapshot(db.session, client), student_id,
-                                                      dt.datetime.now(dt.UTC).date())
+        if not licences.blocks_new_learners(db.session, client.id, today):
+            return _seat_answer(jsonify(allowed=True), client)
+        allowed = (licences.new_learners_admitted(db.session, client.id, today) or licences.remote_launch_for_student(
+            db.session, current_app.extensions["pseudonymiser"], snapshot(db.session, client), student_id,
+            today).allowed)
     except InvalidIdentity:
         # The client's pseudonym salt was deleted: it records nobody, so there is no seat to guard.
-        return _seat_answer(jsonify(allowed=True), client)
+        allowed = True
     except SQLAlchemyError as exc:
         # Our storage failing never keeps a learner from the course: the launcher opens it.
         db.session.rollback()
         log.warning("seat check answered allowed, storage unavailable: %s", type(exc).__name__)
-        return _seat_answer(jsonify(allowed=True), client)
+        allowed = True
     finally:
         db.session.close()
-    return _seat_answer(jsonify(allowed=decision.allowed), client)
+    if not allowed:
+        return _seat_answer(jsonify(allowed=False), client)
+    return _seat_answer(jsonify(allowed=True, grant=_grants().issue(package_id, remote.content_version,
+                                                                     student_id)), client)
+
+
+def _lms_origin(client: Client, origin: str | None) -> bool:
+    """The launcher runs on the client's LMS: one of its allowed origins (any https LMS when none is set)."""
+    if not origin:
+        return False
+    allowed = client.allowed_origins or []
+    return origin in allowed if allowed else origin.startswith("https://")
 
 
 def _seat_answer(response: Response, client: Client, status: int = 200) -> Response:
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
     origin = request.headers.get("Origin")
-    # The launcher runs on the client's LMS: the answer is readable there (any https LMS when none is set).
-    if origin and (origin in (client.allowed_origins or []) or (not client.allowed_origins and
-                                                                 origin.startswith("https://"))):
+    if status != 403 and _lms_origin(client, origin):
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Vary"] = "Origin"
     return _secured(response, client)
@@ -152,6 +221,26 @@ def limit_page(package_id: uuid.UUID):
 @bp.get("/<uuid:package_id>/<version>/<path:path>")
 def content_file(package_id: uuid.UUID, version: str, path: str):
     remote, issue, client = _package(package_id)
+    if _blocks_new_learners(client):
+        return _grant_required(client)
+    return _content_file(package_id, version, path, remote, issue, client)
+
+
+@bp.get("/<uuid:package_id>/g/<grant>/<version>/<path:path>")
+def granted_content_file(package_id: uuid.UUID, grant: str, version: str, path: str):
+    """A file of the version the grant names: the player page while the grant is fresh, the course's
+    other files for a learning session (``seat_grants``)."""
+    remote, issue, client = _package(package_id)
+    fresh = path == packages.PLAYER_FILE
+    found = _grants().read(grant, package_id=package_id,
+                           max_age=seat_grants.START_SECONDS if fresh else seat_grants.SESSION_SECONDS)
+    if found is None or found.version != version:
+        return _grant_required(client)
+    return _content_file(package_id, version, path, remote, issue, client, grant=grant)
+
+
+def _content_file(package_id: uuid.UUID, version: str, path: str, remote: RemoteContent, issue: PackageIssue,
+                  client: Client, grant: str | None = None) -> Response:
     index = _store().read_version(version)
     if index is None or index.get("package") != str(package_id):
         abort(404)
@@ -170,10 +259,11 @@ def content_file(package_id: uuid.UUID, version: str, path: str):
             response.headers["Cache-Control"] = "no-store"
             return _secured(response, client)
         if name == packages.TRACKER_FILE:
+            # Under a grant, the tracker's beacons carry it: they take the learner's seat.
             body = packages.configured_tracker(
                 beacon_url=current_app.config["PUBLIC_URL"] + packages.BEACON_PATH, key=remote.beacon_key,
                 course=issue.course_title, package_id=package_id, scorm_version=issue.scorm_version,
-                self_open=bool(index.get("self_open")), sealed="relayed" if client.sealed else None)
+                self_open=bool(index.get("self_open")), sealed="relayed" if client.sealed else None, grant=grant)
         else:
             body = packages.remote_api_source()
         response = Response(body, mimetype="text/javascript")
@@ -191,8 +281,9 @@ def content_file(package_id: uuid.UUID, version: str, path: str):
                              max_age=None, last_modified=None)
     except RequestedRangeNotSatisfiable:
         response = Response(status=416, headers={"Content-Range": f"bytes */{stored.size}"})
+    # A granted address is one learner's: no shared cache keeps it.
     response.headers["Cache-Control"] = ("no-cache" if mimetype == "text/html"
-                                         else f"public, max-age={_FILE_MAX_AGE}")
+                                         else f"{'private' if grant else 'public'}, max-age={_FILE_MAX_AGE}")
     return _secured(response, client)
 
 

@@ -319,6 +319,9 @@ class ClientSnapshot:
     links_pseudonyms: bool
     key_expires_at: dt.datetime | None = None
     sealed: bool = False  # takes only sealed IDs (see identity.check_sealing)
+    # The key is a remote package's (served with its content): that package's ID. Such a key's
+    # beacons need a seat grant to take a new learner's seat while the licence blocks new learners.
+    remote_package: str | None = None
 
     def origin_allowed(self, origin: str | None) -> bool:
         if not self.allowed_origins:
@@ -326,7 +329,8 @@ class ClientSnapshot:
         return origin is not None and origin in self.allowed_origins
 
 
-def snapshot(session: Session, client: Client, key_expires_at: dt.datetime | None = None) -> ClientSnapshot:
+def snapshot(session: Session, client: Client, key_expires_at: dt.datetime | None = None,
+             remote_package: str | None = None) -> ClientSnapshot:
     pseudonym_key = None
     if client.salt:
         pseudonym_key = PseudonymKey(
@@ -344,6 +348,7 @@ def snapshot(session: Session, client: Client, key_expires_at: dt.datetime | Non
         anonymised=client.anonymised, allowed_origins=frozenset(client.allowed_origins or ()),
         pseudonym_key=pseudonym_key, links_pseudonyms=links, key_expires_at=key_expires_at,
         sealed=client.sealed,
+        remote_package=remote_package,
     )
 
 
@@ -380,13 +385,28 @@ class ClientDirectory:
 
     def _load(self, session: Session, key_hash: str) -> ClientSnapshot | None:
         row = session.execute(
-            select(ClientKey, Client).join(Client, ClientKey.client_id == Client.id)
+            select(ClientKey, Client, PackageIssue.package_id).join(Client, ClientKey.client_id == Client.id)
+            .outerjoin(PackageIssue, (PackageIssue.id == ClientKey.package_issue_id) & (PackageIssue.mode == "remote"))
             .where(ClientKey.key_hash == key_hash)
         ).first()
         if row is None:
             return None
-        client_key, client = row
-        return snapshot(session, client, client_key.expires_at)
+        client_key, client, remote_package = row
+        return snapshot(session, client, client_key.expires_at,
+                        str(remote_package) if remote_package is not None else None)
+
+    def remembered(self, name: tuple, load):
+        """A small fact the beacon path asks often (``load()``), cached like the clients, for ``ttl``."""
+        now_mono = time.monotonic()
+        cached = self._by_key.get(name)
+        if cached and cached[0] > now_mono:
+            return cached[1]
+        value = load()
+        with self._lock:
+            if len(self._by_key) > 10_000:
+                self._by_key.clear()
+            self._by_key[name] = (now_mono + self.ttl, value)
+        return value
 
     def course_id(self, client_id: int, title: str) -> int | None:
         return self._courses.get((client_id, title))

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from ..identity import Pseudonymiser
 from ..models import Client, Course, Event, Learner, RefusedOrigin, utcnow
+from . import seatless
 from .anonymisation import is_name_digest, short_reference
 from .clients import snapshot
 
@@ -171,6 +172,17 @@ def health_report(session: Session, pseudonymiser: Pseudonymiser, client: Client
             "These LMS hosts sent beacons with this client's key but are not among its allowed origins. "
             "Either add the host (it is the client's LMS) or the package runs somewhere it was not sold to.",
             [f"{r['origin']}: {r['count']} beacon(s), last {r['last_seen']}" for r in refused[:MAX_EXAMPLES]]))
+
+    set_aside = seatless.recent(session, client.id, since)
+    if set_aside["beacons"]:
+        flags.append(HealthFlag(
+            "seatless_beacons", "Beacons set aside without a seat grant",
+            f"{set_aside['beacons']} beacon(s) of {set_aside['learners']} learner(s) came with a remote package's "
+            "key but without the seat grant its launcher obtains, while the licence blocks new learners. They are "
+            "kept but take no seat and are not billed. Someone may be sending beacons with a key read from the "
+            "package (revoke its key on the package's page if they go on), or an LMS still runs a remote package "
+            "built before seat grants (build it again and upload it as a new version).",
+            [f"{host}: {n} beacon(s)" for host, n in set_aside["hosts"][:MAX_EXAMPLES]]))
 
     in_window = session.scalar(select(func.count()).select_from(Event).where(
         Event.client_id == client.id, Event.received_at >= since)) or 0

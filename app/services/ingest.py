@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,7 +25,7 @@ from sqlalchemy.orm import Session
 from ..extensions import db
 from ..identity import InvalidIdentity, Pseudonymiser
 from ..models import RefusedOrigin
-from . import outbox
+from . import outbox, seatless
 from .clients import ClientDirectory, ClientSnapshot
 from .group_commit import GroupCommitter, sqlite_writers
 from .ingest_batch import (
@@ -39,6 +40,7 @@ from .ingest_batch import (
     learner_identity,
     write_batch,
 )
+from .seat_grants import SeatGrants
 
 __all__ = ["Beacon", "BeaconOutcome", "accept_beacon", "learner_identity", "record_beacon",
            "record_refused_origin", "committer_for"]
@@ -92,13 +94,16 @@ def committer_for(app: Flask) -> GroupCommitter:
 
 
 def accept_beacon(session: Session, committer: GroupCommitter, key: str, origin: str | None, fields: dict,
-                  own_origins: Callable[[], set[str]] = set, now: dt.datetime | None = None) -> BeaconOutcome:
+                  own_origins: Callable[[], set[str]] = set, now: dt.datetime | None = None,
+                  grants: SeatGrants | None = None) -> BeaconOutcome:
     """Check, identify and store one beacon (``fields``: BeaconSchema's output); never raises for bad input.
 
     ``session`` serves only cache misses of the client directory and the
     count of a refused origin; the beacon itself is written by ``committer``.
     ``own_origins`` lists this server's origins (remote package content is
     served from here), asked for only when the origin is not the client's.
+    ``grants`` reads the seat grant a remote package's beacon carries: without a valid one, a
+    new learner's beacon of a client whose licence blocks new learners is set aside (``seatless``).
     """
     directory = committer.directory
     try:
@@ -136,8 +141,22 @@ def accept_beacon(session: Session, committer: GroupCommitter, key: str, origin:
         identity = learner_identity(committer.pseudonymiser, client, beacon)
     except InvalidIdentity as exc:
         return _refused("invalid_beacon", str(exc), student_id=[str(exc)])
-    pending = committer.submit(PendingBeacon(client, beacon, _host(lms_origin), now or dt.datetime.now(dt.UTC),
-                                             identity))
+    now = now or dt.datetime.now(dt.UTC)
+    if grants is not None and client.remote_package is not None:
+        try:
+            reason = seatless.reason_to_set_aside(session, directory, grants, client, beacon, fields.get("grant"),
+                                                  identity[0], now.date())
+            if reason is not None:
+                seatless.set_aside(session, committer.pseudonymiser, client, beacon, beacon.event_id or uuid.uuid4(),
+                                   _host(lms_origin), reason, now)
+                return BeaconOutcome(STORED, "set_aside")
+        except SQLAlchemyError as exc:
+            session.rollback()
+            log.warning("beacon not stored, storage unavailable: %s", type(exc).__name__)
+            return _UNAVAILABLE
+        finally:
+            session.close()
+    pending = committer.submit(PendingBeacon(client, beacon, _host(lms_origin), now, identity))
     if pending.outcome == UNAVAILABLE:
         return _UNAVAILABLE
     if pending.outcome == REFUSED:

@@ -6,8 +6,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ..identity import SEALED_VALUE, InvalidIdentity, Pseudonymiser, legacy_student_id, normalise_student_id
-from ..models import Client, DailyUsage, Event, Learner
-from . import audit, outbox
+from ..models import Client, DailyUsage, Event, Learner, SeatlessBeacon
+from . import audit, outbox, seatless
 from .clients import snapshot
 
 
@@ -28,13 +28,19 @@ def erase_learner(session: Session, pseudonymiser: Pseudonymiser, client: Client
                               "(the sealing page computes it from the client's key)")
     forms = {normalised, legacy_student_id(student_id) or normalised}
     identities = set(forms)
-    key = snapshot(session, client).pseudonym_key
+    client_snapshot = snapshot(session, client)
+    key = client_snapshot.pseudonym_key
     if key is not None:
         identities.update(pseudonymiser.pseudonym(key, form) for form in forms)
     learner_ids = set(session.scalars(
         select(Learner.id).where(Learner.client_id == client.id, Learner.identity.in_(identities))
     ))
     learner_ids.update(_stored_before_the_change(session, client, normalised))
+    if key is not None:  # beacons set aside without a seat grant keep the learner as a keyed digest
+        session.execute(delete(SeatlessBeacon).where(
+            SeatlessBeacon.client_id == client.id,
+            SeatlessBeacon.learner_digest.in_({seatless.learner_digest(pseudonymiser, client_snapshot, form)
+                                               for form in forms})))
     learner_ids = sorted(learner_ids)
     if learner_ids:
         session.execute(delete(DailyUsage).where(DailyUsage.learner_id.in_(learner_ids)))

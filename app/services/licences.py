@@ -170,6 +170,32 @@ def launch_decision(session: Session, client_id: int, identity: str, day: dt.dat
     return LaunchDecision(not (remote and term.at_limit == "block"), True, "over_limit")
 
 
+def blocks_new_learners(session: Session, client_id: int, day: dt.date) -> bool:
+    """Is the policy in force on ``day`` one that can refuse a new learner (of a remote package)?
+
+    A term in force that blocks at its limit, or no term in force after a last term that
+    blocks after expiry. Such a client's remote content opens only with a seat grant, and a
+    new learner's seat is taken only by a beacon carrying one (see ``seat_grants``).
+    """
+    term = term_in_force(session, client_id, day)
+    if term is not None:
+        return term.at_limit == "block" and term.seat_limit is not None
+    expired = last_term_before(session, client_id, day)
+    return expired is not None and expired.after_expiry == "block"
+
+
+def new_learners_admitted(session: Session, client_id: int, day: dt.date) -> bool:
+    """Would a new learner be let in on ``day``? Answered without looking at who asks, so an
+    answer under the limit tells nothing about who is a learner already."""
+    term = term_in_force(session, client_id, day)
+    if term is None:
+        expired = last_term_before(session, client_id, day)
+        return expired is None or expired.after_expiry != "block"
+    if term.seat_limit is None or term.at_limit != "block":
+        return True
+    return seats_used(session, client_id, seat_window(term, day)) < term.seat_limit
+
+
 # --- forecast ----------------------------------------------------------------------
 
 

@@ -32,9 +32,12 @@
  * Licence limits: before framing the course, the launcher asks the content origin whether
  * this learner may open it (POST seatUrl, the student ID in the body, never in an address).
  * Only a client whose licence blocks new learners at its limit answers "no", and only for a
- * learner not yet counted; the launcher then frames the polite limit page. Any failure or a
- * slow answer (5 s) opens the course: our server being down never keeps a learner from
- * learning.
+ * learner not yet counted; the launcher then frames the polite limit page. For such a client
+ * an allowed learner's answer carries a seat grant, short-lived and bound to the package,
+ * the version and the learner: the launcher frames the launch address with it, and the
+ * content origin serves that client's course only with one. Any failure or a slow answer (5 s)
+ * frames the course without a grant, which opens for every other client: our server being
+ * down never keeps a learner from learning.
  *
  * Sealed packages (CONFIG.sealed): the client wrote SEAL into this file (in its own browser or
  * with the offline command; the vendor never holds it). Before anything reaches the content
@@ -259,7 +262,7 @@
     var idElement = version === "1.2" ? "cmi.core.student_id" : "cmi.learner_id";
     var nameElement = version === "1.2" ? "cmi.core.student_name" : "cmi.learner_name";
     if (!CONFIG.sealed || !data[idElement]) {
-      frameCourse(hand);
+      frameCourse();
       return;
     }
     var plain = data[idElement], plainName = data[nameElement] || ["", "0"];
@@ -267,39 +270,50 @@
       data[idElement] = [learner.id, plain[1]];
       if (data[nameElement]) { data[nameElement] = [learner.name, plainName[1]]; }
       hand.placeholder = learner.placeholder;
-      frameCourse(hand);
+      frameCourse();
     }
     function unsealed() { sealed({ id: "", name: "", placeholder: false }); }
     try {
       ScormUsageSeal.sealLearner(SEAL, plain[0], plainName[0]).then(sealed, unsealed);
     } catch (e) { unsealed(); }
-  }
 
-  function frameCourse(hand) {
-    var version = CONFIG.scormVersion, data = hand.data;
-    var frame = document.getElementById("remote-content");
-    var course = CONFIG.launchUrls[scoIndex()] + "#scorm-remote=" + encodeURIComponent(JSON.stringify(hand));
-    var learner = data[version === "1.2" ? "cmi.core.student_id" : "cmi.learner_id"];
-    if (!CONFIG.seatUrl || !hand.open || !learner || learner[1] !== "0" || !learner[0] || !window.fetch) {
-      frame.src = course;
-      return;
+    // Frames the course once the learner in the hand-over is final (sealed, for a sealed
+    // client), with a seat grant when the client's licence asks for one.
+    function frameCourse() {
+      var launchUrl = CONFIG.launchUrls[scoIndex()];
+      var fragment = "#scorm-remote=" + encodeURIComponent(JSON.stringify(hand));
+      var learner = data[idElement];
+      if (!CONFIG.seatUrl || !open || !learner || learner[1] !== "0" || !learner[0] || !window.fetch) {
+        frame.src = launchUrl + fragment;
+        return;
+      }
+      var settled = false, granted = false;
+      function show(url) {
+        if (!settled) { settled = true; frame.src = url; }
+      }
+      // A grant: the launch address with it (".../g/<grant>/launch/<n>"), which the content origin
+      // asks for while the client's licence blocks new learners.
+      function withGrant(grant) {
+        var at = launchUrl.lastIndexOf("/launch/");
+        return launchUrl.slice(0, at) + "/g/" + encodeURIComponent(grant) + launchUrl.slice(at) + fragment;
+      }
+      window.setTimeout(function () { show(launchUrl + fragment); }, 5000);
+      window.fetch(CONFIG.seatUrl, { method: "POST", mode: "cors", credentials: "omit", cache: "no-store",
+                                     headers: { "Content-Type": "text/plain" },
+                                     body: JSON.stringify({ student_id: learner[0] }) })
+        .then(function (response) { return response.ok ? response.json() : { allowed: true }; })
+        .then(function (answer) {
+          if (answer && typeof answer.grant === "string" && answer.grant && !granted && !started) {
+            // Even after the 5 s wait: without the grant, such a client's course did not open.
+            granted = settled = true;
+            frame.src = withGrant(answer.grant);
+          } else if (answer && answer.allowed === false && !settled) {
+            show(CONFIG.limitUrl); // the course never starts: the LMS record is left as it was
+          } else {
+            show(launchUrl + fragment);
+          }
+        }, function () { show(launchUrl + fragment); });
     }
-    var settled = false;
-    function show(url) {
-      if (!settled) { settled = true; frame.src = url; }
-    }
-    window.setTimeout(function () { show(course); }, 5000);
-    window.fetch(CONFIG.seatUrl, { method: "POST", mode: "cors", credentials: "omit", cache: "no-store",
-                                   headers: { "Content-Type": "text/plain" },
-                                   body: JSON.stringify({ student_id: learner[0] }) })
-      .then(function (response) { return response.ok ? response.json() : { allowed: true }; })
-      .then(function (answer) {
-        if (answer && answer.allowed === false && !settled) {
-          show(CONFIG.limitUrl); // the course never starts: the LMS record is left as it was
-        } else {
-          show(course);
-        }
-      }, function () { show(course); });
   }
 
   document.addEventListener("DOMContentLoaded", function () {

@@ -3,7 +3,9 @@
 The standard cross-domain layout, three windows deep:
 
 - the launcher (``index.html?sco=N`` of the thin zip, on the LMS's origin) finds the
-  LMS's API, opens the LMS session, and frames ``CONTENT_URL/<package>/launch/<N>``;
+  LMS's API, opens the LMS session, and frames ``CONTENT_URL/<package>/launch/<N>``
+  (``.../<package>/g/<grant>/launch/<N>`` with the seat grant the seat check gave, which a
+  client whose licence blocks new learners is served only with);
 - that address redirects to the current version's player page (``scorm-player.html``,
   on the content origin), so a republish shows at the next launch on every LMS. The
   player holds the SCORM API (1.2 ``API``, 2004 ``API_1484_11``: the relay's course side)
@@ -72,18 +74,21 @@ def launch_url(content_url: str, package_id: uuid.UUID, sco: int = 0) -> str:
     return f"{content_url}/{package_id}/launch/{sco}"
 
 
-def version_url(content_url: str, package_id: uuid.UUID, version: str, href: str) -> str:
+def version_url(content_url: str, package_id: uuid.UUID, version: str, href: str, prefix: str = "") -> str:
+    """A file of a version; ``prefix`` is ``/g/<grant>`` for a client whose licence blocks new learners."""
     path, _, query = href.partition("?")
-    return f"{content_url}/{package_id}/{version}/{quote(path)}" + (f"?{query}" if query else "")
+    return f"{content_url}/{package_id}{prefix}/{version}/{quote(path)}" + (f"?{query}" if query else "")
 
 
 def remote_api_source() -> bytes:
     return (PACKAGE_SOURCE / "remote" / REMOTE_API_FILE).read_bytes()
 
 
-def player_url(package_id: uuid.UUID, version: str, sco: int) -> str:
-    """Where ``launch/<sco>`` sends the launcher's frame: the version's player for that SCO."""
-    return f"/{package_id}/{version}/{PLAYER_FILE}?sco={sco}"
+def player_url(package_id: uuid.UUID, version: str, sco: int, prefix: str = "") -> str:
+    """Where ``launch/<sco>`` sends the launcher's frame: the version's player for that SCO
+    (under ``/g/<grant>`` when the launch came with a seat grant; the course's relative
+    addresses keep it)."""
+    return f"/{package_id}{prefix}/{version}/{PLAYER_FILE}?sco={sco}"
 
 
 def player_page(index: dict, sco: int, title: str) -> bytes | None:
