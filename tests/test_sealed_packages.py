@@ -202,7 +202,7 @@ def test_the_seat_check_of_a_sealed_client_refuses_a_plain_id(app, client, make_
 
     def ask(student_id):
         return client.post(seat, base_url=app.config["CONTENT_URL"], data=json.dumps({"student_id": student_id}),
-                           headers={"Content-Type": "text/plain"})
+                           headers={"Content-Type": "text/plain", "Origin": "https://lms.example.com"})
 
     assert ask("jane@example.com").status_code == 400
     assert ask(SEALED).json == {"allowed": True}
