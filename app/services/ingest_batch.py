@@ -84,11 +84,16 @@ class PendingBeacon:
 
 
 def learner_identity(pseudonymiser: Pseudonymiser, client: ClientSnapshot, beacon: Beacon) -> tuple[str, str, bool]:
-    """(stored identity, stored name, pseudonymised?) for this client's mode."""
+    """(stored identity, stored name, pseudonymised?) for this client's mode.
+
+    A placeholder ID is stored as its list entry, so ``UNDEFINED`` and
+    ``undefined`` are one learner once released.
+    """
+    student_id = matched_placeholder(client.placeholder_ids, beacon.student_id) or beacon.student_id
     if client.anonymised:
-        return (stored_identity(pseudonymiser, client, beacon.student_id),
+        return (stored_identity(pseudonymiser, client, student_id),
                 pseudonymiser.name_digest(client.pseudonym_key, beacon.student_name), True)
-    return beacon.student_id, beacon.student_name, False
+    return student_id, beacon.student_name, False
 
 
 def stored_identity(pseudonymiser: Pseudonymiser, client: ClientSnapshot, student_id: str) -> str:
