@@ -117,7 +117,9 @@ def client_edit(slug: str):
                 licence_start=form.licence_start.data, licence_end=form.licence_end.data,
                 origins=origin_lines(form.origins.data), local_http=local_http(),
                 confirm_duplicate=form.confirm_duplicate.data,
-                placeholder_ids=placeholder_lines(form.placeholder_ids.data))
+                # A form without the field (an older page, a script) leaves the list alone.
+                placeholder_ids=(placeholder_lines(form.placeholder_ids.data)
+                                 if "placeholder_ids" in request.form else None))
         except client_service.DuplicateName as exc:
             db.session.rollback()
             form.name.errors.append(str(exc))
