@@ -90,6 +90,9 @@ class Client(db.Model):
     seat_limit: Mapped[int | None] = mapped_column(Integer)
     # Exact origins ("https://lms.example.com"); empty means any origin.
     allowed_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Placeholder student IDs held back from counts (case-folded); NULL: the defaults
+    # (placeholders.DEFAULT_PLACEHOLDER_IDS), so a client that never chose follows them.
+    placeholder_ids: Mapped[list[str] | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -375,6 +378,7 @@ class AuditEntry(db.Model):
     after: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+from .held_back_models import HeldBackBeacon  # noqa: E402,F401
 from .licensing_models import (  # noqa: E402,F401
     AlertContact,
     LicenceTerm,

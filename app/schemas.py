@@ -113,6 +113,18 @@ class UsageCourseSchema(Schema):
     days = fields.List(fields.Nested(UsageDaySchema), required=True)
 
 
+class HeldBackReasonSchema(Schema):
+    placeholder = fields.String(required=True, metadata={"description": "The placeholder-list entry matched."})
+    beacons = fields.Integer(required=True)
+    launches = fields.Integer(required=True)
+
+
+class HeldBackSchema(Schema):
+    beacons = fields.Integer(required=True, metadata={"description": "Held-back beacons that arrived in the range."})
+    launches = fields.Integer(required=True)
+    reasons = fields.List(fields.Nested(HeldBackReasonSchema), required=True)
+
+
 class UsageSchema(Schema):
     client = fields.String(required=True, metadata={"description": "The client's slug."})
     from_ = fields.Date(data_key="from", required=True)
@@ -121,3 +133,7 @@ class UsageSchema(Schema):
         required=True, metadata={"description": "Distinct learners over the range (not a sum of days)."})
     launches = fields.Integer(required=True)
     courses = fields.List(fields.Nested(UsageCourseSchema), required=True)
+    held_back = fields.Nested(
+        HeldBackSchema, required=True,
+        metadata={"description": "Beacons whose student ID is a placeholder (e.g. `undefined`), kept but counted "
+                                 "in no figure above until a CSM releases them."})

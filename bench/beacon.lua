@@ -1,6 +1,7 @@
 -- wrk script for bench/ingest.py: POST /api/v1/beacons with fresh event IDs.
--- args: mode (noop|new|returning|xapi) key pool seed close(0|1)
--- new: every beacon a new learner; returning: a fixed pool of learners;
+-- args: mode (noop|new|returning|placeholder|xapi) key pool seed close(0|1)
+-- new: every beacon a new learner; returning: a fixed pool of learners; placeholder: every
+-- beacon's student ID is `undefined` (held back);
 -- xapi: an xAPI "launched" statement for a new learner, posted to Ralph LRS
 -- (key is then the base64 of user:password for HTTP Basic auth).
 
@@ -52,6 +53,8 @@ function request()
   local student
   if mode == "returning" then
     student = string.format("returning-%d@example.com", math.random(1, pool))
+  elseif mode == "placeholder" then
+    student = "undefined"
   else
     student = "new-" .. uuid4()
   end

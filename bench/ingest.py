@@ -185,15 +185,19 @@ def base_env(database_url: str, extra: dict | None = None) -> dict:
 
 
 def prepare_database(database_url: str) -> dict[str, str]:
-    """Migrate and create two clients (verbatim, anonymised); returns their beacon keys."""
+    """Migrate and create the clients (verbatim, anonymised, and verbatim with an empty placeholder
+    list, so the placeholder check's cost shows); returns their beacon keys."""
     env = base_env(database_url)
     flask = [str(BIN / "flask"), "--app", "wsgi"]
     subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, check=True, capture_output=True)
     keys = {}
-    for label, flags in (("verbatim", []), ("anonymised", ["--anonymised"])):
-        out = subprocess.run([*flask, "client", "create", "--name", f"Bench {label}", *flags, "--json"],
-                             cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
-        keys[label] = json.loads(out)["key"]
+    for label, flags in (("verbatim", []), ("anonymised", ["--anonymised"]), ("verbatim-no-placeholders", [])):
+        out = json.loads(subprocess.run([*flask, "client", "create", "--name", f"Bench {label}", *flags, "--json"],
+                                        cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout)
+        keys[label] = out["key"]
+        if label == "verbatim-no-placeholders":
+            subprocess.run([*flask, "held-back", "policy", "--client", out["slug"], "--clear"], cwd=ROOT, env=env,
+                           check=True, capture_output=True)
     return keys
 
 
@@ -477,6 +481,10 @@ CASES = (
     # (case, wrk mode, client)
     ("no-op", "noop", None),
     ("verbatim, new learners", "new", "verbatim"),
+    # The same client kind with an empty placeholder list: the check's cost is the difference.
+    ("verbatim, new learners, no placeholder list", "new", "verbatim-no-placeholders"),
+    # Every beacon `undefined`: held back (the held_back_beacons path).
+    ("placeholder IDs, held back", "placeholder", "verbatim"),
     ("verbatim, returning learners", "returning", "verbatim"),
     ("anonymised, returning learners", "returning", "anonymised"),
     ("anonymised, new learners", "new", "anonymised"),
@@ -614,7 +622,7 @@ def report(results: list[Result], hash_cpu: float, bound: float, args, started: 
               f"{args.rounds} interleaved rounds; p50 is request-weighted over them, p99 the worst round's."]
     for database, rates in argon2_rates.items():
         new_learners = by_case(results, database).get("anonymised, new learners")
-        if rates and new_learners:
+        if rates and new_learners and new_learners.cpu_ms and new_learners.rate:
             rate = sum(r for r, _ in rates) / len(rates)
             cpu = sum(c for _, c in rates) / len(rates)
             lines.append(
@@ -667,6 +675,8 @@ def reference(database: str, case: str) -> tuple[str | None, float | None]:
         "no-op": (None, None),
         "verbatim, new learners": ("no-op", 0.6 if base == "sqlite" else 0.5),
         "verbatim, returning learners": ("no-op", None),
+        "verbatim, new learners, no placeholder list": ("verbatim, new learners", None),
+        "placeholder IDs, held back": ("verbatim, new learners", None),
         "anonymised, new learners": ("argon2 bound", 0.85),
         "anonymised, returning learners": ("verbatim, returning learners", 0.9),
     }.get(case, (None, None))

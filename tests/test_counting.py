@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from app.extensions import db
 from app.identity import normalise_student_id
 from app.models import Client
+from app.placeholders import DEFAULT_PLACEHOLDER_IDS
 from app.schemas import BeaconSchema
 from app.services.billing import usage_report
 from app.services.ingest import Beacon, record_beacon
@@ -28,7 +29,7 @@ URL = "/api/v1/beacons"
 DAY0 = dt.date(2026, 3, 1)
 COURSES = ["Anti-Bribery", "Fire Safety", "GDPR Basics"]
 LEARNERS = ["Jane.Doe@Example.com", "bob@example.org", "S-1001", "s-1001", "Ælfrida@Example.co.uk",
-            "Ren\u00e9e", "Rene\u0301e", "K-77"]
+            "Ren\u00e9e", "Rene\u0301e", "K-77", "undefined", " NULL "]  # the last two: placeholders, held back
 _schema = BeaconSchema()
 
 
@@ -44,7 +45,9 @@ def expected_report(slug: str, beacons: list[dict], start: dt.date, end: dt.date
     unique: dict[str, dict] = {}
     for beacon in beacons:
         unique.setdefault(beacon["event_id"], beacon)
-    rows = [b for b in unique.values() if start <= b["day"] <= end]
+    in_range = [b for b in unique.values() if start <= b["day"] <= end]
+    held = [b for b in in_range if normalise_student_id(b["student_id"]).casefold() in DEFAULT_PLACEHOLDER_IDS]
+    rows = [b for b in in_range if b not in held]
     users = {normalise_student_id(b["student_id"]) for b in rows}
     courses = defaultdict(list)
     for b in rows:
@@ -64,7 +67,18 @@ def expected_report(slug: str, beacons: list[dict], start: dt.date, end: dt.date
                      for day, day_rows in sorted(days.items())],
         })
     return {"client": slug, "from_": start, "to": end, "unique_users": len(users),
-            "launches": sum(b["event"] == "launch" for b in rows), "courses": report_courses}
+            "launches": sum(b["event"] == "launch" for b in rows), "courses": report_courses,
+            "held_back": _held_back(held)}
+
+
+def _held_back(held: list[dict]) -> dict:
+    by_placeholder = defaultdict(list)
+    for b in held:
+        by_placeholder[normalise_student_id(b["student_id"]).casefold()].append(b)
+    reasons = [{"placeholder": p, "beacons": len(bs), "launches": sum(b["event"] == "launch" for b in bs)}
+               for p, bs in by_placeholder.items()]
+    reasons.sort(key=lambda r: (-r["beacons"], r["placeholder"]))
+    return {"beacons": len(held), "launches": sum(b["event"] == "launch" for b in held), "reasons": reasons}
 
 
 def report(client_id: int, start: dt.date, end: dt.date) -> dict:
@@ -143,7 +157,7 @@ def test_clients_are_counted_apart(client, make_client):
 
 beacon_strategy = st.fixed_dictionaries({
     "student_id": st.sampled_from(["Jane@Example.com", " jane@example.COM ", "JANE@EXAMPLE.COM", "s-1", "S-1",
-                                   "bob@x.org", "\u00a0Bob@X.org"]),
+                                   "bob@x.org", "\u00a0Bob@X.org", " Undefined "]),
     "course": st.sampled_from(COURSES[:2]),
     "day": st.integers(0, 2).map(lambda n: DAY0 + dt.timedelta(days=n)),
     "event": st.sampled_from(["launch", "launch", "completed"]),

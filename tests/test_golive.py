@@ -48,9 +48,26 @@ def test_a_clean_stream_raises_no_flag(app, acme):
     assert flags(app, acme) == {}
 
 
-@pytest.mark.parametrize("placeholder", ["undefined", "null", "0", "NULL"])
-def test_placeholder_ids_are_flagged(app, acme, placeholder):
+@pytest.mark.parametrize("placeholder", ["undefined", "null", "0", "NULL", "  Undefined "])
+def test_placeholder_ids_are_held_back_and_flagged_with_their_count(app, acme, placeholder):
     clean_stream(app, acme)
+    send(app, acme, placeholder, "Smith, Ann")
+    send(app, acme, placeholder, "Jones, Bob", NOW + dt.timedelta(minutes=5))
+    found = flags(app, acme)
+    assert set(found) == {"held_back"}
+    [example] = found["held_back"].examples
+    assert example.startswith(f"“{placeholder.strip().lower()}”: 2 beacon(s), 2 launch(es)")
+    assert "2 beacon(s), 2 of them launches" in found["held_back"].detail
+
+
+@pytest.mark.parametrize("placeholder", ["undefined", "null", "0", "NULL"])
+def test_placeholder_learners_stored_counted_are_flagged(app, acme, placeholder):
+    """Learners counted under a placeholder (stored before the list held them back, or released)."""
+    clean_stream(app, acme)
+    client_service.update_client(db.session, acme, actor="t", name=acme.name, active=True, licence=acme.licence,
+                                 seat_limit=None, licence_start=None, licence_end=None,
+                                 origins=acme.allowed_origins, placeholder_ids=[])
+    app.extensions["client_directory"].clear()
     send(app, acme, placeholder, "Smith, Ann")
     found = flags(app, acme)
     assert set(found) == {"placeholder_ids"}

@@ -87,10 +87,14 @@ def test_openapi_schemas_are_made_from_the_marshmallow_schemas(spec):
     assert all(beacon["properties"][name]["type"] == "string" for name in ("key", "course", "student_id", "package"))
 
     usage = schemas["Usage"]
-    assert set(usage["properties"]) == {"client", "from", "to", "unique_users", "launches", "courses"}
+    assert set(usage["properties"]) == {"client", "from", "to", "unique_users", "launches", "courses", "held_back"}
     assert {f.data_key or name for name, f in UsageSchema().fields.items()} == set(usage["properties"])
     course = schemas[usage["properties"]["courses"]["items"]["$ref"].rsplit("/", 1)[-1]]
     assert set(course["properties"]) == {"course", "unique_users", "launches", "days"}
     day = schemas[course["properties"]["days"]["items"]["$ref"].rsplit("/", 1)[-1]]
     assert set(day["properties"]) == {"date", "unique_users", "launches"}
+    held_ref = usage["properties"]["held_back"]
+    held_ref = held_ref.get("$ref") or held_ref["allOf"][0]["$ref"]  # a described $ref is wrapped in allOf
+    held = schemas[held_ref.rsplit("/", 1)[-1]]
+    assert set(held["properties"]) == {"beacons", "launches", "reasons"}
     assert schemas["Error"]["properties"].keys() >= {"error", "message", "fields"}

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.identity import InvalidIdentity
-from app.models import AuditEntry, Event, Learner
+from app.models import AuditEntry, Event, HeldBackBeacon, Learner
 from app.services import anonymisation, packages
 from app.services import clients as client_service
 from app.services.clients import ClientError
@@ -52,6 +52,21 @@ def test_a_sealed_client_refuses_plain_ids_and_names_and_stores_nothing(client, 
     assert learner.identity.startswith("p:") and learner.pseudonymised
     assert learner.name.startswith("n:")
     assert stored() == (1, 1)
+
+
+def test_a_placeholder_flagged_by_a_sealed_package_is_held_back(client, make_client):
+    """The server cannot read a sealed "undefined": the tracker's flag holds the beacon back instead."""
+    _, key = make_client(sealed=True)
+    flagged = client.post(URL, json=beacon_body(key, student_id=SEALED, student_name="", placeholder=True))
+    assert flagged.status_code == 204
+    assert stored() == (0, 0)  # counted nowhere
+    held = db.session.scalars(select(HeldBackBeacon)).all()
+    assert [row.placeholder for row in held] == ["(flagged by the sealed package)"]
+    assert SEALED not in {held[0].identity}  # stored as a pseudonym of the sealed value, like any learner
+    # The same flag from a package of a client that does not seal is not trusted: the list decides.
+    _, plain_key = make_client(name="Plain")
+    counted = client.post(URL, json=beacon_body(plain_key, student_id="s-1", student_name="", placeholder=True))
+    assert counted.status_code == 204 and db.session.scalar(select(func.count()).select_from(Event)) == 1
 
 
 def test_a_sealed_id_for_a_client_that_does_not_seal_is_refused(client, make_client):

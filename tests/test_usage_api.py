@@ -72,6 +72,7 @@ def test_shape_and_figures_exactly_as_the_contract(client, make_staff, acme):
                 {"date": "2026-03-02", "unique_users": 1, "launches": 1},
             ]},
         ],
+        "held_back": {"beacons": 0, "launches": 0, "reasons": []},
     }
 
 
@@ -87,7 +88,8 @@ def test_boundaries_are_inclusive_utc_days(client, make_staff, acme):
     assert (everything["unique_users"], everything["launches"]) == (5, 8)
     empty = client.get(usage_url(acme.slug, "2025-01-01", "2025-12-31"), headers=bearer(token)).json
     assert empty == {"client": "acme-corp", "from": "2025-01-01", "to": "2025-12-31",
-                     "unique_users": 0, "launches": 0, "courses": []}
+                     "unique_users": 0, "launches": 0, "courses": [],
+                     "held_back": {"beacons": 0, "launches": 0, "reasons": []}}
 
 
 @pytest.mark.parametrize("role", ["admin", "billing", "csm"])

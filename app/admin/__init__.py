@@ -60,5 +60,5 @@ def clients_changed() -> None:
 
 
 # The faces register their routes on bp when imported.
-from . import audit, clients, golive, keys, staff  # noqa: E402,F401
+from . import audit, clients, golive, held_back, keys, staff  # noqa: E402,F401
 from . import licences as _licences  # noqa: E402,F401  (issue 12: licence and webhook pages)

@@ -9,12 +9,22 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from ..extensions import db
 from ..identity import PseudonymParams
 from ..models import Client, utcnow
+from ..placeholders import policy_entries
 from ..services import anonymisation, golive, periods
 from ..services import audit as audit_service
 from ..services import clients as client_service
 from ..services.billing import seat_limit, unique_users
 from . import actor, bp, client_or_404, clients_changed
-from .forms import ClientForm, ModeForm, NewClientForm, PackageForm, RotateKeyForm, local_http, origin_lines
+from .forms import (
+    ClientForm,
+    ModeForm,
+    NewClientForm,
+    PackageForm,
+    RotateKeyForm,
+    local_http,
+    origin_lines,
+    placeholder_lines,
+)
 from .keys import package_list
 
 # Pseudonymising costs one Argon2id per learner (~27 ms at the default cost): more than
@@ -98,6 +108,7 @@ def client_edit(slug: str):
     duplicate = False
     if request.method == "GET":
         form.origins.data = "\n".join(client.allowed_origins or [])
+        form.placeholder_ids.data = "\n".join(policy_entries(client.placeholder_ids))
     if form.validate_on_submit():
         try:
             client_service.update_client(
@@ -105,7 +116,10 @@ def client_edit(slug: str):
                 licence=form.licence.data, seat_limit=form.seat_limit.data,
                 licence_start=form.licence_start.data, licence_end=form.licence_end.data,
                 origins=origin_lines(form.origins.data), local_http=local_http(),
-                confirm_duplicate=form.confirm_duplicate.data)
+                confirm_duplicate=form.confirm_duplicate.data,
+                # A form without the field (an older page, a script) leaves the list alone.
+                placeholder_ids=(placeholder_lines(form.placeholder_ids.data)
+                                 if "placeholder_ids" in request.form else None))
         except client_service.DuplicateName as exc:
             db.session.rollback()
             form.name.errors.append(str(exc))

@@ -9,6 +9,7 @@ from wtforms import (
     BooleanField,
     DateField,
     EmailField,
+    HiddenField,
     IntegerField,
     PasswordField,
     SelectChoice,
@@ -18,7 +19,9 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
+from ..identity import InvalidIdentity
 from ..models import LICENCES, ROLES
+from ..placeholders import clean_placeholder_ids
 from ..services.clients import ClientError, normalise_origin
 from ..services.staff import MIN_PASSWORD_LENGTH
 
@@ -39,6 +42,11 @@ def local_http() -> bool:
     return current_app.config["APP_ENV"] != "production"
 
 
+def placeholder_lines(text: str | None) -> list[str]:
+    """One placeholder per line (a comma may be part of one, so lines only)."""
+    return [line for line in (text or "").splitlines() if line.strip()]
+
+
 def origin_lines(text: str | None) -> list[str]:
     return [line.strip() for line in (text or "").replace(",", "\n").splitlines() if line.strip()]
 
@@ -54,8 +62,16 @@ class ClientForm(FlaskForm):
     origins = TextAreaField("Allowed LMS origins: one https://host[:port] per line, no path, no wildcard "
                             "(none: any origin)",
                             render_kw={"rows": 4, "placeholder": "https://lms.example.com"})
+    placeholder_ids = TextAreaField("Placeholder student IDs: one per line; beacons with one are held back",
+                                    render_kw={"rows": 8, "spellcheck": "false"})
 
     confirm_duplicate = BooleanField("Yes, use this name although another client has it")
+
+    def validate_placeholder_ids(self, field):
+        try:
+            clean_placeholder_ids(placeholder_lines(field.data))
+        except InvalidIdentity as exc:
+            raise ValidationError(str(exc)) from None
 
     def validate_origins(self, field):
         bad = []
@@ -74,6 +90,8 @@ class ClientForm(FlaskForm):
 
 class NewClientForm(ClientForm):
     anonymised = BooleanField("Anonymised: store learners as pseudonyms from the first beacon")
+    # A new client starts with the default placeholder list; its settings page edits it.
+    placeholder_ids = None
 
 
 class RotateKeyForm(FlaskForm):
@@ -82,6 +100,12 @@ class RotateKeyForm(FlaskForm):
                                            NumberRange(min=0, max=24 * 365, message="0 to 8760 hours.")])
     confirm = BooleanField("Yes, issue a new key: packages built before stop working after the grace period",
                            validators=[DataRequired(message="tick the box to confirm the rotation.")])
+
+
+class HeldBackReleaseForm(FlaskForm):
+    placeholder = HiddenField()
+    confirm = BooleanField("Yes, count these beacons: each placeholder becomes one learner in every figure",
+                           validators=[DataRequired(message="Tick the box to confirm the release.")])
 
 
 class ModeForm(FlaskForm):

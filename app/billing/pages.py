@@ -14,7 +14,7 @@ from marshmallow import ValidationError
 
 from ..extensions import db, login_manager
 from ..models import Client
-from ..services import billing, periods
+from ..services import billing, held_back, periods
 from ..services.anonymisation import short_reference
 from ..services.periods import Period
 from .api import visible_client
@@ -28,6 +28,8 @@ STAFF_ROLES = ("admin", "csm", "billing")
 LEARNERS_PER_PAGE = 50
 USAGE_CSV_COLUMNS = ("date", "course", "unique_users", "launches")
 TOTAL_LABEL, ALL_COURSES_LABEL = "total", "(all courses)"
+# usage.csv's rows of held-back beacons: "held_back:<placeholder>" in the date column (counted nowhere).
+HELD_BACK_LABEL = "held_back:"
 LEARNERS_CSV_COLUMNS = ("student_id", "student_name", "course", "first_access", "last_access", "launches")
 OVERVIEW_CSV_COLUMNS = ("client", "name", "period_start", "period_end", "unique_users", "seat_limit",
                         "seat_use_percent", "previous_unique_users", "trend_percent", "forecast_unique_users")
@@ -173,6 +175,7 @@ def client_usage(slug: str):
         chart=usage_chart(totals, parts, unit, today), has_usage=bool(totals),
         seat_limit=limit, seat_use=(users / limit) if limit else None,
         milestones=billing.milestones(session, client.id),
+        held_back=held_back.figures(session, client.id, start, end),
     ), 400 if error else 200
 
 
@@ -188,6 +191,9 @@ def usage_csv(slug: str):
              for total in billing.course_totals(session, client.id, start, end)]
     rows.append([TOTAL_LABEL, ALL_COURSES_LABEL, billing.unique_users(session, client.id, start, end),
                  billing.launches(session, client.id, start, end)])
+    # Then what was held back for a placeholder student ID, and which one: no unique users, its launches.
+    rows += [[HELD_BACK_LABEL + reason.placeholder, reason.course, 0, reason.launches]
+             for reason in held_back.figures(session, client.id, start, end).by_course]
     return csv_response(_filename(client, "usage", period), USAGE_CSV_COLUMNS, rows)
 
 

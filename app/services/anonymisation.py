@@ -19,7 +19,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ..identity import InvalidIdentity, Pseudonymiser, normalise_name, normalise_student_id
-from ..models import Client, DailyUsage, Event, Learner
+from ..models import Client, DailyUsage, Event, HeldBackBeacon, Learner
 from . import audit
 from .clients import ClientError, snapshot
 
@@ -134,8 +134,20 @@ def pseudonymise_learners(session: Session, pseudonymiser: Pseudonymiser, client
         if new != name:
             replaced += session.execute(update(Event).where(
                 Event.client_id == client.id, Event.learner_name == name).values(learner_name=new)).rowcount
+    held = _pseudonymise_held_back(session, pseudonymiser, client, key, digest)
     return {"learners_pseudonymised": len(plain) - merged, "learners_merged": merged,
-            "event_names_replaced": replaced}
+            "event_names_replaced": replaced, **({"held_back_pseudonymised": held} if held else {})}
+
+
+def _pseudonymise_held_back(session: Session, pseudonymiser: Pseudonymiser, client: Client, key, digest) -> int:
+    """Held-back beacons stored verbatim: their ID and name become pseudonym and digest too."""
+    rows = list(session.scalars(select(HeldBackBeacon).where(HeldBackBeacon.client_id == client.id,
+                                                             HeldBackBeacon.pseudonymised.is_(False))))
+    for row in rows:
+        row.identity = pseudonymiser.pseudonym(key, row.identity)
+        row.pseudonymised = True
+        row.name = digest(row.name)
+    return len(rows)
 
 
 def _merge_into(session: Session, source: Learner, target: Learner) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy import case, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..models import COMPLETION_KINDS, Client, Course, DailyUsage, Event, Learner
-from . import licences
+from . import held_back, licences
 from .anonymisation import short_reference
 from .periods import Period, current_period
 
@@ -322,6 +322,8 @@ def usage_report(session: Session, client: Client, start: dt.date, end: dt.date)
              "days": days_by_course[total.course]}
             for total in course_totals(session, client.id, start, end)
         ],
+        # Beacons with a placeholder student ID, counted in none of the figures above.
+        "held_back": held_back.figures(session, client.id, start, end).as_report(),
     }
 
 

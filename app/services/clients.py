@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, object_session
 
-from ..identity import PseudonymKey, PseudonymParams
+from ..identity import InvalidIdentity, PseudonymKey, PseudonymParams
 from ..models import LICENCES, Client, ClientKey, Event, Learner, PackageIssue, utcnow
+from ..placeholders import DEFAULT_PLACEHOLDER_IDS, clean_placeholder_ids, policy_entries
 from . import audit
 
 KEY_PREFIX = "ck_"
@@ -100,6 +101,7 @@ def client_settings(client: Client) -> dict:
         "licence_end": client.licence_end.isoformat() if client.licence_end else None,
         "seat_limit": client.seat_limit,
         "allowed_origins": list(client.allowed_origins or []),
+        "placeholder_ids": list(policy_entries(client.placeholder_ids)),
     }
 
 
@@ -142,20 +144,32 @@ def _check_licence(licence: str, seat_limit: int | None, licence_start: dt.date 
 
 def update_client(session: Session, client: Client, *, actor: str, name: str, active: bool, licence: str,
                   seat_limit: int | None, licence_start: dt.date | None, licence_end: dt.date | None,
-                  origins: list[str] | tuple, local_http: bool = False, confirm_duplicate: bool = False) -> Client:
+                  origins: list[str] | tuple, local_http: bool = False, confirm_duplicate: bool = False,
+                  placeholder_ids: list[str] | None = None) -> Client:
     """Change a client's settings (not its mode: see anonymisation.switch_mode). Audited; commits.
+
+    ``placeholder_ids``: the new placeholder list (None leaves it as it is); a
+    list equal to the defaults is stored as "the defaults", so it follows them.
 
     The caller clears the process's client directory so beacons see the change at once.
     """
     name = _checked_name(name)
     _check_licence(licence, seat_limit, licence_start, licence_end)
     normalised_origins = sorted({normalise_origin(o, local_http=local_http) for o in origins if o.strip()})
+    if placeholder_ids is not None:
+        try:
+            placeholder_ids = clean_placeholder_ids(placeholder_ids)
+        except InvalidIdentity as exc:
+            raise ClientError(str(exc)) from None
     if not confirm_duplicate:
         _check_name_free(session, name, client)
     before = client_settings(client)
     client.name, client.active, client.licence = name, active, licence
     client.seat_limit, client.licence_start, client.licence_end = seat_limit, licence_start, licence_end
     client.allowed_origins = normalised_origins
+    if placeholder_ids is not None:
+        client.placeholder_ids = (None if sorted(placeholder_ids) == sorted(DEFAULT_PLACEHOLDER_IDS)
+                                  else placeholder_ids)
     after = client_settings(client)
     if after != before:
         changed = sorted(k for k in after if after[k] != before[k])
@@ -322,6 +336,8 @@ class ClientSnapshot:
     # The key is a remote package's (served with its content): that package's ID. Such a key's
     # beacons need a seat grant to take a new learner's seat while the licence blocks new learners.
     remote_package: str | None = None
+    # Case-folded placeholder student IDs: beacons with one are held back (services.held_back).
+    placeholder_ids: frozenset[str] = frozenset()
 
     def origin_allowed(self, origin: str | None) -> bool:
         if not self.allowed_origins:
@@ -349,6 +365,7 @@ def snapshot(session: Session, client: Client, key_expires_at: dt.datetime | Non
         pseudonym_key=pseudonym_key, links_pseudonyms=links, key_expires_at=key_expires_at,
         sealed=client.sealed,
         remote_package=remote_package,
+        placeholder_ids=frozenset(policy_entries(client.placeholder_ids)),
     )
 
 

@@ -16,10 +16,13 @@ from sqlalchemy.orm import Session
 
 from ..identity import Pseudonymiser
 from ..models import Client, Course, Event, Learner, RefusedOrigin, utcnow
-from . import seatless
+from ..placeholders import policy_entries
+from . import held_back, seatless
 from .anonymisation import is_name_digest, short_reference
 from .clients import snapshot
 
+# Learners stored under these (and the client's own placeholder list) are flagged; pseudonyms are tried
+# for these only. New beacons with a placeholder are held back (placeholders, services.held_back).
 PLACEHOLDER_IDS = ("undefined", "null", "0", "none", "nan", "[object object]")
 MANY_IDS_PER_NAME = 3          # one name under this many IDs or more: IDs change per session?
 SPIKE_MIN_NEW_IDS = 10         # fewer new IDs than this in a day is never a spike
@@ -95,6 +98,16 @@ def health_report(session: Session, pseudonymiser: Pseudonymiser, client: Client
     flags: list[HealthFlag] = []
     not_checked: list[str] = []
 
+    held = held_back.figures(session, client.id)
+    if held.beacons:
+        flags.append(HealthFlag(
+            "held_back", "Beacons held back: placeholder student IDs",
+            f"{held.beacons} beacon(s), {held.launches} of them launches, came with a placeholder instead of a "
+            "student ID. They are kept but counted nowhere (billing, CSVs, API, seats, webhooks) until a CSM "
+            "releases them. Check how the LMS fills cmi.core.student_id / cmi.learner_id.",
+            [f"“{r.placeholder}”: {r.beacons} beacon(s), {r.launches} launch(es), last "
+             f"{r.last_at.strftime('%Y-%m-%d %H:%M UTC')}" for r in held.by_placeholder[:MAX_EXAMPLES]]))
+
     # A sealed client's IDs are sealed in the learner's browser: their pseudonyms can never be compared
     # with the placeholders' here; its trackers flag placeholders in the beacon instead.
     placeholder = [] if client.sealed else _placeholder_ids(session, pseudonymiser, client)
@@ -104,9 +117,10 @@ def health_report(session: Session, pseudonymiser: Pseudonymiser, client: Client
                            "in each beacon instead.")
     if placeholder:
         flags.append(HealthFlag(
-            "placeholder_ids", "Blank or placeholder student IDs",
-            "The LMS sent a placeholder instead of a real student ID, so different learners are counted "
-            "as one. Check how the LMS fills cmi.core.student_id / cmi.learner_id.",
+            "placeholder_ids", "Blank or placeholder student IDs counted as learners",
+            "Learners stored under a placeholder (before placeholders were held back, or released by a CSM) "
+            "are counted, and each stands for every learner the LMS sent it for. Check how the LMS fills "
+            "cmi.core.student_id / cmi.learner_id.",
             [f"{label}: {count} learner record(s)" for label, count in placeholder]))
 
     names_per_id = session.execute(
@@ -217,10 +231,12 @@ def _last_first(name: str) -> bool:
 
 def _placeholder_ids(session: Session, pseudonymiser: Pseudonymiser, client: Client) -> list[tuple[str, int]]:
     """Stored learners whose ID is a placeholder; for pseudonyms, compare with the placeholders' pseudonyms."""
-    wanted: dict[str, str] = {value: f"“{value}”" for value in PLACEHOLDER_IDS}
+    wanted: dict[str, str] = {value: f"“{value}”" for value in (*PLACEHOLDER_IDS,
+                                                                   *policy_entries(client.placeholder_ids))}
     key = snapshot(session, client).pseudonym_key
     if key is not None:
-        # Pseudonyms keep case (IDs without "@" are not case-folded): try the usual spellings.
+        # Pseudonyms keep case (IDs without "@" are not case-folded): try the usual spellings (of the
+        # commonest forms only: each costs an Argon2 hash, and the client list asks for every client).
         for value in PLACEHOLDER_IDS:
             for spelling in {value, value.upper(), value.capitalize()}:
                 wanted[pseudonymiser.pseudonym(key, spelling)] = f"“{value}” (pseudonymised)"

@@ -134,7 +134,7 @@ def accept_beacon(session: Session, committer: GroupCommitter, key: str, origin:
 
     beacon = Beacon(course=fields["course"], student_id=fields["student_id"], student_name=fields["student_name"],
                     event=fields["event"], event_id=fields["event_id"], scorm_version=fields["scorm_version"],
-                    package=fields["package"])
+                    package=fields["package"], placeholder=bool(fields.get("placeholder")))
     try:
         # A new anonymised learner's pseudonym costs an Argon2 hash: made here, in the request's
         # thread, not inside the batch everyone waits for.

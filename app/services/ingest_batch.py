@@ -14,7 +14,9 @@ The steps, in order:
    ago is seen here and no stale cache stores a plain ID after it.
 2. ``_mark_known_event_ids``: event IDs already stored, or repeated inside
    the batch, are duplicates and write nothing at all.
-3. ``_write_beacon`` per remaining beacon: learner, event, day of use.
+3. ``_write_beacon`` per remaining beacon: learner, event, day of use; or,
+   for a placeholder student ID (``placeholders``), ``_hold_beacon``: one row
+   in ``held_back_beacons`` and nothing any count reads, until released.
 4. ``record_stored_events``: the beacons stored now, with their event kind,
    course and learner known; the place for per-event rows that must commit
    with the beacon (the webhook outbox).
@@ -32,7 +34,8 @@ from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..identity import Pseudonymiser, check_sealing
-from ..models import COMPLETION_KINDS, Client, Course, DailyUsage, Event, Learner
+from ..models import COMPLETION_KINDS, Client, Course, DailyUsage, Event, HeldBackBeacon, Learner
+from ..placeholders import matched_placeholder
 from . import outbox
 from .clients import ClientDirectory, ClientSnapshot
 
@@ -50,6 +53,8 @@ class Beacon:
     event_id: uuid.UUID | None = None
     scorm_version: str | None = None
     package: str | None = None
+    # A sealed package's tracker found a placeholder before sealing the ID (only trusted for sealed clients).
+    placeholder: bool = False
 
 
 @dataclass(eq=False)
@@ -70,22 +75,37 @@ class PendingBeacon:
     # Set by _write_beacon for a stored beacon: what record_stored_events needs.
     course_id: int | None = None
     learner_id: int | None = None
+    # The placeholder-list entry the student ID is (the beacon is then held back), or None.
+    held_back: str | None = None
 
     def __post_init__(self):
         if self.event_id is None:
             self.event_id = self.beacon.event_id or uuid.uuid4()
+        if self.held_back is None:
+            if self.client.sealed:
+                # A sealed ID cannot be compared with the list: the tracker flagged it before sealing.
+                self.held_back = SEALED_PLACEHOLDER if self.beacon.placeholder else None
+            else:
+                self.held_back = matched_placeholder(self.client.placeholder_ids, self.beacon.student_id)
+
+
+# What a held-back beacon of a sealed client records as its placeholder (the value itself is sealed).
+SEALED_PLACEHOLDER = "(flagged by the sealed package)"
 
 
 def learner_identity(pseudonymiser: Pseudonymiser, client: ClientSnapshot, beacon: Beacon) -> tuple[str, str, bool]:
     """(stored identity, stored name, pseudonymised?) for this client's mode.
 
     InvalidIdentity for a plain ID sent for a sealed client, or a sealed one for another client.
+    A placeholder ID is stored as its list entry, so ``UNDEFINED`` and
+    ``undefined`` are one learner once released.
     """
     check_sealing(client.sealed, beacon.student_id, beacon.student_name)
+    student_id = matched_placeholder(client.placeholder_ids, beacon.student_id) or beacon.student_id
     if client.anonymised:
-        return (stored_identity(pseudonymiser, client, beacon.student_id),
+        return (stored_identity(pseudonymiser, client, student_id),
                 pseudonymiser.name_digest(client.pseudonym_key, beacon.student_name), True)
-    return beacon.student_id, beacon.student_name, False
+    return student_id, beacon.student_name, False
 
 
 def stored_identity(pseudonymiser: Pseudonymiser, client: ClientSnapshot, student_id: str) -> str:
@@ -229,6 +249,21 @@ class _Statements:
         self.known_event_ids = select(events.c.event_id).where(
             events.c.event_id.in_(bindparam("event_ids", expanding=True)))
 
+        held = HeldBackBeacon.__table__
+        self.held = (insert(held).values(
+            event_id=bindparam("event_id", type_=held.c.event_id.type), client_id=p["client_id"],
+            course_id=p["course_id"], identity=bindparam("identity", type_=held.c.identity.type),
+            pseudonymised=bindparam("pseudonymised", type_=held.c.pseudonymised.type),
+            name=bindparam("name", type_=held.c.name.type),
+            placeholder=bindparam("placeholder", type_=held.c.placeholder.type),
+            kind=bindparam("kind", type_=held.c.kind.type), received_at=p["now"],
+            lms_host=bindparam("lms_host", type_=held.c.lms_host.type),
+            scorm_version=bindparam("scorm_version", type_=held.c.scorm_version.type),
+            package_id=bindparam("package_id", type_=held.c.package_id.type),
+        ).on_conflict_do_nothing(index_elements=["event_id"]).returning(held.c.id))
+        self.known_held_event_ids = select(held.c.event_id).where(
+            held.c.event_id.in_(bindparam("event_ids", expanding=True)))
+
 
 @functools.cache
 def _statements(dialect_name: str) -> _Statements:
@@ -260,9 +295,11 @@ def write_batch(connection: Connection, pseudonymiser: Pseudonymiser, directory:
     waiting = sorted((p for p in batch if p.outcome is None),
                      key=lambda p: (p.client.id, p.identity[0], p.beacon.course))
     for pending in waiting:
-        stored = _write_beacon(connection, statements, pseudonymiser, directory, pending)
+        write = _hold_beacon if pending.held_back else _write_beacon
+        stored = write(connection, statements, pseudonymiser, directory, pending)
         pending.outcome = STORED if stored else DUPLICATE
-    record_stored_events(connection, directory, [p for p in batch if p.outcome == STORED])
+    # A held-back beacon announces nothing (no enrolment, no licence alert) until it is released.
+    record_stored_events(connection, directory, [p for p in batch if p.outcome == STORED and not p.held_back])
 
 
 def _read_modes(connection: Connection, statements: _Statements, pseudonymiser: Pseudonymiser,
@@ -292,6 +329,9 @@ def _mark_known_event_ids(connection: Connection, statements: _Statements, batch
     if not waiting:
         return
     known = set(connection.scalars(statements.known_event_ids, {"event_ids": [p.event_id for p in waiting]}))
+    held = [p.event_id for p in waiting if p.held_back]
+    if held:
+        known.update(connection.scalars(statements.known_held_event_ids, {"event_ids": held}))
     for pending in waiting:
         if pending.event_id in known:
             pending.outcome = DUPLICATE
@@ -327,6 +367,21 @@ def _write_beacon(connection: Connection, statements: _Statements, pseudonymiser
         return False
     connection.execute(statements.usage, params)
     return True
+
+
+def _hold_beacon(connection: Connection, statements: _Statements, pseudonymiser: Pseudonymiser,
+                 directory: ClientDirectory, pending: PendingBeacon) -> bool:
+    """Step 3 for a placeholder ID: kept, counted nowhere. False: its event ID was held meanwhile."""
+    client, beacon = pending.client, pending.beacon
+    identity, name, pseudonymised = pending.identity
+    pending.course_id = _course_id(connection, directory, client.id, beacon.course)
+    row = connection.execute(statements.held, {
+        "event_id": pending.event_id, "client_id": client.id, "course_id": pending.course_id,
+        "identity": identity, "pseudonymised": pseudonymised, "name": name, "placeholder": pending.held_back,
+        "kind": beacon.event, "now": pending.now, "lms_host": pending.lms_host,
+        "scorm_version": beacon.scorm_version, "package_id": beacon.package,
+    }).first()
+    return row is not None
 
 
 def record_stored_events(connection: Connection, directory: ClientDirectory, stored: list[PendingBeacon]) -> None:

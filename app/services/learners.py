@@ -6,7 +6,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ..identity import SEALED_VALUE, InvalidIdentity, Pseudonymiser, legacy_student_id, normalise_student_id
-from ..models import Client, DailyUsage, Event, Learner, SeatlessBeacon
+from ..models import Client, DailyUsage, Event, HeldBackBeacon, Learner, SeatlessBeacon
 from . import audit, outbox, seatless
 from .clients import snapshot
 
@@ -47,7 +47,11 @@ def erase_learner(session: Session, pseudonymiser: Pseudonymiser, client: Client
         session.execute(delete(Event).where(Event.learner_id.in_(learner_ids)))
         session.execute(delete(Learner).where(Learner.id.in_(learner_ids)))
         outbox.forget_learners(session, client.id, learner_ids)  # webhook bodies name the learner
-    audit.record(session, actor, "learner.erase", client.id, None, {"learners_erased": len(learner_ids)})
+    # Beacons held back under this ID (a placeholder a CSM listed) go too.
+    held = session.execute(delete(HeldBackBeacon).where(HeldBackBeacon.client_id == client.id,
+                                                        HeldBackBeacon.identity.in_(identities))).rowcount
+    audit.record(session, actor, "learner.erase", client.id, None,
+                 {"learners_erased": len(learner_ids), **({"held_back_erased": held} if held else {})})
     session.commit()
     return len(learner_ids)
 

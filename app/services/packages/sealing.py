@@ -42,7 +42,7 @@ def is_sealed_value(value: str) -> bool:
 @functools.cache
 def seal_tables() -> dict:
     """Python's own character tables, for sealing.js to normalise as app/identity.py does."""
-    from ..golive import PLACEHOLDER_IDS
+    from ...placeholders import DEFAULT_PLACEHOLDER_IDS as PLACEHOLDER_IDS
 
     formats: list[list[int]] = []
     shifts: list[list[int]] = []
