@@ -45,8 +45,7 @@ def test_a_sealed_client_refuses_plain_ids_and_names_and_stores_nothing(client, 
     assert "Doe" not in named.get_data(as_text=True)
     assert stored() == (0, 0)
 
-    ok = client.post(URL, json=beacon_body(key, student_id=SEALED, student_name="sealed:v1:" + "B" * 43,
-                                           placeholder=True))
+    ok = client.post(URL, json=beacon_body(key, student_id=SEALED, student_name="sealed:v1:" + "B" * 43))
     assert ok.status_code == 204
     learner = db.session.scalar(select(Learner))
     assert learner.identity.startswith("p:") and learner.pseudonymised
