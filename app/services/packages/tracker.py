@@ -29,13 +29,20 @@ def tracker_source() -> str:
 
 
 def configured_tracker(*, beacon_url: str, key: str, course: str, package_id: uuid.UUID, scorm_version: str,
-                       self_open: bool = False) -> bytes:
-    """The tracker for one package. ``self_open``: the content has no SCORM calls (see ``talks_scorm``)."""
+                       self_open: bool = False, activities: list[str] | None = None) -> bytes:
+    """The tracker for one package. ``self_open``: the content has no SCORM calls (see ``talks_scorm``).
+
+    ``scorm_version`` "cmi5" or "tincan" puts the tracker in its xAPI mode; ``activities`` are then
+    the package's launchable activity IDs (used when a launch names none).
+    """
     source = tracker_source()
     if CONFIG_MARK not in source:
         raise RuntimeError("scorm_package/tracker.js lost its configuration mark")
-    config = json.dumps({"url": beacon_url, "key": key, "course": course, "packageId": str(package_id),
-                         "scormVersion": scorm_version, "selfOpen": self_open}, ensure_ascii=True)
+    settings = {"url": beacon_url, "key": key, "course": course, "packageId": str(package_id),
+                "scormVersion": scorm_version, "selfOpen": self_open}
+    if activities is not None:
+        settings["activities"] = activities
+    config = json.dumps(settings, ensure_ascii=True)
     return source.replace(CONFIG_MARK, config, 1).encode("utf-8")
 
 
