@@ -473,7 +473,8 @@
   //     it once only), never reads or sends an auth token, never talks to the LRS, and changes no
   //     request or answer. It only looks at the AU's own statement requests (XMLHttpRequest or
   //     fetch, PUT or POST to ".../statements"), after they were sent, in what the LRS accepted
-  //     (a 2xx answer): never changed, never delayed, never resent.
+  //     (a 2xx answer; a keepalive fetch, sent as the page unloads, once it is handed to the
+  //     browser): never changed, never delayed, never resent.
   // X3. the launch is counted when the LRS accepts the AU's first statement (cmi5 "initialized"):
   //     the course started and reached the LMS; a learner who leaves before that is not billed.
   //     completed, passed and failed are counted from the AU's statements with those ADL verbs
@@ -552,7 +553,10 @@
       report("launch", learner);
       if (typeof body !== "string" || body.length > XAPI_BODY_MAX) { return; }
       var parsed;
-      try { parsed = JSON.parse(body); } catch (e) { return; }
+      try { parsed = JSON.parse(body); } catch (e) {
+        // xAPI's alternate request syntax (sent while a page unloads): the statement is the form's content.
+        try { parsed = JSON.parse(launchParameters(body).content); } catch (e2) { return; }
+      }
       var statements = isArray(parsed) ? parsed : [parsed];
       for (var i = 0; i < statements.length; i++) {
         var verb = statements[i] && statements[i].verb;
@@ -608,6 +612,9 @@
             var method = (init && init.method) || (input && typeof input === "object" && input.method) || "GET";
             if (watched(method, url) && answer && typeof answer.then === "function") {
               var body = init && init.body;
+              // A keepalive request (TinCanJS sends its last statements so while the page unloads) is
+              // delivered by the browser after the page is gone, when no answer can be seen any more.
+              if (init && init.keepalive === true) { accepted(body); return; }
               answer.then(function (response) {
                 if (response && response.status >= 200 && response.status < 300) { accepted(body); }
               }, function () { /* not sent: nothing seen */ });
