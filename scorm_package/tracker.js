@@ -507,6 +507,18 @@
     return out;
   }
 
+  // The "content" field of an alternate-syntax form body, decoding no other field (its
+  // Authorization among them: rule X2).
+  function formContent(body) {
+    var pairs = body.split("&");
+    for (var i = 0; i < pairs.length; i++) {
+      if (pairs[i].indexOf("content=") === 0) {
+        return decodeURIComponent(pairs[i].slice(8).replace(/\+/g, " "));
+      }
+    }
+    return null;
+  }
+
   // X1: the learner named by the launch's actor, or null.
   function xapiLearner(raw) {
     if (typeof raw !== "string" || !raw || raw.length > XAPI_ACTOR_MAX) { return null; }
@@ -555,7 +567,7 @@
       var parsed;
       try { parsed = JSON.parse(body); } catch (e) {
         // xAPI's alternate request syntax (sent while a page unloads): the statement is the form's content.
-        try { parsed = JSON.parse(launchParameters(body).content); } catch (e2) { return; }
+        try { parsed = JSON.parse(formContent(body)); } catch (e2) { return; }
       }
       var statements = isArray(parsed) ? parsed : [parsed];
       for (var i = 0; i < statements.length; i++) {

@@ -89,8 +89,8 @@ def _use_case(session: Session):
             thing.close()
 
 
-def _course(content, title: str, scorm_version: str | None, tracked: bool, opened: list,
-            mode: str = "deployed") -> tuple[Content, list[str], str]:
+def _course(content, title: str, scorm_version: str | None, tracked: bool,
+            opened: list) -> tuple[Content, list[str], str]:
     """The course to package, its launch files and its format (a SCORM version, "cmi5" or "tincan"), checked."""
     if content is None:
         if scorm_version is None:
@@ -105,7 +105,7 @@ def _course(content, title: str, scorm_version: str | None, tracked: bool, opene
             raise PackageError(f"the content is a {STANDARD_NAMES[fmt]} export ({STANDARD_FILES[fmt]}, no "
                                "imsmanifest.xml): build it without a SCORM version; its format comes from "
                                "the content")
-        launches = _standard_launches(course, fmt, mode)
+        launches = _standard_launches(course, fmt)
     elif scorm_version is None:
         raise PackageError("the content is SCORM or a plain course: say which SCORM version to build "
                            "(--scorm 1.2 or 2004); only cmi5 and Tin Can exports carry their format")
@@ -131,16 +131,16 @@ def _course(content, title: str, scorm_version: str | None, tracked: bool, opene
     return course, launches, fmt
 
 
-def _standard_launches(course: Content, fmt: str, mode: str) -> list[str]:
+def _standard_launches(course: Content, fmt: str) -> list[str]:
     """The launch pages of a cmi5 or Tin Can export's AUs, each inside the content."""
     filename = STANDARD_FILES[fmt]
     units = read_standard(fmt, course.read(filename))
     launches: list[str] = []
     for unit in units:
         if unit.absolute:
-            raise PackageError(f"{filename}: {unit.id!r} launches {unit.url!r}, a page outside the package; a "
-                               f"{mode} package holds the course itself, so every launch URL must be a page "
-                               "of the content (relative)")
+            raise PackageError(f"{filename}: {unit.id!r} launches {unit.url!r}, a page outside the package; the "
+                               "package holds the course itself, so every launch URL must be a page of the "
+                               "content (relative)")
         if unit.launch not in course.files:
             raise PackageError(f"{filename}: {unit.id!r} launches {unit.launch!r}, which is not in the content")
         if unit.launch not in launches:
@@ -211,8 +211,7 @@ def build_package(session: Session, *, client: Client, course_title: str, scorm_
         content_url, store = _remote_settings(content_url, store, server_url)
 
     with _use_case(session) as opened:
-        course, launches, scorm_version = _course(content, title, scorm_version, tracked, opened,
-                                                  mode if tracked else "untracked")
+        course, launches, scorm_version = _course(content, title, scorm_version, tracked, opened)
         if mode == "remote" and course.standard is not None:
             raise PackageError(f"a remote {STANDARD_NAMES[course.standard]} package cannot be built yet; build it "
                                "deployed")
@@ -272,8 +271,7 @@ def republish(session: Session, *, package_id: uuid.UUID, content: str | Path | 
 
         store = current_app.extensions["content_store"]
     with _use_case(session) as opened:
-        course, _launches, _format = _course(content, issue.course_title, issue.scorm_version, True, opened,
-                                             "remote")
+        course, _launches, _format = _course(content, issue.course_title, issue.scorm_version, True, opened)
         scos, notes = _scos(course, issue.course_title)
         if len(scos) != row.sco_count:
             raise PackageError(f"the package on the LMS has {row.sco_count} SCO item(s) and the new content "

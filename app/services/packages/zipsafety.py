@@ -145,5 +145,5 @@ def classify(content: Content) -> Content:
     nested = sorted({n.rsplit("/", 1)[0] for n in content.files
                      if n.rsplit("/", 1)[-1] in ("imsmanifest.xml", "cmi5.xml", "tincan.xml") and "/" in n})
     hint = f" (found one in {nested[0]}/: zip that folder's contents instead)" if nested else ""
-    raise PackageError("the content needs index.html, imsmanifest.xml (SCORM), cmi5.xml (cmi5) or tincan.xml "
-                       "(xAPI/Tin Can) at its root" + hint)
+    raise PackageError("the content needs index.html or imsmanifest.xml at its root (cmi5.xml or tincan.xml for "
+                       "a cmi5 or xAPI/Tin Can export)" + hint)
