@@ -459,7 +459,6 @@
     }
   }
 
-
   // ===== cmi5 and xAPI (Tin Can) launches (CONFIG.scormVersion "cmi5" or "tincan") =====
   //
   // The LMS opens the AU's page with its launch parameters in the query string (cmi5: endpoint,

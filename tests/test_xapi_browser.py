@@ -20,7 +20,7 @@ from xapi_lms import ralph, verbs, xapi_lms  # noqa: F401
 
 from app.extensions import db
 from app.models import Learner
-from app.services import packages
+from app.services import golive, packages
 
 ACTIVITY = "https://courses.example.com/safety/au"
 
@@ -167,6 +167,14 @@ def test_actor_shapes_give_the_learner_and_one_launch_and_completion(actor, stud
     wait_for(lambda: sorted(e.kind for e in events()) == ["completed", "launch"], what="launch and completion")
     learner = db.session.query(Learner).one()
     assert (learner.identity, learner.name or "") == (student_id, name)
+    # The go-live check sees the cmi5/xAPI launch like a SCORM one (and flags a placeholder ID).
+    from flask import current_app
+
+    shown = golive.recent_beacons(db.session, client)
+    assert sorted(b["event"] for b in shown) == ["completed", "launch"]
+    assert {b["student_id"] for b in shown} == {student_id}
+    flags = {f.code for f in golive.health_report(db.session, current_app.extensions["pseudonymiser"], client).flags}
+    assert ("placeholder_ids" in flags) == (student_id == "undefined")
 
 
 HOSTILE = [

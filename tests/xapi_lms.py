@@ -29,7 +29,6 @@ import http.server
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -363,6 +362,3 @@ def xapi_lms(tmp_path, ralph):
 def verbs(statements: list[dict]) -> list[str]:
     return [s["verb"]["id"].rsplit("/", 1)[-1] for s in statements]
 
-
-def copy_tree(source: Path, target: Path) -> None:
-    shutil.copytree(source, target)
