@@ -190,3 +190,30 @@ def test_remote_cmi5_is_refused_until_supported(make_client, tmp_path):
     customer, _ = make_client()
     with pytest.raises(packages.PackageError, match="remote"):
         build(customer, RISE_CMI5, mode="remote", content_url="https://content.example", store=object())
+
+
+def test_admin_builds_a_cmi5_export_with_the_format_from_the_content(client, make_client, make_staff, login):
+    from conftest import csrf_token_from
+
+    login(make_staff("csm"))
+    customer, _ = make_client()
+    url = f"/admin/clients/{customer.slug}/packages"
+    page = client.get(url).get_data(as_text=True)
+    assert "cmi5 or xAPI (Tin Can)" in page
+    response = client.post(url, data={"csrf_token": csrf_token_from(page), "course_title": "Rise", "mode": "deployed",
+                                      "scorm_version": "content", "content": (export({"cmi5.xml": cmi5_xml(au("au/index.html")), "au/index.html": PAGE}), "au.zip")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 200 and response.mimetype == "application/zip"
+    assert "-rise-cmi5.zip" in response.headers["Content-Disposition"]
+    with zipfile.ZipFile(io.BytesIO(response.data)) as archive:
+        assert "cmi5.xml" in archive.namelist() and packages.TRACKER_FILE in archive.namelist()
+    db.session.rollback()
+    assert db.session.scalar(select(PackageIssue.scorm_version)) == "cmi5"
+    listing = client.get(url).get_data(as_text=True)
+    assert "<td>cmi5</td>" in listing
+    # SCORM 1.2 chosen for a cmi5 export: back to the form with the reason, nothing issued.
+    response = client.post(url, data={"csrf_token": csrf_token_from(listing), "course_title": "Rise 2",
+                                      "mode": "deployed", "scorm_version": "1.2",
+                                      "content": (export({"cmi5.xml": cmi5_xml(au("au/index.html")), "au/index.html": PAGE}), "au.zip")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 400 and "without a SCORM version" in response.get_data(as_text=True)
