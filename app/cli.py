@@ -283,8 +283,8 @@ def package_build(client_slug, course_title, scorm_version, content, mode, serve
     for warning in built.warnings:
         click.echo(f"Warning: {warning}", err=True)
     what = "untracked (perpetual licence)" if built.mode == "untracked" else f"reporting to {built.server_url}"
-    kind = {"cmi5": "cmi5", "tincan": "xAPI (Tin Can)"}.get(built.scorm_version, f"SCORM {built.scorm_version}")
-    emit(as_json, data, f"Wrote {target} ({kind}, {what}), package {data['package_id']}.")
+    emit(as_json, data, f"Wrote {target} ({package_service.format_name(built.scorm_version)}, {what}), "
+                        f"package {data['package_id']}.")
 
 
 @package_group.command("republish")

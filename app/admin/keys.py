@@ -59,8 +59,7 @@ def client_packages(slug: str):
 
 @bp.app_template_filter("package_format")
 def package_format(value: str | None) -> str:
-    """A package's format as people name it: "SCORM 1.2", "SCORM 2004", "cmi5", "xAPI (Tin Can)"."""
-    return {"cmi5": "cmi5", "tincan": "xAPI (Tin Can)"}.get(value or "", f"SCORM {value}")
+    return package_service.format_name(value)
 
 
 def upload_limit_mb() -> int:

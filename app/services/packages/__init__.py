@@ -57,7 +57,7 @@ from .tracker import (
                      talks_scorm,
                      tracker_source,
 )
-from .xapi_manifest import LaunchUnit, read_cmi5, read_tincan
+from .xapi_manifest import LaunchUnit, format_name, read_cmi5, read_tincan
 from .zipsafety import JUNK, MAX_CONTENT_BYTES, MAX_FILES, Content, safe_member_name
 
 __all__ = [
@@ -67,5 +67,5 @@ __all__ = [
     "Content", "PackageError", "Sco", "build_package", "check_content_url", "check_server_url",
     "configured_tracker", "inject_tracker", "launch_url", "origin_of", "package_bytes", "read_manifest",
     "read_scos", "remote_api_source", "remote_content", "render_manifest", "republish", "safe_member_name",
-    "tracker_source", "version_url", "STANDARDS", "LaunchUnit", "read_cmi5", "read_tincan",
+    "tracker_source", "version_url", "STANDARDS", "LaunchUnit", "format_name", "read_cmi5", "read_tincan",
 ]

@@ -23,6 +23,13 @@ CMI5_FILE = "cmi5.xml"
 TINCAN_FILE = "tincan.xml"
 STANDARD_FILES = {"cmi5": CMI5_FILE, "tincan": TINCAN_FILE}
 STANDARD_NAMES = {"cmi5": "cmi5", "tincan": "xAPI (Tin Can)"}
+
+
+def format_name(package_format: str | None) -> str:
+    """A package's format as people name it: "SCORM 1.2", "SCORM 2004", "cmi5", "xAPI (Tin Can)"."""
+    return STANDARD_NAMES.get(package_format or "", f"SCORM {package_format}")
+
+
 MOVE_ON = ("NotApplicable", "Passed", "Completed", "CompletedAndPassed", "CompletedOrPassed")
 LAUNCH_METHODS = ("AnyWindow", "OwnWindow")
 
