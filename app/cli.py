@@ -282,16 +282,18 @@ def learner_erase(client_slug, student_id, as_json):
 @package_group.command("build")
 @click.option("--client", "client_slug", required=True, help="The client's slug.")
 @click.option("--course", "course_title", required=True, help="The course title, as billing will show it.")
-@click.option("--scorm", "scorm_version", type=click.Choice(package_service.SCORM_VERSIONS), required=True)
+@click.option("--scorm", "scorm_version", type=click.Choice(package_service.SCORM_VERSIONS), default=None,
+              help="SCORM content and the placeholder: 1.2 or 2004. Leave out for a cmi5 or Tin Can export.")
 @click.option("--content", type=click.Path(exists=True), default=None,
-              help="A folder or zip with index.html, or an authoring tool's SCORM zip; none: a placeholder.")
+              help="A folder or zip with index.html, an authoring tool's SCORM, cmi5 (cmi5.xml) or Tin Can "
+                   "(tincan.xml) zip; none: a placeholder.")
 @click.option("--mode", type=click.Choice(package_service.MODES), default="deployed", show_default=True)
 @click.option("--server-url", default=None, help="Where learners' browsers reach this server (default PUBLIC_URL).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, writable=True),
               help="The zip file to write.")
 @click.option("--json", "as_json", is_flag=True)
 def package_build(client_slug, course_title, scorm_version, content, mode, server_url, output, as_json):
-    """Build a SCORM package (a new beacon key is written into it) and record its issue."""
+    """Build a SCORM, cmi5 or Tin Can package (a new beacon key is written into it) and record its issue."""
     client = find_client(client_slug)
     target = Path(output)
     partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
@@ -315,7 +317,8 @@ def package_build(client_slug, course_title, scorm_version, content, mode, serve
     for warning in built.warnings:
         click.echo(f"Warning: {warning}", err=True)
     what = "untracked (perpetual licence)" if built.mode == "untracked" else f"reporting to {built.server_url}"
-    emit(as_json, data, f"Wrote {target} (SCORM {built.scorm_version}, {what}), package {data['package_id']}.")
+    emit(as_json, data, f"Wrote {target} ({package_service.format_name(built.scorm_version)}, {what}), "
+                        f"package {data['package_id']}.")
 
 
 @package_group.command("republish")

@@ -67,7 +67,10 @@ class BeaconSchema(Schema):
     event = fields.String(load_default="launch", validate=validate.OneOf(EVENT_KINDS))
     event_id = fields.UUID(load_default=None, allow_none=True,
                            metadata={"description": "Fresh UUID per beacon; a repeat is stored once."})
-    scorm_version = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(["1.2", "2004"]))
+    scorm_version = fields.String(load_default=None, allow_none=True,
+                                  validate=validate.OneOf(["1.2", "2004", "cmi5", "tincan"]),
+                                  metadata={"description": "The package's format: SCORM 1.2 or 2004, cmi5, or "
+                                                           "xAPI (Tin Can)."})
     package = PlainText(load_default=None, allow_none=True, validate=validate.Length(max=64),
                         metadata={"description": "The package ID written at build time."})
     placeholder = fields.Boolean(load_default=False,

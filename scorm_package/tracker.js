@@ -503,7 +503,207 @@
     }
   }
 
+  // ===== cmi5 and xAPI (Tin Can) launches (CONFIG.scormVersion "cmi5" or "tincan") =====
+  //
+  // The LMS opens the AU's page with its launch parameters in the query string (cmi5: endpoint,
+  // fetch, actor, registration, activityId; Tin Can: endpoint, auth, actor, registration,
+  // activity_id). Same rules as for SCORM, for xAPI:
+  // X1. the learner comes from the launch's actor alone: account.name (Tin Can 0.9:
+  //     accountName), else mbox without "mailto:"; in old Tin Can launchers name, mbox and
+  //     account may be arrays (the first is taken). An actor that is too long, not JSON or
+  //     of another shape gives no learner: nothing is sent and the course runs as it would.
+  // X2. the tracker takes nothing from the AU: it never calls the fetch URL (a cmi5 AU may call
+  //     it once only), never reads or sends an auth token, never talks to the LRS, and changes no
+  //     request or answer. It only looks at the AU's own statement requests (XMLHttpRequest or
+  //     fetch, PUT or POST to ".../statements"), after they were sent, in what the LRS accepted
+  //     (a 2xx answer; a keepalive fetch, sent as the page unloads, once it is handed to the
+  //     browser): never changed, never delayed, never resent.
+  // X3. the launch is counted when the LRS accepts the AU's first statement (cmi5 "initialized"):
+  //     the course started and reached the LMS; a learner who leaves before that is not billed.
+  //     completed, passed and failed are counted from the AU's statements with those ADL verbs
+  //     about the launched activity (activityId / activity_id; the package's launchable
+  //     activities when the launch names none). One of each kind per visit, as for SCORM.
+
+  var XAPI_VERBS = {
+    "http://adlnet.gov/expapi/verbs/completed": "completed",
+    "http://adlnet.gov/expapi/verbs/passed": "passed",
+    "http://adlnet.gov/expapi/verbs/failed": "failed"
+  };
+  var XAPI_ACTOR_MAX = 4096;
+  var XAPI_ID_MAX = 255;
+  var XAPI_BODY_MAX = 1048576;
+
+  function isArray(value) { return Object.prototype.toString.call(value) === "[object Array]"; }
+  function firstOf(value) { return isArray(value) ? value[0] : value; }
+
+  function launchParameters(search) {
+    var out = {}, pairs = String(search || "").replace(/^\?/, "").split("&");
+    for (var i = 0; i < pairs.length; i++) {
+      var at = pairs[i].indexOf("="), name, value;
+      if (!pairs[i]) { continue; }
+      try {
+        name = decodeURIComponent((at < 0 ? pairs[i] : pairs[i].slice(0, at)).replace(/\+/g, " "));
+        value = at < 0 ? "" : decodeURIComponent(pairs[i].slice(at + 1).replace(/\+/g, " "));
+      } catch (e) { continue; } // a malformed escape: that parameter is not ours to fix
+      if (!Object.prototype.hasOwnProperty.call(out, name)) { out[name] = value; }
+    }
+    return out;
+  }
+
+  // The "content" field of an alternate-syntax form body, decoding no other field (its
+  // Authorization among them: rule X2).
+  function formContent(body) {
+    var pairs = body.split("&");
+    for (var i = 0; i < pairs.length; i++) {
+      if (pairs[i].indexOf("content=") === 0) {
+        return decodeURIComponent(pairs[i].slice(8).replace(/\+/g, " "));
+      }
+    }
+    return null;
+  }
+
+  // X1: the learner named by the launch's actor, or null.
+  function xapiLearner(raw) {
+    if (typeof raw !== "string" || !raw || raw.length > XAPI_ACTOR_MAX) { return null; }
+    var actor;
+    try { actor = JSON.parse(raw); } catch (e) { return null; }
+    actor = firstOf(actor);
+    if (!actor || typeof actor !== "object" || isArray(actor)) { return null; }
+    var id = null, account = firstOf(actor.account), mbox = firstOf(actor.mbox);
+    if (account && typeof account === "object") {
+      var accountName = account.name !== undefined ? account.name : account.accountName;
+      if (typeof accountName === "string" || typeof accountName === "number") { id = String(accountName); }
+    }
+    if ((id === null || !id.replace(/\s+/g, "")) && typeof mbox === "string") { id = mbox.replace(/^\s*mailto:/i, ""); }
+    if (id === null || !id.replace(/\s+/g, "") || id.length > XAPI_ID_MAX) { return null; }
+    var name = firstOf(actor.name);
+    return { id: id, name: typeof name === "string" ? name.slice(0, 1000) : "" };
+  }
+
+  function statementsUrl(url) {
+    var path = String(url || "").split("#")[0].split("?")[0];
+    return /\/statements\/?$/i.test(path);
+  }
+
+  function startXapi() {
+    if (!CONFIG || !CONFIG.url || !CONFIG.key) { return; }
+    flushQueue();
+    var params = launchParameters(window.location.search);
+    var actor = xapiLearner(params.actor);
+    if (!actor || !params.endpoint) { return; } // opened outside an LMS launch: nothing is sent
+    // The learner as beacons name it, as in SCORM's identify(): placeholders flagged; a sealed
+    // client's learner sealed first (what the AU reports meanwhile waits for it); never plain.
+    var learner = null, waitingKinds = [], placeholder = false;
+    try {
+      placeholder = ScormUsageSeal.isPlaceholder(ScormUsageSeal.normaliseStudentId(actor.id));
+    } catch (e) { /* an ID the server refuses: it says so */ }
+    function reportKind(kind) {
+      if (learner) { report(kind, learner); } else { waitingKinds.push(kind); }
+    }
+    if (!CONFIG.sealed) {
+      learner = { id: actor.id, name: actor.name, placeholder: placeholder };
+    } else if (CONFIG.sealed === "package") {
+      ScormUsageSeal.sealLearner(SEAL, actor.id, actor.name).then(safe(function (who) {
+        learner = who;
+        for (var k = 0; k < waitingKinds.length; k++) { report(waitingKinds[k], learner); }
+        waitingKinds = [];
+      }), function () { /* not sealed: nothing is sent */ });
+    } else {
+      return;
+    }
+    var launched = params.activityId || params.activity_id;
+    var activities = launched ? [launched] : (isArray(CONFIG.activities) ? CONFIG.activities : []);
+
+    function about(statement) {
+      var object = statement && statement.object;
+      if (!object || typeof object !== "object") { return false; }
+      for (var i = 0; i < activities.length; i++) {
+        if (object.id === activities[i]) { return true; }
+      }
+      return false;
+    }
+
+    // X2, X3: a statement request the LRS accepted; its body is read after the answer.
+    var accepted = safe(function (body) {
+      reportKind("launch");
+      if (typeof body !== "string" || body.length > XAPI_BODY_MAX) { return; }
+      var parsed;
+      try { parsed = JSON.parse(body); } catch (e) {
+        // xAPI's alternate request syntax (sent while a page unloads): the statement is the form's content.
+        try { parsed = JSON.parse(formContent(body)); } catch (e2) { return; }
+      }
+      var statements = isArray(parsed) ? parsed : [parsed];
+      for (var i = 0; i < statements.length; i++) {
+        var verb = statements[i] && statements[i].verb;
+        var kind = verb && typeof verb.id === "string" && Object.prototype.hasOwnProperty.call(XAPI_VERBS, verb.id)
+          ? XAPI_VERBS[verb.id] : null;
+        if (kind && about(statements[i])) { reportKind(kind); }
+      }
+    });
+
+    function watched(method, url) {
+      var verb = String(method || "").toUpperCase();
+      return (verb === "PUT" || verb === "POST") && statementsUrl(url);
+    }
+
+    var XHR = window.XMLHttpRequest;
+    var proto = XHR && XHR.prototype;
+    if (proto && typeof proto.open === "function" && typeof proto.send === "function") {
+      var open = proto.open, sendRequest = proto.send, opened = [];
+      try {
+        proto.open = function (method, url) {
+          safe(function (xhr) {
+            for (var i = 0; i < opened.length; i++) {
+              if (opened[i].xhr === xhr) { opened.splice(i, 1); break; }
+            }
+            if (watched(method, url)) { opened.push({ xhr: xhr }); }
+            if (opened.length > 50) { opened.shift(); }
+          })(this);
+          return open.apply(this, arguments);
+        };
+        proto.send = function (body) {
+          safe(function (xhr) {
+            for (var i = 0; i < opened.length; i++) {
+              if (opened[i].xhr === xhr) {
+                opened.splice(i, 1);
+                xhr.addEventListener("load", function () {
+                  if (xhr.status >= 200 && xhr.status < 300) { accepted(body); }
+                });
+                break;
+              }
+            }
+          })(this);
+          return sendRequest.apply(this, arguments);
+        };
+      } catch (e) { /* a frozen prototype: statements sent by XMLHttpRequest are not seen */ }
+    }
+    if (typeof window.fetch === "function") {
+      var originalFetch = window.fetch;
+      try {
+        window.fetch = function (input, init) {
+          var answer = originalFetch.apply(this, arguments);
+          safe(function () {
+            var url = typeof input === "string" ? input : input && input.url;
+            var method = (init && init.method) || (input && typeof input === "object" && input.method) || "GET";
+            if (watched(method, url) && answer && typeof answer.then === "function") {
+              var body = init && init.body;
+              // A keepalive request (TinCanJS sends its last statements so while the page unloads) is
+              // delivered by the browser after the page is gone, when no answer can be seen any more.
+              if (init && init.keepalive === true) { accepted(body); return; }
+              answer.then(function (response) {
+                if (response && response.status >= 200 && response.status < 300) { accepted(body); }
+              }, function () { /* not sent: nothing seen */ });
+            }
+          })();
+          return answer;
+        };
+      } catch (e) { /* fetch cannot be replaced: statements sent by fetch are not seen */ }
+    }
+  }
+
+  var XAPI_STANDARDS = { cmi5: true, tincan: true };
+
   // The remote package's launcher loads this file unconfigured to find the LMS API the same way.
   window.ScormUsageTracker = { findApi: findApi, VERSIONS: VERSIONS };
-  safe(start)();
+  safe(CONFIG && XAPI_STANDARDS[CONFIG.scormVersion] === true ? startXapi : start)();
 })(window);

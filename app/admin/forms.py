@@ -116,8 +116,10 @@ class ModeForm(FlaskForm):
 class PackageForm(FlaskForm):
     course_title = StringField("Course title", validators=[DataRequired(message="Give the course a title."),
                                                            Length(max=300)])
-    scorm_version = SelectField("SCORM version", default="1.2",
-                                choices=choices([("1.2", "SCORM 1.2"), ("2004", "SCORM 2004 (4th ed.)")]))
+    scorm_version = SelectField("Format", default="1.2",
+                                choices=choices([("1.2", "SCORM 1.2"), ("2004", "SCORM 2004 (4th ed.)"),
+                                                 ("content", "cmi5 or xAPI (Tin Can): from the content's "
+                                                             "cmi5.xml or tincan.xml")]))
     mode = SelectField("Kind", choices=choices([
         ("deployed", "Deployed: the course inside the zip"),
         ("remote", "Remote: a thin launcher; the course loads from this server and can be republished"),

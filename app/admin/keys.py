@@ -40,7 +40,8 @@ def client_packages(slug: str):
         try:
             data, built = package_service.package_bytes(
                 db.session, client=client, course_title=form.course_title.data,
-                scorm_version=form.scorm_version.data, content=content,
+                scorm_version=None if form.scorm_version.data == "content" else form.scorm_version.data,
+                content=content,
                 mode=form.mode.data if client.tracked else "deployed",
                 server_url=current_app.config["PUBLIC_URL"], issued_by=actor())
         except package_service.PackageError as exc:
@@ -54,6 +55,11 @@ def client_packages(slug: str):
             return send_file(io.BytesIO(data), mimetype="application/zip", as_attachment=True,
                              download_name=download)
     return _packages_page(client, form), 400 if form.errors else 200
+
+
+@bp.app_template_filter("package_format")
+def package_format(value: str | None) -> str:
+    return package_service.format_name(value)
 
 
 def upload_limit_mb() -> int:

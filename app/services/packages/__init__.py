@@ -2,15 +2,17 @@
 
 A package is a zip an LMS imports. What goes into it lives in ``scorm_package/``
 (manifest templates, the tracker, the placeholder course, the remote launcher).
-Content comes in three shapes: none (the placeholder course); a folder or zip
-with ``index.html`` at its root (wrapped in our own manifest); or an authoring
+Content comes in these shapes: none (the placeholder course); a folder or zip
+with ``index.html`` at its root (wrapped in our own manifest); an authoring
 tool's export with ``imsmanifest.xml`` at its root (its manifest is kept and
-every SCO launch page gets the tracker).
+every SCO launch page gets the tracker); or a cmi5 (``cmi5.xml``) or Tin Can
+(``tincan.xml``) export, kept as it is but for the tracker in each AU's page.
 
 One module per idea:
 
 - ``zipsafety``: reading content from a folder or zip without leaving it;
 - ``manifest``: reading an authoring tool's manifest, writing ours;
+- ``xapi_manifest``: reading cmi5 and Tin Can course structures;
 - ``tracker``: the tracker configured and added to launch pages;
 - ``deployed``: the deployed (and untracked) zip;
 - ``remote``: the thin zip, publishing to the content store;
@@ -21,6 +23,7 @@ One module per idea:
 from .build import (
     MODES,
     SCORM_VERSIONS,
+    STANDARDS,
     BuiltPackage,
     build_package,
     check_server_url,
@@ -54,6 +57,7 @@ from .tracker import (
                      talks_scorm,
                      tracker_source,
 )
+from .xapi_manifest import LaunchUnit, format_name, read_cmi5, read_tincan
 from .zipsafety import JUNK, MAX_CONTENT_BYTES, MAX_FILES, Content, safe_member_name
 
 __all__ = [
@@ -63,5 +67,5 @@ __all__ = [
     "Content", "PackageError", "Sco", "build_package", "check_content_url", "check_server_url",
     "configured_tracker", "inject_tracker", "launch_url", "origin_of", "package_bytes", "read_manifest",
     "read_scos", "remote_api_source", "remote_content", "render_manifest", "republish", "safe_member_name",
-    "tracker_source", "version_url",
+    "tracker_source", "version_url", "STANDARDS", "LaunchUnit", "format_name", "read_cmi5", "read_tincan",
 ]

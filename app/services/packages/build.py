@@ -31,9 +31,11 @@ from .errors import PackageError
 from .manifest import Sco, read_manifest, read_scos
 from .source import placeholder
 from .tracker import BEACON_PATH, configured_tracker, talks_scorm
+from .xapi_manifest import STANDARD_FILES, STANDARD_NAMES, read_standard
 from .zipsafety import Content, open_content
 
 SCORM_VERSIONS = ("1.2", "2004")
+STANDARDS = ("cmi5", "tincan")  # formats that come from the content (cmi5.xml, tincan.xml), never asked for
 MODES = ("deployed", "remote")
 _HTML = (".html", ".htm")
 
@@ -44,7 +46,7 @@ class BuiltPackage:
 
     issue: PackageIssue
     mode: str
-    scorm_version: str
+    scorm_version: str  # the package's format: "1.2", "2004", "cmi5" or "tincan"
     launch_files: list[str]
     key_prefix: str | None
     server_url: str | None
@@ -55,6 +57,8 @@ class BuiltPackage:
     @property
     def filename(self) -> str:
         slug = re.sub(r"[^a-z0-9]+", "-", self.issue.course_title.lower()).strip("-")[:60] or "course"
+        if self.scorm_version in STANDARDS:
+            return f"{slug}-{self.scorm_version}.zip"
         return f"{slug}-scorm{self.scorm_version.replace('.', '')}.zip"
 
 
@@ -85,14 +89,28 @@ def _use_case(session: Session):
             thing.close()
 
 
-def _course(content, title: str, scorm_version: str, tracked: bool, opened: list) -> tuple[Content, list[str]]:
-    """The course to package and its launch files, checked."""
+def _course(content, title: str, scorm_version: str | None, tracked: bool,
+            opened: list) -> tuple[Content, list[str], str]:
+    """The course to package, its launch files and its format (a SCORM version, "cmi5" or "tincan"), checked."""
     if content is None:
+        if scorm_version is None:
+            raise PackageError("a package without content needs a SCORM version (1.2 or 2004)")
         files = placeholder(title, scorm_version)
         course = Content(files={name: (lambda b=body: b) for name, body in files.items()})
     else:
         course = open_content(content, opened)
-    if course.manifest is not None:
+    if course.standard is not None:
+        fmt = course.standard
+        if scorm_version is not None:
+            raise PackageError(f"the content is a {STANDARD_NAMES[fmt]} export ({STANDARD_FILES[fmt]}, no "
+                               "imsmanifest.xml): build it without a SCORM version; its format comes from "
+                               "the content")
+        launches = _standard_launches(course, fmt)
+    elif scorm_version is None:
+        raise PackageError("the content is SCORM or a plain course: say which SCORM version to build "
+                           "(--scorm 1.2 or 2004); only cmi5 and Tin Can exports carry their format")
+    elif course.manifest is not None:
+        fmt = scorm_version
         found_version, launches = read_manifest(course.manifest)
         if found_version != scorm_version:
             raise PackageError(f"the content is a SCORM {found_version} package, not SCORM {scorm_version}")
@@ -100,6 +118,7 @@ def _course(content, title: str, scorm_version: str, tracked: bool, opened: list
         if missing:
             raise PackageError(f"imsmanifest.xml launches {missing[0]!r}, which is not in the content")
     else:
+        fmt = scorm_version
         launches = ["index.html"]
     if tracked:
         wrong = [name for name in launches if not name.lower().endswith(_HTML)]
@@ -109,7 +128,31 @@ def _course(content, title: str, scorm_version: str, tracked: bool, opened: list
         if reserved:
             raise PackageError(f"the content already holds {reserved[0]}: it was built here before; "
                                "wrap the original course instead")
-    return course, launches
+    return course, launches, fmt
+
+
+def _standard_launches(course: Content, fmt: str) -> list[str]:
+    """The launch pages of a cmi5 or Tin Can export's AUs, each inside the content."""
+    filename = STANDARD_FILES[fmt]
+    units = read_standard(fmt, course.read(filename))
+    launches: list[str] = []
+    for unit in units:
+        if unit.absolute:
+            raise PackageError(f"{filename}: {unit.id!r} launches {unit.url!r}, a page outside the package; the "
+                               "package holds the course itself, so every launch URL must be a page of the "
+                               "content (relative)")
+        if unit.launch not in course.files:
+            raise PackageError(f"{filename}: {unit.id!r} launches {unit.launch!r}, which is not in the content")
+        if unit.launch not in launches:
+            launches.append(unit.launch)
+    return launches
+
+
+def _activities(course: Content) -> list[str] | None:
+    """A cmi5 or Tin Can export's launchable activity IDs, for its tracker (None for SCORM)."""
+    if course.standard is None:
+        return None
+    return [unit.id for unit in read_standard(course.standard, course.read(STANDARD_FILES[course.standard]))]
 
 
 def _scos(course: Content, title: str) -> tuple[list[Sco], list[str]]:
@@ -131,14 +174,16 @@ def _remote_settings(content_url, store, server_url):
     return remote.check_content_url(content_url, server_url), store
 
 
-def build_package(session: Session, *, client: Client, course_title: str, scorm_version: str,
+def build_package(session: Session, *, client: Client, course_title: str, scorm_version: str | None,
                   out: str | Path | BinaryIO, content: str | Path | BinaryIO | None = None,
                   mode: str = "deployed", server_url: str | None, issued_by: str,
                   content_url: str | None = None, store=None) -> BuiltPackage:
     """Write a SCORM package for ``client`` to ``out`` and record its issue. Commits.
 
     ``content``: None (placeholder course), a folder, a zip path or a binary
-    file holding a zip (an upload). ``out``: a path or a writable binary file.
+    file holding a zip (an upload). ``scorm_version``: "1.2" or "2004" for SCORM
+    and plain content; None for a cmi5 or Tin Can export, whose format comes from it.
+    ``out``: a path or a writable binary file.
     ``server_url``: the server as learners' browsers reach it (PUBLIC_URL);
     unused for a perpetual-licence client, whose package is untracked
     (a remote package is refused for it). ``issued_by``: the staff e-mail, or "cli".
@@ -148,7 +193,7 @@ def build_package(session: Session, *, client: Client, course_title: str, scorm_
     """
     if not client.active:
         raise PackageError(f"client {client.slug!r} is inactive; reactivate it before building packages")
-    if scorm_version not in SCORM_VERSIONS:
+    if scorm_version is not None and scorm_version not in SCORM_VERSIONS:
         raise PackageError(f"SCORM version must be one of {', '.join(SCORM_VERSIONS)}")
     if mode not in MODES:
         raise PackageError(f"mode must be one of {', '.join(MODES)}")
@@ -166,7 +211,10 @@ def build_package(session: Session, *, client: Client, course_title: str, scorm_
         content_url, store = _remote_settings(content_url, store, server_url)
 
     with _use_case(session) as opened:
-        course, launches = _course(content, title, scorm_version, tracked, opened)
+        course, launches, scorm_version = _course(content, title, scorm_version, tracked, opened)
+        if mode == "remote" and course.standard is not None:
+            raise PackageError(f"a remote {STANDARD_NAMES[course.standard]} package cannot be built yet; build it "
+                               "deployed")
         issue = PackageIssue(package_id=uuid.uuid4(), client_id=client.id, course_title=title,
                              scorm_version=scorm_version, mode=mode if tracked else "untracked",
                              issued_by=issued_by)
@@ -188,7 +236,9 @@ def build_package(session: Session, *, client: Client, course_title: str, scorm_
                                tracker=configured_tracker(beacon_url=server_url + BEACON_PATH, key=key, course=title,
                                                           package_id=issue.package_id,
                                                           scorm_version=scorm_version,
-                                                          self_open=not talks_scorm(course),
+                                                          self_open=(course.standard is None
+                                                                     and not talks_scorm(course)),
+                                                          activities=_activities(course),
                                                           sealed="package" if client.sealed else None)
                                if tracked else None)
         session.flush()
@@ -224,7 +274,7 @@ def republish(session: Session, *, package_id: uuid.UUID, content: str | Path | 
 
         store = current_app.extensions["content_store"]
     with _use_case(session) as opened:
-        course, _launches = _course(content, issue.course_title, issue.scorm_version, True, opened)
+        course, _launches, _format = _course(content, issue.course_title, issue.scorm_version, True, opened)
         scos, notes = _scos(course, issue.course_title)
         if len(scos) != row.sco_count:
             raise PackageError(f"the package on the LMS has {row.sco_count} SCO item(s) and the new content "

@@ -12,15 +12,14 @@ from .zipsafety import Content
 
 def write_deployed_zip(out, course: Content, launches: list[str], title: str, scorm_version: str,
                        package_id: uuid.UUID, tracker: bytes | None) -> None:
-    """The course, its own manifest (or ours), and the tracker (none for an untracked package)."""
+    """The course, its own manifest or course structure (or our manifest), and the tracker (none if untracked)."""
     names = [name for name in course.files if name != "imsmanifest.xml"]
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         if course.manifest is not None:
-            manifest = course.manifest
-        else:
+            archive.writestr("imsmanifest.xml", course.manifest)
+        elif course.standard is None:  # a cmi5 or Tin Can course structure is one of the course's files
             listed = sorted(names + ([TRACKER_FILE] if tracker else []))
-            manifest = render_manifest(scorm_version, title, package_id, launches[0], listed)
-        archive.writestr("imsmanifest.xml", manifest)
+            archive.writestr("imsmanifest.xml", render_manifest(scorm_version, title, package_id, launches[0], listed))
         if tracker is not None:
             archive.writestr(TRACKER_FILE, tracker)
         for name in names:

@@ -30,7 +30,8 @@ def tracker_source() -> str:
 
 
 def configured_tracker(*, beacon_url: str, key: str, course: str, package_id: uuid.UUID, scorm_version: str,
-                       self_open: bool = False, sealed: str | None = None, grant: str | None = None) -> bytes:
+                       self_open: bool = False, sealed: str | None = None, grant: str | None = None,
+                       activities: list[str] | None = None) -> bytes:
     """The tracker for one package. ``self_open``: the content has no SCORM calls (see ``talks_scorm``).
 
     ``sealed``: None for a client whose packages are not sealed; "package" for a sealed client's
@@ -38,14 +39,19 @@ def configured_tracker(*, beacon_url: str, key: str, course: str, package_id: uu
     ``flask package seal``); "relayed" for a sealed client's remote player, which gets the
     learner already sealed by the launcher on the LMS.
     ``grant``: the seat grant a remote launch came with, sent with every beacon.
+    ``scorm_version`` "cmi5" or "tincan" puts the tracker in its xAPI mode; ``activities`` are then
+    the package's launchable activity IDs (used when a launch names none).
     """
     source = tracker_source()
     if CONFIG_MARK not in source or SEAL_MARK not in source:
         raise RuntimeError("scorm_package/tracker.js lost its configuration or seal mark")
-    config = json.dumps({"url": beacon_url, "key": key, "course": course, "packageId": str(package_id),
-                         "scormVersion": scorm_version, "selfOpen": self_open, "sealed": sealed or False,
-                         **({"grant": grant} if grant else {})}, ensure_ascii=True)
-    source = source.replace(CONFIG_MARK, config, 1)
+    settings = {"url": beacon_url, "key": key, "course": course, "packageId": str(package_id),
+                "scormVersion": scorm_version, "selfOpen": self_open, "sealed": sealed or False}
+    if grant:
+        settings["grant"] = grant
+    if activities is not None:
+        settings["activities"] = activities
+    source = source.replace(CONFIG_MARK, json.dumps(settings, ensure_ascii=True), 1)
     if sealed != "package":
         source = source.replace(SEAL_MARK, "null", 1)
     return source.encode("utf-8")

@@ -32,6 +32,9 @@ class Content:
 
     files: dict[str, Callable[[], bytes]] = field(default_factory=dict)
     manifest: bytes | None = None  # an authoring tool's imsmanifest.xml, kept as it is
+    # "cmi5" (cmi5.xml) or "tincan" (tincan.xml) for an xAPI export without imsmanifest.xml; its
+    # course structure stays one of the files, kept as it is.
+    standard: str | None = None
     openers: dict[str, Callable[[], BinaryIO]] = field(default_factory=dict)
 
     def read(self, name: str) -> bytes:
@@ -133,8 +136,14 @@ def classify(content: Content) -> Content:
     if "imsmanifest.xml" in content.files:
         content.manifest = content.read("imsmanifest.xml")
         return content
+    for standard, filename in (("cmi5", "cmi5.xml"), ("tincan", "tincan.xml")):
+        if filename in content.files:
+            content.standard = standard
+            return content
     if "index.html" in content.files:
         return content
-    nested = sorted({n.rsplit("/", 1)[0] for n in content.files if n.endswith("/imsmanifest.xml")})
+    nested = sorted({n.rsplit("/", 1)[0] for n in content.files
+                     if n.rsplit("/", 1)[-1] in ("imsmanifest.xml", "cmi5.xml", "tincan.xml") and "/" in n})
     hint = f" (found one in {nested[0]}/: zip that folder's contents instead)" if nested else ""
-    raise PackageError("the content needs index.html or imsmanifest.xml at its root" + hint)
+    raise PackageError("the content needs index.html or imsmanifest.xml at its root (cmi5.xml or tincan.xml for "
+                       "a cmi5 or xAPI/Tin Can export)" + hint)
