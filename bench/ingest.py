@@ -338,11 +338,23 @@ class RalphLRS:
 
     @staticmethod
     def ensure_installed() -> Path:
-        bin_dir = RALPH_VENV / "bin"
-        if not (bin_dir / "ralph").exists():
-            print(f"installing {RALPH_SPEC} into {RALPH_VENV.relative_to(ROOT)} (once)", flush=True)
-            subprocess.run([sys.executable, "-m", "venv", str(RALPH_VENV)], check=True)
-            subprocess.run([str(bin_dir / "pip"), "install", "-q", RALPH_SPEC, "requests>=2,<3"], check=True)
+        """Ralph's virtual environment, made once from PyPI. Under a lock and marked complete only at
+        the end: parallel test workers and bench runs ask at once, and a half-made one (its `ralph`
+        script there, `requests` not yet) failed the others."""
+        import fcntl
+
+        bin_dir, complete = RALPH_VENV / "bin", RALPH_VENV / ".complete"
+        if complete.exists():
+            return bin_dir
+        with open(RALPH_VENV.with_name(".ralph-venv.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not complete.exists():
+                shutil.rmtree(RALPH_VENV, ignore_errors=True)
+                print(f"installing {RALPH_SPEC} into {RALPH_VENV.relative_to(ROOT)} (once)", flush=True)
+                subprocess.run([sys.executable, "-m", "venv", str(RALPH_VENV)], check=True)
+                # ralph's CLI (`ralph auth`) imports requests without declaring it.
+                subprocess.run([str(bin_dir / "pip"), "install", "-q", RALPH_SPEC, "requests>=2,<3"], check=True)
+                complete.touch()
         return bin_dir
 
     def __enter__(self) -> RalphLRS:

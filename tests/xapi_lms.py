@@ -30,7 +30,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -45,8 +44,6 @@ from conftest import ROOT, free_port, require
 from scorm_content import QuietHandler
 
 BENCH = ROOT / "bench"
-RALPH_VENV = BENCH / ".ralph-venv"
-RALPH_SPEC = "ralph-malph[backend-fs,lrs,cli]>=5,<6"
 XAPI_VERSION = "1.0.3"
 CMI5_SESSION = "https://w3id.org/xapi/cmi5/context/extensions/sessionid"
 VERBS = "http://adlnet.gov/expapi/verbs/"
@@ -65,10 +62,9 @@ class Ralph:
         self.basic = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
 
     def start(self) -> Ralph:
-        bin_dir = RALPH_VENV / "bin"
-        if not (bin_dir / "ralph").exists():
-            subprocess.run([sys.executable, "-m", "venv", str(RALPH_VENV)], check=True)
-            subprocess.run([str(bin_dir / "pip"), "install", "-q", RALPH_SPEC], check=True)
+        from bench.ingest import RalphLRS
+
+        bin_dir = RalphLRS.ensure_installed()  # the same one `make bench` uses, made once
         require((bin_dir / "uvicorn").exists(), "Ralph LRS could not be installed (pip ralph-malph)")
         self.folder.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "RALPH_APP_DIR": str(self.folder), "RALPH_AUTH_FILE": str(self.folder / "auth.json"),
