@@ -397,3 +397,22 @@ def test_chains_of_merges_count_once_and_undo_in_any_order(app, client, make_cli
     merge("pat.s", "778899")
     runner.invoke(args=["learner", "unmerge", "--client", acme.slug, "--student-id", "pat@acme.example"])
     assert _usage(client, token, acme.slug)["unique_users"] == 2
+
+
+@pytest.mark.parametrize("anonymised", [False, True], ids=["verbatim", "anonymised"])
+def test_erasing_one_identity_of_a_merged_person_erases_both(app, client, make_client, make_staff, runner,
+                                                             anonymised):
+    acme, key = make_client(name="Erase Org", anonymised=anonymised)
+    token = staff_service.create_token(db.session, make_staff("billing"), actor="test")
+    s = Scenario()
+    _send(client, key, dt.datetime(2026, 6, 2, 9, tzinfo=dt.UTC), "jane@acme.example", "Doe, Jane", COURSES[0], s)
+    _send(client, key, dt.datetime(2026, 6, 20, 9, tzinfo=dt.UTC), "004711", "Doe, Jane", COURSES[1], s)
+    _send(client, key, dt.datetime(2026, 6, 21, 9, tzinfo=dt.UTC), "rick@acme.example", "Roe, Rick", COURSES[0], s)
+    result = runner.invoke(args=["learner", "merge", "--client", acme.slug, "--student-id", "jane@acme.example",
+                                 "--into", "004711"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(args=["learner", "erase", "--client", acme.slug, "--student-id", "004711", "--json"])
+    assert result.exit_code == 0 and json.loads(result.output)["erased"] == 2, result.output
+    usage = _usage(client, token, acme.slug)
+    assert usage["unique_users"] == 1 and usage["launches"] == 1
+    assert db.session.query(LearnerMerge).count() == 0

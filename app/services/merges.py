@@ -41,6 +41,17 @@ def with_people(query):
     return query.join_from(DailyUsage, USAGE_LEARNER, USAGE_LEARNER.id == DailyUsage.learner_id)
 
 
+def same_person(session: Session, client_id: int, learner_ids) -> set[int]:
+    """The given learners and every identity merged with any of them (one person each)."""
+    if not learner_ids:
+        return set()
+    people = select(func.coalesce(Learner.merged_into_id, Learner.id)).where(
+        Learner.client_id == client_id, Learner.id.in_(list(learner_ids)))
+    return set(learner_ids) | set(session.scalars(select(Learner.id).where(
+        Learner.client_id == client_id,
+        (Learner.id.in_(people)) | (Learner.merged_into_id.in_(people)))))
+
+
 # --- merging ---------------------------------------------------------------------------
 
 
