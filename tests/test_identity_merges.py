@@ -231,8 +231,12 @@ def test_switch_from_email_to_numeric_ids_mid_month(app, client, make_client, ma
         refused = client.post(f"/admin/clients/{acme.slug}/identities/merge",
                               data={"scope": "all", "csrf_token": token_csrf},
                               headers={"Referer": "https://localhost/admin/"})
-        assert refused.status_code == 302 and _figures(client, token, acme)["api"] == IDENTITIES - 1, \
-            "merge all without the confirmation merges nothing"
+        assert refused.status_code == 400 and "Tick the box to confirm." in refused.get_data(as_text=True)
+        assert _figures(client, token, acme)["api"] == IDENTITIES - 1, "merge all unconfirmed merges nothing"
+        gone = client.post(f"/admin/clients/{acme.slug}/identities/merge",
+                           data={"pair": first.key, "csrf_token": token_csrf},
+                           headers={"Referer": "https://localhost/admin/"})
+        assert gone.status_code == 409 and "no longer proposed" in gone.get_data(as_text=True)
         client.post(f"/admin/clients/{acme.slug}/identities/merge",
                     data={"scope": "all", "confirm": "y", "csrf_token": token_csrf},
                     headers={"Referer": "https://localhost/admin/"})

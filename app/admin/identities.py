@@ -8,7 +8,7 @@ for anonymised ones; names never appear (they are digests for anonymised clients
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField
 from wtforms.validators import DataRequired
@@ -32,8 +32,7 @@ class UnmergeForm(FlaskForm):
     """A button: only the CSRF token."""
 
 
-@bp.get("/clients/<slug>/identities")
-def client_identities(slug: str):
+def _page(slug: str, *, all_form: MergeAllForm | None = None, status: int = 200):
     client = client_or_404(slug)
     now = utcnow()
     found = drift.proposals(db.session, client, now)
@@ -42,8 +41,14 @@ def client_identities(slug: str):
     return render_template(
         "admin/identities.html", client=client, proposals=found, effect=effect,
         drifts=drift.open_drifts(db.session, client), history=merges.merge_history(db.session, client),
-        one_form=MergeOneForm(), all_form=MergeAllForm(), unmerge_form=UnmergeForm(),
-        min_pairs=drift.MIN_PAIRS, window_days=drift.WINDOW_DAYS)
+        one_form=MergeOneForm(formdata=None), all_form=all_form or MergeAllForm(formdata=None),
+        unmerge_form=UnmergeForm(formdata=None), min_pairs=drift.MIN_PAIRS, window_days=drift.WINDOW_DAYS,
+    ), status
+
+
+@bp.get("/clients/<slug>/identities")
+def client_identities(slug: str):
+    return _page(slug)
 
 
 @bp.post("/clients/<slug>/identities/merge")
@@ -52,15 +57,14 @@ def client_identities_merge(slug: str):
     merge_all = request.form.get("scope") == "all"
     form = MergeAllForm() if merge_all else MergeOneForm()
     if not form.validate_on_submit():
-        flash(" ".join(e for errors in form.errors.values() for e in errors) or "Nothing merged.", "error")
-        return redirect(url_for("admin.client_identities", slug=client.slug))
+        return _page(slug, all_form=form if merge_all else None, status=400)
     try:
         done = drift.accept(db.session, client, None if merge_all else [form.pair.data], actor=actor())
     except (drift.ProposalGone, merges.MergeError) as exc:
         db.session.rollback()
         flash(f"Nothing merged: {exc}.", "error")
-    else:
-        flash(f"Merged {len(done)} pair(s): each now counts as one learner in every period.", "success")
+        return _page(slug, status=409)
+    flash(f"Merged {len(done)} pair(s): each now counts as one learner in every period.", "success")
     return redirect(url_for("admin.client_identities", slug=client.slug))
 
 
@@ -68,15 +72,15 @@ def client_identities_merge(slug: str):
 def client_identities_unmerge(slug: str, merge_id: int):
     client = client_or_404(slug)
     record = merges.find_merge(db.session, client, merge_id)
-    form = UnmergeForm()
-    if record is None or not form.validate_on_submit():
-        flash("Nothing undone: that merge is not this client's, or the form expired.", "error")
-        return redirect(url_for("admin.client_identities", slug=client.slug))
+    if record is None:
+        abort(404)
+    if not UnmergeForm().validate_on_submit():
+        return _page(slug, status=400)
     try:
         merges.unmerge(db.session, client, record.learner, actor=actor())
     except merges.MergeError as exc:
         db.session.rollback()
         flash(f"Nothing undone: {exc}.", "error")
-    else:
-        flash("Merge undone: the two identities count as two learners again.", "success")
+        return _page(slug, status=409)
+    flash("Merge undone: the two identities count as two learners again.", "success")
     return redirect(url_for("admin.client_identities", slug=client.slug))

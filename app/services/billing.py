@@ -3,9 +3,8 @@
 Unique users over a range are a distinct count over ``daily_usage`` (never a
 sum of daily figures) of ``PERSON``: two identities of one person that were
 merged (``services/merges.py``) count once. Dates are UTC days, both ends
-inclusive. Each figure has
-one function here, and the billing page, both CSVs and the usage API all call
-the same one, so they cannot disagree. Every count happens in SQL; Python only
+inclusive. Each figure has one function here, and the billing page, both CSVs
+and the usage API all call the same one, so they cannot disagree. Every count happens in SQL; Python only
 arranges rows the database has already counted.
 """
 
