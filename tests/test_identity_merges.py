@@ -302,6 +302,10 @@ def test_lookalike_names_without_an_id_change_are_never_proposed(app, client, ma
         _send(client, key, dt.datetime(2026, 6, 18, 9, tzinfo=dt.UTC), f"9{n}", f"Twin{n}, Lou", COURSES[0], s)
         _send(client, key, dt.datetime(2026, 6, 22, 9, tzinfo=dt.UTC), f"c{n}@acme.example", f"Twin{n}, Lou",
               COURSES[0], s)
+    for n in range(3):  # one name under three shapes in turn: which pairs with which is not guessed
+        for day, student_id in ((2, f"tia{n}@acme.example"), (12, f"tia.{n}"), (22, f"3300{n}")):
+            _send(client, key, dt.datetime(2026, 6, day, 9, tzinfo=dt.UTC), student_id, f"Three{n}, Tia",
+                  COURSES[0], s)
     with time_machine.travel(CHECKED, tick=False):
         assert drift.proposals(db.session, acme) == []
         result = runner.invoke(args=["identity", "check-drift", "--client", acme.slug, "--json"])

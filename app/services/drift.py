@@ -12,7 +12,8 @@ A *proposal* pairs an identity known before (the old one) with a new identity wh
 - the old identity has not been seen since the new one appeared (an ID that
   keeps arriving is a person of its own, whatever their name);
 - the name is unambiguous: one learner of the old shape and one of the new
-  shape carry it (two "Jane Smith"s are never guessed at);
+  shape carry it (two "Jane Smith"s are never guessed at), and each of the
+  two is in no other pair;
 - neither is merged already.
 
 A *drift* is at least ``MIN_PAIRS`` proposals of one shape change (say email
@@ -30,8 +31,8 @@ import datetime as dt
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from ..merge_models import IdentityDrift
 from ..models import Client, DailyUsage, Learner, utcnow
@@ -88,44 +89,53 @@ def _window_start(now: dt.datetime) -> dt.datetime:
 def proposals(session: Session, client: Client, now: dt.datetime | None = None) -> list[Proposal]:
     """The pairs to review, best first (see the module docstring for the rules)."""
     now = now or utcnow()
-    old, new = aliased(Learner, name="old_learner"), aliased(Learner, name="new_learner")
-    rows = session.execute(
-        select(old.id, old.identity, old.pseudonymised, old.id_shape, old.first_seen, old.last_seen,
-               new.id, new.identity, new.pseudonymised, new.id_shape, new.first_seen, new.last_seen, new.name)
-        .join(new, and_(new.client_id == old.client_id, new.name == old.name, new.id != old.id))
-        .where(old.client_id == client.id, old.name.is_not(None), old.name != "",
-               old.id_shape.is_not(None), new.id_shape.is_not(None), old.id_shape != new.id_shape,
-               old.merged_into_id.is_(None), new.merged_into_id.is_(None),
-               new.first_seen >= _window_start(now), new.first_seen > old.first_seen,
-               old.last_seen <= new.first_seen)
-    ).all()
-    if not rows:
-        return []
-    names = {row[12] for row in rows}
-    per_name_shape = Counter()
-    for name, shape, count in session.execute(
-            select(Learner.name, Learner.id_shape, func.count()).where(
-                Learner.client_id == client.id, Learner.name.in_(names), Learner.merged_into_id.is_(None))
-            .group_by(Learner.name, Learner.id_shape)):
-        per_name_shape[(name, shape)] = count
-    unambiguous = [row for row in rows
-                   if per_name_shape[(row[12], row[3])] == 1 and per_name_shape[(row[12], row[9])] == 1]
-    ids = {row[0] for row in unambiguous} | {row[6] for row in unambiguous}
+    window_start = _window_start(now)
+    # Every unmerged learner carrying the name of a learner new in the window, paired below in memory.
+    # Names have no index (the beacon path writes them): the names are fetched first, then their
+    # learners by lists of names, a plan that does not depend on the planner's statistics.
+    recent_names = sorted(set(session.scalars(select(Learner.name).where(
+        Learner.client_id == client.id, Learner.first_seen >= window_start, Learner.merged_into_id.is_(None),
+        Learner.id_shape.is_not(None), Learner.name.is_not(None), Learner.name != ""))))
+    by_name: dict[str, list] = defaultdict(list)
+    for chunk in range(0, len(recent_names), 1000):
+        for row in session.execute(
+                select(Learner.id, Learner.identity, Learner.pseudonymised, Learner.id_shape, Learner.first_seen,
+                       Learner.last_seen, Learner.name)
+                .where(Learner.client_id == client.id, Learner.merged_into_id.is_(None),
+                       Learner.name.in_(recent_names[chunk:chunk + 1000]))):
+            by_name[row.name].append(row)
+    pairs = []
+    for namesakes in by_name.values():
+        # Unambiguous only: exactly one learner of each of the two shapes carries the name.
+        per_shape = Counter(learner.id_shape for learner in namesakes)
+        single = [learner for learner in namesakes if learner.id_shape and per_shape[learner.id_shape] == 1]
+        for new in single:
+            if new.first_seen < window_start:
+                continue
+            pairs += [(old, new) for old in single
+                      if old.id_shape != new.id_shape and old.first_seen < new.first_seen
+                      and old.last_seen <= new.first_seen]
+    # One name under three shapes (two changes) pairs each with each: which is which is not guessed.
+    in_pairs = Counter(learner.id for pair in pairs for learner in pair)
+    pairs = [(old, new) for old, new in pairs if in_pairs[old.id] == 1 and in_pairs[new.id] == 1]
+    ids = sorted({learner.id for pair in pairs for learner in pair})
     courses: dict[int, set[int]] = defaultdict(set)
-    if ids:
+    for chunk in range(0, len(ids), 500):
         for learner_id, course_id in session.execute(
                 select(DailyUsage.learner_id, DailyUsage.course_id).distinct()
-                .where(DailyUsage.client_id == client.id, DailyUsage.learner_id.in_(ids))):
+                .where(DailyUsage.client_id == client.id, DailyUsage.learner_id.in_(ids[chunk:chunk + 500]))):
             courses[learner_id].add(course_id)
     found = []
-    for row in unambiguous:
-        old_side = Side(row[0], _reference(row[1], row[2]), row[3], row[4], row[5])
-        new_side = Side(row[6], _reference(row[7], row[8]), row[9], row[10], row[11])
-        shared = len(courses[old_side.learner_id] & courses[new_side.learner_id])
+    for old, new in pairs:
+        old_side = Side(old.id, _reference(old.identity, old.pseudonymised), old.id_shape, old.first_seen,
+                        old.last_seen)
+        new_side = Side(new.id, _reference(new.identity, new.pseudonymised), new.id_shape, new.first_seen,
+                        new.last_seen)
+        shared = len(courses[old.id] & courses[new.id])
         confidence = BASE_CONFIDENCE + (SHARED_COURSE_CONFIDENCE if shared else 0) + (
-            SOON_CONFIDENCE if new_side.first_seen - old_side.last_seen <= dt.timedelta(days=SOON_DAYS) else 0)
+            SOON_CONFIDENCE if new.first_seen - old.last_seen <= dt.timedelta(days=SOON_DAYS) else 0)
         found.append(Proposal(old_side, new_side, shared, round(min(confidence, 1.0), 2),
-                              "name digest" if row[2] or row[8] else "name"))
+                              "name digest" if old.pseudonymised or new.pseudonymised else "name"))
     found.sort(key=lambda p: (-p.confidence, p.new.first_seen, p.old.learner_id))
     return found
 
@@ -237,10 +247,18 @@ def accept(session: Session, client: Client, keys: list[str] | None, *, actor: s
         if missing:
             raise ProposalGone("that pair is no longer proposed (merged already, or new launches changed it)")
         chosen = [current[k] for k in keys]
-    for proposal in chosen:
-        old, new = session.get(Learner, proposal.old.learner_id), session.get(Learner, proposal.new.learner_id)
-        merges.merge(session, client, old, new, actor=actor, source="proposal", evidence=proposal.evidence,
-                     commit=False)
+    # Proposals are disjoint pairs of learners merged into nobody: the pointers are set once at the end,
+    # and the learners are loaded up front (a lookup per pair would flush the merges added so far).
+    ids = sorted({learner_id for p in chosen for learner_id in (p.old.learner_id, p.new.learner_id)})
+    learners = {}
+    for chunk in range(0, len(ids), 500):
+        learners.update((learner.id, learner) for learner in session.scalars(
+            select(Learner).where(Learner.id.in_(ids[chunk:chunk + 500]))))
+    with session.no_autoflush:
+        for proposal in chosen:
+            merges.merge(session, client, learners[proposal.old.learner_id], learners[proposal.new.learner_id],
+                         actor=actor, source="proposal", evidence=proposal.evidence, commit=False, apply=False)
+    merges.apply_merges(session, client.id)
     if commit:
         session.commit()
     return chosen

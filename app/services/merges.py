@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session, aliased
 
 from ..identity import Pseudonymiser, normalise_student_id
@@ -109,19 +109,19 @@ def _ends(merges: list[LearnerMerge]) -> dict[int, int]:
     return ends
 
 
-def _apply(session: Session, client_id: int) -> None:
-    """Make every learner's ``merged_into_id`` agree with the merges in force."""
+def apply_merges(session: Session, client_id: int) -> None:
+    """Make every learner's ``merged_into_id`` agree with the merges in force (only changed rows written)."""
     session.flush()
     ends = _ends(active_merges(session, client_id))
-    stale = session.execute(select(Learner.id, Learner.merged_into_id).where(
-        Learner.client_id == client_id, Learner.merged_into_id.is_not(None))).all()
-    for learner_id, into in stale:
-        if ends.get(learner_id) != into:
-            session.execute(update(Learner).where(Learner.id == learner_id)
-                            .values(merged_into_id=ends.get(learner_id)))
-    for learner_id, end in ends.items():
-        session.execute(update(Learner).where(Learner.id == learner_id, Learner.merged_into_id.is_distinct_from(end))
-                        .values(merged_into_id=end))
+    current = dict(session.execute(select(Learner.id, Learner.merged_into_id).where(
+        Learner.client_id == client_id, Learner.merged_into_id.is_not(None))).all())
+    changed = [{"learner": learner_id, "end": ends.get(learner_id)} for learner_id in sorted(set(current) | set(ends))
+               if current.get(learner_id) != ends.get(learner_id)]
+    if changed:
+        learners = Learner.__table__
+        session.connection().execute(
+            update(learners).where(learners.c.id == bindparam("learner")).values(merged_into_id=bindparam("end")),
+            changed)
     session.expire_all()
 
 
@@ -130,11 +130,13 @@ def _end_of(session: Session, learner: Learner) -> int:
 
 
 def merge(session: Session, client: Client, old: Learner, into: Learner, *, actor: str, source: str = "manual",
-          evidence: dict | None = None, commit: bool = True) -> LearnerMerge:
+          evidence: dict | None = None, commit: bool = True, apply: bool = True) -> LearnerMerge:
     """Merge ``old`` into ``into``: from now on they count as one learner everywhere. Audited.
 
     Refused when they are one learner already, when ``old`` is merged into
     someone else (unmerge it first), or when either is another client's.
+    ``apply=False`` leaves ``apply_merges`` to the caller, once for many
+    merges of learners not merged before and each in one merge only.
     """
     if old.client_id != client.id or into.client_id != client.id:
         raise MergeError("both learners must be this client's")
@@ -148,7 +150,8 @@ def merge(session: Session, client: Client, old: Learner, into: Learner, *, acto
     audit.record(session, actor, "learner.merge", client.id, None,
                  {"learner": reference(old), "into": reference(into), "source": source,
                   **({"confidence": evidence["confidence"]} if evidence and "confidence" in evidence else {})})
-    _apply(session, client.id)
+    if apply:
+        apply_merges(session, client.id)
     if commit:
         session.commit()
     return record
@@ -164,7 +167,7 @@ def unmerge(session: Session, client: Client, old: Learner, *, actor: str, commi
     into = session.get(Learner, record.into_learner_id)
     audit.record(session, actor, "learner.unmerge", client.id,
                  {"learner": reference(old), "into": reference(into) if into else None}, None)
-    _apply(session, client.id)
+    apply_merges(session, client.id)
     if commit:
         session.commit()
     return record
