@@ -462,7 +462,9 @@ def register(app: Flask) -> None:
     for group in (client_group, staff_group, token_group, learner_group, demo_group, tls_group, package_group):
         app.cli.add_command(group)
     from .cli_held_back import register as register_held_back
+    from .cli_identity import register as register_identity
     from .cli_licences import register as register_licences
 
     register_licences(app)
     register_held_back(app)
+    register_identity(app)

@@ -23,7 +23,13 @@ an existing client's pseudonyms. A bounded cache keyed by the HMAC (never the
 plain value) spares returning learners the Argon2 cost.
 
 Names of anonymised learners are kept only as a keyed digest (HMAC), enough to
-notice that one ID arrives with different names, useless to read.
+notice that one ID arrives with different names, or one name under two IDs (an
+LMS that changed its ID scheme), useless to read.
+
+Each learner also keeps the *shape* of its ID (``id_shape``: email, numeric,
+uuid, username or other), worked out from the normalised plain ID before it
+is pseudonymised; the shape says nothing about the person, and a change of
+shape among a client's new learners is how an ID-scheme change shows.
 
 Sealed clients hold a key of their own: their packages send only ``sealed:v1:`` and a
 base64url HMAC-SHA256 of the normalised ID (and name), made in the learner's browser
@@ -108,6 +114,31 @@ def normalise_student_id(raw: str) -> str:
     if len(value) > MAX_STUDENT_ID_LENGTH:
         raise InvalidIdentity(f"student ID is longer than {MAX_STUDENT_ID_LENGTH} characters")
     return value
+
+
+ID_SHAPES = ("email", "numeric", "uuid", "username", "other")
+_UUID = re.compile(r"\{?[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\}?", re.IGNORECASE)
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_USERNAME = re.compile(r"[^\W\d][\w.\-]*", re.UNICODE)
+
+
+def id_shape(normalised: str) -> str:
+    """The class of a normalised student ID: ``email``, ``numeric``, ``uuid``, ``username`` or ``other``.
+
+    Only the class is ever stored, never the value: an e-mail address, a
+    number (employee or LMS user number, leading zeros kept), a UUID (with or
+    without hyphens or braces), a username (a letter first, then letters,
+    digits, dots, hyphens or underscores), anything else.
+    """
+    if _EMAIL.fullmatch(normalised):
+        return "email"
+    if normalised.isdecimal() and normalised.isascii():
+        return "numeric"
+    if _UUID.fullmatch(normalised):
+        return "uuid"
+    if _USERNAME.fullmatch(normalised):
+        return "username"
+    return "other"
 
 
 def legacy_student_id(raw: str) -> str | None:

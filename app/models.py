@@ -145,6 +145,11 @@ class Learner(db.Model):
     ``identity`` is the normalised student ID for verbatim clients, or its
     pseudonym (``pseudonymised`` true). ``name`` is the name as the LMS sent it,
     or a keyed digest of it for anonymised clients: never the plain name.
+    ``id_shape`` is the class of the plain ID (``identity.id_shape``), never the
+    value; NULL for anonymised learners stored before shapes were kept, until
+    they return. ``merged_into_id`` names the learner this one was merged into
+    (the end of the chain of merges, see ``services/merges.py``): billing
+    counts both as that one.
     """
 
     __tablename__ = "learners"
@@ -157,6 +162,9 @@ class Learner(db.Model):
     name: Mapped[str | None] = mapped_column(String(255))
     first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    id_shape: Mapped[str | None] = mapped_column(String(16))
+    merged_into_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("learners.id", ondelete="SET NULL"), index=True)
 
 
 class Event(db.Model):
@@ -387,3 +395,4 @@ from .licensing_models import (  # noqa: E402,F401
     SeatlessBeacon,
     WebhookEndpoint,
 )
+from .merge_models import IdentityDrift, LearnerMerge  # noqa: E402,F401

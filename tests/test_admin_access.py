@@ -55,6 +55,10 @@ def routes(own_slug: str, staff_id: int) -> list[tuple[str, str, dict | None, in
         ("GET", "/admin/webhooks/999999", None, 404),
         ("POST", "/admin/webhooks/deliveries/999999/replay", {}, 404),
         ("POST", "/admin/webhooks/999999/active", {"active": "0"}, 404),
+        ("GET", f"{c}/identities", None, 200),
+        ("POST", f"{c}/identities/merge", {"scope": "all"}, 400),  # not confirmed
+        ("POST", f"{c}/identities/merge", {"pair": "1-2"}, 409),  # not proposed
+        ("POST", f"{c}/identities/merges/999999/undo", {}, 404),
     ]
 
 

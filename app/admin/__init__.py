@@ -61,4 +61,5 @@ def clients_changed() -> None:
 
 # The faces register their routes on bp when imported.
 from . import audit, clients, golive, held_back, keys, staff  # noqa: E402,F401
+from . import identities as _identities  # noqa: E402,F401  (issue 17: drift, merges)
 from . import licences as _licences  # noqa: E402,F401  (issue 12: licence and webhook pages)

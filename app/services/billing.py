@@ -1,9 +1,10 @@
 """Billing figures, counted in the database from the daily usage rows.
 
 Unique users over a range are a distinct count over ``daily_usage`` (never a
-sum of daily figures); dates are UTC days, both ends inclusive. Each figure has
-one function here, and the billing page, both CSVs and the usage API all call
-the same one, so they cannot disagree. Every count happens in SQL; Python only
+sum of daily figures) of ``PERSON``: two identities of one person that were
+merged (``services/merges.py``) count once. Dates are UTC days, both ends
+inclusive. Each figure has one function here, and the billing page, both CSVs
+and the usage API all call the same one, so they cannot disagree. Every count happens in SQL; Python only
 arranges rows the database has already counted.
 """
 
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 from ..models import COMPLETION_KINDS, Client, Course, DailyUsage, Event, Learner
 from . import held_back, licences
 from .anonymisation import short_reference
+from .merges import PERSON, USAGE_LEARNER, with_people
 from .periods import Period, current_period
 
 # --- totals over a range ---------------------------------------------------------
@@ -31,7 +33,7 @@ def _in_range(client_id: int, start: dt.date, end: dt.date):
 def unique_users(session: Session, client_id: int, start: dt.date, end: dt.date) -> int:
     """Distinct learners who used any course on any day of the range."""
     return session.scalar(
-        select(func.count(distinct(DailyUsage.learner_id))).where(*_in_range(client_id, start, end))
+        with_people(select(func.count(distinct(PERSON)))).where(*_in_range(client_id, start, end))
     ) or 0
 
 
@@ -44,7 +46,7 @@ def launches(session: Session, client_id: int, start: dt.date, end: dt.date) -> 
 def completers(session: Session, client_id: int, start: dt.date, end: dt.date) -> int:
     """Distinct learners with a completion (``completed`` or ``passed``) in the range."""
     return session.scalar(
-        select(func.count(distinct(DailyUsage.learner_id)))
+        with_people(select(func.count(distinct(PERSON))))
         .where(*_in_range(client_id, start, end), DailyUsage.completions > 0)
     ) or 0
 
@@ -55,7 +57,7 @@ def unique_users_by_client(session: Session, client_ids: list[int], start: dt.da
     if not client_ids:
         return {}
     rows = session.execute(
-        select(DailyUsage.client_id, func.count(distinct(DailyUsage.learner_id)))
+        with_people(select(DailyUsage.client_id, func.count(distinct(PERSON))))
         .where(DailyUsage.client_id.in_(client_ids), DailyUsage.day >= start, DailyUsage.day <= end)
         .group_by(DailyUsage.client_id)
     ).all()
@@ -98,7 +100,7 @@ class CourseTotal:
 def daily_totals(session: Session, client_id: int, start: dt.date, end: dt.date) -> list[DayTotal]:
     """Per UTC day: distinct learners over all courses, and launches. Days without use are absent."""
     rows = session.execute(
-        select(DailyUsage.day, func.count(distinct(DailyUsage.learner_id)), func.sum(DailyUsage.launches))
+        with_people(select(DailyUsage.day, func.count(distinct(PERSON)), func.sum(DailyUsage.launches)))
         .where(*_in_range(client_id, start, end))
         .group_by(DailyUsage.day).order_by(DailyUsage.day)
     ).all()
@@ -116,7 +118,7 @@ def slice_totals(session: Session, client_id: int, parts: list[Period]) -> list[
         return []
     slot = case(*((DailyUsage.day <= part.end, i) for i, part in enumerate(parts)), else_=len(parts))
     rows = session.execute(
-        select(slot.label("slot"), func.count(distinct(DailyUsage.learner_id)), func.sum(DailyUsage.launches))
+        with_people(select(slot.label("slot"), func.count(distinct(PERSON)), func.sum(DailyUsage.launches)))
         .where(*_in_range(client_id, parts[0].start, parts[-1].end))
         .group_by("slot").order_by("slot")
     ).all()
@@ -127,8 +129,8 @@ def slice_totals(session: Session, client_id: int, parts: list[Period]) -> list[
 def course_days(session: Session, client_id: int, start: dt.date, end: dt.date) -> list[CourseDay]:
     """Unique users and launches per course and UTC day, ordered by date then course title."""
     rows = session.execute(
-        select(DailyUsage.day, Course.title, func.count(distinct(DailyUsage.learner_id)),
-               func.sum(DailyUsage.launches))
+        with_people(select(DailyUsage.day, Course.title, func.count(distinct(PERSON)),
+                           func.sum(DailyUsage.launches)))
         .join(Course, Course.id == DailyUsage.course_id)
         .where(*_in_range(client_id, start, end))
         .group_by(DailyUsage.day, Course.title).order_by(DailyUsage.day, Course.title)
@@ -138,10 +140,10 @@ def course_days(session: Session, client_id: int, start: dt.date, end: dt.date) 
 
 def course_totals(session: Session, client_id: int, start: dt.date, end: dt.date) -> list[CourseTotal]:
     """Per course over the whole range: distinct learners, launches, distinct completers."""
-    completed = case((DailyUsage.completions > 0, DailyUsage.learner_id))
+    completed = case((DailyUsage.completions > 0, PERSON))
     rows = session.execute(
-        select(Course.title, func.count(distinct(DailyUsage.learner_id)), func.sum(DailyUsage.launches),
-               func.count(distinct(completed)))
+        with_people(select(Course.title, func.count(distinct(PERSON)), func.sum(DailyUsage.launches),
+                           func.count(distinct(completed))))
         .join(Course, Course.id == DailyUsage.course_id)
         .where(*_in_range(client_id, start, end))
         .group_by(Course.title).order_by(Course.title)
@@ -218,18 +220,20 @@ def learner_summaries(session: Session, client_id: int, start: dt.date, end: dt.
     last = func.max(DailyUsage.last_at).label("last_access")
     total_launches = func.sum(DailyUsage.launches).label("launches")
     where = (*_in_range(client_id, start, end), *_learner_search(search))
+    # ``Learner`` is the person each row counts as: merged identities are one row, under the learner
+    # they were merged into.
     count = session.scalar(
-        select(func.count(distinct(DailyUsage.learner_id)))
-        .join(Learner, Learner.id == DailyUsage.learner_id).where(*where)
+        with_people(select(func.count(distinct(PERSON))))
+        .join(Learner, Learner.id == PERSON).where(*where)
     ) or 0
     columns = {"student": Learner.identity, "name": Learner.name, "courses": courses, "first_access": first,
                "last_access": last, "launches": total_launches}
     key = columns.get(sort, last)
     order = [key.desc() if descending else key.asc(), Learner.id.asc()]
     rows = session.execute(
-        select(Learner.id, Learner.identity, Learner.name, Learner.pseudonymised, courses, first, last,
-               total_launches)
-        .join(Learner, Learner.id == DailyUsage.learner_id).where(*where)
+        with_people(select(Learner.id, Learner.identity, Learner.name, Learner.pseudonymised, courses, first,
+                           last, total_launches))
+        .join(Learner, Learner.id == PERSON).where(*where)
         .group_by(Learner.id, Learner.identity, Learner.name, Learner.pseudonymised)
         .order_by(*order).limit(limit).offset(offset)
     ).all()
@@ -242,10 +246,10 @@ def learner_course_titles(session: Session, client_id: int, learner_ids: list[in
     if not learner_ids:
         return {}
     rows = session.execute(
-        select(DailyUsage.learner_id, Course.title).distinct()
+        with_people(select(PERSON, Course.title).distinct())
         .join(Course, Course.id == DailyUsage.course_id)
-        .where(*_in_range(client_id, start, end), DailyUsage.learner_id.in_(learner_ids))
-        .order_by(DailyUsage.learner_id, Course.title)
+        .where(*_in_range(client_id, start, end), PERSON.in_(learner_ids))
+        .order_by(PERSON, Course.title)
     ).all()
     titles: dict[int, list[str]] = defaultdict(list)
     for learner_id, title in rows:
@@ -265,11 +269,12 @@ class LearnerCourse:
 
 
 def learner_courses(session: Session, client_id: int, start: dt.date, end: dt.date) -> list[LearnerCourse]:
-    """One row per learner and course used in the range (learners.csv)."""
+    """One row per learner and course used in the range (learners.csv); merged identities are one learner."""
     rows = session.execute(
-        select(Learner.identity, Learner.name, Learner.pseudonymised, Course.title,
-               func.min(DailyUsage.first_at), func.max(DailyUsage.last_at), func.sum(DailyUsage.launches))
-        .join(Learner, Learner.id == DailyUsage.learner_id)
+        with_people(select(Learner.identity, Learner.name, Learner.pseudonymised, Course.title,
+                           func.min(DailyUsage.first_at), func.max(DailyUsage.last_at),
+                           func.sum(DailyUsage.launches)))
+        .join(Learner, Learner.id == PERSON)
         .join(Course, Course.id == DailyUsage.course_id)
         .where(*_in_range(client_id, start, end))
         .group_by(Learner.id, Learner.identity, Learner.name, Learner.pseudonymised, Course.title)
@@ -292,11 +297,13 @@ class LearnerEvent:
 
 
 def learner_events(session: Session, client_id: int, learner_id: int, limit: int = 1000) -> list[LearnerEvent]:
-    """A learner's launches and status changes, newest first."""
+    """A learner's launches and status changes, newest first, with those of identities merged into it."""
     rows = session.execute(
         select(Event.received_at, Course.title, Event.kind, Event.lms_host)
         .join(Course, Course.id == Event.course_id)
-        .where(Event.client_id == client_id, Event.learner_id == learner_id)
+        .where(Event.client_id == client_id, Event.learner_id.in_(
+            select(USAGE_LEARNER.id).where(or_(USAGE_LEARNER.id == learner_id,
+                                               USAGE_LEARNER.merged_into_id == learner_id))))
         .order_by(Event.received_at.desc(), Event.id.desc()).limit(limit)
     ).all()
     return [LearnerEvent(*row) for row in rows]

@@ -30,10 +30,10 @@ import functools
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..identity import Pseudonymiser, check_sealing
+from ..identity import Pseudonymiser, check_sealing, id_shape
 from ..models import COMPLETION_KINDS, Client, Course, DailyUsage, Event, HeldBackBeacon, Learner
 from ..placeholders import matched_placeholder
 from . import outbox
@@ -178,10 +178,13 @@ class _Statements:
             client_id=p["client_id"], identity=bindparam("identity", type_=learners.c.identity.type),
             pseudonymised=bindparam("pseudonymised", type_=learners.c.pseudonymised.type),
             name=bindparam("name", type_=learners.c.name.type), first_seen=p["now"], last_seen=p["now"],
+            id_shape=bindparam("id_shape", type_=learners.c.id_shape.type),
         )
         self.learner = learner.on_conflict_do_update(
             index_elements=["client_id", "identity"],
-            set_={"last_seen": learner.excluded.last_seen, "name": learner.excluded.name},
+            # A learner stored before shapes were kept gets its shape when it returns.
+            set_={"last_seen": learner.excluded.last_seen, "name": learner.excluded.name,
+                  "id_shape": func.coalesce(learners.c.id_shape, learner.excluded.id_shape)},
         ).returning(learners.c.id)
 
         event_columns = {
@@ -348,7 +351,8 @@ def _write_beacon(connection: Connection, statements: _Statements, pseudonymiser
     course_id = _course_id(connection, directory, client.id, beacon.course)
     params = {
         "client_id": client.id, "course_id": course_id, "identity": identity, "pseudonymised": pseudonymised,
-        "name": name, "now": pending.now, "day": pending.now.date(),
+        # The shape of the plain, normalised ID (never the ID): kept in both modes for drift detection.
+        "id_shape": id_shape(beacon.student_id), "name": name, "now": pending.now, "day": pending.now.date(),
         "event_id": pending.event_id, "kind": beacon.event, "lms_host": pending.lms_host,
         "scorm_version": beacon.scorm_version, "package_id": beacon.package,
         "launches": 1 if beacon.event == "launch" else 0,

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from ..identity import SEALED_VALUE, InvalidIdentity, Pseudonymiser, legacy_student_id, normalise_student_id
 from ..models import Client, DailyUsage, Event, HeldBackBeacon, Learner, SeatlessBeacon
-from . import audit, outbox, seatless
+from . import audit, merges, outbox, seatless
 from .clients import snapshot
 
 
@@ -17,7 +17,8 @@ def erase_learner(session: Session, pseudonymiser: Pseudonymiser, client: Client
 
     The student ID is normalised as at ingest and, for anonymised clients (or
     learners pseudonymised before a switch), turned into its pseudonym, so the
-    same person is found in either mode. Learners stored before invisible
+    same person is found in either mode, with every identity merged with it
+    (one person under two ID schemes). Learners stored before invisible
     characters were dropped from IDs are found too: under the ID as typed, and
     (verbatim rows) any stored ID that normalises to the same learner today.
     The audit entry names no student.
@@ -41,7 +42,8 @@ def erase_learner(session: Session, pseudonymiser: Pseudonymiser, client: Client
             SeatlessBeacon.client_id == client.id,
             SeatlessBeacon.learner_digest.in_({seatless.learner_digest(pseudonymiser, client_snapshot, form)
                                                for form in forms})))
-    learner_ids = sorted(learner_ids)
+    # Identities merged with it are the same person (an LMS that changed its ID scheme).
+    learner_ids = sorted(merges.same_person(session, client.id, learner_ids))
     if learner_ids:
         session.execute(delete(DailyUsage).where(DailyUsage.learner_id.in_(learner_ids)))
         session.execute(delete(Event).where(Event.learner_id.in_(learner_ids)))

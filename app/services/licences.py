@@ -20,6 +20,7 @@ from ..models import Client, DailyUsage, Learner
 from . import audit
 from .clients import ClientSnapshot
 from .ingest_batch import stored_identity
+from .merges import PERSON, with_people
 
 # A seat window is a period of UTC days (the one home: services/periods.py).
 from .periods import Period as Window
@@ -114,14 +115,16 @@ def seat_window(term: LicenceTerm, day: dt.date) -> Window:
 def seats_used(session: Session, client_id: int, window: Window, until: dt.date | None = None) -> int:
     """Unique learners of the client in the window (up to ``until``, inclusive)."""
     end = min(window.end, until) if until else window.end
-    return session.scalar(select(func.count(distinct(DailyUsage.learner_id))).where(
+    return session.scalar(with_people(select(func.count(distinct(PERSON)))).where(
         DailyUsage.client_id == client_id, DailyUsage.day >= window.start, DailyUsage.day <= end)) or 0
 
 
 def learner_counted(session: Session, client_id: int, identity: str, window: Window) -> bool:
-    """Has this learner (stored identity) already taken a seat in the window?"""
-    return session.scalar(select(DailyUsage.id).join(Learner, Learner.id == DailyUsage.learner_id).where(
-        DailyUsage.client_id == client_id, Learner.client_id == client_id, Learner.identity == identity,
+    """Has this learner (stored identity), or an identity merged with it, already taken a seat in the window?"""
+    person = select(func.coalesce(Learner.merged_into_id, Learner.id)).where(
+        Learner.client_id == client_id, Learner.identity == identity).scalar_subquery()
+    return session.scalar(with_people(select(DailyUsage.id)).where(
+        DailyUsage.client_id == client_id, PERSON == person,
         DailyUsage.day >= window.start, DailyUsage.day <= window.end).limit(1)) is not None
 
 
@@ -222,10 +225,10 @@ class Forecast:
 
 
 def _new_learners_by_day(session: Session, client_id: int, window: Window, until: dt.date) -> dict[dt.date, int]:
-    firsts = (select(DailyUsage.learner_id, func.min(DailyUsage.day).label("first_day"))
+    firsts = (with_people(select(PERSON.label("person"), func.min(DailyUsage.day).label("first_day")))
               .where(DailyUsage.client_id == client_id, DailyUsage.day >= window.start,
                      DailyUsage.day <= min(until, window.end))
-              .group_by(DailyUsage.learner_id).subquery())
+              .group_by(PERSON).subquery())
     rows = session.execute(select(firsts.c.first_day, func.count()).group_by(firsts.c.first_day))
     return {day: count for day, count in rows}
 

@@ -45,7 +45,7 @@ RETRY_FOR = dt.timedelta(days=3, hours=1)
 THRESHOLDS = (80, 90, 100)
 TERM_ENDING_DAYS = 30
 # Alerts by e-mail (learner events go to webhooks only).
-EMAIL_TYPES = ("licence.threshold", "licence.forecast", "licence.term_ending", "origin.refused")
+EMAIL_TYPES = ("licence.threshold", "licence.forecast", "licence.term_ending", "origin.refused", "identity.drift")
 
 
 def new_webhook_id() -> str:
@@ -220,6 +220,14 @@ def _alert_text(event: OutboxEvent, client: Client | None, data: dict) -> tuple[
     if event.type == "licence.forecast":
         return (f"{name} is likely to pass its seat limit",
                 f"{name} has {facts['used']} of {facts['limit']} seats counted so far.\n{facts['statement']}")
+    if event.type == "identity.drift":
+        review = (f"\n\nReview the proposed pairs and merge them: {facts['review_url']}" if facts.get("review_url")
+                  else "\n\nReview the proposed pairs in the admin (the client's Identities page).")
+        return (f"{name}'s LMS changed its student IDs ({facts['from_shape']} → {facts['to_shape']})",
+                f"Since {facts['since'][:10]}, {facts['new_learners']} new learner(s) of {name} arrived with "
+                f"{facts['to_shape']} student IDs instead of {facts['from_shape']} ones, and "
+                f"{facts['pairs']} of them match a learner already known by name. Until they are merged, each "
+                "counts as a second learner in billing and seats." + review)
     if event.type == "licence.term_ending":
         return (f"{name}'s licence term ends on {facts['ends_on']}",
                 f"The licence term of {name} ({facts['starts_on']} to {facts['ends_on']}) ends in "
@@ -427,8 +435,10 @@ def _release(session: Session, delivery_ids: list[int], due_at: dt.datetime) -> 
 
 
 def run_once(session: Session, settings: Settings, clock: Callable[[], dt.datetime] = utc_clock,
-             sweep_all: bool = False, should_stop: Callable[[], bool] = _never) -> int:
-    """One round: fan out, check licences, deliver. Returns the work done (0: idle)."""
+             sweep_all: bool = False, should_stop: Callable[[], bool] = _never,
+             drift_check: Callable[[Session, dt.datetime], list] | None = None) -> int:
+    """One round: fan out, check licences (and, on a sweep, ID-scheme drift), deliver.
+    Returns the work done (0: idle)."""
     now = clock()
     touched = fan_out(session, now)
     if sweep_all:
@@ -437,6 +447,9 @@ def run_once(session: Session, settings: Settings, clock: Callable[[], dt.dateti
     if touched:
         check_licences(session, touched, now.date(), now)
         fan_out(session, now)
+    if sweep_all and drift_check is not None:
+        if drift_check(session, now):
+            fan_out(session, now)
     return len(touched) + deliver_due(session, settings, clock, should_stop=should_stop)
 
 
@@ -444,6 +457,12 @@ def run(app, stop: threading.Event, clock: Callable[[], dt.datetime] = utc_clock
         sweep_seconds: float = 300.0) -> None:
     """Until ``stop`` is set (SIGTERM): work, or wait ``poll_seconds`` when idle."""
     from ..extensions import db
+    from .drift import check_drift
+
+    public_url = app.config.get("PUBLIC_URL", "").rstrip("/")
+
+    def drift_check(session: Session, now: dt.datetime) -> list:
+        return check_drift(session, now, review_url=lambda c: f"{public_url}/admin/clients/{c.slug}/identities")
 
     last_sweep = None
     while not stop.is_set():
@@ -452,7 +471,8 @@ def run(app, stop: threading.Event, clock: Callable[[], dt.datetime] = utc_clock
             now = clock()
             sweep = last_sweep is None or (now - last_sweep).total_seconds() >= sweep_seconds
             try:
-                done = run_once(db.session, settings, clock, sweep_all=sweep, should_stop=stop.is_set)
+                done = run_once(db.session, settings, clock, sweep_all=sweep, should_stop=stop.is_set,
+                                drift_check=drift_check)
                 if sweep:
                     last_sweep = now
             except Exception:

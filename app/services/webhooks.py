@@ -26,7 +26,7 @@ from ..models import Client
 from . import audit
 
 EVENT_TYPES = ("learner.enrolled", "learner.completed", "learner.passed", "learner.failed",
-               "licence.threshold", "licence.forecast", "licence.term_ending", "origin.refused")
+               "licence.threshold", "licence.forecast", "licence.term_ending", "origin.refused", "identity.drift")
 TIMEOUT_SECONDS = 10
 MAX_URL_LENGTH = 2000
 
