@@ -59,6 +59,8 @@ def routes(own_slug: str, staff_id: int) -> list[tuple[str, str, dict | None, in
         ("POST", f"{c}/identities/merge", {"scope": "all"}, 400),  # not confirmed
         ("POST", f"{c}/identities/merge", {"pair": "1-2"}, 409),  # not proposed
         ("POST", f"{c}/identities/merges/999999/undo", {}, 404),
+        ("GET", f"{c}/held-back", None, 200),
+        ("POST", f"{c}/held-back/release", {}, 400),  # not confirmed
     ]
 
 

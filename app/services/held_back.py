@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from ..identity import InvalidIdentity, Pseudonymiser, normalise_name
+from ..identity import InvalidIdentity, Pseudonymiser, id_shape, normalise_name
 from ..models import Client, Course, HeldBackBeacon, utcnow
 from . import audit, outbox
 from .clients import ClientDirectory, snapshot
@@ -142,6 +142,7 @@ def _write_released(session: Session, connection, pseudonymiser: Pseudonymiser, 
         params = {
             "client_id": client.id, "course_id": row.course_id, "identity": identity,
             "pseudonymised": pseudonymised, "name": name, "now": row.received_at, "day": row.received_at.date(),
+            "id_shape": id_shape(row.placeholder),  # the placeholder's shape: never the learner's ID
             "event_id": row.event_id, "kind": row.kind, "lms_host": row.lms_host,
             "scorm_version": row.scorm_version, "package_id": row.package_id,
             "launches": 1 if row.kind == "launch" else 0,
