@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from .. import audit
 from .. import clients as client_service
 from . import remote, remote_scan
 from .deployed import write_deployed_zip
-from .errors import PackageError
+from .errors import PackageError, storing
 from .manifest import Sco, read_manifest, read_scos
 from .source import placeholder
 from .tracker import BEACON_PATH, configured_tracker, talks_scorm
@@ -176,19 +177,22 @@ def build_package(session: Session, *, client: Client, course_title: str, scorm_
         if mode == "remote":
             scos, notes = _scos(course, title)
             warnings = remote_scan.remote_warnings(course, notes, scos)
-            version, size = remote.publish(store, course, scos, issue.package_id)
+            with storing("the course to the content store"):
+                version, size = remote.publish(store, course, scos, issue.package_id)
             session.flush()
             session.add(RemoteContent(package_id=issue.package_id, launch_file=scos[0].launch, beacon_key=key,
                                       content_version=version, content_bytes=size, sco_count=len(scos)))
-            remote.write_remote_zip(out, title, scorm_version, issue.package_id, content_url, scos)
+            with storing("the package file"):
+                remote.write_remote_zip(out, title, scorm_version, issue.package_id, content_url, scos)
             launches = [sco.href for sco in scos]
         else:
-            write_deployed_zip(out, course, launches, title, scorm_version, issue.package_id,
-                               tracker=configured_tracker(beacon_url=server_url + BEACON_PATH, key=key, course=title,
-                                                          package_id=issue.package_id,
-                                                          scorm_version=scorm_version,
-                                                          self_open=not talks_scorm(course))
-                               if tracked else None)
+            with storing("the package file"):
+                write_deployed_zip(out, course, launches, title, scorm_version, issue.package_id,
+                                   tracker=configured_tracker(beacon_url=server_url + BEACON_PATH, key=key,
+                                                              course=title, package_id=issue.package_id,
+                                                              scorm_version=scorm_version,
+                                                              self_open=not talks_scorm(course))
+                                   if tracked else None)
         session.flush()
         built = BuiltPackage(issue=issue, mode=issue.mode, scorm_version=scorm_version, launch_files=launches,
                              key_prefix=key[:8] if key else None, server_url=server_url if tracked else None,
@@ -229,7 +233,8 @@ def republish(session: Session, *, package_id: uuid.UUID, content: str | Path | 
                                f"has {len(scos)}: build a new remote package for it instead")
         warnings = remote_scan.remote_warnings(course, notes, scos)
         before = {"version": row.content_version, "launch_file": row.launch_file, "bytes": row.content_bytes}
-        version, size = remote.publish(store, course, scos, package_id)
+        with storing("the course to the content store"):
+            version, size = remote.publish(store, course, scos, package_id)
         row.content_version, row.content_bytes, row.launch_file = version, size, scos[0].launch
         row.updated_at = utcnow()
         audit.record(session, actor, "package.republish", issue.client_id, before, {
@@ -251,3 +256,20 @@ def package_bytes(session: Session, **kwargs) -> tuple[bytes, BuiltPackage]:
     data = buffer.getvalue()
     built.size = len(data)
     return data, built
+
+
+def package_file(session: Session, **kwargs) -> tuple[BinaryIO, BuiltPackage]:
+    """``build_package`` into an anonymous temporary file, rewound, for a download of any size.
+
+    The caller closes it (Flask's ``send_file`` does); it is gone from the disk when closed.
+    """
+    with storing("the package file"):
+        spool = tempfile.TemporaryFile()
+    try:
+        built = build_package(session, out=spool, **kwargs)
+        built.size = spool.tell()
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool, built
