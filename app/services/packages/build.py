@@ -258,10 +258,13 @@ def package_bytes(session: Session, **kwargs) -> tuple[bytes, BuiltPackage]:
     return data, built
 
 
-def package_file(session: Session, **kwargs) -> tuple[BinaryIO, BuiltPackage]:
-    """``build_package`` into an anonymous temporary file, rewound, for a download of any size.
+IN_MEMORY_DOWNLOAD = 16 * 1024**2
 
-    The caller closes it (Flask's ``send_file`` does); it is gone from the disk when closed.
+
+def package_file(session: Session, **kwargs) -> tuple[BinaryIO, BuiltPackage]:
+    """``build_package`` for a download of any size: built in an anonymous temporary file, so a
+    large course never sits in a worker's memory; a package up to ``IN_MEMORY_DOWNLOAD`` comes
+    back in memory, a larger one as that file (the caller closes it; Flask's ``send_file`` does).
     """
     with storing("the package file"):
         spool = tempfile.TemporaryFile()
@@ -269,6 +272,9 @@ def package_file(session: Session, **kwargs) -> tuple[BinaryIO, BuiltPackage]:
         built = build_package(session, out=spool, **kwargs)
         built.size = spool.tell()
         spool.seek(0)
+        if built.size <= IN_MEMORY_DOWNLOAD:
+            with spool:
+                return io.BytesIO(spool.read()), built
     except BaseException:
         spool.close()
         raise
