@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
-
-log = logging.getLogger(__name__)
 
 
 class PackageError(ValueError):
@@ -21,11 +18,10 @@ class StorageError(PackageError):
 
 @contextlib.contextmanager
 def storing(what: str):
-    """Turn an OSError while writing ``what`` into a StorageError (logged with its path for the operator)."""
+    """Turn an OSError while writing ``what`` into a StorageError, its reason without a path."""
     try:
         yield
     except OSError as exc:
-        log.error("could not write %s: %s", what, exc)
         reason = os.strerror(exc.errno) if exc.errno else "input/output error"
         hint = " (the disk is full; an operator must free space)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) \
             else ""
