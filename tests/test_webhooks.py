@@ -330,3 +330,63 @@ def test_erasure_removes_the_learners_webhook_events_and_bodies(app, client, run
     bodies = [d.body for d in db.session.scalars(select(OutboxDelivery))]
     assert len(bodies) == 1 and "keep@acme.example" in bodies[0]
     assert db.session.scalar(select(func.count()).select_from(OutboxEvent)) == 1
+
+
+# --- internal addresses in IPv6 spellings (issue 18) --------------------------------------
+
+EMBEDDED_INTERNAL = [
+    "https://[::127.0.0.1]/hook",          # IPv4-compatible loopback
+    "https://[::ffff:127.0.0.1]/hook",     # IPv4-mapped
+    "https://[::ffff:0:a00:1]/hook",       # IPv4-translated 10.0.0.1
+    "https://[64:ff9b::a00:1]/hook",       # NAT64 of 10.0.0.1
+    "https://[64:ff9b::a9fe:a9fe]/hook",   # NAT64 of the cloud metadata address
+    "https://[64:ff9b:1::a00:1]/hook",     # local-use NAT64
+    "https://[2002:a00:1::1]/hook",        # 6to4 of 10.0.0.1
+    "https://[2002:7f00:1::1]/hook",       # 6to4 of 127.0.0.1
+    "https://2130706433/hook",             # 127.0.0.1 as one number
+    "https://0x7f.1/hook",                 # 127.0.0.1 in hex and short form
+]
+
+
+@pytest.mark.parametrize("url", EMBEDDED_INTERNAL)
+def test_internal_addresses_in_any_spelling_are_refused_at_registration(url):
+    """The system's own resolver reads each literal, as it would at delivery."""
+    with pytest.raises(webhooks.EndpointError, match="private"):
+        webhooks.check_url(url, production=True)
+
+
+@pytest.mark.parametrize("url", EMBEDDED_INTERNAL)
+def test_internal_addresses_in_any_spelling_are_refused_at_delivery(url):
+    result = webhooks.post(url, secret=webhooks.new_secret(), webhook_id="msg_1", timestamp=1, body="{}",
+                           production=True)
+    assert not result.ok and "private" in result.detail
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::5db8:d822", "2002:5db8:d822::1", "93.184.216.34",
+                                     "2606:2800:220:1:248:1893:25c8:1946"])
+def test_public_addresses_in_those_spellings_are_accepted(address):
+    assert webhooks.public_address(address)
+
+
+def test_the_address_actually_connected_to_is_checked_before_anything_is_sent(tls_ca):
+    """Whatever a resolver said, the socket's peer is checked: a loopback peer gets no byte."""
+    import ssl
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    received = []
+
+    def serve():
+        peer, _ = listener.accept()
+        with peer:
+            received.append(peer.recv(1))
+
+    accepted = threading.Thread(target=serve, daemon=True)
+    accepted.start()
+    connection = webhooks._PinnedHTTPSConnection("hooks.example.com", listener.getsockname()[1], "127.0.0.1",
+                                                 ssl.create_default_context(), 5, production=True)
+    with pytest.raises(webhooks.RefusedAddress, match="connected to 127.0.0.1"):
+        connection.connect()
+    accepted.join(10)
+    listener.close()
+    assert received == [b""], "the server saw the connection close without a byte (no TLS hello, no body)"
