@@ -306,6 +306,8 @@ def package_build(client_slug, course_title, scorm_version, content, mode, serve
         partial.replace(target)
     except package_service.PackageError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {target}: {exc.strerror}") from None
     finally:
         partial.unlink(missing_ok=True)
     data = {"package_id": str(built.issue.package_id), "client": client.slug, "course": built.issue.course_title,

@@ -12,6 +12,7 @@ import threading
 import click
 from flask import Flask, current_app
 from sqlalchemy import func, select
+from sqlalchemy.orm.attributes import flag_modified
 
 from .extensions import db
 from .licensing_models import AT_LIMIT, SEAT_WINDOWS, OutboxDelivery, WebhookEndpoint
@@ -203,3 +204,14 @@ def outbox_status(as_json):
 def register(app: Flask) -> None:
     for group in (licence_group, webhook_group, outbox_group):
         app.cli.add_command(group)
+
+
+@webhook_group.command("reencrypt")
+def webhook_reencrypt():
+    """Encrypt every endpoint's signing secret again with the first key of WEBHOOK_SECRET_KEYS (key rotation)."""
+    endpoints = list(db.session.scalars(select(WebhookEndpoint)))
+    for endpoint in endpoints:
+        flag_modified(endpoint, "secret")  # decrypted with any key on load, written with the first
+    db.session.commit()
+    click.echo(f"Re-encrypted {len(endpoints)} endpoint secret(s) with the first key; older keys may now be "
+               "removed from WEBHOOK_SECRET_KEYS.")

@@ -16,12 +16,22 @@ from urllib.parse import urlsplit
 
 from environs import Env, EnvError
 
+from .secretbox import SecretKeyError, parse_keys
+
 
 class ConfigError(RuntimeError):
     """A setting is missing or wrong; the message says what to do."""
 
 
-_SECRETS = ("SECRET_KEY", "PSEUDONYM_SECRET")
+_SECRETS = ("SECRET_KEY", "PSEUDONYM_SECRET", "WEBHOOK_SECRET_KEYS")
+
+
+def _new_secret(name: str) -> str:
+    if name == "WEBHOOK_SECRET_KEYS":
+        from cryptography.fernet import Fernet
+
+        return Fernet.generate_key().decode()
+    return secrets.token_urlsafe(48)
 
 
 class _Settings(Env):
@@ -82,7 +92,7 @@ def _development_secrets(instance_path: Path) -> dict[str, str]:
     missing = [name for name in _SECRETS if not stored.get(name)]
     if missing:
         for name in missing:
-            stored[name] = secrets.token_urlsafe(48)
+            stored[name] = _new_secret(name)
         instance_path.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -137,14 +147,20 @@ def load_config(instance_path: str | Path, env: dict | None = None) -> dict:
         raise ConfigError(
             "APP_ENV=production needs "
             + " and ".join(missing)
-            + " set in the environment (generate one with: "
-            "python -c 'import secrets; print(secrets.token_urlsafe(48))'). "
+            + " set in the environment (generate SECRET_KEY and PSEUDONYM_SECRET with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(48))'; WEBHOOK_SECRET_KEYS with: "
+            "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'). "
             "Keep PSEUDONYM_SECRET safe and never change it: every pseudonym depends on it."
         )
     if missing:
         generated = _development_secrets(instance_path)
         for name in missing:
             secret_values[name] = generated[name]
+
+    try:
+        webhook_keys = parse_keys(secret_values["WEBHOOK_SECRET_KEYS"])
+    except SecretKeyError as exc:
+        raise ConfigError(str(exc)) from None
 
     database_url = settings.str("DATABASE_URL", "").strip()
     if not database_url:
@@ -168,6 +184,8 @@ def load_config(instance_path: str | Path, env: dict | None = None) -> dict:
         "TESTING": app_env == "test",
         "SECRET_KEY": secret_values["SECRET_KEY"],
         "PSEUDONYM_SECRET": secret_values["PSEUDONYM_SECRET"],
+        # Fernet keys for webhook signing secrets at rest: the first encrypts, all decrypt.
+        "WEBHOOK_SECRET_KEYS": webhook_keys,
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
         "PUBLIC_URL": public_url,

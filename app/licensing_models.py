@@ -15,6 +15,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
 from .models import BigId, Client, UTCDateTime, utcnow
+from .secretbox import EncryptedString
 
 # How seats are counted within a term: unique learners over the whole term, or
 # per calendar month or calendar year (each cut to the term).
@@ -69,7 +70,8 @@ class WebhookEndpoint(db.Model):
     client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
     url: Mapped[str] = mapped_column(String(2000))
     # "whsec_" + base64; the server must keep it to sign (shown to the integrator once).
-    secret: Mapped[str] = mapped_column(String(100))
+    # Stored as a Fernet token under WEBHOOK_SECRET_KEYS (app/secretbox.py), never plain.
+    secret: Mapped[str] = mapped_column(EncryptedString(255))
     # Event types it wants; empty means every type.
     event_types: Mapped[list[str]] = mapped_column(JSON, default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -36,6 +36,7 @@ TEST_PARAMS = PseudonymParams(time_cost=1, memory_kib=256, parallelism=1)
 TEST_SECRETS = {
     "SECRET_KEY": "test-secret-key-0123456789",
     "PSEUDONYM_SECRET": "test-pseudonym-secret-0123456789",
+    "WEBHOOK_SECRET_KEYS": "dGVzdC13ZWJob29rLWtleS0wMTIzNDU2Nzg5YWJjZGU=",
 }
 
 

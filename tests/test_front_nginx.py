@@ -114,3 +114,52 @@ def test_the_app_sees_the_real_client_address_not_a_forged_one(front, make_clien
     direct = requests.post(front.upstream.url + "/api/v1/beacons", data=json.dumps(beacon_body(key)),
                            headers={"Content-Type": "text/plain", "X-Forwarded-For": "203.0.113.99"}, timeout=10)
     assert direct.status_code == 204
+
+
+@pytest.fixture
+def front_with_content_port(database_url, tls_ca, tmp_path, app):
+    """nginx on a non-default port, with CONTENT_URL the same port on another host name."""
+    require(NGINX is not None, "nginx is not installed (apt-get install -y nginx)")
+    upstream = LiveServer(database_url, tls_ca, tmp_path / "gunicorn.log", extra_env={
+        "PLAIN_HTTP": "1", "TRUSTED_PROXIES": "1"})
+    upstream.extra_env["BIND"] = f"127.0.0.1:{upstream.port}"
+    upstream.url = f"http://127.0.0.1:{upstream.port}"
+    folder = tmp_path / "nginx"
+    folder.mkdir()
+    proxy = Nginx(folder, tls_ca["cert"], tls_ca["key"], upstream.port)
+    upstream.extra_env.update({"PUBLIC_URL": f"https://127.0.0.1:{proxy.port}",
+                               "CONTENT_URL": f"https://localhost:{proxy.port}"})
+    upstream.start()
+    proxy.start()
+    proxy.upstream = upstream
+    yield proxy
+    proxy.stop()
+    upstream.stop()
+
+
+@pytest.mark.parametrize("http2", [False, True], ids=["http1.1", "http2"])
+def test_a_content_origin_on_a_non_default_port_is_told_apart(front_with_content_port, tls_ca, http2):
+    """The app sees host:port as the browser sent it, so the content origin serves no app page and
+    sets no cookie, while the app origin on the same port does."""
+    port = front_with_content_port.port
+    app_side = _get(f"127.0.0.1:{port}", "/login", tls_ca, port, http2)
+    content_side = _get(f"localhost:{port}", "/login", tls_ca, port, http2)
+    assert app_side[0] == 200 and "set-cookie" in app_side[1]
+    assert content_side[0] == 404 and "set-cookie" not in content_side[1]
+    assert b'name="password"' not in content_side[2]
+
+
+def _get(authority: str, path: str, tls_ca, port: int, http2: bool) -> tuple[int, dict, bytes]:
+    """One GET through nginx naming ``authority`` (curl: HTTP/1.1 Host, or HTTP/2 :authority)."""
+    import subprocess
+
+    host = authority.split(":")[0]
+    done = subprocess.run(["curl", "-s", "-i", "--http2" if http2 else "--http1.1", "--cacert", tls_ca["ca"],
+                           "--resolve", f"{host}:{port}:127.0.0.1", f"https://{authority}{path}"],
+                          capture_output=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    head, _, body = done.stdout.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {line.split(":", 1)[0].lower(): line.split(":", 1)[1].strip() for line in lines[1:] if ":" in line}
+    return status, headers, body

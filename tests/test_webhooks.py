@@ -11,8 +11,9 @@ import socket
 import pytest
 import time_machine
 from conftest import beacon_body, csrf_token_from
+from cryptography.fernet import Fernet, InvalidToken
 from outbox_helpers import Receiver
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from app.extensions import db
 from app.licensing_models import OutboxDelivery, OutboxEvent
@@ -330,3 +331,129 @@ def test_erasure_removes_the_learners_webhook_events_and_bodies(app, client, run
     bodies = [d.body for d in db.session.scalars(select(OutboxDelivery))]
     assert len(bodies) == 1 and "keep@acme.example" in bodies[0]
     assert db.session.scalar(select(func.count()).select_from(OutboxEvent)) == 1
+
+
+# --- internal addresses in IPv6 spellings (issue 18) --------------------------------------
+
+EMBEDDED_INTERNAL = [
+    "https://[::127.0.0.1]/hook",          # IPv4-compatible loopback
+    "https://[::ffff:127.0.0.1]/hook",     # IPv4-mapped
+    "https://[::ffff:0:a00:1]/hook",       # IPv4-translated 10.0.0.1
+    "https://[64:ff9b::a00:1]/hook",       # NAT64 of 10.0.0.1
+    "https://[64:ff9b::a9fe:a9fe]/hook",   # NAT64 of the cloud metadata address
+    "https://[64:ff9b:1::a00:1]/hook",     # local-use NAT64
+    "https://[2002:a00:1::1]/hook",        # 6to4 of 10.0.0.1
+    "https://[2002:7f00:1::1]/hook",       # 6to4 of 127.0.0.1
+    "https://2130706433/hook",             # 127.0.0.1 as one number
+    "https://0x7f.1/hook",                 # 127.0.0.1 in hex and short form
+]
+
+
+@pytest.mark.parametrize("url", EMBEDDED_INTERNAL)
+def test_internal_addresses_in_any_spelling_are_refused_at_registration(url):
+    """The system's own resolver reads each literal, as it would at delivery."""
+    with pytest.raises(webhooks.EndpointError, match="private"):
+        webhooks.check_url(url, production=True)
+
+
+@pytest.mark.parametrize("url", EMBEDDED_INTERNAL)
+def test_internal_addresses_in_any_spelling_are_refused_at_delivery(url):
+    result = webhooks.post(url, secret=webhooks.new_secret(), webhook_id="msg_1", timestamp=1, body="{}",
+                           production=True)
+    assert not result.ok and "private" in result.detail
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::5db8:d822", "2002:5db8:d822::1", "93.184.216.34",
+                                     "2606:2800:220:1:248:1893:25c8:1946"])
+def test_public_addresses_in_those_spellings_are_accepted(address):
+    assert webhooks.public_address(address)
+
+
+def test_the_address_actually_connected_to_is_checked_before_anything_is_sent(tls_ca):
+    """Whatever a resolver said, the socket's peer is checked: a loopback peer gets no byte."""
+    import ssl
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    received = []
+
+    def serve():
+        peer, _ = listener.accept()
+        with peer:
+            received.append(peer.recv(1))
+
+    accepted = threading.Thread(target=serve, daemon=True)
+    accepted.start()
+    connection = webhooks._PinnedHTTPSConnection("hooks.example.com", listener.getsockname()[1], "127.0.0.1",
+                                                 ssl.create_default_context(), 5, production=True)
+    with pytest.raises(webhooks.RefusedAddress, match="connected to 127.0.0.1"):
+        connection.connect()
+    accepted.join(10)
+    listener.close()
+    assert received == [b""], "the server saw the connection close without a byte (no TLS hello, no body)"
+
+
+# --- signing secrets encrypted at rest (issue 18) -----------------------------------------
+
+
+def _raw_secrets() -> list[str]:
+    """The column as the database holds it, bypassing the model's decryption."""
+    db.session.rollback()
+    return list(db.session.execute(text("SELECT secret FROM webhook_endpoints ORDER BY id")).scalars())
+
+
+def test_a_signing_secret_is_never_stored_plain_and_still_signs(app, runner, client, make_client, receiver):
+    _, key = make_client(name="Acme")
+    hook = receiver()
+    made = _endpoint(runner, hook.url)
+    hook.secret = made["secret"]
+    raw = _raw_secrets()
+    assert len(raw) == 1 and made["secret"] not in raw[0] and "whsec_" not in raw[0]
+    secret_bytes = made["secret"].removeprefix("whsec_")
+    assert secret_bytes not in raw[0]
+    assert Fernet(app.config["WEBHOOK_SECRET_KEYS"][0]).decrypt(raw[0].encode()).decode() == made["secret"]
+    _send(client, key, student_id="s-1")
+    outbox.run_once(db.session, _settings(app))
+    assert [(r.verified, r.body["type"]) for r in hook.received] == [(True, "learner.enrolled")]
+
+
+def test_key_rotation_reencrypts_every_secret(app, runner):
+    made = _endpoint(runner, "https://127.0.0.1:9/a")
+    old_key = app.config["WEBHOOK_SECRET_KEYS"][0]
+    new_key = Fernet.generate_key().decode()
+    app.config["WEBHOOK_SECRET_KEYS"] = [new_key, old_key]
+    app.extensions.pop("secretbox", None)
+    result = runner.invoke(args=["webhook", "reencrypt"])
+    assert result.exit_code == 0 and "Re-encrypted 1" in result.output, result.output
+    raw = _raw_secrets()[0]
+    assert Fernet(new_key).decrypt(raw.encode()).decode() == made["secret"]
+    with pytest.raises(InvalidToken):
+        Fernet(old_key).decrypt(raw.encode())
+
+
+def test_the_migration_encrypts_secrets_stored_plain(tmp_path):
+    """A database at the revision before, with a plaintext secret, upgraded: the secret is a token."""
+    from conftest import ROOT, _config
+    from flask_migrate import downgrade, upgrade
+
+    from app import create_app
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    application = create_app(_config(url))
+    with application.app_context():
+        upgrade(directory=str(ROOT / "migrations"), revision="8a08ecabce64")
+        plain = webhooks.new_secret()
+        db.session.execute(text("INSERT INTO webhook_endpoints (url, secret, event_types, active, created_at) "
+                                "VALUES ('https://hooks.example.com/', :s, '[]', 1, '2026-01-01 00:00:00')"),
+                           {"s": plain})
+        db.session.commit()
+        upgrade(directory=str(ROOT / "migrations"))
+        stored = db.session.execute(text("SELECT secret FROM webhook_endpoints")).scalar_one()
+        assert plain not in stored
+        from app.licensing_models import WebhookEndpoint
+        assert db.session.scalar(select(WebhookEndpoint)).secret == plain
+        db.session.rollback()
+        downgrade(directory=str(ROOT / "migrations"), revision="8a08ecabce64")
+        assert db.session.execute(text("SELECT secret FROM webhook_endpoints")).scalar_one() == plain
+        db.session.remove()
+        db.engine.dispose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import io
 
 from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -38,7 +37,7 @@ def client_packages(slug: str):
         upload = form.content.data
         content = upload.stream if upload and getattr(upload, "filename", "") else None
         try:
-            data, built = package_service.package_bytes(
+            package, built = package_service.package_file(
                 db.session, client=client, course_title=form.course_title.data,
                 scorm_version=None if form.scorm_version.data == "content" else form.scorm_version.data,
                 content=content,
@@ -47,19 +46,24 @@ def client_packages(slug: str):
         except package_service.PackageError as exc:
             db.session.rollback()
             form.content.errors.append(str(exc))
+            return _packages_page(client, form), _refusal_status(exc)
         else:
             download = f"{client.slug}-{built.filename}"
             # The download has no page of its own: the warnings wait for the CSM's next page view.
             for warning in built.warnings:
                 flash(f"{download} was built, but check this before you hand it out: {warning}.", "warning")
-            return send_file(io.BytesIO(data), mimetype="application/zip", as_attachment=True,
-                             download_name=download)
+            return send_file(package, mimetype="application/zip", as_attachment=True, download_name=download)
     return _packages_page(client, form), 400 if form.errors else 200
 
 
 @bp.app_template_filter("package_format")
 def package_format(value: str | None) -> str:
     return package_service.format_name(value)
+
+
+def _refusal_status(exc: Exception) -> int:
+    """400 for content that cannot be packaged; 507 when the server could not store it (not the CSM's fault)."""
+    return 507 if isinstance(exc, package_service.StorageError) else 400
 
 
 def upload_limit_mb() -> int:
@@ -103,7 +107,7 @@ def client_package_republish(slug: str, package_id):
     except package_service.PackageError as exc:
         db.session.rollback()
         form.content.errors.append(f"{exc}. Nothing changed: the LMSs keep showing the current version.")
-        return _package_page(client, issue, form), 400
+        return _package_page(client, issue, form), _refusal_status(exc)
     flash(f"The new version of {issue.course_title} is published: every LMS shows it at the learner's next "
           "launch; the package ID and key stay the same.", "success")
     for warning in remote.warnings:

@@ -45,11 +45,45 @@ def sign(secret: str, webhook_id: str, timestamp: int, body: str) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def _public(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+# IPv6 forms that carry an IPv4 address a router or the host's stack may reach in IPv4:
+# mapped ::ffff:a.b.c.d, translated ::ffff:0:a.b.c.d, compatible ::a.b.c.d (deprecated, still
+# routed by some stacks), NAT64 64:ff9b::a.b.c.d (RFC 6052) and 6to4 2002:aabb:ccdd:: (RFC 3056).
+_LOW_32_BITS = tuple(ipaddress.ip_network(n) for n in ("::ffff:0:0/96", "::ffff:0:0:0/96", "::/96", "64:ff9b::/96"))
+# Local-use NAT64 (RFC 8215) puts the IPv4 address at a place its operator chooses: never public.
+_NEVER_PUBLIC = (ipaddress.ip_network("64:ff9b:1::/48"),)
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for (mapped, translated, compatible, NAT64, 6to4), or None."""
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if any(ip in network for network in _LOW_32_BITS):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def public_address(address: str) -> bool:
+    """Whether a webhook may be sent to this address: globally reachable, in any spelling.
+
+    An IPv6 address that carries an IPv4 one is judged by that IPv4 address; a Teredo
+    address by both the server and the client it names.
+    """
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in network for network in _NEVER_PUBLIC):
+            return False
+        if ip.teredo is not None:
+            return all(public_address(str(part)) for part in ip.teredo) and ip.is_global
+        embedded = embedded_ipv4(ip)
+        if embedded is not None:
+            ip = embedded
     return ip.is_global and not ip.is_multicast
+
+
+_public = public_address
 
 
 def _loopback(host: str) -> bool:
@@ -144,16 +178,33 @@ class PostResult:
     detail: str
 
 
+class RefusedAddress(OSError):
+    """The socket reached an address a webhook may not go to; nothing was sent."""
+
+
+def _check_peer(sock: socket.socket, production: bool) -> None:
+    """In production, the address the socket actually reached must be public (checked before a byte is sent)."""
+    if not production:
+        return
+    peer = sock.getpeername()[0]
+    if not public_address(peer):
+        sock.close()
+        raise RefusedAddress(f"connected to {peer}, a private, loopback or link-local address; not sent")
+
+
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """Connects to an address already checked, verifying the certificate for the host name."""
 
-    def __init__(self, host: str, port: int, address: str, context: ssl.SSLContext, timeout: float):
+    def __init__(self, host: str, port: int, address: str, context: ssl.SSLContext, timeout: float,
+                 production: bool):
         super().__init__(host, port, context=context, timeout=timeout)
         self._address = address
         self._ssl_context = context
+        self._production = production
 
     def connect(self):
         sock = socket.create_connection((self._address, self.port), self.timeout)
+        _check_peer(sock, self._production)
         self.sock = self._ssl_context.wrap_socket(sock, server_hostname=self.host)
 
 
@@ -176,7 +227,7 @@ def post(url: str, *, secret: str, webhook_id: str, timestamp: int, body: str, p
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if parts.scheme == "https":
         context = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
-        connection = _PinnedHTTPSConnection(host, port, addresses[0], context, TIMEOUT_SECONDS)
+        connection = _PinnedHTTPSConnection(host, port, addresses[0], context, TIMEOUT_SECONDS, production)
     else:
         connection = http.client.HTTPConnection(addresses[0], port, timeout=TIMEOUT_SECONDS)
         headers["Host"] = parts.netloc
@@ -185,6 +236,8 @@ def post(url: str, *, secret: str, webhook_id: str, timestamp: int, body: str, p
         response = connection.getresponse()
         response.read(65536)
         status = response.status
+    except RefusedAddress as exc:
+        return PostResult(False, str(exc))
     except (OSError, http.client.HTTPException) as exc:
         return PostResult(False, f"{type(exc).__name__}: {exc}"[:300])
     finally:

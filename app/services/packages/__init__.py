@@ -28,10 +28,11 @@ from .build import (
     build_package,
     check_server_url,
     package_bytes,
+    package_file,
     remote_content,
     republish,
 )
-from .errors import PackageError
+from .errors import PackageError, StorageError
 from .manifest import Sco, read_manifest, read_scos, render_manifest
 from .remote import (
                     PLAYER_FILE,
@@ -64,8 +65,8 @@ __all__ = [
     "BEACON_PATH", "CONFIG_MARK", "JUNK", "MAX_CONTENT_BYTES", "MAX_FILES", "MODES", "PACKAGE_SOURCE",
     "PLAYER_FILE", "PLAYER_LAYOUT", "player_page", "player_url", "talks_scorm",
     "REMOTE_API_FILE", "REMOTE_LAUNCHER_FILES", "RESERVED_FILES", "SCORM_VERSIONS", "TRACKER_FILE", "BuiltPackage",
-    "Content", "PackageError", "Sco", "build_package", "check_content_url", "check_server_url",
-    "configured_tracker", "inject_tracker", "launch_url", "origin_of", "package_bytes", "read_manifest",
+    "Content", "PackageError", "StorageError", "Sco", "build_package", "check_content_url", "check_server_url",
+    "configured_tracker", "inject_tracker", "launch_url", "origin_of", "package_bytes", "package_file", "read_manifest",
     "read_scos", "remote_api_source", "remote_content", "render_manifest", "republish", "safe_member_name",
     "tracker_source", "version_url", "STANDARDS", "LaunchUnit", "format_name", "read_cmi5", "read_tincan",
 ]

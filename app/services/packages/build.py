@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from .. import audit
 from .. import clients as client_service
 from . import remote, remote_scan
 from .deployed import write_deployed_zip
-from .errors import PackageError
+from .errors import PackageError, storing
 from .manifest import Sco, read_manifest, read_scos
 from .source import placeholder
 from .tracker import BEACON_PATH, configured_tracker, talks_scorm
@@ -224,23 +225,26 @@ def build_package(session: Session, *, client: Client, course_title: str, scorm_
         if mode == "remote":
             scos, notes = _scos(course, title)
             warnings = remote_scan.remote_warnings(course, notes, scos)
-            version, size = remote.publish(store, course, scos, issue.package_id)
+            with storing("the course to the content store"):
+                version, size = remote.publish(store, course, scos, issue.package_id)
             session.flush()
             session.add(RemoteContent(package_id=issue.package_id, launch_file=scos[0].launch, beacon_key=key,
                                       content_version=version, content_bytes=size, sco_count=len(scos)))
-            remote.write_remote_zip(out, title, scorm_version, issue.package_id, content_url, scos,
-                                    sealed=client.sealed)
+            with storing("the package file"):
+                remote.write_remote_zip(out, title, scorm_version, issue.package_id, content_url, scos,
+                                        sealed=client.sealed)
             launches = [sco.href for sco in scos]
         else:
-            write_deployed_zip(out, course, launches, title, scorm_version, issue.package_id,
-                               tracker=configured_tracker(beacon_url=server_url + BEACON_PATH, key=key, course=title,
-                                                          package_id=issue.package_id,
-                                                          scorm_version=scorm_version,
-                                                          self_open=(course.standard is None
-                                                                     and not talks_scorm(course)),
-                                                          activities=_activities(course),
-                                                          sealed="package" if client.sealed else None)
-                               if tracked else None)
+            with storing("the package file"):
+                write_deployed_zip(out, course, launches, title, scorm_version, issue.package_id,
+                                   tracker=configured_tracker(beacon_url=server_url + BEACON_PATH, key=key,
+                                                              course=title, package_id=issue.package_id,
+                                                              scorm_version=scorm_version,
+                                                              self_open=(course.standard is None
+                                                                         and not talks_scorm(course)),
+                                                              activities=_activities(course),
+                                                              sealed="package" if client.sealed else None)
+                                   if tracked else None)
         session.flush()
         built = BuiltPackage(issue=issue, mode=issue.mode, scorm_version=scorm_version, launch_files=launches,
                              key_prefix=key[:8] if key else None, server_url=server_url if tracked else None,
@@ -281,7 +285,8 @@ def republish(session: Session, *, package_id: uuid.UUID, content: str | Path | 
                                f"has {len(scos)}: build a new remote package for it instead")
         warnings = remote_scan.remote_warnings(course, notes, scos)
         before = {"version": row.content_version, "launch_file": row.launch_file, "bytes": row.content_bytes}
-        version, size = remote.publish(store, course, scos, package_id)
+        with storing("the course to the content store"):
+            version, size = remote.publish(store, course, scos, package_id)
         row.content_version, row.content_bytes, row.launch_file = version, size, scos[0].launch
         row.updated_at = utcnow()
         audit.record(session, actor, "package.republish", issue.client_id, before, {
@@ -303,3 +308,26 @@ def package_bytes(session: Session, **kwargs) -> tuple[bytes, BuiltPackage]:
     data = buffer.getvalue()
     built.size = len(data)
     return data, built
+
+
+IN_MEMORY_DOWNLOAD = 16 * 1024**2
+
+
+def package_file(session: Session, **kwargs) -> tuple[BinaryIO, BuiltPackage]:
+    """``build_package`` for a download of any size: built in an anonymous temporary file, so a
+    large course never sits in a worker's memory; a package up to ``IN_MEMORY_DOWNLOAD`` comes
+    back in memory, a larger one as that file (the caller closes it; Flask's ``send_file`` does).
+    """
+    with storing("the package file"):
+        spool = tempfile.TemporaryFile()
+    try:
+        built = build_package(session, out=spool, **kwargs)
+        built.size = spool.tell()
+        spool.seek(0)
+        if built.size <= IN_MEMORY_DOWNLOAD:
+            with spool:
+                return io.BytesIO(spool.read()), built
+    except BaseException:
+        spool.close()
+        raise
+    return spool, built

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+import time
 import uuid
 import zipfile
 
 from .manifest import render_manifest
 from .tracker import TRACKER_FILE, inject_tracker
 from .zipsafety import Content
+
+_ZIP64_SAFE = 1024**3
 
 
 def write_deployed_zip(out, course: Content, launches: list[str], title: str, scorm_version: str,
@@ -23,7 +27,12 @@ def write_deployed_zip(out, course: Content, launches: list[str], title: str, sc
         if tracker is not None:
             archive.writestr(TRACKER_FILE, tracker)
         for name in names:
-            body = course.read(name)
             if tracker is not None and name in launches:
-                body = inject_tracker(body, name)
-            archive.writestr(name, body)
+                archive.writestr(name, inject_tracker(course.read(name), name))
+                continue
+            # Copied a chunk at a time: a course's video never sits whole in memory.
+            member = zipfile.ZipInfo(name, time.localtime()[:6])
+            member.compress_type = zipfile.ZIP_DEFLATED
+            with course.open(name) as source, archive.open(member, "w", force_zip64=course.size(name) > _ZIP64_SAFE) \
+                    as target:
+                shutil.copyfileobj(source, target, 1024 * 1024)

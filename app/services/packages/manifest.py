@@ -1,6 +1,7 @@
 """SCORM manifests: reading an authoring tool's (version, SCOs, launch files) and writing ours.
 
-An authoring tool's manifest is parsed without DTDs or entities. ``read_manifest``
+An authoring tool's manifest is parsed without DTDs or entities: one that declares any,
+in any encoding and at any place, is refused, so no DTD reaches an LMS. ``read_manifest``
 gives the launch files of its SCO resources (a deployed package adds the tracker
 to each); ``read_scos`` gives each SCO item of the default organisation as the
 LMS would launch it (file, query string from the href and ``adlcp:parameters``,
@@ -15,6 +16,9 @@ import uuid
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 from xml.etree import ElementTree
+
+from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as defused
 
 from .errors import PackageError
 from .source import templates
@@ -59,11 +63,14 @@ def _attr(element: ElementTree.Element, local_name: str) -> str | None:
 
 
 def _parse(data: bytes) -> tuple[ElementTree.Element, str]:
-    head = data[:4096].upper()
-    if b"<!DOCTYPE" in head or b"<!ENTITY" in data.upper():
-        raise PackageError("imsmanifest.xml declares a DOCTYPE or entities; a SCORM manifest needs neither")
+    # The parser itself refuses a DOCTYPE wherever it stands and in whatever encoding the
+    # manifest is written (UTF-16, a declared single-byte code page): a byte search would miss
+    # both, and a manifest that passed here is shipped to the LMS byte for byte.
     try:
-        root = ElementTree.fromstring(data)
+        root = defused.fromstring(data, forbid_dtd=True)
+    except DefusedXmlException:
+        raise PackageError("imsmanifest.xml declares a DOCTYPE or entities; a SCORM manifest needs neither "
+                           "(export it again, or remove the <!DOCTYPE ...> declaration)") from None
     except ElementTree.ParseError as exc:
         raise PackageError(f"imsmanifest.xml is not well-formed XML ({exc})") from None
     if _local(root.tag) != "manifest":

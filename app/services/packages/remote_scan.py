@@ -50,7 +50,7 @@ import re
 from dataclasses import dataclass, field
 
 from .manifest import Sco
-from .zipsafety import Content
+from .zipsafety import MAX_READ_BYTES, Content
 
 _SCANNED = (".html", ".htm", ".js")
 _HTML = (".html", ".htm")
@@ -104,7 +104,7 @@ def remote_warnings(course: Content, notes: list[str], scos: list[Sco] | None = 
         lower = name.lower()
         if lower.endswith(_PLUGINS):
             findings.plugins.add(name)
-        if lower.endswith(_SCANNED):
+        if lower.endswith(_SCANNED) and course.size(name) <= MAX_READ_BYTES:
             text = course.read(name).decode("utf-8", errors="replace")
             _scan(name, text, lower.endswith(_HTML), name in launch_scope, findings)
     warnings = list(notes)

@@ -71,8 +71,20 @@ def talks_scorm(course) -> bool:
     "completed" for a learner who saw nothing (see tracker.js, rule 2).
     """
     for name in course.files:
-        if name.lower().endswith(_SCRIPTED) and _SCORM_CALLS.search(course.read(name)):
+        if name.lower().endswith(_SCRIPTED) and _mentions_scorm(course, name):
             return True
+    return False
+
+
+def _mentions_scorm(course, name: str) -> bool:
+    """Searched a chunk at a time, with an overlap, so a large script is never held whole."""
+    overlap = len(b"LMSInitialize") - 1
+    carry = b""
+    with course.open(name) as stream:
+        while chunk := stream.read(1024 * 1024):
+            if _SCORM_CALLS.search(carry + chunk):
+                return True
+            carry = chunk[-overlap:]
     return False
 
 
