@@ -156,6 +156,10 @@ def test_blocks_and_several_aus_each_get_the_tracker(make_client):
      "DOCTYPE or entities"),
     ({"cmi5.xml": cmi5_xml(au("index.html"), '<!DOCTYPE courseStructure SYSTEM "http://evil/x.dtd">'),
       "index.html": PAGE}, "DOCTYPE or entities"),
+    ({"cmi5.xml": ("<!--" + "x" * 5000 + "-->" + cmi5_xml(au("index.html"), '<!DOCTYPE x [<!ENTITY e "b">]>')
+                   .split("?>", 1)[1]), "index.html": PAGE}, "DOCTYPE or entities"),
+    ({"cmi5.xml": cmi5_xml(au("index.html"), '<!DOCTYPE x [<!ENTITY e "b">]>').replace('"utf-8"', '"utf-16"')
+      .encode("utf-16"), "index.html": PAGE}, "DOCTYPE or entities"),
     ({"cmi5.xml": "<courseStructure><au id='x'><url>index.html", "index.html": PAGE}, "not well-formed"),
     ({"cmi5.xml": "<manifest/>", "index.html": PAGE}, "no <courseStructure> root"),
     ({"cmi5.xml": cmi5_xml(""), "index.html": PAGE}, "lists no AU"),
@@ -169,7 +173,7 @@ def test_blocks_and_several_aus_each_get_the_tracker(make_client):
     ({"tincan.xml": "<!DOCTYPE tincan><tincan/>", "index.html": PAGE}, "DOCTYPE or entities"),
     ({"course/cmi5.xml": cmi5_xml(au("index.html"))}, "found one in course/"),
 ], ids=["no-url", "blank-url", "absolute-url-deployed", "http-url", "dotdot", "absolute-path", "missing-file",
-        "not-html", "entity", "external-dtd", "broken-xml", "wrong-root", "no-au", "bad-moveon",
+        "not-html", "entity", "external-dtd", "doctype-after-4-kb", "doctype-in-utf-16", "broken-xml", "wrong-root", "no-au", "bad-moveon",
         "bad-launchmethod", "no-id", "tincan-no-launch", "tincan-dotdot", "tincan-doctype", "nested"])
 def test_bad_course_structures_are_refused_with_a_clear_reason(make_client, files, reason):
     customer, _ = make_client()

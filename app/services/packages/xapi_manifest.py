@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 from xml.etree import ElementTree
 
+from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as defused
+
 from .errors import PackageError
 from .zipsafety import safe_member_name
 
@@ -60,10 +63,13 @@ def _local(tag: str) -> str:
 
 
 def _parse(data: bytes, filename: str) -> ElementTree.Element:
-    if b"<!DOCTYPE" in data[:4096].upper() or b"<!ENTITY" in data.upper():
-        raise PackageError(f"{filename} declares a DOCTYPE or entities; a course structure needs neither")
+    # As for imsmanifest.xml: the parser refuses a DOCTYPE wherever it stands and in whatever
+    # encoding (a byte search misses one in UTF-16 or after 4 KB of comment), and the file goes
+    # to the LMS byte for byte.
     try:
-        return ElementTree.fromstring(data)
+        return defused.fromstring(data, forbid_dtd=True)
+    except DefusedXmlException:
+        raise PackageError(f"{filename} declares a DOCTYPE or entities; a course structure needs neither") from None
     except ElementTree.ParseError as exc:
         raise PackageError(f"{filename} is not well-formed XML ({exc})") from None
 
