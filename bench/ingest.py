@@ -634,7 +634,7 @@ def report(results: list[Result], hash_cpu: float, bound: float, args, started: 
               f"{args.rounds} interleaved rounds; p50 is request-weighted over them, p99 the worst round's."]
     for database, rates in argon2_rates.items():
         new_learners = by_case(results, database).get("anonymised, new learners")
-        if rates and new_learners and new_learners.cpu_ms and new_learners.rate:
+        if rates and new_learners:
             rate = sum(r for r, _ in rates) / len(rates)
             cpu = sum(c for _, c in rates) / len(rates)
             lines.append(

@@ -219,6 +219,9 @@ def test_a_placeholder_sent_after_a_release_is_held_back_again(client, acme_held
     held_back.release(db.session, app.extensions["pseudonymiser"], app.extensions["client_directory"], acme,
                       actor="test")
     assert usage_api(client, token, acme.slug)["unique_users"] == 3
+    # A released placeholder has no ID shape: it is no ID scheme, and the drift check must not pair it.
+    released = db.session.scalars(select(Learner).where(Learner.identity == "undefined")).all()
+    assert released and all(learner.id_shape is None for learner in released)
     post(client, key, "undefined")
     report = usage_api(client, token, acme.slug)
     assert (report["unique_users"], report["launches"]) == (3, 5)

@@ -424,3 +424,7 @@ def test_erasing_one_identity_of_a_merged_person_erases_both(app, client, make_c
     usage = _usage(client, token, acme.slug)
     assert usage["unique_users"] == 1 and usage["launches"] == 1
     assert db.session.query(LearnerMerge).count() == 0
+    # The audit log keeps the merge, and names no student: an entry outlives the erasure.
+    audited = json.dumps([[a.before, a.after] for a in db.session.scalars(
+        select(AuditEntry).where(AuditEntry.action.in_(["learner.merge", "learner.unmerge"])))])
+    assert "learner" in audited and "jane" not in audited and "004711" not in audited

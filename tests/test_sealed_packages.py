@@ -62,10 +62,16 @@ def test_a_placeholder_flagged_by_a_sealed_package_is_held_back(client, make_cli
     held = db.session.scalars(select(HeldBackBeacon)).all()
     assert [row.placeholder for row in held] == ["(flagged by the sealed package)"]
     assert SEALED not in {held[0].identity}  # stored as a pseudonym of the sealed value, like any learner
+    # A client whose list a CSM emptied holds nothing back, flagged or not.
+    emptied, emptied_key = make_client(name="Emptied", sealed=True)
+    emptied.placeholder_ids = []
+    db.session.commit()
+    kept = client.post(URL, json=beacon_body(emptied_key, student_id=SEALED, student_name="", placeholder=True))
+    assert kept.status_code == 204 and stored() == (1, 1)
     # The same flag from a package of a client that does not seal is not trusted: the list decides.
     _, plain_key = make_client(name="Plain")
     counted = client.post(URL, json=beacon_body(plain_key, student_id="s-1", student_name="", placeholder=True))
-    assert counted.status_code == 204 and db.session.scalar(select(func.count()).select_from(Event)) == 1
+    assert counted.status_code == 204 and db.session.scalar(select(func.count()).select_from(Event)) == 2
 
 
 def test_a_sealed_id_for_a_client_that_does_not_seal_is_refused(client, make_client):

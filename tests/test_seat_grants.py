@@ -23,7 +23,7 @@ from conftest import beacon_body
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import Client, DailyUsage, Event, Learner, RemoteContent, SeatlessBeacon
+from app.models import Client, DailyUsage, Event, HeldBackBeacon, Learner, RemoteContent, SeatlessBeacon
 from app.services import learners, licences, packages, seat_grants
 
 LMS = "https://lms.acme.example"
@@ -190,6 +190,20 @@ def test_forged_beacons_neither_fill_a_blocking_term_nor_seat_a_blocked_learner(
     learners.erase_learner(db.session, app.extensions["pseudonymiser"], db.session.get(Client, customer.id),
                            "  Blocked@Example.com", actor="test")
     assert db.session.scalar(select(func.count()).select_from(SeatlessBeacon)) == 5
+
+
+def test_a_placeholder_id_without_a_grant_is_held_back_not_set_aside(make_client, client):
+    """A placeholder takes no seat either way: it waits with the other held-back beacons, releasable."""
+    customer, _ = make_client(origins=[LMS])
+    _package_id, row = remote_package(customer)
+    blocking_term(customer, seats=5)
+    answer = client.post("/api/v1/beacons", json=beacon_body(row.beacon_key, student_id="undefined"),
+                         headers={"Origin": LMS})
+    assert answer.status_code == 204
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(HeldBackBeacon)) == 1
+    assert db.session.scalar(select(func.count()).select_from(SeatlessBeacon)) == 0
+    assert seats(customer) == 0
 
 
 def test_forged_beacons_are_shown_on_the_go_live_check(make_client, client, content_base, make_staff, login):

@@ -63,7 +63,8 @@ def app_config(app_config):
 # --- configuration ---------------------------------------------------------------------------------
 
 def test_second_factor_is_required_in_production_and_optional_in_development(tmp_path):
-    secrets = {"SECRET_KEY": "k" * 32, "PSEUDONYM_SECRET": "p" * 32}
+    secrets = {"SECRET_KEY": "k" * 32, "PSEUDONYM_SECRET": "p" * 32,
+               "WEBHOOK_SECRET_KEYS": "q2v6zKkZbqAJlbJcqpSPu6gK9tZ0GnvTDdN9Xn8cN5M="}
     assert load_config(tmp_path, {"APP_ENV": "production", **secrets})["STAFF_SECOND_FACTOR"] == "required"
     assert load_config(tmp_path, {"APP_ENV": "development"})["STAFF_SECOND_FACTOR"] == "optional"
     with pytest.raises(ConfigError, match="STAFF_SECOND_FACTOR=required"):

@@ -142,7 +142,9 @@ def accept_beacon(session: Session, committer: GroupCommitter, key: str, origin:
     except InvalidIdentity as exc:
         return _refused("invalid_beacon", str(exc), student_id=[str(exc)])
     now = now or dt.datetime.now(dt.UTC)
-    if grants is not None and client.remote_package is not None:
+    pending = PendingBeacon(client, beacon, _host(lms_origin), now, identity)
+    # A placeholder ID is held back (it takes no seat), never set aside for want of a seat grant.
+    if grants is not None and client.remote_package is not None and pending.held_back is None:
         try:
             reason = seatless.reason_to_set_aside(session, directory, grants, client, beacon, fields.get("grant"),
                                                   identity[0], now.date())
@@ -156,7 +158,7 @@ def accept_beacon(session: Session, committer: GroupCommitter, key: str, origin:
             return _UNAVAILABLE
         finally:
             session.close()
-    pending = committer.submit(PendingBeacon(client, beacon, _host(lms_origin), now, identity))
+    pending = committer.submit(pending)
     if pending.outcome == UNAVAILABLE:
         return _UNAVAILABLE
     if pending.outcome == REFUSED:

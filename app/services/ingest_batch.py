@@ -83,8 +83,10 @@ class PendingBeacon:
             self.event_id = self.beacon.event_id or uuid.uuid4()
         if self.held_back is None:
             if self.client.sealed:
-                # A sealed ID cannot be compared with the list: the tracker flagged it before sealing.
-                self.held_back = SEALED_PLACEHOLDER if self.beacon.placeholder else None
+                # A sealed ID cannot be compared with the list: the tracker flagged it before sealing
+                # (against the default list); a client whose list a CSM emptied holds nothing back.
+                self.held_back = (SEALED_PLACEHOLDER if self.beacon.placeholder and self.client.placeholder_ids
+                                  else None)
             else:
                 self.held_back = matched_placeholder(self.client.placeholder_ids, self.beacon.student_id)
 

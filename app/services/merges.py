@@ -64,6 +64,12 @@ def reference(learner: Learner) -> str:
     return short_reference(learner.identity) if learner.pseudonymised else learner.identity
 
 
+def audit_reference(learner: Learner) -> str:
+    """How the audit log names a merged learner: never a student ID (an audit entry outlives an
+    erasure), but the learner's row, or a pseudonym's short form."""
+    return short_reference(learner.identity) if learner.pseudonymised else f"learner #{learner.id}"
+
+
 def find_learner_by_student_id(session: Session, pseudonymiser: Pseudonymiser, client: Client,
                                student_id: str) -> Learner:
     """The client's learner for a plain student ID (pseudonymised in memory for anonymised clients).
@@ -148,7 +154,7 @@ def merge(session: Session, client: Client, old: Learner, into: Learner, *, acto
                           evidence=evidence, created_by=actor, created_at=utcnow())
     session.add(record)
     audit.record(session, actor, "learner.merge", client.id, None,
-                 {"learner": reference(old), "into": reference(into), "source": source,
+                 {"learner": audit_reference(old), "into": audit_reference(into), "source": source,
                   **({"confidence": evidence["confidence"]} if evidence and "confidence" in evidence else {})})
     if apply:
         apply_merges(session, client.id)
@@ -166,7 +172,7 @@ def unmerge(session: Session, client: Client, old: Learner, *, actor: str, commi
     record.undone_at, record.undone_by = utcnow(), actor
     into = session.get(Learner, record.into_learner_id)
     audit.record(session, actor, "learner.unmerge", client.id,
-                 {"learner": reference(old), "into": reference(into) if into else None}, None)
+                 {"learner": audit_reference(old), "into": audit_reference(into) if into else None}, None)
     apply_merges(session, client.id)
     if commit:
         session.commit()
