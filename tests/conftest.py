@@ -391,6 +391,21 @@ def browser(chromium_path, tls_ca):
         launched.close()
 
 
+def watched_page(browser, width: int = 1280, height: int = 900, timeout_ms: int = 10_000,
+                 ignore_https_errors: bool = True):
+    """(context, page) in a new browser context; ``page.problems`` collects script errors and CSP
+    refusals (not the 400s of forms sent back with errors on purpose, nor a missing favicon)."""
+    context = browser.new_context(ignore_https_errors=ignore_https_errors, viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(timeout_ms)
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(msg.text)
+            if msg.type == "error" and "Failed to load resource" not in msg.text else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.problems = problems
+    return context, page
+
+
 @pytest.fixture
 def screenshots_dir() -> Path:
     """Screenshots taken by browser tests, kept for people to look at."""

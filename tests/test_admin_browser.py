@@ -11,22 +11,14 @@ import uuid
 
 import pytest
 import requests
-from conftest import TEST_PASSWORD
+from conftest import TEST_PASSWORD, watched_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 
 @pytest.fixture
 def page(browser, live_server):
-    context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    problems: list[str] = []
-    # Script errors and CSP refusals; not the 400s of forms sent back with errors on purpose.
-    page.on("console", lambda msg: problems.append(msg.text)
-            if msg.type == "error" and "Failed to load resource" not in msg.text else None)
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    page.problems = problems
+    context, page = watched_page(browser)
     yield page
     context.close()
 

@@ -9,7 +9,7 @@ import re
 
 import pytest
 import time_machine
-from conftest import TEST_PASSWORD, beacon_body
+from conftest import TEST_PASSWORD, beacon_body, watched_page
 
 from app.extensions import db
 from app.services import drift
@@ -19,14 +19,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 @pytest.fixture
 def page(browser, live_server):
-    context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    problems: list[str] = []
-    page.on("console", lambda msg: problems.append(msg.text)
-            if msg.type == "error" and "Failed to load resource" not in msg.text else None)  # favicon
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    page.problems = problems
+    context, page = watched_page(browser)
     yield page
     context.close()
 

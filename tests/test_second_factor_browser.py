@@ -12,7 +12,7 @@ import time
 
 import pyotp
 import pytest
-from conftest import TEST_PASSWORD, LiveServer
+from conftest import TEST_PASSWORD, LiveServer, watched_page
 from sqlalchemy import select
 
 from app.extensions import db
@@ -34,14 +34,8 @@ def strict_server(database_url, tls_ca, tmp_path, app):
 
 @pytest.fixture
 def page(browser, strict_server):
-    context = browser.new_context(viewport={"width": 390, "height": 844})  # a phone: the pages must work there
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    problems: list[str] = []
-    page.on("console", lambda msg: problems.append(msg.text)
-            if msg.type == "error" and "Failed to load resource" not in msg.text else None)
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    page.problems = problems
+    # A phone: the pages must work there. A trusted certificate: passkeys refuse a page with TLS errors.
+    context, page = watched_page(browser, 390, 844, 15_000, ignore_https_errors=False)
     yield page
     context.close()
 

@@ -12,21 +12,13 @@ import uuid
 
 import pytest
 import requests
-from conftest import TEST_PASSWORD, beacon_body
+from conftest import TEST_PASSWORD, beacon_body, watched_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 
 def context_page(browser, width: int, height: int = 900):
-    context = browser.new_context(ignore_https_errors=True, viewport={"width": width, "height": height})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    page.on("console", lambda msg: problems.append(msg.text)
-            if msg.type == "error" and "Failed to load resource" not in msg.text else None)
-    page.problems = problems
-    return context, page
+    return watched_page(browser, width, height, 15_000)
 
 
 def sign_in(page, live_server, user) -> None:
