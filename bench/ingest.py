@@ -357,23 +357,31 @@ class RalphLRS:
                 complete.touch()
         return bin_dir
 
-    def __enter__(self) -> RalphLRS:
-        bin_dir = self.ensure_installed()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "RALPH_APP_DIR": str(self.folder), "RALPH_AUTH_FILE": str(self.folder / "auth.json"),
+    @classmethod
+    def serve(cls, folder: Path, user: str, password: str, port: int, workers: int, log,
+              tls: tuple[Path, Path] | None = None) -> subprocess.Popen:
+        """Ralph with its file backend in ``folder``, one Basic account, on 127.0.0.1:``port``
+        (HTTPS with ``tls``): the bench's peer here, and the test LMS's LRS in tests/xapi_lms.py."""
+        bin_dir = cls.ensure_installed()
+        folder.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "RALPH_APP_DIR": str(folder), "RALPH_AUTH_FILE": str(folder / "auth.json"),
                "RALPH_RUNSERVER_BACKEND": "fs",
-               "RALPH_BACKENDS__LRS__FS__DEFAULT_DIRECTORY_PATH": str(self.folder),
-               "RALPH_BACKENDS__DATA__FS__DEFAULT_DIRECTORY_PATH": str(self.folder)}
-        subprocess.run([str(bin_dir / "ralph"), "auth", "-u", self.user, "-p", self.password, "-s", "all",
-                        "-M", "mailto:bench@example.com", "-w"], env=env, cwd=self.folder, check=True,
+               "RALPH_BACKENDS__LRS__FS__DEFAULT_DIRECTORY_PATH": str(folder),
+               "RALPH_BACKENDS__DATA__FS__DEFAULT_DIRECTORY_PATH": str(folder)}
+        subprocess.run([str(bin_dir / "ralph"), "auth", "-u", user, "-p", password, "-s", "all",
+                        "-M", f"mailto:{user}@example.com", "-w"], env=env, cwd=folder, check=True,
                        capture_output=True)
-        self.log = open(self.folder / "uvicorn.log", "ab")
-        self.process = subprocess.Popen(
+        secure = ["--ssl-certfile", str(tls[0]), "--ssl-keyfile", str(tls[1])] if tls else []
+        return subprocess.Popen(
             [str(bin_dir / "uvicorn"), "ralph_app:app", "--app-dir", str(BENCH), "--host", "127.0.0.1",
-             "--port", str(self.port),
-             "--workers", str(self.workers), "--ssl-certfile", str(self.cert[0]), "--ssl-keyfile", str(self.cert[1]),
-             "--log-level", "warning", "--no-access-log"],
-            cwd=self.folder, env=env, stdout=self.log, stderr=self.log)
+             "--port", str(port), "--workers", str(workers), *secure, "--log-level", "warning", "--no-access-log"],
+            cwd=folder, env=env, stdout=log, stderr=log)
+
+    def __enter__(self) -> RalphLRS:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.log = open(self.folder / "uvicorn.log", "ab")
+        self.process = self.serve(self.folder, self.user, self.password, self.port, self.workers, self.log,
+                                  tls=self.cert)
         context = unverified_tls()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

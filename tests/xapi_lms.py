@@ -28,7 +28,6 @@ import functools
 import http.server
 import io
 import json
-import os
 import subprocess
 import threading
 import time
@@ -64,21 +63,12 @@ class Ralph:
     def start(self) -> Ralph:
         from bench.ingest import RalphLRS
 
-        bin_dir = RalphLRS.ensure_installed()  # the same one `make bench` uses, made once
-        require((bin_dir / "uvicorn").exists(), "Ralph LRS could not be installed (pip ralph-malph)")
         self.folder.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "RALPH_APP_DIR": str(self.folder), "RALPH_AUTH_FILE": str(self.folder / "auth.json"),
-               "RALPH_RUNSERVER_BACKEND": "fs",
-               "RALPH_BACKENDS__LRS__FS__DEFAULT_DIRECTORY_PATH": str(self.folder),
-               "RALPH_BACKENDS__DATA__FS__DEFAULT_DIRECTORY_PATH": str(self.folder)}
-        subprocess.run([str(bin_dir / "ralph"), "auth", "-u", self.user, "-p", self.password, "-s", "all",
-                        "-M", "mailto:lms@example.com", "-w"], env=env, cwd=self.folder, check=True,
-                       capture_output=True)
         self.log = open(self.folder / "uvicorn.log", "ab")  # noqa: SIM115 (closed in stop)
-        self.process = subprocess.Popen(
-            [str(bin_dir / "uvicorn"), "ralph_app:app", "--app-dir", str(BENCH), "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", "1", "--log-level", "warning", "--no-access-log"],
-            cwd=self.folder, env=env, stdout=self.log, stderr=self.log)
+        try:
+            self.process = RalphLRS.serve(self.folder, self.user, self.password, self.port, 1, self.log)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            require(False, f"Ralph LRS could not be installed or started (pip ralph-malph): {exc}")
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
