@@ -47,9 +47,11 @@ def hold_idle_and_slow(host: str, port: int, *, tls: bool, health_url: str, ca: 
     answers, ok = 0, 0
     deadline = time.monotonic() + seconds
     try:
-        while time.monotonic() < deadline:
+        # At least 10 probes, over `seconds` at least: a probe of a loaded machine may be slow, so
+        # each waits 30 s before it counts as unanswered (a stopped server answers none).
+        while time.monotonic() < deadline or answers < 10:
             try:
-                answer = requests.get(health_url, verify=ca, timeout=5)
+                answer = requests.get(health_url, verify=ca, timeout=30)
                 answers += 1
                 ok += answer.status_code == 200
             except requests.RequestException:
