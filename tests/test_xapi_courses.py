@@ -50,6 +50,11 @@ def _drive_rise(page, ralph, registration):  # noqa: F811
                          "IsLoaded() === true", TIMEOUT, "SCORM Driver (cmi5) is loaded")
     wait_for(lambda: "initialized" in verbs(ralph.statements(registration)), timeout=TIMEOUT,
              what="the AU's initialized statement")
+    # SCORM Driver's start ends 200 ms after initialized: it reads the learner's time so far from the
+    # LRS and keeps it. An AU closed before that reads it at unload, where SCORM Driver's keepalive
+    # patch answers a GET with no response and its own Finish throws (wrapped or not; seen under load).
+    # A learner takes longer than that; the test waits for it as a learner would.
+    frame.wait_for_function("CMI5_TOTAL_PREV_DURATION !== null", timeout=TIMEOUT * 1000)
     assert frame.evaluate("SetReachedEnd()") is True
     assert frame.evaluate("CommitData()") is True
     wait_for(lambda: "completed" in verbs(ralph.statements(registration)), timeout=TIMEOUT,
