@@ -191,7 +191,7 @@ def test_tokens_and_roles_on_the_export(client, make_staff, world):
 
 
 @pytest.mark.parametrize("query", ["on=2026-13-01", "on=yesterday", "on=2026-11-21", "on=", "when=2026-11-01",
-                                   "on=2026-02-30", "on=99999-01-01"])
+                                   "on=2026-02-30", "on=99999-01-01", "on=0001-01-15"])
 def test_bad_query_is_400_and_nothing_else(client, make_staff, world, query):
     token = bearer(make_staff("billing"))
     with time_machine.travel(NOW, tick=False):
@@ -209,6 +209,8 @@ def test_usage_api_gives_seat_figures_and_completers(client, make_staff, world):
         across = client.get(f"/api/v1/clients/{monthly}/usage?from=2026-10-25&to=2026-11-05", headers=token).json
         loose = client.get(f"/api/v1/clients/{world['loose'].slug}/usage?from=2026-11-01&to=2026-11-30",
                            headers=token).json
+        ancient = client.get(f"/api/v1/clients/{monthly}/usage?from=0001-01-01&to=0001-01-31", headers=token)
+    assert ancient.status_code == 200 and ancient.json["seats"] is None and ancient.json["unique_users"] == 0
     used = truths[monthly].unique_users(*NOVEMBER)
     # A range inside one seat window: that window's seats (all of it, as the licence page counts them).
     assert inside["seats"] == {"term_start": "2026-10-01", "term_end": "2027-09-30", "seat_window": "month",

@@ -24,6 +24,10 @@ _clients_query = ClientsQuerySchema()
 _client_list = ClientListSchema()
 
 
+# No usage is older; the previous period and the forecast's look-back of a day near year 1 would not exist.
+EARLIEST_INVOICE_DAY = dt.date(2000, 1, 1)
+
+
 class QueryError(ValueError):
     """A query the API and the CSVs refuse with 400; ``fields`` says which parameter and why."""
 
@@ -42,6 +46,9 @@ def invoice_day(args) -> dt.date:
     if on is not None and on > today:
         raise QueryError(f"'on' must not be after today ({today.isoformat()}, UTC)",
                          {"on": ["Must not be after today."]})
+    if on is not None and on < EARLIEST_INVOICE_DAY:
+        raise QueryError(f"'on' must not be before {EARLIEST_INVOICE_DAY.isoformat()}",
+                         {"on": [f"Must not be before {EARLIEST_INVOICE_DAY.isoformat()}."]})
     return on or today
 
 
