@@ -31,7 +31,10 @@ USAGE_CSV_COLUMNS = ("date", "course", "unique_users", "launches")
 TOTAL_LABEL, ALL_COURSES_LABEL = "total", "(all courses)"
 # usage.csv's rows of held-back beacons: "held_back:<placeholder>" in the date column (counted nowhere).
 HELD_BACK_LABEL = "held_back:"
-LEARNERS_CSV_COLUMNS = ("student_id", "student_name", "course", "first_access", "last_access", "launches")
+# status: the last one the course reported in the range (completed, passed, failed), else "launched";
+# completed_at/passed_at/failed_at: the first time of each in the range (empty if never).
+LEARNERS_CSV_COLUMNS = ("student_id", "student_name", "course", "first_access", "last_access", "launches",
+                        "status", "completed_at", "passed_at", "failed_at")
 # The invoice export: one row per client for the seat window that contains ``on`` (README, "Invoicing").
 # period_start/period_end are that seat window; seats_used equals unique_users (distinct learners in it).
 OVERVIEW_CSV_COLUMNS = ("client", "name", "mode", "term_start", "term_end", "seat_window", "period_start",
@@ -235,7 +238,8 @@ def learners_csv(slug: str):
     return csv_response(
         _filename(client, "learners", period), LEARNERS_CSV_COLUMNS,
         ([row.identity, "" if row.pseudonymised else (row.name or ""), row.course, row.first_access,
-          row.last_access, row.launches] for row in rows),
+          row.last_access, row.launches, row.outcome.status, row.outcome.completed_at, row.outcome.passed_at,
+          row.outcome.failed_at] for row in rows),
     )
 
 

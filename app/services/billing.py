@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from sqlalchemy import case, distinct, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from ..licensing_models import LicenceTerm
 from ..models import COMPLETION_KINDS, Client, Course, DailyUsage, Event, Learner
@@ -242,8 +242,9 @@ def learner_summaries(session: Session, client_id: int, start: dt.date, end: dt.
 
 
 def learner_course_titles(session: Session, client_id: int, learner_ids: list[int], start: dt.date,
-                          end: dt.date) -> dict[int, list[str]]:
-    """The courses each of the given learners used in the range (for one page of learners)."""
+                          end: dt.date) -> dict[int, list[tuple[str, Outcome]]]:
+    """The courses each of the given learners used in the range, each with what it reported
+    (for one page of learners)."""
     if not learner_ids:
         return {}
     rows = session.execute(
@@ -252,10 +253,61 @@ def learner_course_titles(session: Session, client_id: int, learner_ids: list[in
         .where(*_in_range(client_id, start, end), PERSON.in_(learner_ids))
         .order_by(PERSON, Course.title)
     ).all()
-    titles: dict[int, list[str]] = defaultdict(list)
+    outcomes = learner_outcomes(session, client_id, start, end, learner_ids)
+    titles: dict[int, list[tuple[str, Outcome]]] = defaultdict(list)
     for learner_id, title in rows:
-        titles[learner_id].append(title)
+        titles[learner_id].append((title, outcomes.get((learner_id, title), Outcome())))
     return titles
+
+
+STATUS_KINDS = ("completed", "passed", "failed")
+# What a learner's course shows when the course reported no status in the range.
+NO_STATUS = "launched"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a course reported for one learner in a range: the first time of each status, and the
+    last status reported (a retake that passes after a fail shows ``passed``)."""
+
+    completed_at: dt.datetime | None = None
+    passed_at: dt.datetime | None = None
+    failed_at: dt.datetime | None = None
+    status: str = NO_STATUS
+
+
+def learner_outcomes(session: Session, client_id: int, start: dt.date, end: dt.date,
+                     learner_ids: list[int] | None = None) -> dict[tuple[int, str], Outcome]:
+    """Per (person, course title): the statuses reported in the range (UTC days, inclusive).
+
+    A person is a learner with every identity merged into it (``PERSON``), so two identities'
+    statuses are one person's. Pairs without a status are absent (``Outcome()`` is theirs).
+    One grouped query; Python only picks the latest of at most three rows per pair.
+    """
+    event_learner = aliased(Learner, name="event_learner")
+    person = func.coalesce(event_learner.merged_into_id, Event.learner_id)
+    since = dt.datetime.combine(start, dt.time(0), tzinfo=dt.UTC)
+    until = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
+    query = (
+        select(person, Course.title, Event.kind, func.min(Event.received_at), func.max(Event.received_at))
+        .join(event_learner, event_learner.id == Event.learner_id)
+        .join(Course, Course.id == Event.course_id)
+        .where(Event.client_id == client_id, Event.received_at >= since, Event.received_at < until,
+               Event.kind.in_(STATUS_KINDS))
+        .group_by(person, Course.title, Event.kind)
+    )
+    if learner_ids is not None:
+        if not learner_ids:
+            return {}
+        query = query.where(person.in_(learner_ids))
+    found: dict[tuple[int, str], dict] = defaultdict(dict)
+    latest: dict[tuple[int, str], tuple[dt.datetime, str]] = {}
+    for learner_id, title, kind, first, last in session.execute(query):
+        key = (learner_id, title)
+        found[key][f"{kind}_at"] = first
+        if key not in latest or (last, kind) > latest[key]:
+            latest[key] = (last, kind)
+    return {key: Outcome(status=latest[key][1], **times) for key, times in found.items()}
 
 
 @dataclass(frozen=True)
@@ -267,12 +319,14 @@ class LearnerCourse:
     first_access: dt.datetime
     last_access: dt.datetime
     launches: int
+    outcome: Outcome
 
 
 def learner_courses(session: Session, client_id: int, start: dt.date, end: dt.date) -> list[LearnerCourse]:
-    """One row per learner and course used in the range (learners.csv); merged identities are one learner."""
+    """One row per learner and course used in the range (learners.csv), with what the course
+    reported (``Outcome``); merged identities are one learner."""
     rows = session.execute(
-        with_people(select(Learner.identity, Learner.name, Learner.pseudonymised, Course.title,
+        with_people(select(Learner.id, Learner.identity, Learner.name, Learner.pseudonymised, Course.title,
                            func.min(DailyUsage.first_at), func.max(DailyUsage.last_at),
                            func.sum(DailyUsage.launches)))
         .join(Learner, Learner.id == PERSON)
@@ -281,7 +335,9 @@ def learner_courses(session: Session, client_id: int, start: dt.date, end: dt.da
         .group_by(Learner.id, Learner.identity, Learner.name, Learner.pseudonymised, Course.title)
         .order_by(Learner.identity, Course.title)
     ).all()
-    return [LearnerCourse(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6] or 0)) for r in rows]
+    outcomes = learner_outcomes(session, client_id, start, end)
+    return [LearnerCourse(r[1], r[2], r[3], r[4], r[5], r[6], int(r[7] or 0),
+                          outcomes.get((r[0], r[4]), Outcome())) for r in rows]
 
 
 def find_learner(session: Session, client_id: int, learner_id: int) -> Learner | None:
