@@ -56,6 +56,16 @@ class CourseTitle(_Normalised):
     normaliser = staticmethod(normalise_course_title)
 
 
+class CourseFilter(CourseTitle):
+    """The billing faces' ``course=``: a course title, normalised as ingest stores it; empty means
+    every course (a form's "All courses")."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and not value.strip():
+            return None
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class BeaconSchema(Schema):
     """A beacon sent by a SCORM package when a learner opens it."""
 
@@ -101,6 +111,9 @@ class UsageQuerySchema(Schema):
     from_ = fields.Date(data_key="from", required=True, metadata={"description": "First day, inclusive (UTC)."})
     to = fields.Date(required=True, metadata={"description": "Last day, inclusive (UTC); the range may span "
                                                             "at most 1096 days."})
+    course = CourseFilter(load_default=None, metadata={
+        "description": "Only this course (its title as the package reports it); a title the client has "
+                       "no course of is a 400. Seat figures stay the client's."})
 
 
 class UsageDaySchema(Schema):
@@ -155,6 +168,8 @@ class UsageSchema(Schema):
     client = fields.String(required=True, metadata={"description": "The client's slug."})
     from_ = fields.Date(data_key="from", required=True)
     to = fields.Date(required=True)
+    course = fields.String(required=True, allow_none=True, metadata={
+        "description": "The course asked for with `course=`; null for every course."})
     unique_users = fields.Integer(
         required=True, metadata={"description": "Distinct learners over the range (not a sum of days)."})
     launches = fields.Integer(required=True)

@@ -5,13 +5,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from urllib.parse import quote, quote_plus
 
+import lxml.html
 import pytest
-from billing_helpers import Sent, Truth, page_tree, post_all, read_csv
+from billing_helpers import Sent, Truth, page_course_totals, page_tree, post_all, read_csv, stat
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Learner
+from app.models import Course, Learner
+from app.services import staff as staff_service
 
 RANGE = "from=2026-11-01&to=2026-11-30"
 
@@ -96,3 +99,96 @@ def test_learner_completion_on_the_learners_page_and_csv(client, login, make_cli
         assert references == [learners[plain].identity[:12] for plain in ("amy", "bob", "cy")]
     else:
         assert references == ["amy", "bob", "cy"]
+
+
+# --- the course filter ------------------------------------------------------------------------
+
+COURSE_BEACONS = [
+    Sent(at(2, 9), "a", "Ann A", "Course A", "launch"),
+    Sent(at(2, 10), "a", "Ann A", "Course B", "launch"),
+    Sent(at(3, 9), "a", "Ann A", "Course A", "launch"),
+    Sent(at(3, 11), "b", "Ben B", "Course A", "launch"),
+    Sent(at(3, 11, 30), "b", "Ben B", "Course A", "completed"),
+    Sent(at(4, 9), "c", "Cat C", "Course B", "launch"),
+    Sent(at(4, 9, 40), "c", "Cat C", "Course B", "passed"),
+    Sent(at(5, 9), "undefined", "", "Course B", "launch"),     # held back: a placeholder student ID
+]
+# course -> unique users, launches, completers, {day: (unique users, launches)}, held-back launches
+COURSE_FIGURES = {
+    "Course A": (2, 3, 1, {"2026-11-02": (1, 1), "2026-11-03": (2, 2)}, 0),
+    "Course B": (2, 2, 1, {"2026-11-02": (1, 1), "2026-11-04": (1, 1)}, 1),
+}
+
+
+def test_course_filter_on_the_page_usage_csv_learners_and_api(client, login, make_client, make_staff):
+    acme, key = make_client(name="Acme")
+    other, other_key = make_client(name="Other")
+    post_all(client, key, Truth(list(COURSE_BEACONS)))
+    post_all(client, other_key, Truth([Sent(at(2, 9), "z", "Zed", "Other Course", "launch")]))
+    staff = make_staff("billing")
+    token = staff_service.create_token(db.session, staff, actor="test")
+    login(staff)
+    bearer = {"Authorization": f"Bearer {token}"}
+
+    def api(query: str):
+        return client.get(f"/api/v1/clients/{acme.slug}/usage?{RANGE}&{query}", headers=bearer)
+
+    for title, (users, launches, done, days, held) in COURSE_FIGURES.items():
+        quoted = quote(title)
+        report = api(f"course={quoted}").json
+        assert (report["course"], report["unique_users"], report["launches"], report["completers"]) == (
+            title, users, launches, done)
+        assert [(c["course"], c["unique_users"], c["launches"], c["completers"]) for c in report["courses"]] == [
+            (title, users, launches, done)]
+        assert {d["date"]: (d["unique_users"], d["launches"]) for d in report["courses"][0]["days"]} == days
+        assert report["held_back"]["launches"] == held
+
+        csv_response = client.get(f"/billing/{acme.slug}/usage.csv?{RANGE}&course={quoted}")
+        assert csv_response.status_code == 200
+        assert f"-course{_course_id(acme, title)}-" in csv_response.headers["Content-Disposition"]
+        rows = [(r["date"], r["course"], int(r["unique_users"]), int(r["launches"])) for r in read_csv(csv_response)]
+        assert rows == [*((day, title, *figures) for day, figures in sorted(days.items())),
+                        ("total", title, users, launches), ("total", "(all courses)", users, launches),
+                        *([("held_back:undefined", title, 0, held)] if held else [])]
+
+        tree = page_tree(client.get(f"/billing/{acme.slug}?{RANGE}&course={quoted}"))
+        assert (stat(tree, "stat-unique-users"), stat(tree, "stat-launches"), stat(tree, "stat-completers")) == (
+            str(users), str(launches), str(done))
+        assert page_course_totals(tree) == {title: (users, launches, done)}
+        assert title in tree.get_element_by_id("course-shown").text_content()
+        # The downloads and the learner list keep the filter.
+        links = {a.text_content(): a.get("href") for a in tree.xpath('//div[@class="downloads"]/a')}
+        assert all(f"course={quote_plus(title)}" in href for href in links.values()), links
+
+        learners = read_csv(client.get(f"/billing/{acme.slug}/learners.csv?{RANGE}&course={quoted}"))
+        expected = {s.student for s in COURSE_BEACONS if s.course == title and s.student != "undefined"}
+        assert {r["student_id"] for r in learners} == expected and {r["course"] for r in learners} == {title}
+        listed = page_tree(client.get(links["Who accessed what"]))
+        assert {row.xpath("./td[1]")[0].text_content().strip()
+                for row in listed.xpath('//table[@id="learners"]/tbody/tr')} == expected
+
+    # A title is matched as ingest stores it (spaces collapsed); empty means every course.
+    assert api("course=%20Course%20%20A%20").json["unique_users"] == 2
+    everything = api("course=").json
+    assert (everything["course"], everything["unique_users"], everything["launches"]) == (None, 3, 5)
+    assert api("").json == everything
+
+    # An unknown course (another client's included) is a 400 with the reason, never another client's figures.
+    for bad in ("Other%20Course", "Nope", "%00", "x" * 400):
+        response = api(f"course={bad}")
+        assert response.status_code == 400, bad
+        assert response.json["error"] == "invalid_query" and "course" in response.json["fields"], bad
+        assert client.get(f"/billing/{acme.slug}/usage.csv?{RANGE}&course={bad}").status_code == 400, bad
+        assert client.get(f"/billing/{acme.slug}/learners.csv?{RANGE}&course={bad}").status_code == 400, bad
+        page = client.get(f"/billing/{acme.slug}?{RANGE}&course={bad}")
+        assert page.status_code == 400, bad
+        tree = lxml.html.fromstring(page.get_data(as_text=True))
+        assert tree.get_element_by_id("range-error") is not None
+        # An unknown title shows every course over the range asked; a malformed one also resets the range.
+        assert stat(tree, "stat-unique-users") == ("3" if bad in ("Other%20Course", "Nope") else "0"), bad
+        assert client.get(f"/billing/{acme.slug}/learners?{RANGE}&course={bad}").status_code == 400, bad
+    assert "Zed" not in client.get(f"/billing/{acme.slug}?{RANGE}&course=Other%20Course").get_data(as_text=True)
+
+
+def _course_id(client_row, title: str) -> int:
+    return db.session.scalar(select(Course.id).where(Course.client_id == client_row.id, Course.title == title))
