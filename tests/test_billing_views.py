@@ -5,11 +5,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from urllib.parse import quote, quote_plus
 
 import lxml.html
 import pytest
+import time_machine
 from billing_helpers import Sent, Truth, page_course_totals, page_tree, post_all, read_csv, stat
+from conftest import beacon_body
 from sqlalchemy import select
 
 from app.extensions import db
@@ -192,3 +195,70 @@ def test_course_filter_on_the_page_usage_csv_learners_and_api(client, login, mak
 
 def _course_id(client_row, title: str) -> int:
     return db.session.scalar(select(Course.id).where(Course.client_id == client_row.id, Course.title == title))
+
+
+# --- usage by LMS origin and by package ----------------------------------------------------------
+
+# when, student, course, kind, Origin header (None: not sent), package ID ("ISSUED": the package built here)
+SOURCE_BEACONS = [
+    (at(2, 9), "a", "Course A", "launch", "https://lms-a.example", "ISSUED"),
+    (at(2, 9, 10), "a", "Course A", "completed", "https://lms-a.example", "ISSUED"),
+    (at(3, 9), "b", "Course A", "launch", "https://lms-b.example:8443", "ISSUED"),
+    (at(3, 10), "a", "Course B", "launch", "https://lms-b.example:8443", "built-elsewhere-1"),
+    (at(4, 9), "c", "Course B", "launch", None, None),
+    (at(5, 9), "c", "Course B", "launch", None, None),
+    (at(6, 9), "old-a", "Course A", "launch", "https://lms-a.example", "ISSUED"),   # merged into a below
+    (at(1, 9, month=12), "d", "Course A", "launch", "https://lms-d.example", "ISSUED"),   # after the range
+]
+
+
+def test_usage_by_lms_origin_and_package_on_the_page_and_in_the_api(client, login, make_client, make_staff,
+                                                                     runner, tmp_path):
+    acme, key = make_client(name="Acme")
+    built = runner.invoke(args=["package", "build", "--client", acme.slug, "--course", "Course A", "--scorm", "1.2",
+                                "--server-url", "https://track.example", "-o", str(tmp_path / "a.zip"), "--json"])
+    assert built.exit_code == 0, built.output
+    issued = json.loads(built.output)["package_id"]
+    for when, student, course, kind, origin, package in SOURCE_BEACONS:
+        body = beacon_body(key, student_id=student, course=course, event=kind,
+                           package=issued if package == "ISSUED" else package)
+        with time_machine.travel(when, tick=False):
+            response = client.post("/api/v1/beacons", json={k: v for k, v in body.items() if v is not None},
+                                   headers={"Origin": origin} if origin else {})
+        assert response.status_code == 204, response.get_data(as_text=True)
+    merged = runner.invoke(args=["learner", "merge", "--client", acme.slug, "--student-id", "old-a", "--into", "a"])
+    assert merged.exit_code == 0, merged.output
+    staff = make_staff("billing")
+    token = staff_service.create_token(db.session, staff, actor="test")
+
+    expected = {
+        "": ([("lms-b.example:8443", 2, 2), ("lms-a.example", 1, 2), (None, 1, 2)],
+             [(issued, 2, 3), ("built-elsewhere-1", 1, 1), (None, 1, 2)]),
+        "Course B": ([("lms-b.example:8443", 1, 1), (None, 1, 2)], [("built-elsewhere-1", 1, 1), (None, 1, 2)]),
+    }
+    for course, (origins, packages) in expected.items():
+        report = client.get(f"/api/v1/clients/{acme.slug}/usage?{RANGE}&course={quote(course)}",
+                            headers={"Authorization": f"Bearer {token}"}).json
+        assert [(o["lms_host"], o["unique_users"], o["launches"]) for o in report["origins"]] == origins
+        assert [(p["package"], p["unique_users"], p["launches"]) for p in report["packages"]] == packages
+        for row in report["packages"]:
+            if row["package"] == issued:
+                assert {k: v for k, v in row["issued"].items() if k != "issued_at"} == {
+                    "course": "Course A", "scorm_version": "1.2", "mode": "deployed"}
+                assert dt.datetime.fromisoformat(row["issued"]["issued_at"]).tzinfo is not None
+            else:
+                assert row["issued"] is None, row
+
+    login(staff)
+    tree = page_tree(client.get(f"/billing/{acme.slug}?{RANGE}"))
+
+    def table(table_id: str) -> list[list[str]]:
+        return [[" ".join(c.text_content().split()) for c in row.xpath("./td")]
+                for row in tree.xpath(f'//table[@id="{table_id}"]/tbody/tr')]
+
+    assert table("origin-usage") == [["lms-b.example:8443", "2", "2"], ["lms-a.example", "1", "2"],
+                                     ["no origin sent", "1", "2"]]
+    packages = table("package-usage")
+    assert [row[1:] for row in packages] == [["2", "3"], ["1", "1"], ["1", "2"]]
+    assert packages[0][0].startswith("Course A · SCORM 1.2 · deployed · issued ") and issued[:8] in packages[0][0]
+    assert packages[1][0] == "built-elsewhere-1 (not issued here)" and packages[2][0] == "no package ID sent"

@@ -32,6 +32,9 @@ def test_billing_staff_filter_by_course_and_read_statuses_at_1280_and_390(page, 
     assert page.locator("#stat-completers .value").inner_text() == str(done)
     assert page.locator("#course-totals tbody tr").count() == 1
     assert page.locator("#course").input_value() == "Course B"
+    # The beacons came without Origin and package ID: one row each, saying so.
+    assert page.locator("#origin-usage tbody tr").all_inner_texts() == ["no origin sent\t2\t2"]
+    assert page.locator("#package-usage tbody tr").all_inner_texts() == ["no package ID sent\t2\t2"]
     shot(page, screenshots_dir, "40-billing-course-filter")
     page.set_viewport_size({"width": 390, "height": 800})
     assert no_sideways_scroll(page), "the course filter fits at 390 px"

@@ -92,7 +92,7 @@ def test_openapi_schemas_are_made_from_the_marshmallow_schemas(spec):
 
     usage = schemas["Usage"]
     assert set(usage["properties"]) == {"client", "from", "to", "course", "unique_users", "launches", "completers",
-                                        "courses", "seats", "held_back"}
+                                        "courses", "origins", "packages", "seats", "held_back"}
     assert {f.data_key or name for name, f in UsageSchema().fields.items()} == set(usage["properties"])
     course = schemas[usage["properties"]["courses"]["items"]["$ref"].rsplit("/", 1)[-1]]
     assert set(course["properties"]) == {"course", "unique_users", "launches", "completers", "days"}

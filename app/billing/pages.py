@@ -236,6 +236,8 @@ def client_usage(slug: str):
         unique_users=users, launches=billing.launches(session, client.id, start, end, course_id),
         completers=billing.completers(session, client.id, start, end, course_id),
         courses=billing.course_totals(session, client.id, start, end, course_id), course_days=course_days,
+        origins=billing.origin_usage(session, client.id, start, end, course_id),
+        packages=billing.package_usage(session, client.id, start, end, course_id),
         usage_days=usage_days, chart=usage_chart(totals, parts, unit, today), has_usage=bool(totals),
         seat_limit=limit, seats_used=seats_used, seat_use=(seats_used / limit) if limit else None,
         milestones=billing.milestones(session, client.id),

@@ -11,6 +11,7 @@ arranges rows the database has already counted.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ from sqlalchemy import case, distinct, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from ..licensing_models import LicenceTerm
-from ..models import COMPLETION_KINDS, Client, Course, DailyUsage, Event, Learner
+from ..models import COMPLETION_KINDS, Client, Course, DailyUsage, Event, Learner, PackageIssue
 from . import held_back, licences
 from .anonymisation import short_reference
 from .merges import PERSON, USAGE_LEARNER, with_people
@@ -174,6 +175,71 @@ def course_totals(session: Session, client_id: int, start: dt.date, end: dt.date
     ).all()
     return [CourseTotal(title, users, int(course_launches or 0), done)
             for title, users, course_launches, done in rows]
+
+
+# --- where the usage came from: LMS origins and packages -------------------------------
+
+
+@dataclass(frozen=True)
+class SourceUsage:
+    """Distinct learners and launches of one LMS origin or one package over a range. A learner
+    who came from two origins counts in each, so the rows may add up to more than the range's users."""
+
+    source: str | None
+    unique_users: int
+    launches: int
+    issue: PackageIssue | None = None
+
+
+def _by_source(session: Session, client_id: int, start: dt.date, end: dt.date, column,
+               course_id: int | None) -> list[tuple[str | None, int, int]]:
+    """(source, distinct people, launches) per value of an event column, over the range's events.
+
+    Usage rows do not keep the origin or the package, so this one breakdown reads the events
+    (through their (client, received_at) index, the range's only); people are ``PERSON``s as
+    everywhere: merged identities are one.
+    """
+    event_learner = aliased(Learner, name="source_learner")
+    person = func.coalesce(event_learner.merged_into_id, Event.learner_id)
+    since = dt.datetime.combine(start, dt.time(0), tzinfo=dt.UTC)
+    until = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
+    where = [Event.client_id == client_id, Event.received_at >= since, Event.received_at < until]
+    if course_id is not None:
+        where.append(Event.course_id == course_id)
+    rows = session.execute(
+        select(column, func.count(distinct(person)), func.sum(case((Event.kind == "launch", 1), else_=0)))
+        .join(event_learner, event_learner.id == Event.learner_id)
+        .where(*where).group_by(column)
+    ).all()
+    # Most learners first; ties by name, the unknown (None) last.
+    return sorted(((source, users, int(n or 0)) for source, users, n in rows),
+                  key=lambda row: (-row[1], row[0] is None, row[0] or ""))
+
+
+def origin_usage(session: Session, client_id: int, start: dt.date, end: dt.date,
+                 course_id: int | None = None) -> list[SourceUsage]:
+    """Per LMS origin (the host the beacons came from; None when the browser sent no Origin)."""
+    return [SourceUsage(host, users, n) for host, users, n in
+            _by_source(session, client_id, start, end, Event.lms_host, course_id)]
+
+
+def package_usage(session: Session, client_id: int, start: dt.date, end: dt.date,
+                  course_id: int | None = None) -> list[SourceUsage]:
+    """Per package ID the beacons carried, with the package this server issued under that ID
+    (this client's; None for a package built elsewhere or an ID it does not know); a source of
+    None: beacons without a package ID (older packages)."""
+    rows = _by_source(session, client_id, start, end, Event.package_id, course_id)
+    ids = {}
+    for package_id, _, _ in rows:
+        try:
+            ids[package_id] = uuid.UUID(package_id) if package_id else None
+        except ValueError:
+            ids[package_id] = None
+    wanted = [value for value in ids.values() if value is not None]
+    issues = {issue.package_id: issue for issue in session.scalars(
+        select(PackageIssue).where(PackageIssue.client_id == client_id, PackageIssue.package_id.in_(wanted)))
+    } if wanted else {}
+    return [SourceUsage(package_id, users, n, issues.get(ids[package_id])) for package_id, users, n in rows]
 
 
 # --- account attributes ----------------------------------------------------------
@@ -417,10 +483,20 @@ def usage_report(session: Session, client: Client, start: dt.date, end: dt.date,
              "completers": total.completers, "days": days_by_course[total.course]}
             for total in course_totals(session, client.id, start, end, course_id)
         ],
+        "origins": [{"lms_host": row.source, "unique_users": row.unique_users, "launches": row.launches}
+                    for row in origin_usage(session, client.id, start, end, course_id)],
+        "packages": [_package_report(row) for row in package_usage(session, client.id, start, end, course_id)],
         "seats": range_seats(session, client, start, end),
         # Beacons with a placeholder student ID, counted in none of the figures above.
         "held_back": held_back.figures(session, client.id, start, end, course_id=course_id).as_report(),
     }
+
+
+def _package_report(row: SourceUsage) -> dict:
+    issue = row.issue
+    return {"package": row.source, "unique_users": row.unique_users, "launches": row.launches,
+            "issued": None if issue is None else {"course": issue.course_title, "scorm_version": issue.scorm_version,
+                                                  "mode": issue.mode, "issued_at": issue.created_at}}
 
 
 def overage(used: int, limit: int | None) -> int | None:
