@@ -262,3 +262,44 @@ def test_usage_by_lms_origin_and_package_on_the_page_and_in_the_api(client, logi
     assert [row[1:] for row in packages] == [["2", "3"], ["1", "1"], ["1", "2"]]
     assert packages[0][0].startswith("Course A · SCORM 1.2 · deployed · issued ") and issued[:8] in packages[0][0]
     assert packages[1][0] == "built-elsewhere-1 (not issued here)" and packages[2][0] == "no package ID sent"
+
+
+# --- both CSVs with a bearer token ---------------------------------------------------------------
+
+
+def test_usage_and_learners_csv_with_a_bearer_token(client, make_client, make_staff):
+    acme, key = make_client(name="Acme")
+    other, other_key = make_client(name="Other")
+    post_all(client, key, Truth(list(COURSE_BEACONS)))
+    post_all(client, other_key, Truth([Sent(at(2, 9), "z", "Zed Secret", "Other Course", "launch")]))
+
+    def bearer(user) -> dict:
+        return {"Authorization": f"Bearer {staff_service.create_token(db.session, user, actor='test')}"}
+
+    billing_token, own_token = bearer(make_staff("billing")), bearer(make_staff("client", client=acme))
+    for headers in (billing_token, own_token):
+        usage = client.get(f"/billing/{acme.slug}/usage.csv?{RANGE}&course=Course%20A", headers=headers)
+        assert usage.status_code == 200 and usage.mimetype == "text/csv"
+        assert read_csv(usage)[-1] == {"date": "total", "course": "(all courses)", "unique_users": "2",
+                                       "launches": "3"}
+        learners = client.get(f"/billing/{acme.slug}/learners.csv?{RANGE}", headers=headers)
+        assert learners.status_code == 200
+        assert {(r["student_id"], r["course"], r["status"]) for r in read_csv(learners)} == {
+            ("a", "Course A", "launched"), ("a", "Course B", "launched"), ("b", "Course A", "completed"),
+            ("c", "Course B", "passed")}
+        # Bad input with a token: 400, as for a signed-in user.
+        assert client.get(f"/billing/{acme.slug}/usage.csv?from=2026-13-01", headers=headers).status_code == 400
+        assert client.get(f"/billing/{acme.slug}/learners.csv?course=Nope", headers=headers).status_code == 400
+    # A client's token sees its own client only: another's is a 404 with nothing of it.
+    for what in ("usage.csv", "learners.csv"):
+        theirs = client.get(f"/billing/{other.slug}/{what}?{RANGE}", headers=own_token)
+        assert theirs.status_code == 404 and b"Zed" not in theirs.data and b"Other Course" not in theirs.data
+        assert client.get(f"/billing/{other.slug}/{what}?{RANGE}", headers=billing_token).status_code == 200
+        # A bad token is a 401 a script can read; no token and no sign-in is the way to the login form.
+        bad = client.get(f"/billing/{acme.slug}/{what}?{RANGE}", headers={"Authorization": "Bearer tk_nope"})
+        assert bad.status_code == 401 and bad.json["error"] == "unauthorized"
+        anonymous = client.get(f"/billing/{acme.slug}/{what}?{RANGE}")
+        assert anonymous.status_code == 302 and "/login" in anonymous.headers["Location"]
+    # The pages themselves still want a signed-in browser.
+    page = client.get(f"/billing/{acme.slug}?{RANGE}", headers=billing_token)
+    assert page.status_code == 302 and "/login" in page.headers["Location"]

@@ -55,7 +55,7 @@ def _range_limits() -> dict:
 
 
 # Pages that answer a bearer token (Authorization: Bearer) as well as a signed-in user.
-TOKEN_ENDPOINTS = ("billing_pages.overview_csv",)
+TOKEN_ENDPOINTS = ("billing_pages.overview_csv", "billing_pages.usage_csv", "billing_pages.learners_csv")
 
 
 @bp.before_request
@@ -247,7 +247,7 @@ def client_usage(slug: str):
 
 @bp.get("/<slug>/usage.csv")
 def usage_csv(slug: str):
-    client = visible_client(current_user, slug)
+    client = visible_client(_viewer(), slug)
     period, course = _range(client, request.args)
     session, start, end = db.session, period.start, period.end
     course_id = None if course is None else course.id
@@ -267,7 +267,7 @@ def usage_csv(slug: str):
 
 @bp.get("/<slug>/learners.csv")
 def learners_csv(slug: str):
-    client = visible_client(current_user, slug)
+    client = visible_client(_viewer(), slug)
     period, course = _range(client, request.args)
     rows = billing.learner_courses(db.session, client.id, period.start, period.end,
                                    None if course is None else course.id)
