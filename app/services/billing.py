@@ -34,6 +34,13 @@ def _in_range(client_id: int, start: dt.date, end: dt.date, course_id: int | Non
     return where if course_id is None else (*where, DailyUsage.course_id == course_id)
 
 
+def _events_in_range(client_id: int, start: dt.date, end: dt.date) -> tuple:
+    """The client's events received on the range's UTC days (its (client, received_at) index)."""
+    since = dt.datetime.combine(start, dt.time(0), tzinfo=dt.UTC)
+    until = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
+    return (Event.client_id == client_id, Event.received_at >= since, Event.received_at < until)
+
+
 # --- the course filter --------------------------------------------------------------
 
 
@@ -201,9 +208,7 @@ def _by_source(session: Session, client_id: int, start: dt.date, end: dt.date, c
     """
     event_learner = aliased(Learner, name="source_learner")
     person = func.coalesce(event_learner.merged_into_id, Event.learner_id)
-    since = dt.datetime.combine(start, dt.time(0), tzinfo=dt.UTC)
-    until = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
-    where = [Event.client_id == client_id, Event.received_at >= since, Event.received_at < until]
+    where = list(_events_in_range(client_id, start, end))
     if course_id is not None:
         where.append(Event.course_id == course_id)
     rows = session.execute(
@@ -376,14 +381,11 @@ def learner_outcomes(session: Session, client_id: int, start: dt.date, end: dt.d
     """
     event_learner = aliased(Learner, name="event_learner")
     person = func.coalesce(event_learner.merged_into_id, Event.learner_id)
-    since = dt.datetime.combine(start, dt.time(0), tzinfo=dt.UTC)
-    until = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
     query = (
         select(person, Course.title, Event.kind, func.min(Event.received_at), func.max(Event.received_at))
         .join(event_learner, event_learner.id == Event.learner_id)
         .join(Course, Course.id == Event.course_id)
-        .where(Event.client_id == client_id, Event.received_at >= since, Event.received_at < until,
-               Event.kind.in_(STATUS_KINDS))
+        .where(*_events_in_range(client_id, start, end), Event.kind.in_(STATUS_KINDS))
         .group_by(person, Course.title, Event.kind)
     )
     if learner_ids is not None:
