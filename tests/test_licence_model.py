@@ -1,100 +1,25 @@
 """Terms are the one licence model (issue 16): a client's Settings has no seat limit of its own,
-``client create --seat-limit`` makes a term that alerts and enforces like any other, ``licence show``
-never says "None seats", the seat card compares only a seat window with its limit, one alert per
-crossing says the highest threshold reached, and terms can be edited and removed (CSRF, audited)."""
+``licence show`` never says "None seats", the seat card compares only a seat window with its limit,
+and terms can be edited and removed (CSRF, audited). ``client create --seat-limit`` alerting and
+enforcing like any term, and one alert per crossing: ``test_licence_alerts.py``."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 
-import pytest
 import time_machine
 from billing_helpers import page_tree
 from conftest import beacon_body, csrf_token_from
-from outbox_helpers import SmtpSink
 from sqlalchemy import select
+from test_licence_alerts import _client_row, _create
 
 from app.extensions import db
 from app.licensing_models import LicenceTerm
 from app.models import AuditEntry
-from app.services import billing, licences, outbox
+from app.services import billing, licences
 
 BEACONS = "/api/v1/beacons"
 D = dt.date
-
-
-@pytest.fixture
-def smtp():
-    sink = SmtpSink()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture
-def app_config(app_config, smtp):
-    return {**app_config, "SMTP_URL": smtp.url, "MAIL_FROM": "tracker@vendor.example"}
-
-
-def _work(app, rounds=3):
-    for _ in range(rounds):
-        outbox.run_once(db.session, outbox.Settings.from_config(app.config), sweep_all=True)
-
-
-def _create(runner, *args) -> dict:
-    result = runner.invoke(args=["client", "create", *args, "--json"])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.output)
-
-
-def _client_row(slug):
-    from app.models import Client
-
-    return db.session.scalar(select(Client).where(Client.slug == slug))
-
-
-def test_client_create_seat_limit_alerts_and_enforces_like_a_term_from_add_term(app, client, runner, make_staff,
-                                                                               smtp):
-    make_staff("csm", email="csm@vendor.example")
-    today = dt.datetime.now(dt.UTC).date()
-    made = _create(runner, "--name", "Acme", "--seat-limit", "10")
-    beta = _create(runner, "--name", "Beta")
-    added = runner.invoke(args=["licence", "add-term", "--client", beta["slug"], "--start", today.isoformat(),
-                                "--end", made["term"]["ends_on"], "--seat-limit", "10"])
-    assert added.exit_code == 0, added.output
-    for data in (made, beta):
-        for i in range(11):  # one learner at a time: each threshold is crossed on its own
-            assert client.post(BEACONS, json=beacon_body(data["key"], student_id=f"{data['slug']}-{i}")
-                               ).status_code == 204
-            _work(app)
-    subjects = smtp.by_subject()
-    for name in ("Acme", "Beta"):  # the same alerts, once each, for both kinds of term
-        for subject in (f"{name} has passed 80 % of its seats", f"{name} has passed 90 % of its seats",
-                        f"{name} has reached its seat limit"):
-            assert subjects.pop(subject) == ["csm@vendor.example"], subject
-    assert not [s for s in subjects if "seat" in s], subjects
-    # The term is enforced: the 11th learner was recorded and flagged as over the limit.
-    acme = _client_row(made["slug"])
-    decision = licences.launch_decision(db.session, acme.id, "someone-new", today, remote=False)
-    assert decision.over_limit and decision.reason == "over_limit"
-    assert billing.seat_limit(db.session, acme, today) == 10
-
-
-def test_a_jump_from_0_to_130_percent_is_one_message_with_the_true_numbers(app, client, runner, make_staff, smtp):
-    make_staff("csm", email="csm@vendor.example")
-    gamma = _create(runner, "--name", "Gamma", "--seat-limit", "10")
-    for i in range(13):
-        client.post(BEACONS, json=beacon_body(gamma["key"], student_id=f"g{i}"))
-    _work(app)
-    for i in range(13, 15):  # more learners later: no second seat alert
-        client.post(BEACONS, json=beacon_body(gamma["key"], student_id=f"g{i}"))
-        _work(app)
-    seats = [(subject, message) for subject, message in ((m["Subject"], m) for _, m in smtp.messages)
-             if "seat" in subject]
-    assert [subject for subject, _ in seats] == ["Gamma is over its seat limit (13 of 10 seats)"]
-    text = smtp.texts()
-    assert "13 learner(s) counted against a limit of 10 seat(s)" in text and "130 % of the seats" in text
-    assert "80 %" not in text and "90 %" not in text
 
 
 def test_licence_show_says_no_seat_limit_never_none_seats(app, runner):

@@ -9,18 +9,11 @@ import re
 
 import pytest
 import requests
-from conftest import TEST_PASSWORD, beacon_body, watched_page
+from conftest import beacon_body, watched_page
+from test_walkthrough_browser import sign_in
 
 from app.extensions import db
 from app.services import licences
-
-
-def _sign_in(page, live_server, user) -> None:
-    page.goto(live_server.url + "/login")
-    page.fill("#email", user.email)
-    page.fill("#password", TEST_PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
 
 
 def _fits(page, width: int) -> None:
@@ -41,7 +34,7 @@ def test_settings_link_to_terms_which_are_edited_and_removed_in_the_browser(brow
                                json=beacon_body(key, student_id=f"learner-{i}"))
         assert answer.status_code == 204, answer.text
     context, page = watched_page(browser, width, 900, 15_000)
-    _sign_in(page, live_server, make_staff("csm", email="casey@vendor.example"))
+    sign_in(page, live_server, make_staff("csm", email="casey@vendor.example"))
 
     page.goto(f"{live_server.url}/admin/clients/{acme.slug}/edit")
     box = page.locator("#licence-term")
