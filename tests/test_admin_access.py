@@ -50,6 +50,9 @@ def routes(own_slug: str, staff_id: int) -> list[tuple[str, str, dict | None, in
         ("POST", f"{c}/licence", {"term-starts_on": ""}, 400),
         ("POST", f"{c}/licence/contacts", {"contacts-alert_emails": "not-an-address"}, 400),
         ("POST", f"{c}/licence/renew", {}, 302),  # no term yet: nothing to renew
+        ("GET", f"{c}/licence/terms/999999", None, 404),
+        ("POST", f"{c}/licence/terms/999999", {"term-starts_on": ""}, 404),
+        ("POST", f"{c}/licence/terms/999999/remove", {}, 404),
         ("GET", "/admin/webhooks", None, 200),
         ("POST", "/admin/webhooks", {"url": "http://10.0.0.1/"}, 400),
         ("GET", "/admin/webhooks/999999", None, 404),

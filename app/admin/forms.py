@@ -55,10 +55,6 @@ class ClientForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(message="Give the client a name."), Length(max=200)])
     active = BooleanField("Active (beacons with its keys are accepted)", default=True)
     licence = SelectField("Licence", choices=choices(LICENCE_CHOICES), default="subscription")
-    licence_start = DateField("Licence starts", validators=[Optional()])
-    licence_end = DateField("Licence ends", validators=[Optional()])
-    seat_limit = IntegerField("Seat limit (unique learners per period)",
-                              validators=[Optional(), NumberRange(min=0, message="Zero or more.")])
     origins = TextAreaField("Allowed LMS origins: one https://host[:port] per line, no path, no wildcard "
                             "(none: any origin)",
                             render_kw={"rows": 4, "placeholder": "https://lms.example.com"})
@@ -83,13 +79,21 @@ class ClientForm(FlaskForm):
         if bad:
             raise ValidationError("; ".join(bad))
 
-    def validate_licence_end(self, field):
-        if field.data and self.licence_start.data and field.data < self.licence_start.data:
-            raise ValidationError("The licence cannot end before it starts.")
 
 
 class NewClientForm(ClientForm):
+    """Creating a client may give it its first licence term (as ``client create --seat-limit``);
+    afterwards terms are edited on the client's Licence page only."""
+
     anonymised = BooleanField("Anonymised: store learners as pseudonyms from the first beacon")
+    licence_start = DateField("First licence term starts", validators=[Optional()])
+    licence_end = DateField("First licence term ends (inclusive)", validators=[Optional()])
+    seat_limit = IntegerField("Seat limit of the first term (unique learners over the term)",
+                              validators=[Optional(), NumberRange(min=0, message="Zero or more.")])
+
+    def validate_licence_end(self, field):
+        if field.data and self.licence_start.data and field.data < self.licence_start.data:
+            raise ValidationError("The licence term cannot end before it starts.")
     # A new client starts with the default placeholder list; its settings page edits it.
     placeholder_ids = None
 

@@ -14,7 +14,7 @@ from marshmallow import ValidationError
 
 from ..extensions import db, login_manager
 from ..models import Client
-from ..services import billing, held_back, periods
+from ..services import billing, held_back, licences, periods
 from ..services.anonymisation import short_reference
 from ..services.periods import Period
 from .api import visible_client
@@ -163,7 +163,11 @@ def client_usage(slug: str):
     cells = billing.course_days(session, client.id, start, end)
     course_days = {(row.day, row.course): row for row in cells}
     usage_days = sorted({row.day for row in cells})
-    limit = billing.seat_limit(session, client, today)
+    # Seats only for a range that is a seat window (to date): "Last 90 days" or a month before
+    # the term began is a count of learners, not seats against the limit.
+    seats_of = licences.range_seat_window(session, client.id, period)
+    limit = seats_of[0].seat_limit if seats_of else None
+    term_today = licences.term_in_force(session, client.id, today)
     return render_template(
         "billing/client.html", client=client, period=period, error=error, presets=_presets(client, today),
         form_values=request.args if error else None,
@@ -174,6 +178,8 @@ def client_usage(slug: str):
         courses=billing.course_totals(session, client.id, start, end), course_days=course_days, usage_days=usage_days,
         chart=usage_chart(totals, parts, unit, today), has_usage=bool(totals),
         seat_limit=limit, seat_use=(users / limit) if limit else None,
+        seat_window=seats_of[1] if seats_of else None, term_today=term_today,
+        window_today=licences.seat_window(term_today, today) if term_today else None,
         milestones=billing.milestones(session, client.id),
         held_back=held_back.figures(session, client.id, start, end),
     ), 400 if error else 200

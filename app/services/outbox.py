@@ -213,10 +213,17 @@ def _alert_text(event: OutboxEvent, client: Client | None, data: dict) -> tuple[
     if event.type == "licence.threshold":
         at_limit = ("At the limit new learners of remote packages see a 'licence limit reached' page."
                     if facts.get("at_limit") == "block" else "Every launch is still recorded.")
-        return (f"{name} has used {facts['percent']} % of its seats",
-                f"{name} has {facts['used']} learners counted against a limit of {facts['limit']} seats "
-                f"({facts['percent']} % reached) for {facts['window_start']} to {facts['window_end']}.\n\n"
-                + at_limit)
+        used, limit, percent = facts["used"], facts["limit"], facts["percent"]
+        share = f"{used * 100 / limit:.0f} %" if limit else "all"
+        if percent >= 100:
+            subject = (f"{name} has reached its seat limit" if used <= limit else
+                       f"{name} is over its seat limit ({used} of {limit} seats)")
+        else:
+            subject = f"{name} has passed {percent} % of its seats"
+        return (subject,
+                f"{name} has {used} learner(s) counted against a limit of {limit} seat(s) for "
+                f"{facts['window_start']} to {facts['window_end']}: {share} of the seats, past the {percent} % "
+                "alert.\n\n" + at_limit)
     if event.type == "licence.forecast":
         return (f"{name} is likely to pass its seat limit",
                 f"{name} has {facts['used']} of {facts['limit']} seats counted so far.\n{facts['statement']}")
@@ -301,10 +308,12 @@ def check_licences(session: Session, client_ids, today: dt.date, now: dt.datetim
             span = {"term_id": term.id, "window_start": window.start.isoformat(),
                     "window_end": window.end.isoformat(), "used": used, "limit": term.seat_limit,
                     "at_limit": term.at_limit}
-            for percent in THRESHOLDS:
-                if used >= math.ceil(term.seat_limit * percent / 100):
-                    enqueue(session, "licence.threshold", client_id, {**span, "percent": percent}, now,
-                            f"threshold:{term.id}:{window.start.isoformat()}:{percent}")
+            crossed = [p for p in THRESHOLDS if used >= math.ceil(term.seat_limit * p / 100)]
+            # One message per crossing: the highest threshold reached, and only when it is above
+            # every one already sent for this window (0 to 130 % at once is one "100 %" mail).
+            if crossed and crossed[-1] > _threshold_sent(session, term.id, window.start):
+                enqueue(session, "licence.threshold", client_id, {**span, "percent": crossed[-1]}, now,
+                        f"{_threshold_key(term.id, window.start)}{crossed[-1]}")
             if used < term.seat_limit and (today - window.start).days >= 6:
                 outlook = licences.term_forecast(session, client_id, term, today)
                 if outlook.over_limit:
@@ -313,6 +322,17 @@ def check_licences(session: Session, client_ids, today: dt.date, now: dt.datetim
                              "statement": outlook.statement},
                             now, f"forecast:{term.id}:{window.start.isoformat()}")
         session.commit()
+
+
+def _threshold_key(term_id: int, window_start: dt.date) -> str:
+    return f"threshold:{term_id}:{window_start.isoformat()}:"
+
+
+def _threshold_sent(session: Session, term_id: int, window_start: dt.date) -> int:
+    """The highest seat threshold already raised for this term's window (0: none)."""
+    prefix = _threshold_key(term_id, window_start)
+    keys = session.scalars(select(OutboxEvent.dedupe_key).where(OutboxEvent.dedupe_key.startswith(prefix)))
+    return max((int(key[len(prefix):]) for key in keys), default=0)
 
 
 def clients_with_terms(session: Session, today: dt.date) -> set[int]:
