@@ -40,6 +40,7 @@ from .remote import (
                     REMOTE_API_FILE,
                     REMOTE_LAUNCHER_FILES,
                     RESERVED_FILES,
+                    au_pages,
                     check_content_url,
                     launch_url,
                     origin_of,
@@ -63,7 +64,7 @@ from .zipsafety import JUNK, MAX_CONTENT_BYTES, MAX_FILES, Content, safe_member_
 
 __all__ = [
     "BEACON_PATH", "CONFIG_MARK", "JUNK", "MAX_CONTENT_BYTES", "MAX_FILES", "MODES", "PACKAGE_SOURCE",
-    "PLAYER_FILE", "PLAYER_LAYOUT", "player_page", "player_url", "talks_scorm",
+    "PLAYER_FILE", "PLAYER_LAYOUT", "au_pages", "player_page", "player_url", "talks_scorm",
     "REMOTE_API_FILE", "REMOTE_LAUNCHER_FILES", "RESERVED_FILES", "SCORM_VERSIONS", "TRACKER_FILE", "BuiltPackage",
     "Content", "PackageError", "StorageError", "Sco", "build_package", "check_content_url", "check_server_url",
     "configured_tracker", "inject_tracker", "launch_url", "origin_of", "package_bytes", "package_file", "read_manifest",
