@@ -384,3 +384,38 @@ def test_admin_builds_a_cmi5_export_with_the_format_from_the_content(client, mak
                                       "content": (export({"cmi5.xml": cmi5_xml(au("au/index.html")), "au/index.html": PAGE}), "au.zip")},
                            content_type="multipart/form-data")
     assert response.status_code == 400 and "without a SCORM version" in response.get_data(as_text=True)
+
+
+def test_cli_and_admin_build_a_remote_cmi5_package(app, client, make_client, make_staff, login, tmp_path):
+    from conftest import csrf_token_from
+
+    customer, _ = make_client()
+    out = tmp_path / "remote.zip"
+    result = app.test_cli_runner().invoke(args=["package", "build", "--client", customer.slug, "--course", "Rise",
+                                                "--content", str(RISE_CMI5), "--mode", "remote", "-o", str(out),
+                                                "--json", "--server-url", SERVER])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["scorm_version"] == "cmi5" and data["mode"] == "remote" and data["warnings"] == []
+    with zipfile.ZipFile(out) as archive:
+        assert archive.namelist() == ["cmi5.xml"]
+        assert [u.url for u in packages.read_cmi5(archive.read("cmi5.xml"))] == [data["content_url"]]
+    # Tin Can remote: the one-line reason, exit code 1, nothing recorded.
+    result = app.test_cli_runner().invoke(args=["package", "build", "--client", customer.slug, "--course", "Spring",
+                                                "--content", str(ISPRING_TINCAN), "--mode", "remote", "-o",
+                                                str(tmp_path / "t.zip"), "--server-url", SERVER])
+    assert result.exit_code == 1 and "remote xAPI (Tin Can) package cannot be built" in result.output
+
+    login(make_staff("csm"))
+    url = f"/admin/clients/{customer.slug}/packages"
+    page = client.get(url).get_data(as_text=True)
+    response = client.post(url, data={"csrf_token": csrf_token_from(page), "course_title": "Rise", "mode": "remote",
+                                      "scorm_version": "content",
+                                      "content": (export({"cmi5.xml": cmi5_xml(au("au/index.html")),
+                                                          "au/index.html": PAGE}), "au.zip")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 200 and response.mimetype == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(response.data)) as archive:
+        assert archive.namelist() == ["cmi5.xml"]
+    db.session.rollback()
+    assert [i.mode for i in db.session.scalars(select(PackageIssue))] == ["remote", "remote"]

@@ -37,6 +37,7 @@ import datetime as dt
 import json
 import logging
 import mimetypes
+import re
 import uuid
 
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, redirect, render_template, request, send_file
@@ -174,7 +175,7 @@ def _actor_student_id(raw: str | None, client: Client) -> str | None:
         if isinstance(name, str | int) and not isinstance(name, bool):
             found = str(name)
     if (found is None or not found.strip()) and isinstance(mbox, str):
-        found = mbox.strip().removeprefix("mailto:").removeprefix("MAILTO:")
+        found = re.sub(r"^\s*mailto:", "", mbox, flags=re.IGNORECASE)
     try:
         student_id = normalise_student_id(found) if found else None
         if student_id is not None:
