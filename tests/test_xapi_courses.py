@@ -15,6 +15,7 @@ import zipfile
 from urllib.parse import quote
 
 import pytest
+from conftest import ROOT, require
 from real_courses import REAL_COURSES, course_frame, lms_records_pass
 from remote_browser import content_origin
 from sqlalchemy import select
@@ -75,13 +76,14 @@ def _drive_ispring(page, ralph, registration):  # noqa: F811
                            timeout=TIMEOUT * 1000)
 
 
-def run(xapi_lms, context, path, base, actor=None):  # noqa: F811
+def run(xapi_lms, context, path, base, actor=None, drive=None):  # noqa: F811
     """Launch the package's first AU as the LMS does (from its course page), drive it to its end, close it."""
     unit = _structure(path)
-    installed = packages.read_cmi5((xapi_lms.root / "pkg" / base.rsplit("/", 1)[1] / "cmi5.xml").read_bytes())[0] \
-        if path == RISE else unit
+    structure = xapi_lms.root / "pkg" / base.rsplit("/", 1)[1] / "cmi5.xml"  # as installed on the LMS
+    cmi5 = structure.exists()
+    installed = packages.read_cmi5(structure.read_bytes())[0] if cmi5 else unit
     au_url = installed.url if installed.absolute else f"{base}/{installed.url}"  # a remote package's is absolute
-    if path == RISE:
+    if cmi5:
         url, registration = xapi_lms.launch_cmi5(au_url, unit.id, actor=actor, move_on=unit.move_on)
     else:
         url, registration = xapi_lms.launch_tincan(au_url, unit.id)
@@ -90,7 +92,7 @@ def run(xapi_lms, context, path, base, actor=None):  # noqa: F811
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("dialog", lambda d: (errors.append("dialog: " + d.message), d.dismiss()))
     page.goto(url, referer=f"{xapi_lms.url}/course/{unit.id}")  # the learner opens it from the LMS's page
-    (_drive_rise if path == RISE else _drive_ispring)(page, xapi_lms.ralph, registration)
+    (drive or (_drive_rise if path == RISE else _drive_ispring))(page, xapi_lms.ralph, registration)
     page.goto("about:blank")  # the learner closes the AU: its unload handlers run
     if path == RISE:
         # SCORM Driver sends "terminated" while the page unloads (a keepalive fetch, xAPI's alternate
@@ -186,3 +188,72 @@ def test_real_cmi5_course_built_remote_runs_from_the_content_origin_as_exported(
     assert f"/{package_id}/" in log and "scormdriver/indexAPI.html HTTP/1.1\" 200" in log
     for secret in ("rmt-learner-5e1f", "Rita", "actor", "fetch", remote, quote(xapi_lms.url, safe="")):
         assert secret not in log, secret
+
+
+HAND_WRITTEN_AU = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Hand-written AU</title><script src="cmi5.umd.js"></script></head>
+<body><p>A cmi5 AU written with @xapi/cmi5</p><script>
+window.auState = "starting";
+var cmi5 = Cmi5.instance; // the launch parameters from this page's address
+cmi5.initialize()
+  .then(function () { window.auState = "initialized"; return cmi5.complete(); })
+  .then(function () { return cmi5.pass(); })
+  .then(function () { return cmi5.terminate(); })
+  .then(function () { window.auState = "done"; }, function (e) { window.auState = "error: " + e; });
+</script></body></html>
+"""
+
+
+def _hand_written_au(folder):
+    """A cmi5 course of one AU using @xapi/cmi5 from npm (tests/browser, installed by make test-install)."""
+    library = ROOT / "tests" / "browser" / "node_modules" / "@xapi" / "cmi5" / "dist" / "Cmi5.umd.js"
+    require(library.is_file(), "@xapi/cmi5 is not installed (make test-install)")
+    structure = ('<?xml version="1.0" encoding="utf-8"?>\n<courseStructure xmlns="https://w3id.org/xapi/profiles/cmi5/'
+                 'v1/CourseStructure.xsd"><course id="https://au.example.com/course"><title><langstring lang="en">'
+                 'Hand</langstring></title><description><langstring lang="en"/></description></course>'
+                 '<au id="https://au.example.com/au/1" moveOn="CompletedAndPassed"><title><langstring lang="en">AU'
+                 '</langstring></title><description><langstring lang="en"/></description><url>au/index.html</url>'
+                 '</au></courseStructure>')
+    path = folder / "hand-written-cmi5.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("cmi5.xml", structure)
+        archive.writestr("au/index.html", HAND_WRITTEN_AU)
+        archive.write(library, "au/cmi5.umd.js")
+    return path
+
+
+def _drive_hand_written(page, ralph, registration):  # noqa: F811
+    page.wait_for_function("window.auState === 'done' || String(window.auState).indexOf('error') === 0",
+                           timeout=TIMEOUT * 1000)
+    assert page.evaluate("window.auState") == "done"
+
+
+@pytest.mark.browser
+@pytest.mark.e2e
+def test_hand_written_cmi5_au_runs_deployed_and_remote_as_unwrapped(xapi_lms, ralph, context, live_server,  # noqa: F811
+                                                                    make_client, database_kind, tmp_path):
+    """An AU written with @xapi/cmi5 (not an authoring tool's player): deployed and remote, the same
+    statements as unwrapped, the fetch URL called once by the AU, a launch, a completion and a pass counted
+    for each package."""
+    lms_records_pass(database_kind)
+    path = _hand_written_au(tmp_path)
+    client, _ = make_client(origins=[xapi_lms.url], local_http=True)
+    results = {}
+    for mode in ("original", "deployed", "remote"):
+        base = _install(xapi_lms, mode, path, client, live_server.url, content_origin(live_server))
+        results[mode] = run(xapi_lms, context, path, base, drive=_drive_hand_written)
+    seen = {mode: verbs(ralph.statements(registration)) for mode, (registration, _) in results.items()}
+    print(f"\nhand-written cmi5: {seen}")
+    assert seen["original"] == ["launched", "initialized", "completed", "passed", "terminated"]
+    assert seen["deployed"] == seen["remote"] == seen["original"]
+    assert {mode: errors for mode, (_, errors) in results.items()} == {m: [] for m in results}
+    for mode, (registration, _) in results.items():
+        calls = xapi_lms.fetch_calls(registration)
+        assert len(calls) == 1, (mode, calls)
+    assert xapi_lms.fetch_calls(results["remote"][0])[0]["origin"] == content_origin(live_server)
+    expected = sorted(["launch", "completed", "passed"] * 2)  # deployed and remote: two packages
+    try:
+        wait_for(lambda: sorted(e.kind for e in events()) == expected, what=f"events {expected}")
+    except AssertionError:
+        raise AssertionError(f"events stored {sorted(e.kind for e in events())}, expected {expected}") from None
+    assert {e.lms_host for e in events()} == {xapi_lms.url.split("://")[1]}

@@ -418,4 +418,7 @@ def test_cli_and_admin_build_a_remote_cmi5_package(app, client, make_client, mak
     with zipfile.ZipFile(io.BytesIO(response.data)) as archive:
         assert archive.namelist() == ["cmi5.xml"]
     db.session.rollback()
-    assert [i.mode for i in db.session.scalars(select(PackageIssue))] == ["remote", "remote"]
+    issues = db.session.scalars(select(PackageIssue)).all()
+    assert [i.mode for i in issues] == ["remote", "remote"]
+    package_page = client.get(f"{url}/{issues[1].package_id}")  # its page: the republish form for it
+    assert package_page.status_code == 200 and "cmi5" in package_page.get_data(as_text=True)
