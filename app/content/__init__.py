@@ -13,6 +13,11 @@ Addresses (on the content origin):
   that version's player page for it (``scorm-player.html?sco=<n>``: the SCORM API and
   the tracker, framing the SCO's launch page; see ``services/packages/remote.py``),
   never cached, so a republish shows at the next launch;
+- for a remote cmi5 package, ``/<package>/launch/<n>`` is the n-th AU's ``url`` in its
+  ``cmi5.xml``: the LMS opens it with its launch parameters (``actor`` among them), passed on
+  in the redirect to the current version's AU page, which is served with the tracker added
+  (xAPI mode); no player. While the licence blocks new learners, the seat check is made there
+  with the learner the ``actor`` names (a grant, or the licence-limit page);
 - ``POST /<package>/seat`` (``{"student_id": ...}`` as text/plain JSON, from one of the
   client's LMS origins only: 403 otherwise): the launcher's question before it opens the course,
   ``{"allowed": true|false}``; false only when the client's licence term blocks new learners at

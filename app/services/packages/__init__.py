@@ -15,7 +15,8 @@ One module per idea:
 - ``xapi_manifest``: reading cmi5 and Tin Can course structures;
 - ``tracker``: the tracker configured and added to launch pages;
 - ``deployed``: the deployed (and untracked) zip;
-- ``remote``: the thin zip, publishing to the content store;
+- ``remote``: the thin zip (a remote cmi5 package: its own cmi5.xml, AU urls on the content
+  origin), publishing to the content store;
 - ``remote_scan``: what in a course will not work as a remote package (build warnings);
 - ``build``: the use cases (build, republish) that the CLI and admin call.
 """
