@@ -27,8 +27,10 @@ a new connection for most beacons.
 """
 
 import ctypes
+import logging
 import multiprocessing
 import os
+import re
 import selectors
 import signal
 import ssl
@@ -152,8 +154,15 @@ class PathOnlyLogger(Logger):
     launch parameters in the query, the learner's ``actor`` (ID and name) among them, and the
     redirect to the course page carries them on (``Location``), as do same-origin ``Referer``
     headers. None of it may reach a log: the request line, ``%(q)s``, the Referer and the
-    Location are logged without their query (and fragment), for every request.
+    Location are logged without their query (and fragment), for every request. gunicorn's own
+    error log names a request too (an invalid request line, "Error handling request <uri>"): its
+    messages and tracebacks lose every query string as well.
     """
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        if not any(isinstance(f, _NoQueries) for f in self.error_log.filters):
+            self.error_log.addFilter(_NoQueries())
 
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)
@@ -173,6 +182,21 @@ class PathOnlyLogger(Logger):
 
 def _path_only(value: str) -> str:
     return value.split("?", 1)[0].split("#", 1)[0]
+
+
+class _NoQueries(logging.Filter):
+    """An error-log record with every ``?query`` cut from its message and traceback."""
+
+    _QUERY = re.compile(r"\?[^\s'\"]*")
+
+    def filter(self, record):
+        message, traceback = record.getMessage(), record.exc_info
+        if traceback:
+            message += "\n" + logging.Formatter().formatException(traceback)
+            record.exc_info, record.exc_text = None, None
+        if traceback or "?" in message:
+            record.msg, record.args = self._QUERY.sub("", message), None
+        return True
 
 
 logger_class = PathOnlyLogger
