@@ -132,7 +132,7 @@ class PackageForm(FlaskForm):
 
 
 class RepublishForm(FlaskForm):
-    content = FileField("New version of the course (SCORM zip)",
+    content = FileField("New version of the course (a zip of the same format)",
                         validators=[FileRequired(message="Choose the course's zip to upload.")])
     confirm = BooleanField("Yes, publish it: every LMS shows this version at the learner's next launch",
                            validators=[DataRequired(message="Tick the box to confirm the republish.")])
