@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .extensions import db, limiter
 from .ratelimits import store_state
-from .schemas import BeaconSchema, ErrorSchema, UsageQuerySchema, UsageSchema
+from .schemas import BeaconSchema, ClientListSchema, ClientsQuerySchema, ErrorSchema, UsageQuerySchema, UsageSchema
 
 bp = Blueprint("meta", __name__)
 
@@ -57,6 +57,7 @@ def build_spec() -> dict:
     spec.components.schema("Beacon", schema=BeaconSchema)
     spec.components.schema("Error", schema=ErrorSchema)
     spec.components.schema("Usage", schema=UsageSchema)
+    spec.components.schema("ClientList", schema=ClientListSchema)
     error = {"application/json": {"schema": "Error"}}
     retry = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}}
     spec.path(
@@ -80,6 +81,23 @@ def build_spec() -> dict:
                 },
             },
             "options": {"summary": "CORS preflight", "responses": {"204": {"description": "Preflight answer."}}},
+        },
+    )
+    spec.path(
+        path="/api/v1/clients",
+        operations={
+            "get": {
+                "summary": "The clients this token may see (vendor staff: all; a client user: its own), each with "
+                           "the licence term and seat window containing `on`, seats used, overage, billable seats "
+                           "and the forecast with its 90 % range",
+                "security": [{"bearer": []}],
+                "parameters": [{"in": "query", "schema": ClientsQuerySchema}],
+                "responses": {
+                    "200": {"description": "Clients.", "content": {"application/json": {"schema": "ClientList"}}},
+                    "400": {"description": "Bad or future `on`.", "content": error},
+                    "401": {"description": "No or bad bearer token.", "content": error},
+                },
+            }
         },
     )
     spec.path(

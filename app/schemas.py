@@ -113,6 +113,8 @@ class UsageCourseSchema(Schema):
     course = fields.String(required=True)
     unique_users = fields.Integer(required=True, metadata={"description": "Distinct learners over the range."})
     launches = fields.Integer(required=True)
+    completers = fields.Integer(required=True, metadata={
+        "description": "Distinct learners with a `completed` or `passed` beacon for the course in the range."})
     days = fields.List(fields.Nested(UsageDaySchema), required=True)
 
 
@@ -128,6 +130,27 @@ class HeldBackSchema(Schema):
     reasons = fields.List(fields.Nested(HeldBackReasonSchema), required=True)
 
 
+class SeatsSchema(Schema):
+    """Seat figures of one seat window: what a finance team invoices."""
+
+    seat_limit = fields.Integer(required=True, allow_none=True, metadata={
+        "description": "Seats bought for the window (the term's limit); null: no limit."})
+    seats_used = fields.Integer(required=True, metadata={
+        "description": "Distinct learners in the whole seat window (merged identities once)."})
+    overage = fields.Integer(required=True, allow_none=True, metadata={
+        "description": "Seats used beyond the limit, 0 within it; null without a limit."})
+    billable_seats = fields.Integer(required=True, metadata={
+        "description": "max(seats_used, seat_limit); seats_used without a limit."})
+
+
+class RangeSeatsSchema(SeatsSchema):
+    term_start = fields.Date(required=True)
+    term_end = fields.Date(required=True, metadata={"description": "Inclusive."})
+    seat_window = fields.String(required=True, metadata={"description": "`term`, `month` or `year`."})
+    window_start = fields.Date(required=True)
+    window_end = fields.Date(required=True, metadata={"description": "Inclusive."})
+
+
 class UsageSchema(Schema):
     client = fields.String(required=True, metadata={"description": "The client's slug."})
     from_ = fields.Date(data_key="from", required=True)
@@ -135,8 +158,62 @@ class UsageSchema(Schema):
     unique_users = fields.Integer(
         required=True, metadata={"description": "Distinct learners over the range (not a sum of days)."})
     launches = fields.Integer(required=True)
+    completers = fields.Integer(required=True, metadata={
+        "description": "Distinct learners with a `completed` or `passed` beacon in the range (any course)."})
     courses = fields.List(fields.Nested(UsageCourseSchema), required=True)
+    seats = fields.Nested(RangeSeatsSchema, required=True, allow_none=True, metadata={
+        "description": "The seat figures of the licence seat window that holds the whole range; null when no "
+                       "term is in force or the range spans more than one seat window."})
     held_back = fields.Nested(
         HeldBackSchema, required=True,
         metadata={"description": "Beacons whose student ID is a placeholder (e.g. `undefined`), kept but counted "
                                  "in no figure above until a CSM releases them."})
+
+
+class ClientsQuerySchema(Schema):
+    """The invoice export's day: the seat window that contains it (default today, UTC)."""
+
+    on = fields.Date(load_default=None, metadata={
+        "description": "A day (YYYY-MM-DD, UTC, not after today): each client's seat window containing it. "
+                       "Default today; the last day of a past window gives its final figures."})
+
+
+class TermSchema(Schema):
+    starts_on = fields.Date(required=True)
+    ends_on = fields.Date(required=True, metadata={"description": "Inclusive."})
+    seat_limit = fields.Integer(required=True, allow_none=True)
+    seat_window = fields.String(required=True, metadata={"description": "`term`, `month` or `year`."})
+    at_limit = fields.String(required=True, metadata={"description": "`record` or `block`."})
+    after_expiry = fields.String(required=True, metadata={"description": "`record` or `block`."})
+
+
+class ForecastSchema(Schema):
+    expected = fields.Integer(required=True, metadata={"description": "Seats expected at the window's end."})
+    low = fields.Integer(required=True, metadata={"description": "90 % range, low end."})
+    high = fields.Integer(required=True, metadata={"description": "90 % range, high end."})
+    sureness = fields.String(required=True, metadata={
+        "description": "`fairly sure`, `not sure yet`, `final` (the window has ended) or `not started`."})
+    statement = fields.String(required=True, metadata={
+        "description": "How sure and on what basis (`fairly sure`, `not sure yet (little data)`, final), "
+                       "as the licence page says it."})
+
+
+class ClientSummarySchema(SeatsSchema):
+    slug = fields.String(required=True)
+    name = fields.String(required=True)
+    mode = fields.String(required=True, metadata={"description": "`verbatim` or `anonymised`."})
+    active = fields.Boolean(required=True)
+    term = fields.Nested(TermSchema, required=True, allow_none=True, metadata={
+        "description": "The licence term in force on the day asked about; null without one."})
+    window_start = fields.Date(required=True, metadata={
+        "description": "The seat window (the term's, else the client's licence period, else the calendar month)."})
+    window_end = fields.Date(required=True, metadata={"description": "Inclusive."})
+    unique_users = fields.Integer(required=True, metadata={
+        "description": "Distinct learners in the window: the same figure as `seats_used`."})
+    launches = fields.Integer(required=True)
+    forecast = fields.Nested(ForecastSchema, required=True)
+
+
+class ClientListSchema(Schema):
+    on = fields.Date(required=True, metadata={"description": "The day whose seat windows are given."})
+    clients = fields.List(fields.Nested(ClientSummarySchema), required=True)

@@ -63,7 +63,8 @@ def test_client_user_sees_usage_and_downloads_csvs(browser, live_server, client,
 
     for link, name, header in (("Usage CSV", "usage", "date,course,unique_users,launches"),
                                ("Learners CSV", "learners",
-                                "student_id,student_name,course,first_access,last_access,launches")):
+                                "student_id,student_name,course,first_access,last_access,launches,status,"
+                                "completed_at,passed_at,failed_at")):
         with page.expect_download() as info:
             page.get_by_role("link", name=link).click()
         download = info.value

@@ -148,7 +148,7 @@ def test_csvs_are_attachments_neutralised_and_parse_back(client, login, make_cli
         assert "\r\n" in body and body.endswith("\r\n")
     assert usage.get_data(as_text=True).splitlines()[0] == "date,course,unique_users,launches"
     assert learners.get_data(as_text=True).splitlines()[0] == (
-        "student_id,student_name,course,first_access,last_access,launches")
+        "student_id,student_name,course,first_access,last_access,launches,status,completed_at,passed_at,failed_at")
 
     usage_rows = [r for r in read_csv(usage) if r["date"] != "total"]
     assert {r["course"] for r in usage_rows} == {"Plain, \"quoted\" course", "'=cmd|' /C calc'!A0", "Fire Safety"}
@@ -215,7 +215,8 @@ def test_learner_list_search_sort_and_detail(client, login, make_client, make_st
 
     rows = listed("sort=launches&dir=desc")
     assert [r[0] for r in rows] == ["cy_100%", "bob-7", "amy@example.com"]
-    assert rows[1][1:] == ["Bob Brown", "Course A, Course B", "2026-11-03 09:00 UTC", "2026-11-04 09:00 UTC", "2"]
+    assert rows[1][1:] == ["Bob Brown", "Course A launchedCourse B completed", "2026-11-03 09:00 UTC",
+                           "2026-11-04 09:00 UTC", "2"]
     assert [r[0] for r in listed("sort=name&dir=asc")] == ["amy@example.com", "bob-7", "cy_100%"]
     assert [r[0] for r in listed("sort=first_access&dir=desc")] == ["cy_100%", "bob-7", "amy@example.com"]
     assert [r[0] for r in listed("q=BROWN")] == ["bob-7"]

@@ -62,13 +62,19 @@ def expected_report(slug: str, beacons: list[dict], start: dt.date, end: dt.date
             "course": title,
             "unique_users": len({normalise_student_id(b["student_id"]) for b in course_rows}),
             "launches": sum(b["event"] == "launch" for b in course_rows),
+            "completers": _completers(course_rows),
             "days": [{"date": day, "unique_users": len({normalise_student_id(b["student_id"]) for b in day_rows}),
                       "launches": sum(b["event"] == "launch" for b in day_rows)}
                      for day, day_rows in sorted(days.items())],
         })
     return {"client": slug, "from_": start, "to": end, "unique_users": len(users),
-            "launches": sum(b["event"] == "launch" for b in rows), "courses": report_courses,
+            "launches": sum(b["event"] == "launch" for b in rows), "completers": _completers(rows),
+            "courses": report_courses, "seats": None,  # no licence term: no seat window to report
             "held_back": _held_back(held)}
+
+
+def _completers(rows: list[dict]) -> int:
+    return len({normalise_student_id(b["student_id"]) for b in rows if b["event"] in ("completed", "passed")})
 
 
 def _held_back(held: list[dict]) -> dict:

@@ -73,6 +73,9 @@ def test_openapi_describes_the_contract(spec):
     assert usage["security"] == [{"bearer": []}]
     query = {p["name"]: p for p in usage["parameters"] if p["in"] == "query"}
     assert set(query) == {"from", "to"} and all(p["required"] for p in query.values())
+    clients = spec["paths"]["/api/v1/clients"]["get"]
+    assert set(clients["responses"]) >= {"200", "400", "401"} and clients["security"] == [{"bearer": []}]
+    assert [p["name"] for p in clients["parameters"] if p["in"] == "query"] == ["on"]
     assert "/healthz" in spec["paths"]
 
 
@@ -87,10 +90,11 @@ def test_openapi_schemas_are_made_from_the_marshmallow_schemas(spec):
     assert all(beacon["properties"][name]["type"] == "string" for name in ("key", "course", "student_id", "package"))
 
     usage = schemas["Usage"]
-    assert set(usage["properties"]) == {"client", "from", "to", "unique_users", "launches", "courses", "held_back"}
+    assert set(usage["properties"]) == {"client", "from", "to", "unique_users", "launches", "completers", "courses",
+                                        "seats", "held_back"}
     assert {f.data_key or name for name, f in UsageSchema().fields.items()} == set(usage["properties"])
     course = schemas[usage["properties"]["courses"]["items"]["$ref"].rsplit("/", 1)[-1]]
-    assert set(course["properties"]) == {"course", "unique_users", "launches", "days"}
+    assert set(course["properties"]) == {"course", "unique_users", "launches", "completers", "days"}
     day = schemas[course["properties"]["days"]["items"]["$ref"].rsplit("/", 1)[-1]]
     assert set(day["properties"]) == {"date", "unique_users", "launches"}
     held_ref = usage["properties"]["held_back"]
@@ -98,3 +102,9 @@ def test_openapi_schemas_are_made_from_the_marshmallow_schemas(spec):
     held = schemas[held_ref.rsplit("/", 1)[-1]]
     assert set(held["properties"]) == {"beacons", "launches", "reasons"}
     assert schemas["Error"]["properties"].keys() >= {"error", "message", "fields"}
+    listed = schemas["ClientList"]
+    assert set(listed["properties"]) == {"on", "clients"}
+    summary = schemas[listed["properties"]["clients"]["items"]["$ref"].rsplit("/", 1)[-1]]
+    assert set(summary["properties"]) == {"slug", "name", "mode", "active", "term", "window_start", "window_end",
+                                          "seat_limit", "seats_used", "overage", "billable_seats", "unique_users",
+                                          "launches", "forecast"}

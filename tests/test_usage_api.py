@@ -61,17 +61,18 @@ def test_shape_and_figures_exactly_as_the_contract(client, make_staff, acme):
     assert response.status_code == 200
     assert response.json == {
         "client": "acme-corp", "from": "2026-03-01", "to": "2026-03-31",
-        "unique_users": 3, "launches": 6,
+        "unique_users": 3, "launches": 6, "completers": 1,
         "courses": [
-            {"course": "Anti-Bribery", "unique_users": 2, "launches": 2, "days": [
+            {"course": "Anti-Bribery", "unique_users": 2, "launches": 2, "completers": 1, "days": [
                 {"date": "2026-03-02", "unique_users": 1, "launches": 1},
                 {"date": "2026-03-31", "unique_users": 1, "launches": 1},
             ]},
-            {"course": "Fire Safety", "unique_users": 2, "launches": 4, "days": [
+            {"course": "Fire Safety", "unique_users": 2, "launches": 4, "completers": 0, "days": [
                 {"date": "2026-03-01", "unique_users": 2, "launches": 3},
                 {"date": "2026-03-02", "unique_users": 1, "launches": 1},
             ]},
         ],
+        "seats": None,
         "held_back": {"beacons": 0, "launches": 0, "reasons": []},
     }
 
@@ -88,7 +89,7 @@ def test_boundaries_are_inclusive_utc_days(client, make_staff, acme):
     assert (everything["unique_users"], everything["launches"]) == (5, 8)
     empty = client.get(usage_url(acme.slug, "2025-01-01", "2025-12-31"), headers=bearer(token)).json
     assert empty == {"client": "acme-corp", "from": "2025-01-01", "to": "2025-12-31",
-                     "unique_users": 0, "launches": 0, "courses": [],
+                     "unique_users": 0, "launches": 0, "completers": 0, "courses": [], "seats": None,
                      "held_back": {"beacons": 0, "launches": 0, "reasons": []}}
 
 

@@ -247,6 +247,14 @@ def bearer_user() -> StaffUser | None:
     return staff_service.user_for_token(db.session, token.strip())
 
 
+def token_refused() -> Response:
+    """The 401 for a missing, bad, expired or revoked bearer token."""
+    response = jsonify({"error": "unauthorized", "message": "send Authorization: Bearer <token> (flask token create)"})
+    response.status_code = 401
+    response.headers["WWW-Authenticate"] = 'Bearer realm="usage API"'
+    return response
+
+
 def token_required(view):
     """JSON API views: a valid bearer token or 401."""
 
@@ -254,11 +262,7 @@ def token_required(view):
     def wrapped(*args, **kwargs):
         user = bearer_user()
         if user is None:
-            response = jsonify({"error": "unauthorized",
-                                "message": "send Authorization: Bearer <token> (flask token create)"})
-            response.status_code = 401
-            response.headers["WWW-Authenticate"] = 'Bearer realm="usage API"'
-            return response
+            return token_refused()
         g.api_user = user
         return view(*args, **kwargs)
 

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, abort, g, redirect, render_template, request, url_for
 from flask_login import current_user
 from marshmallow import ValidationError
 
+from ..auth import bearer_user, token_refused
 from ..extensions import db, login_manager
 from ..models import Client
 from ..services import billing, held_back, licences, periods
 from ..services.anonymisation import short_reference
 from ..services.periods import Period
-from .api import visible_client
+from .api import QueryError, invoice_day, visible_client
 from .chart import usage_chart
 from .exports import csv_response
 from .schemas import LearnerQuerySchema, OverviewQuerySchema, RangeQuerySchema
@@ -30,9 +31,17 @@ USAGE_CSV_COLUMNS = ("date", "course", "unique_users", "launches")
 TOTAL_LABEL, ALL_COURSES_LABEL = "total", "(all courses)"
 # usage.csv's rows of held-back beacons: "held_back:<placeholder>" in the date column (counted nowhere).
 HELD_BACK_LABEL = "held_back:"
-LEARNERS_CSV_COLUMNS = ("student_id", "student_name", "course", "first_access", "last_access", "launches")
-OVERVIEW_CSV_COLUMNS = ("client", "name", "period_start", "period_end", "unique_users", "seat_limit",
-                        "seat_use_percent", "previous_unique_users", "trend_percent", "forecast_unique_users")
+# status: the last one the course reported in the range (completed, passed, failed), else "launched";
+# completed_at/passed_at/failed_at: the first time of each in the range (empty if never).
+LEARNERS_CSV_COLUMNS = ("student_id", "student_name", "course", "first_access", "last_access", "launches",
+                        "status", "completed_at", "passed_at", "failed_at")
+# The invoice export: one row per client for the seat window that contains ``on`` (README, "Invoicing").
+# period_start/period_end are that seat window; seats_used equals unique_users (distinct learners in it).
+OVERVIEW_CSV_COLUMNS = ("client", "name", "mode", "term_start", "term_end", "seat_window", "period_start",
+                        "period_end", "seat_limit", "seats_used", "overage", "billable_seats", "unique_users",
+                        "launches", "seat_use_percent", "previous_unique_users", "trend_percent",
+                        "forecast_unique_users", "forecast_low", "forecast_high", "forecast_sureness",
+                        "forecast_note")
 
 _range_query = RangeQuerySchema()
 _learner_query = LearnerQuerySchema()
@@ -45,11 +54,26 @@ def _range_limits() -> dict:
             "weekly_up_to": periods.WEEKLY_UP_TO}
 
 
+# Pages that answer a bearer token (Authorization: Bearer) as well as a signed-in user.
+TOKEN_ENDPOINTS = ("billing_pages.overview_csv",)
+
+
 @bp.before_request
 def _signed_in():
+    if request.endpoint in TOKEN_ENDPOINTS and "Authorization" in request.headers:
+        user = bearer_user()
+        if user is None:
+            return token_refused()
+        g.billing_user = user
+        return None
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
     return None
+
+
+def _viewer():
+    """Who asks: the bearer token's user on a token endpoint, else the signed-in user."""
+    return g.get("billing_user") or current_user
 
 
 def _problems(exc: ValidationError) -> str:
@@ -134,15 +158,24 @@ def _sorted_overview(rows: list[billing.ClientOverview], sort: str, descending: 
 
 @bp.get("/overview.csv")
 def overview_csv():
-    if current_user.role not in STAFF_ROLES:
+    if _viewer().role not in STAFF_ROLES:
         abort(404)
-    today = periods.today_utc()
-    rows = billing.overview(db.session, today)
-    return csv_response(
-        f"billing-overview-{today.isoformat()}.csv", OVERVIEW_CSV_COLUMNS,
-        ([row.slug, row.name, row.period.start, row.period.end, row.unique_users, row.seat_limit,
-          _percent(row.seat_use), row.previous_unique_users, _percent(row.trend), row.forecast] for row in rows),
-    )
+    try:
+        on = invoice_day(request.args)
+    except QueryError as exc:
+        abort(400, description=f"Bad query: {exc}.")
+    rows = billing.overview(db.session, periods.today_utc(), on=on)
+    return csv_response(f"billing-overview-{on.isoformat()}.csv", OVERVIEW_CSV_COLUMNS,
+                        (_overview_csv_row(row) for row in rows))
+
+
+def _overview_csv_row(row: billing.ClientOverview) -> list:
+    term, outlook = row.term, row.outlook
+    return [row.slug, row.name, "anonymised" if row.anonymised else "verbatim",
+            term.starts_on if term else None, term.ends_on if term else None, term.seat_window if term else None,
+            row.period.start, row.period.end, row.seat_limit, row.seats_used, row.overage, row.billable_seats,
+            row.unique_users, row.launches, _percent(row.seat_use), row.previous_unique_users, _percent(row.trend),
+            outlook.expected, outlook.low, outlook.high, row.sureness, outlook.statement]
 
 
 def _percent(ratio: float | None) -> str:
@@ -211,7 +244,8 @@ def learners_csv(slug: str):
     return csv_response(
         _filename(client, "learners", period), LEARNERS_CSV_COLUMNS,
         ([row.identity, "" if row.pseudonymised else (row.name or ""), row.course, row.first_access,
-          row.last_access, row.launches] for row in rows),
+          row.last_access, row.launches, row.outcome.status, row.outcome.completed_at, row.outcome.passed_at,
+          row.outcome.failed_at] for row in rows),
     )
 
 

@@ -15,8 +15,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from sqlalchemy import case, distinct, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
+from ..licensing_models import LicenceTerm
 from ..models import COMPLETION_KINDS, Client, Course, DailyUsage, Event, Learner
 from . import held_back, licences
 from .anonymisation import short_reference
@@ -241,8 +242,9 @@ def learner_summaries(session: Session, client_id: int, start: dt.date, end: dt.
 
 
 def learner_course_titles(session: Session, client_id: int, learner_ids: list[int], start: dt.date,
-                          end: dt.date) -> dict[int, list[str]]:
-    """The courses each of the given learners used in the range (for one page of learners)."""
+                          end: dt.date) -> dict[int, list[tuple[str, Outcome]]]:
+    """The courses each of the given learners used in the range, each with what it reported
+    (for one page of learners)."""
     if not learner_ids:
         return {}
     rows = session.execute(
@@ -251,10 +253,61 @@ def learner_course_titles(session: Session, client_id: int, learner_ids: list[in
         .where(*_in_range(client_id, start, end), PERSON.in_(learner_ids))
         .order_by(PERSON, Course.title)
     ).all()
-    titles: dict[int, list[str]] = defaultdict(list)
+    outcomes = learner_outcomes(session, client_id, start, end, learner_ids)
+    titles: dict[int, list[tuple[str, Outcome]]] = defaultdict(list)
     for learner_id, title in rows:
-        titles[learner_id].append(title)
+        titles[learner_id].append((title, outcomes.get((learner_id, title), Outcome())))
     return titles
+
+
+STATUS_KINDS = ("completed", "passed", "failed")
+# What a learner's course shows when the course reported no status in the range.
+NO_STATUS = "launched"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a course reported for one learner in a range: the first time of each status, and the
+    last status reported (a retake that passes after a fail shows ``passed``)."""
+
+    completed_at: dt.datetime | None = None
+    passed_at: dt.datetime | None = None
+    failed_at: dt.datetime | None = None
+    status: str = NO_STATUS
+
+
+def learner_outcomes(session: Session, client_id: int, start: dt.date, end: dt.date,
+                     learner_ids: list[int] | None = None) -> dict[tuple[int, str], Outcome]:
+    """Per (person, course title): the statuses reported in the range (UTC days, inclusive).
+
+    A person is a learner with every identity merged into it (``PERSON``), so two identities'
+    statuses are one person's. Pairs without a status are absent (``Outcome()`` is theirs).
+    One grouped query; Python only picks the latest of at most three rows per pair.
+    """
+    event_learner = aliased(Learner, name="event_learner")
+    person = func.coalesce(event_learner.merged_into_id, Event.learner_id)
+    since = dt.datetime.combine(start, dt.time(0), tzinfo=dt.UTC)
+    until = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
+    query = (
+        select(person, Course.title, Event.kind, func.min(Event.received_at), func.max(Event.received_at))
+        .join(event_learner, event_learner.id == Event.learner_id)
+        .join(Course, Course.id == Event.course_id)
+        .where(Event.client_id == client_id, Event.received_at >= since, Event.received_at < until,
+               Event.kind.in_(STATUS_KINDS))
+        .group_by(person, Course.title, Event.kind)
+    )
+    if learner_ids is not None:
+        if not learner_ids:
+            return {}
+        query = query.where(person.in_(learner_ids))
+    found: dict[tuple[int, str], dict] = defaultdict(dict)
+    latest: dict[tuple[int, str], tuple[dt.datetime, str]] = {}
+    for learner_id, title, kind, first, last in session.execute(query):
+        key = (learner_id, title)
+        found[key][f"{kind}_at"] = first
+        if key not in latest or (last, kind) > latest[key]:
+            latest[key] = (last, kind)
+    return {key: Outcome(status=latest[key][1], **times) for key, times in found.items()}
 
 
 @dataclass(frozen=True)
@@ -266,12 +319,14 @@ class LearnerCourse:
     first_access: dt.datetime
     last_access: dt.datetime
     launches: int
+    outcome: Outcome
 
 
 def learner_courses(session: Session, client_id: int, start: dt.date, end: dt.date) -> list[LearnerCourse]:
-    """One row per learner and course used in the range (learners.csv); merged identities are one learner."""
+    """One row per learner and course used in the range (learners.csv), with what the course
+    reported (``Outcome``); merged identities are one learner."""
     rows = session.execute(
-        with_people(select(Learner.identity, Learner.name, Learner.pseudonymised, Course.title,
+        with_people(select(Learner.id, Learner.identity, Learner.name, Learner.pseudonymised, Course.title,
                            func.min(DailyUsage.first_at), func.max(DailyUsage.last_at),
                            func.sum(DailyUsage.launches)))
         .join(Learner, Learner.id == PERSON)
@@ -280,7 +335,9 @@ def learner_courses(session: Session, client_id: int, start: dt.date, end: dt.da
         .group_by(Learner.id, Learner.identity, Learner.name, Learner.pseudonymised, Course.title)
         .order_by(Learner.identity, Course.title)
     ).all()
-    return [LearnerCourse(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6] or 0)) for r in rows]
+    outcomes = learner_outcomes(session, client_id, start, end)
+    return [LearnerCourse(r[1], r[2], r[3], r[4], r[5], r[6], int(r[7] or 0),
+                          outcomes.get((r[0], r[4]), Outcome())) for r in rows]
 
 
 def find_learner(session: Session, client_id: int, learner_id: int) -> Learner | None:
@@ -324,29 +381,96 @@ def usage_report(session: Session, client: Client, start: dt.date, end: dt.date)
         "to": end,
         "unique_users": unique_users(session, client.id, start, end),
         "launches": launches(session, client.id, start, end),
+        "completers": completers(session, client.id, start, end),
         "courses": [
             {"course": total.course, "unique_users": total.unique_users, "launches": total.launches,
-             "days": days_by_course[total.course]}
+             "completers": total.completers, "days": days_by_course[total.course]}
             for total in course_totals(session, client.id, start, end)
         ],
+        "seats": range_seats(session, client, start, end),
         # Beacons with a placeholder student ID, counted in none of the figures above.
         "held_back": held_back.figures(session, client.id, start, end).as_report(),
     }
 
 
-# --- the vendor's overview -------------------------------------------------------
+def overage(used: int, limit: int | None) -> int | None:
+    """Seats used beyond the limit (0 within it); None without a limit."""
+    return None if limit is None else max(0, used - limit)
+
+
+def billable_seats(used: int, limit: int | None) -> int:
+    """What is invoiced for a seat window: the seats bought (the limit) or the seats used when
+    more (the limit plus the overage); without a limit, the seats used."""
+    return used if limit is None else max(used, limit)
+
+
+def range_seats(session: Session, client: Client, start: dt.date, end: dt.date) -> dict | None:
+    """The seat figures of the one licence seat window that holds the whole range (seats used over
+    that whole window, as on the licence page); None when no term is in force on both ends or the
+    range spans more than one window: a range's users are then not a seat figure."""
+    term = licences.term_in_force(session, client.id, start)
+    if term is None or term.ends_on < end:
+        return None
+    window = licences.seat_window(term, start)
+    if window.end < end:
+        return None
+    used = licences.seats_used(session, client.id, window)
+    limit = term.seat_limit
+    return {"term_start": term.starts_on, "term_end": term.ends_on, "seat_window": term.seat_window,
+            "window_start": window.start, "window_end": window.end, "seat_limit": limit, "seats_used": used,
+            "overage": overage(used, limit), "billable_seats": billable_seats(used, limit)}
+
+
+# --- the vendor's overview and the invoice export ---------------------------------
 
 
 @dataclass(frozen=True)
 class ClientOverview:
+    """One client's invoice line for the seat window that contains the day asked about.
+
+    ``period`` is that window (``current_period``: the term's seat window, else the
+    client's licence period, else the calendar month); ``unique_users`` are the seats
+    used in it, counted as on the licence page (distinct learners, merged identities once).
+    """
+
     slug: str
     name: str
     active: bool
+    anonymised: bool
     period: Period
     unique_users: int
+    launches: int
     previous_unique_users: int
     seat_limit: int | None
-    forecast: int
+    term: LicenceTerm | None
+    outlook: licences.Forecast
+
+    @property
+    def seats_used(self) -> int:
+        return self.unique_users
+
+    @property
+    def forecast(self) -> int:
+        """The expected seats at the window's end (its range and how sure: ``outlook``)."""
+        return self.outlook.expected
+
+    @property
+    def sureness(self) -> str:
+        """How sure the forecast is, in the licence page's words (its statement says why)."""
+        statement = self.outlook.statement
+        for phrase, said in (("has ended", "final"), ("not started", "not started"),
+                             ("not sure yet", "not sure yet"), ("fairly sure", "fairly sure")):
+            if phrase in statement:
+                return said
+        return ""
+
+    @property
+    def overage(self) -> int | None:
+        return overage(self.unique_users, self.seat_limit)
+
+    @property
+    def billable_seats(self) -> int:
+        return billable_seats(self.unique_users, self.seat_limit)
 
     @property
     def seat_use(self) -> float | None:
@@ -361,28 +485,63 @@ class ClientOverview:
         return (self.unique_users - self.previous_unique_users) / self.previous_unique_users
 
 
-def overview(session: Session, today: dt.date) -> list[ClientOverview]:
-    """Every client with this period's unique users, the previous period's, and a forecast."""
-    clients = list(session.scalars(select(Client).order_by(Client.name, Client.id)))
-    periods = {client.id: current_period(client, today) for client in clients}
+def overview(session: Session, today: dt.date, *, on: dt.date | None = None,
+             clients: list[Client] | None = None) -> list[ClientOverview]:
+    """Every client (or the ones given) with the seat window that contains ``on`` (default today):
+    its unique users and launches, the previous period's users, the limit and a forecast.
+
+    Figures count what is stored now (``today``): a window that has ended gives its final
+    figures, and its forecast says so.
+    """
+    on = on or today
+    if clients is None:
+        clients = list(session.scalars(select(Client).order_by(Client.name, Client.id)))
+    periods = {client.id: current_period(client, on) for client in clients}
     by_period: dict[Period, list[int]] = defaultdict(list)
     for client_id, period in periods.items():
         by_period[period].append(client_id)
     current: dict[int, int] = {}
     previous: dict[int, int] = {}
+    launched: dict[int, int] = {}
     for period, client_ids in by_period.items():
         current.update(unique_users_by_client(session, client_ids, period.start, period.end))
+        launched.update(launches_by_client(session, client_ids, period.start, period.end))
         before = period.previous()
         previous.update(unique_users_by_client(session, client_ids, before.start, before.end))
-    return [
-        ClientOverview(
-            slug=client.slug, name=client.name, active=client.active, period=periods[client.id],
-            unique_users=current[client.id], previous_unique_users=previous[client.id],
-            seat_limit=seat_limit(session, client, today),
-            forecast=licences.forecast(session, client.id, periods[client.id], today, None).expected,
-        )
-        for client in clients
-    ]
+    rows = []
+    for client in clients:
+        period, term = periods[client.id], licences.term_in_force(session, client.id, on)
+        limit = seat_limit(session, client, on)
+        rows.append(ClientOverview(
+            slug=client.slug, name=client.name, active=client.active, anonymised=client.anonymised,
+            period=period, unique_users=current[client.id], launches=launched[client.id],
+            previous_unique_users=previous[client.id], seat_limit=limit, term=term,
+            outlook=_outlook(session, client, term, period, limit, today),
+        ))
+    return rows
+
+
+def _outlook(session: Session, client: Client, term: LicenceTerm | None, period: Period, limit: int | None,
+             today: dt.date) -> licences.Forecast:
+    """The forecast the licence page shows for a term's window in force today; else the same
+    model over the period (final once it has ended)."""
+    if term is not None and term.starts_on <= today <= term.ends_on and period.start <= today <= period.end:
+        return licences.term_forecast(session, client.id, term, today)
+    return licences.forecast(session, client.id, period, today, limit)
+
+
+def launches_by_client(session: Session, client_ids: list[int], start: dt.date, end: dt.date) -> dict[int, int]:
+    """Launches per client over one range, for many clients in one query."""
+    if not client_ids:
+        return {}
+    rows = session.execute(
+        select(DailyUsage.client_id, func.sum(DailyUsage.launches))
+        .where(DailyUsage.client_id.in_(client_ids), DailyUsage.day >= start, DailyUsage.day <= end)
+        .group_by(DailyUsage.client_id)
+    ).all()
+    counts = dict.fromkeys(client_ids, 0)
+    counts.update({client_id: int(n or 0) for client_id, n in rows})
+    return counts
 
 
 def seat_limit(session: Session, client: Client, today: dt.date) -> int | None:
