@@ -1,5 +1,6 @@
 """Licence alerts by e-mail through a real SMTP server (aiosmtpd): thresholds, forecast,
-term ending and leak, each once per term, to the CSMs and the client's contacts, with no
+term ending and leak, each once per term, to the vendor's admins and CSMs (and licence alerts to
+the client's contacts: a leak is the vendor's to act on), with no
 plain learner data for anonymised clients (in the mail, the outbox, or webhook bodies)."""
 
 from __future__ import annotations
@@ -38,10 +39,11 @@ def _work(app, rounds=3):
         outbox.run_once(db.session, outbox.Settings.from_config(app.config), sweep_all=True)
 
 
-def test_threshold_term_ending_and_leak_mails_once_each_to_csms_and_contacts(app, client, runner, make_client,
+def test_threshold_term_ending_and_leak_mails_once_each_to_staff_and_licence_ones_to_contacts(app, client, runner, make_client,
                                                                            make_staff, smtp):
     acme, key = make_client(name="Acme", anonymised=True, origins=["https://lms.acme.example"])
     make_staff("csm", email="csm@vendor.example")
+    make_staff("admin", email="admin@vendor.example")
     make_staff("billing", email="billing@vendor.example")  # not an alert recipient
     licences.set_contacts(db.session, acme, ["Ops@Acme.example"], actor="test")
     result = runner.invoke(args=["licence", "add-term", "--client", acme.slug, "--start", "2026-01-01",
@@ -69,12 +71,14 @@ def test_threshold_term_ending_and_leak_mails_once_each_to_csms_and_contacts(app
         _work(app)
 
     subjects = smtp.by_subject()
-    everyone = ["csm@vendor.example", "ops@acme.example"]
+    staff = ["admin@vendor.example", "csm@vendor.example"]
+    everyone = [*staff, "ops@acme.example"]
     for subject in ("Acme has passed 80 % of its seats", "Acme has passed 90 % of its seats",
                     "Acme has reached its seat limit"):
         assert sorted(subjects.pop(subject)) == everyone
     assert sorted(subjects.pop("Acme's licence term ends on 2026-05-31")) == everyone
-    assert sorted(subjects.pop("Beacons from an LMS not on Acme's list")) == everyone
+    # A copied package is the vendor's to chase: the client's contacts are not told of it.
+    assert sorted(subjects.pop("Beacons from an LMS not on Acme's list")) == staff
     # 7 new learners in the last 14 days with 27 days to go: the forecast passes 10 seats.
     assert sorted(subjects.pop("Acme is likely to pass its seat limit")) == everyone
     assert subjects == {}, f"nothing else, nothing twice: {subjects}"

@@ -181,15 +181,18 @@ def _locked(session: Session, statement):
     return statement
 
 
-def _learner_data(session: Session, client: Client, facts: dict) -> dict:
-    course_id, learner_id = facts["course_id"], facts["learner_id"]
+def _learner_data(session: Session, client: Client, event: OutboxEvent) -> dict:
+    """The event's learner and course figures as they stood when its beacon was received (the
+    worker may fan out later, after more beacons: nine enrolments say 1 to 9, not 9 each)."""
+    course_id, learner_id = event.facts["course_id"], event.facts["learner_id"]
     learner = session.get(Learner, learner_id)
     course = session.get(Course, course_id)
-    mine = (Event.learner_id == learner_id, Event.course_id == course_id)
+    as_of = Event.received_at <= event.occurred_at
+    mine = (Event.learner_id == learner_id, Event.course_id == course_id, as_of)
     first_enrolled = session.scalar(select(func.min(Event.received_at)).where(*mine, Event.kind == "launch"))
     first_completed = session.scalar(select(func.min(Event.received_at))
                                      .where(*mine, Event.kind.in_(COMPLETION_KINDS)))
-    of_course = (Event.client_id == client.id, Event.course_id == course_id)
+    of_course = (Event.client_id == client.id, Event.course_id == course_id, as_of)
     enrolments = session.scalar(select(func.count(func.distinct(Event.learner_id)))
                                 .where(*of_course, Event.kind == "launch"))
     completions = session.scalar(select(func.count(func.distinct(Event.learner_id)))
@@ -245,9 +248,17 @@ def _alert_text(event: OutboxEvent, client: Client | None, data: dict) -> tuple[
             "client's, add it to the client's allowed origins.")
 
 
-def _recipients(session: Session, client_id: int | None) -> list[str]:
-    staff = session.scalars(select(StaffUser.email).where(StaffUser.role == "csm", StaffUser.active.is_(True)))
-    contacts = licences.contacts(session, client_id) if client_id else []
+# Alerts a client's own contacts receive: its licence. A refused origin (a copied package, a leak)
+# and ID-scheme drift are the vendor's to act on, with links into the admin: staff only.
+CONTACT_ALERTS = frozenset({"licence.threshold", "licence.forecast", "licence.term_ending"})
+STAFF_ALERT_ROLES = ("admin", "csm")
+
+
+def _recipients(session: Session, event: OutboxEvent) -> list[str]:
+    staff = session.scalars(select(StaffUser.email).where(StaffUser.role.in_(STAFF_ALERT_ROLES),
+                                                          StaffUser.active.is_(True)))
+    contacts = (licences.contacts(session, event.client_id)
+                if event.client_id and event.type in CONTACT_ALERTS else [])
     return sorted(set(staff) | set(contacts))
 
 
@@ -264,7 +275,7 @@ def fan_out(session: Session, now: dt.datetime, limit: int = 200) -> set[int]:
     for event in events:
         client = session.get(Client, event.client_id) if event.client_id else None
         if event.type.startswith("learner."):
-            data = _learner_data(session, client, event.facts) if client else {}
+            data = _learner_data(session, client, event) if client else {}
             if client:
                 touched.add(client.id)
         else:
@@ -279,7 +290,7 @@ def fan_out(session: Session, now: dt.datetime, limit: int = 200) -> set[int]:
                                            created_at=now))
         if event.type in EMAIL_TYPES:
             subject, text = _alert_text(event, client, data)
-            for address in _recipients(session, event.client_id):
+            for address in _recipients(session, event):
                 session.add(OutboxDelivery(event_id=event.id, channel="email", target=address, subject=subject,
                                            body=text, next_attempt_at=now, created_at=now))
         event.fanned_out_at = now
