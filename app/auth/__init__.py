@@ -255,7 +255,7 @@ def token_required(view):
         user = bearer_user()
         if user is None:
             response = jsonify({"error": "unauthorized",
-                                "message": "send Authorization: Bearer <token> (flask token create)"})
+                                "message": "send Authorization: Bearer <token> (made on /account/tokens)"})
             response.status_code = 401
             response.headers["WWW-Authenticate"] = 'Bearer realm="usage API"'
             return response
@@ -265,4 +265,5 @@ def token_required(view):
     return wrapped
 
 
-from . import second_factor  # noqa: E402,F401  (the second step's routes, on this blueprint)
+# The second step's routes and /account/tokens (one's own API tokens), on this blueprint.
+from . import second_factor, tokens  # noqa: E402,F401

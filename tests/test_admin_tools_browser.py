@@ -1,0 +1,89 @@
+"""API tokens made on the pages and the webhook deliveries page, in a real Chromium against a real
+gunicorn over HTTPS, at 1280 and at 390 px (nothing wider than the screen)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import requests
+from conftest import TEST_PASSWORD, watched_page
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context, page = watched_page(browser)
+    yield page
+    context.close()
+
+
+def sign_in(page, live_server, user) -> None:
+    page.goto(live_server.url + "/login")
+    page.fill("#email", user.email)
+    page.fill("#password", TEST_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/(billing/.*)?$"))
+
+
+def fits(page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+
+
+def usage(live_server, tls_ca, slug, token):
+    return requests.get(f"{live_server.url}/api/v1/clients/{slug}/usage?from=2026-11-01&to=2026-11-30",
+                        headers={"Authorization": f"Bearer {token}"}, verify=tls_ca["ca"], timeout=30)
+
+
+def test_a_client_user_makes_a_token_sees_it_once_and_revokes_it(page, live_server, make_client, make_staff,
+                                                                 screenshots_dir, tls_ca):
+    acme, _ = make_client(name="Acme")
+    user = make_staff("client", email="cleo@acme.example", client=acme)
+    sign_in(page, live_server, user)
+    page.click("nav >> text=API tokens")
+    page.wait_for_selector("#new-token")
+    page.fill("#label", "")
+    page.click("#new-token button[type=submit]")
+    assert page.locator(".field-error").first.inner_text().startswith("Give the token a name")
+    page.fill("#label", "Acme invoicing")
+    page.fill("#days", "30")
+    page.click("#new-token button[type=submit]")
+    token = page.locator("#api-token").inner_text()
+    assert token.startswith("tk_") and usage(live_server, tls_ca, acme.slug, token).status_code == 200
+    page.set_viewport_size({"width": 390, "height": 800})
+    assert fits(page), "the token shown once fits a phone"
+    page.screenshot(path=str(screenshots_dir / "tokens-shown-390.png"), full_page=True)
+    page.click("text=Back to the tokens")
+    row = page.locator("#tokens tbody tr", has_text="Acme invoicing")
+    assert token not in page.content() and row.locator("code").inner_text() == token[:11]
+    assert fits(page), "the token list scrolls inside its table at 390 px"
+    page.screenshot(path=str(screenshots_dir / "tokens-list-390.png"), full_page=True)
+    row.locator("input[type=checkbox]").check()
+    row.locator("button", has_text="Revoke").click()
+    page.wait_for_selector(".flash-success")
+    assert "revoked" in page.locator("#tokens tbody tr", has_text="Acme invoicing").inner_text()
+    assert usage(live_server, tls_ca, acme.slug, token).status_code == 401
+    assert page.problems == []
+
+
+def test_an_admin_makes_a_token_for_a_billing_user(page, live_server, make_client, make_staff, screenshots_dir,
+                                                   tls_ca):
+    acme, _ = make_client(name="Acme")
+    bill = make_staff("billing", email="bill@vendor.example")
+    admin = make_staff("admin", email="admin@vendor.example")
+    sign_in(page, live_server, admin)
+    page.goto(live_server.url + "/admin/staff/tokens")
+    page.select_option("#owner", label="bill@vendor.example (billing)")
+    page.fill("#label", "Month-end export")
+    page.click("#new-token button[type=submit]")
+    token = page.locator("#api-token").inner_text()
+    assert bill.email in page.locator(".key-panel").inner_text()
+    assert usage(live_server, tls_ca, acme.slug, token).status_code == 200
+    page.screenshot(path=str(screenshots_dir / "tokens-admin-shown.png"), full_page=True)
+    page.click("text=Back to the tokens")
+    assert "Month-end export" in page.locator("#tokens").inner_text()
+    page.set_viewport_size({"width": 390, "height": 800})
+    assert fits(page)
+    page.screenshot(path=str(screenshots_dir / "tokens-admin-390.png"), full_page=True)
+    assert page.problems == []
