@@ -8,6 +8,9 @@ import re
 import pytest
 import requests
 from conftest import TEST_PASSWORD, watched_page
+from test_webhook_deliveries import ACME_LEARNERS, app_config, hook, world  # noqa: F401  (fixtures)
+
+from app.admin.webhook_deliveries import PAGE_SIZE
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -86,4 +89,36 @@ def test_an_admin_makes_a_token_for_a_billing_user(page, live_server, make_clien
     page.set_viewport_size({"width": 390, "height": 800})
     assert fits(page)
     page.screenshot(path=str(screenshots_dir / "tokens-admin-390.png"), full_page=True)
+    assert page.problems == []
+
+
+def test_deliveries_page_filters_pages_and_opens_a_payload_at_1280_and_390(page, live_server, make_staff, world,
+                                                                           screenshots_dir):
+    sign_in(page, live_server, make_staff("csm", email="casey@vendor.example"))
+    page.goto(f"{live_server.url}/admin/webhooks/{world}")
+    rows = page.locator("#deliveries tbody tr")
+    assert rows.count() == PAGE_SIZE
+    height = page.evaluate("document.documentElement.scrollHeight")
+    first = rows.first.locator("details.payload")
+    assert not first.locator("pre").is_visible(), "the payload starts collapsed"
+    first.locator("summary").click()
+    assert '"learner_pseudonymised": true' in first.locator("pre").inner_text()
+    page.screenshot(path=str(screenshots_dir / "webhook-deliveries-1280.png"), full_page=True)
+    page.select_option("#status", "delivered")
+    page.select_option("#type", "learner.completed")
+    page.click("#delivery-filter button[type=submit]")
+    page.wait_for_url(re.compile(r".*status=delivered.*"))
+    assert rows.count() == 1 and "Acme" in rows.first.inner_text()
+    page.select_option("#type", "")
+    page.click("#delivery-filter button[type=submit]")
+    page.wait_for_url(lambda url: "status=delivered" in url and "learner.completed" not in url)
+    page.click("nav.pager >> text=Older")
+    page.wait_for_url(re.compile(r".*page=2.*"))
+    assert rows.count() == ACME_LEARNERS + 1 - PAGE_SIZE
+    assert page.locator("#status").input_value() == "delivered", "the filter is kept across pages"
+    page.goto(f"{live_server.url}/admin/webhooks/{world}")
+    page.set_viewport_size({"width": 390, "height": 800})
+    assert fits(page), "the deliveries scroll inside their table at 390 px"
+    assert page.evaluate("document.documentElement.scrollHeight") < 3 * height, "a page, not thousands of rows"
+    page.screenshot(path=str(screenshots_dir / "webhook-deliveries-390.png"), full_page=True)
     assert page.problems == []
