@@ -3,10 +3,12 @@ gunicorn over HTTPS, at 1280 and at 390 px (nothing wider than the screen)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import pytest
 import requests
+from billing_helpers import post_all, workload
 from conftest import TEST_PASSWORD, watched_page
 from test_webhook_deliveries import ACME_LEARNERS, app_config, hook, world  # noqa: F401  (fixtures)
 
@@ -121,4 +123,45 @@ def test_deliveries_page_filters_pages_and_opens_a_payload_at_1280_and_390(page,
     assert fits(page), "the deliveries scroll inside their table at 390 px"
     assert page.evaluate("document.documentElement.scrollHeight") < 3 * height, "a page, not thousands of rows"
     page.screenshot(path=str(screenshots_dir / "webhook-deliveries-390.png"), full_page=True)
+    assert page.problems == []
+
+
+CHART_TEXTS = """(selector) => [...document.querySelectorAll(selector)].map(t => {
+    const r = t.getBoundingClientRect();
+    return {text: t.textContent, left: r.left, right: r.right, height: r.height};
+})"""
+
+
+def test_the_usage_chart_is_legible_at_390_px(page, live_server, client, make_client, make_staff,
+                                              screenshots_dir):
+    """60 days of use: at 390 px the phone's chart shows (wide one hidden), its date labels, values and legend
+    at a readable size without overlapping, inside the screen; at 1280 px the wide chart as before."""
+    today = dt.datetime.now(dt.UTC).date()
+    days = [today - dt.timedelta(days=n) for n in range(59, -1, -1)]
+    acme, key = make_client(name="Acme Learning")
+    post_all(client, key, workload(days, ["Fire Safety", "GDPR Basics"], students=40, per_day=6, seed=7))
+    sign_in(page, live_server, make_staff("client", client=acme, email="reader@acme.example"))
+    url = f"{live_server.url}/billing/{acme.slug}?from={days[0].isoformat()}&to={days[-1].isoformat()}"
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(url)
+    narrow = page.locator("svg.chart-narrow")
+    assert narrow.is_visible() and not page.locator("svg.chart").is_visible()
+    assert narrow.locator("rect.bar").count() >= 60
+    box = narrow.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["height"] > 150
+    assert fits(page)
+    dates = page.evaluate(CHART_TEXTS, "svg.chart-narrow text.date")
+    assert 2 <= len(dates) <= 4
+    assert all(a["right"] + 4 <= b["left"] for a, b in zip(dates, dates[1:])), f"date labels overlap: {dates}"
+    legend = page.evaluate(CHART_TEXTS, "svg.chart-narrow text.legend")
+    assert [t["text"] for t in legend] == ["Unique users", "Launches"] and legend[0]["right"] < legend[1]["left"]
+    every = page.evaluate(CHART_TEXTS, "svg.chart-narrow text")
+    assert min(t["height"] for t in every) >= 10, "text at least about 10 px tall on the phone"
+    assert all(box["x"] - 1 <= t["left"] and t["right"] <= box["x"] + box["width"] + 1 for t in every)
+    narrow.screenshot(path=str(screenshots_dir / "billing-chart-390.png"))
+    page.screenshot(path=str(screenshots_dir / "billing-client-390.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    wide = page.locator("svg.chart")
+    assert wide.is_visible() and not narrow.is_visible()
+    assert len(page.evaluate(CHART_TEXTS, "svg.chart text.date")) > 4
     assert page.problems == []
