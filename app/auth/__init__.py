@@ -255,7 +255,7 @@ def token_required(view):
         user = bearer_user()
         if user is None:
             response = jsonify({"error": "unauthorized",
-                                "message": "send Authorization: Bearer <token> (made on /account/tokens)"})
+                                "message": "send Authorization: Bearer <token> (flask token create)"})
             response.status_code = 401
             response.headers["WWW-Authenticate"] = 'Bearer realm="usage API"'
             return response
