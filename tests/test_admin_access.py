@@ -45,6 +45,7 @@ def routes(own_slug: str, staff_id: int) -> list[tuple[str, str, dict | None, in
         ("POST", f"/admin/staff/{staff_id}/password", {}, 302),
         ("POST", f"/admin/staff/{staff_id}/second-factor", {}, 302),
         ("GET", "/admin/staff/tokens", None, 200),
+        ("POST", "/admin/staff/tokens", {"label": ""}, 400),
         ("POST", "/admin/staff/tokens/999999/revoke", {}, 404),
         ("GET", f"{c}/licence", None, 200),
         ("POST", f"{c}/licence", {"term-starts_on": ""}, 400),

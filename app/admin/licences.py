@@ -209,16 +209,7 @@ def webhooks_list():
     return page, (400 if form.is_submitted() and secret is None else 200)
 
 
-@bp.get("/webhooks/<int:endpoint_id>")
-def webhook_detail(endpoint_id):
-    endpoint = db.session.get(WebhookEndpoint, endpoint_id) or abort(404)
-    deliveries = db.session.execute(
-        select(OutboxDelivery, OutboxEvent.type, OutboxEvent.webhook_id)
-        .join(OutboxEvent, OutboxEvent.id == OutboxDelivery.event_id)
-        .where(OutboxDelivery.endpoint_id == endpoint.id)
-        .order_by(OutboxDelivery.status == "delivered", OutboxDelivery.id.desc()).limit(200)).all()
-    return render_template("admin/webhook_detail.html", endpoint=endpoint, deliveries=deliveries,
-                           action_form=ActionForm())
+# GET /webhooks/<id> (the deliveries page) is in webhook_deliveries.py.
 
 
 @bp.post("/webhooks/<int:endpoint_id>/active")

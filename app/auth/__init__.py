@@ -269,4 +269,5 @@ def token_required(view):
     return wrapped
 
 
-from . import second_factor  # noqa: E402,F401  (the second step's routes, on this blueprint)
+# The second step's routes and /account/tokens (one's own API tokens), on this blueprint.
+from . import second_factor, tokens  # noqa: E402,F401
