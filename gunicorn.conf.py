@@ -27,8 +27,10 @@ a new connection for most beacons.
 """
 
 import ctypes
+import logging
 import multiprocessing
 import os
+import re
 import selectors
 import signal
 import ssl
@@ -37,6 +39,7 @@ import time
 from functools import partial
 from pathlib import Path
 
+from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import _DEFER, TConn, ThreadWorker
 from marshmallow import fields
 
@@ -61,6 +64,7 @@ limit_request_line = 4094
 limit_request_fields = 50
 limit_request_field_size = 8190
 accesslog = os.environ.get("ACCESS_LOG", "-")
+# Paths only (``PathOnlyLogger`` below): no query string, Referer query or Location query reaches the log.
 errorlog = "-"
 # gunicorn 27's runtime control socket is not used; several servers on one host would share its path.
 control_socket_disable = True
@@ -142,6 +146,60 @@ def _readable(sock, wait: float) -> bool:
         selector.register(sock, selectors.EVENT_READ)
         return bool(selector.select(wait))
 
+
+class PathOnlyLogger(Logger):
+    """The access log without any query string, whatever ``access_log_format`` asks for.
+
+    A remote cmi5 course is launched by the LMS at ``CONTENT_URL/<package>/launch/<n>`` with its
+    launch parameters in the query, the learner's ``actor`` (ID and name) among them, and the
+    redirect to the course page carries them on (``Location``), as do same-origin ``Referer``
+    headers. None of it may reach a log: the request line, ``%(q)s``, the Referer and the
+    Location are logged without their query (and fragment), for every request. gunicorn's own
+    error log names a request too (an invalid request line, "Error handling request <uri>"): its
+    messages and tracebacks lose every query string as well.
+    """
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        if not any(isinstance(f, _NoQueries) for f in self.error_log.filters):
+            self.error_log.addFilter(_NoQueries())
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        path = _path_only(environ.get("RAW_URI", ""))
+        atoms["r"] = f"{environ['REQUEST_METHOD']} {path} {environ['SERVER_PROTOCOL']}"
+        atoms["q"] = ""
+        atoms["f"] = _path_only(atoms.get("f", "-"))
+        for name in list(atoms):
+            if name.startswith("{") and name.endswith(("}i", "}o", "}e")):
+                key = name[1:-2]
+                if key in ("query_string", "raw_uri", "request_uri"):
+                    atoms[name] = _path_only(str(atoms[name])) if key != "query_string" else ""
+                elif key in ("referer", "location", "http_referer"):
+                    atoms[name] = _path_only(str(atoms[name]))
+        return atoms
+
+
+def _path_only(value: str) -> str:
+    return value.split("?", 1)[0].split("#", 1)[0]
+
+
+class _NoQueries(logging.Filter):
+    """An error-log record with every ``?query`` cut from its message and traceback."""
+
+    _QUERY = re.compile(r"\?[^\s'\"]*")
+
+    def filter(self, record):
+        message, traceback = record.getMessage(), record.exc_info
+        if traceback:
+            message += "\n" + logging.Formatter().formatException(traceback)
+            record.exc_info, record.exc_text = None, None
+        if traceback or "?" in message:
+            record.msg, record.args = self._QUERY.sub("", message), None
+        return True
+
+
+logger_class = PathOnlyLogger
 
 # GUNICORN_WORKER_CLASS=sync is for comparisons only (bench/ingest.py --worker-class sync): idle clients hold it.
 worker_class = "sync" if os.environ.get("GUNICORN_WORKER_CLASS") == "sync" else PollFirstWorker

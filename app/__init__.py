@@ -102,6 +102,7 @@ def register_blueprints(app: Flask) -> None:
         ("admin.webhooks_list", "Webhooks", ("admin", "csm")),
         ("admin.staff", "Staff users", ("admin",)),
         ("auth.security", "Sign-in security", ("admin", "csm", "billing", "client")),
+        ("auth.tokens", "API tokens", ("admin", "csm", "billing", "client")),
     ]
 
 

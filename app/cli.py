@@ -56,27 +56,41 @@ package_group = click.Group("package", help="Build SCORM packages for clients.")
 @click.option("--sealed", is_flag=True, help="Its packages are sealed with its own key (implies --anonymised).")
 @click.option("--licence", type=click.Choice(LICENCES), default="subscription", show_default=True)
 @click.option("--origin", "origins", multiple=True, help="An allowed LMS origin (repeat); none: any origin.")
-@click.option("--seat-limit", type=click.IntRange(min=0), default=None)
+@click.option("--seat-limit", type=click.IntRange(min=0), default=None,
+              help="Gives the client a licence term with this many seats (unique learners over the term).")
+@click.option("--licence-start", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="The first licence term starts on this day (default: today).")
+@click.option("--licence-end", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="The first licence term ends on this day, inclusive (default: one year after its start).")
 @click.option("--slug", default=None, help="URL name; made from the name when left out.")
 @click.option("--allow-duplicate-name", is_flag=True, help="Create it although another client has this name.")
 @click.option("--alert-email", "alert_emails", multiple=True, help="A contact for licence alerts (repeat).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def client_create(name, anonymised, sealed, licence, origins, seat_limit, slug, allow_duplicate_name, alert_emails,
-                  as_json):
-    """Create a client and print its beacon key (shown once)."""
+def client_create(name, anonymised, sealed, licence, origins, seat_limit, licence_start, licence_end, slug,
+                  allow_duplicate_name, alert_emails, as_json):
+    """Create a client and print its beacon key (shown once).
+
+    With --seat-limit (or --licence-start/--licence-end) it gets its first licence term,
+    as ``licence add-term`` would make: alerts, forecasts and enforcement apply.
+    """
     try:
         client, key = client_service.create_client(
             db.session, name=name, actor=CLI_ACTOR, anonymised=anonymised, sealed=sealed, licence=licence,
             origins=list(origins), seat_limit=seat_limit, slug=slug, params=default_params(),
+            licence_start=licence_start.date() if licence_start else None,
+            licence_end=licence_end.date() if licence_end else None,
             local_http=current_app.config["APP_ENV"] != "production", confirm_duplicate=allow_duplicate_name,
         )
     except client_service.DuplicateName as exc:
         raise click.ClickException(f"{exc} with --allow-duplicate-name") from None
     except client_service.ClientError as exc:
         raise click.ClickException(str(exc)) from None
+    from .services import licences
+
+    term = next(iter(licences.terms(db.session, client.id)), None)
     data = {"slug": client.slug, "key": key, "name": client.name, "anonymised": client.anonymised,
             "sealed": client.sealed, "licence": client.licence, "origins": client.allowed_origins,
-            "seat_limit": client.seat_limit}
+            "seat_limit": term.seat_limit if term else None, "term": term.as_dict() if term else None}
     if alert_emails:
         from .cli_licences import set_alert_emails
         data["alert_emails"] = set_alert_emails(client, alert_emails)

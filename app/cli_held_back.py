@@ -92,7 +92,6 @@ def held_back_policy(slug, entries, defaults, clear, as_json):
         try:
             client_service.update_client(
                 db.session, client, actor=CLI_ACTOR, name=client.name, active=client.active, licence=client.licence,
-                seat_limit=client.seat_limit, licence_start=client.licence_start, licence_end=client.licence_end,
                 origins=client.allowed_origins or [], local_http=True, confirm_duplicate=True, placeholder_ids=new)
         except (client_service.ClientError, InvalidIdentity) as exc:
             db.session.rollback()

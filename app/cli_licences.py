@@ -103,9 +103,14 @@ def show(slug, as_json):
                             "seats_used": licences.seats_used(db.session, client.id, window),
                             "forecast": {"expected": outlook.expected, "low": outlook.low, "high": outlook.high,
                                          "statement": outlook.statement}}
-    text = "\n".join(f"{t['starts_on']} to {t['ends_on']}: {t['seat_limit']} seats per {t['seat_window']}"
-                     for t in data["terms"]) or "No licence terms."
+    text = "\n".join(f"{t['starts_on']} to {t['ends_on']}: {term_seats(t['seat_limit'], t['seat_window'])}"
+                      for t in data["terms"]) or "No licence terms."
     _emit(as_json, data, text)
+
+
+def term_seats(limit: int | None, window: str) -> str:
+    """A term's seats in words: '10 seats per term', or 'no seat limit' (never 'None seats')."""
+    return "no seat limit" if limit is None else f"{limit} seat{'' if limit == 1 else 's'} per {window}"
 
 
 @licence_group.command("contacts")

@@ -85,9 +85,7 @@ class Client(db.Model):
     pseudonym_memory_kib: Mapped[int] = mapped_column(Integer)
     pseudonym_parallelism: Mapped[int] = mapped_column(Integer)
     licence: Mapped[str] = mapped_column(String(20), default="subscription")
-    licence_start: Mapped[dt.date | None] = mapped_column(Date)
-    licence_end: Mapped[dt.date | None] = mapped_column(Date)
-    seat_limit: Mapped[int | None] = mapped_column(Integer)
+    # The licence period and seat limit live in licence terms (licensing_models.LicenceTerm) only.
     # Exact origins ("https://lms.example.com"); empty means any origin.
     allowed_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
     # Placeholder student IDs held back from counts (case-folded); NULL: the defaults

@@ -79,11 +79,18 @@ def seed_reference_data(conn, kind: str, clients: int) -> None:
     ts = now.replace(tzinfo=None) if kind == "sqlite" else now
     conn.execute(text(
         "INSERT INTO clients (id, uid, slug, name, active, anonymised, salt, pseudonym_time_cost, "
-        "pseudonym_memory_kib, pseudonym_parallelism, licence, seat_limit, allowed_origins, created_at, updated_at) "
-        "VALUES (:id, :uid, :slug, :name, :active, :anonymised, :salt, 1, 256, 1, 'subscription', :seats, '[]', "
+        "pseudonym_memory_kib, pseudonym_parallelism, licence, allowed_origins, created_at, updated_at) "
+        "VALUES (:id, :uid, :slug, :name, :active, :anonymised, :salt, 1, 256, 1, 'subscription', '[]', "
         ":ts, :ts)"),
         [{"id": c, "uid": uuid.uuid4().hex if kind == "sqlite" else uuid.uuid4(), "slug": f"client-{c}",
-          "name": f"Client {c}", "active": True, "anonymised": False, "salt": os.urandom(16), "seats": 800,
+          "name": f"Client {c}", "active": True, "anonymised": False, "salt": os.urandom(16),
+          "ts": ts} for c in range(1, clients + 1)])
+    # 800 seats a calendar month: a licence term (terms are the only home of a seat limit).
+    today = now.date()
+    conn.execute(text(
+        "INSERT INTO licence_terms (client_id, starts_on, ends_on, seat_limit, seat_window, at_limit, after_expiry, "
+        "created_at) VALUES (:client, :start, :end, 800, 'month', 'record', 'record', :ts)"),
+        [{"client": c, "start": today - dt.timedelta(days=365), "end": today + dt.timedelta(days=365),
           "ts": ts} for c in range(1, clients + 1)])
     conn.execute(text("INSERT INTO courses (id, client_id, title, created_at) VALUES (:id, :client, :title, :ts)"),
                  [{"id": (c - 1) * COURSES_PER_CLIENT + k + 1, "client": c, "title": f"Course {k + 1:02d}", "ts": ts}

@@ -44,6 +44,8 @@
  * In a remote package the tracker runs in the player page on the content origin, next to the
  * relay's API; the relay names the LMS origin the learner is in (window.scormRemote.lms), and
  * the beacon carries it as lms_origin, since the browser's Origin is then the content origin.
+ * A remote cmi5 AU is opened by the LMS straight from the content origin (no player, no relay):
+ * CONFIG.remote is true and the LMS origin is the one its page was opened from (document.referrer).
  * When the launch came with a seat grant (a licence that blocks new learners), CONFIG.grant
  * holds it and every beacon carries it: only such a beacon takes a new learner's seat.
  *
@@ -252,7 +254,10 @@
 
   function lmsOrigin() {
     var remote = window.scormRemote;
-    return remote && typeof remote.lms === "string" ? remote.lms : undefined;
+    if (remote && typeof remote.lms === "string") { return remote.lms; }
+    // A remote cmi5 AU, opened by the LMS from the content origin: the LMS page that opened it.
+    var from = CONFIG && CONFIG.remote === true ? /^(https?:\/\/[^\/?#]+)/i.exec(document.referrer || "") : null;
+    return from ? from[1].toLowerCase() : undefined;
   }
 
   function beacon(event, learner, eventId) {

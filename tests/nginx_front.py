@@ -36,6 +36,9 @@ class Nginx:
         site = site.replace("listen 80;", f"listen 127.0.0.1:{self.http_port};")
         site = site.replace("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream_port};")
         site = site.replace("/etc/tracker/tls/cert.pem", cert).replace("/etc/tracker/tls/key.pem", key)
+        if log_format:  # the bench's own format, for the whole server
+            site = re.sub(r"^\s*access_log .*$", "", site, flags=re.M)
+        site = site.replace("/var/log/nginx/tracker-access.log", f"{folder}/{access_log}")
         if not flood_limits:
             site = re.sub(r"^\s*limit_req .*$", "", site, flags=re.M)
         (folder / "tracker.conf").write_text(site)

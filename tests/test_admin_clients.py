@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEntry, Client, ClientKey, PackageIssue, StaffSession, StaffUser
+from app.services import licences
 
 BEACONS = "/api/v1/beacons"
 
@@ -71,7 +72,8 @@ def test_create_client_shows_the_key_once_and_it_works(client, csm):
     assert key.startswith("ck_")
     globex = db.session.scalar(select(Client).where(Client.name == "Globex"))
     assert globex.allowed_origins == ["https://lms.globex.example", "https://lms2.globex.example:8443"]
-    assert (globex.seat_limit, globex.licence_start) == (50, dt.date(2026, 1, 1))
+    [term] = licences.terms(db.session, globex.id)  # the form's licence fields make its first term
+    assert (term.starts_on, term.ends_on, term.seat_limit) == (dt.date(2026, 1, 1), dt.date(2026, 12, 31), 50)
     assert client.post(BEACONS, json=beacon_body(key), headers={"Origin": "https://lms.globex.example"}
                        ).status_code == 204
     assert key not in client.get(f"/admin/clients/{globex.slug}").get_data(as_text=True)
@@ -96,7 +98,7 @@ def test_create_client_form_shows_inline_errors(client, csm):
     html = response.get_data(as_text=True)
     assert "Give the client a name." in html
     assert "must look like https://lms.example.com" in html
-    assert "The licence cannot end before it starts." in html
+    assert "The licence term cannot end before it starts." in html
     assert "Zero or more." in html
     assert db.session.scalar(select(Client)) is None
 
@@ -106,12 +108,12 @@ def test_edit_client_is_audited_with_before_and_after_and_reaches_beacons_at_onc
     assert client.post(BEACONS, json=beacon_body(key)).status_code == 204  # cached as allowed from anywhere
     response = client.post(f"/admin/clients/{acme.slug}/edit", data={
         "csrf_token": token(client, f"/admin/clients/{acme.slug}/edit"), "name": "Acme Corp", "active": "y",
-        "licence": "subscription", "seat_limit": "10", "origins": "https://lms.acme.example",
+        "licence": "subscription", "origins": "https://lms.acme.example",
     })
     assert response.status_code == 302
     [entry] = audit("client.update")
-    assert entry.before == {"name": "Acme", "seat_limit": None, "allowed_origins": []}
-    assert entry.after == {"name": "Acme Corp", "seat_limit": 10, "allowed_origins": ["https://lms.acme.example"]}
+    assert entry.before == {"name": "Acme", "allowed_origins": []}
+    assert entry.after == {"name": "Acme Corp", "allowed_origins": ["https://lms.acme.example"]}
     # The process's client cache was cleared: the new origin list applies to the very next beacon.
     refused = client.post(BEACONS, json=beacon_body(key), headers={"Origin": "https://elsewhere.example"})
     assert refused.status_code == 403

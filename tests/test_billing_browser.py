@@ -19,14 +19,20 @@ def this_month_so_far() -> list[dt.date]:
 
 def test_client_user_sees_usage_and_downloads_csvs(browser, live_server, client, make_client, make_staff,
                                                    screenshots_dir, tmp_path):
-    acme, key = make_client(name="Acme Learning", seat_limit=25)
+    from app.extensions import db
+    from app.services import licences
+
+    acme, key = make_client(name="Acme Learning")
+    first = this_month_so_far()[0]  # 25 seats a calendar month: the default range is this month to date
+    licences.add_term(db.session, acme, actor="test", starts_on=first, ends_on=first + dt.timedelta(days=364),
+                      seat_limit=25, seat_window="month")
     truth = workload(this_month_so_far(), ["Anti-Bribery", "Fire Safety", "GDPR Basics", "Working at Height"],
                      students=18, per_day=8, seed=3)
     post_all(client, key, truth)
     user = make_staff("client", client=acme, email="reader@acme.example")
     staff = make_staff("billing", email="billing@vendor.example")
     month = this_month_so_far()
-    # The default range is the current month (Acme has no licence period) up to today, never the future.
+    # The default range is the current seat window (the month) up to today, never the future.
     start, end = month[0], month[-1]
 
     context = browser.new_context(ignore_https_errors=True, accept_downloads=True,

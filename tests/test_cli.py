@@ -13,6 +13,8 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import AuditEntry, Client, StaffUser
+from app.services import clients as client_service
+from app.services import licences
 from app.services import staff as staff_service
 
 BEACONS = "/api/v1/beacons"
@@ -43,7 +45,13 @@ def test_client_create_json_with_every_option(runner, client):
     assert data["origins"] == ["https://lms.acme.example", "https://moodle.acme.example"]
 
     row = db.session.scalar(select(Client).where(Client.slug == "acme-corp"))
-    assert row.anonymised and row.seat_limit == 250 and row.salt
+    assert row.anonymised and row.salt
+    # --seat-limit gives the client a licence term (today, for one year), not a setting of its own.
+    today = dt.datetime.now(dt.UTC).date()
+    [term] = licences.terms(db.session, row.id)
+    assert (term.starts_on, term.seat_limit, term.seat_window) == (today, 250, "term")
+    assert term.ends_on == client_service.first_term_dates(today, None, None)[1] > today
+    assert data["term"] == term.as_dict()
     assert data["key"] not in json.dumps([k.key_hash for k in row.keys])  # stored hashed
     assert db.session.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "client.create")) == 1
 

@@ -165,3 +165,44 @@ def test_every_quit_signal_ends_its_worker_while_requests_arrive(database_url, t
         for sender in senders:
             sender.join(10)
         server.stop()
+
+
+def test_no_query_string_reaches_gunicorns_logs():
+    """A remote cmi5 launch's query holds the learner's actor: the access log's request line, query,
+    Referer and Location, and the error log's messages and tracebacks, keep paths only."""
+    import datetime as dt
+    import importlib.util
+    import logging
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    spec = importlib.util.spec_from_file_location("gunicorn_conf", ROOT / "gunicorn.conf.py")
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+    cfg = Config()
+    cfg.set("accesslog", "-")
+    cfg.set("access_log_format", '%(r)s %(q)s "%(f)s" %({location}o)s %({raw_uri}e)s %({query_string}e)s %(U)s')
+    logger = conf.PathOnlyLogger(cfg)
+    query = "endpoint=x&actor=%7B%22account%22%3A%7B%22name%22%3A%22jane-0042%22%7D%7D"
+    environ = {"REQUEST_METHOD": "GET", "RAW_URI": f"/p/launch/0?{query}", "SERVER_PROTOCOL": "HTTP/1.1",
+               "PATH_INFO": "/p/launch/0", "QUERY_STRING": query, "HTTP_REFERER": f"https://c.example/p/a.html?{query}",
+               "REMOTE_ADDR": "127.0.0.1"}
+    response = SimpleNamespace(status="302 FOUND", sent=0, headers=[("Location", f"/p/v/index.html?{query}")])
+    atoms = logger.atoms(response, SimpleNamespace(headers=[("Referer", environ["HTTP_REFERER"])]), environ,
+                         dt.timedelta(seconds=0))
+    line = cfg.access_log_format % logger.atoms_wrapper_class(atoms)
+    assert "GET /p/launch/0 HTTP/1.1" in line and '"https://c.example/p/a.html"' in line
+    assert "/p/v/index.html" in line and "jane" not in line and "actor" not in line, line
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(handler.format(record))
+    logger.error_log.addHandler(handler)
+    try:
+        raise ValueError(f"bad answer for /p/launch/0?{query}")
+    except ValueError:
+        logger.exception("Error handling request %s", f"/p/launch/0?{query}")
+    logger.warning(f"Invalid request from ip=127.0.0.1: Invalid HTTP request line: 'GET /p/launch/0?{query}'")
+    assert len(records) == 2 and "/p/launch/0" in records[0] and "ValueError: bad answer" in records[0]
+    assert not any("jane" in r or "actor" in r for r in records), records

@@ -116,6 +116,22 @@ def test_the_app_sees_the_real_client_address_not_a_forged_one(front, make_clien
     assert direct.status_code == 204
 
 
+def test_no_query_string_reaches_either_access_log(front, tls_ca):
+    """A remote cmi5 launch carries the learner's actor in its query (and a same-origin Referer may too):
+    nginx's and gunicorn's access logs keep the path alone."""
+    secret = "actor=%7B%22account%22%3A%7B%22name%22%3A%22jane-0042%22%7D%7D"
+    answer = requests.get(f"{front.url}/healthz?{secret}", verify=tls_ca["ca"], timeout=10,
+                          headers={"Referer": f"{front.url}/somewhere/page.html?{secret}"})
+    assert answer.status_code == 200
+    front.stop()  # its log is complete
+    front.upstream.stop()
+    for log in (front.folder / "access.log", front.upstream.log_path):
+        text = log.read_text()
+        assert "GET /healthz HTTP/" in text, log
+        assert "jane-0042" not in text and "actor" not in text, log
+    assert f'"{front.url}/somewhere/page.html"' in (front.folder / "access.log").read_text()  # Referer's path
+
+
 @pytest.fixture
 def front_with_content_port(database_url, tls_ca, tmp_path, app):
     """nginx on a non-default port, with CONTENT_URL the same port on another host name."""

@@ -65,7 +65,6 @@ def test_placeholder_learners_stored_counted_are_flagged(app, acme, placeholder)
     """Learners counted under a placeholder (stored before the list held them back, or released)."""
     clean_stream(app, acme)
     client_service.update_client(db.session, acme, actor="t", name=acme.name, active=True, licence=acme.licence,
-                                 seat_limit=None, licence_start=None, licence_end=None,
                                  origins=acme.allowed_origins, placeholder_ids=[])
     app.extensions["client_directory"].clear()
     send(app, acme, placeholder, "Smith, Ann")

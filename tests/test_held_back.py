@@ -199,7 +199,8 @@ def test_go_live_and_release_through_the_admin_with_preview_and_confirm(app, cli
     work(app)
     types = outbox_types(acme.id)
     assert types.count("learner.enrolled") == 3 and types.count("learner.passed") == 1
-    assert [t for t in types if t.startswith("licence.threshold")] == ["licence.threshold"] * 3
+    # 1 to 2 of 2 seats crosses 80, 90 and 100 % at once: one alert, for the highest.
+    assert [t for t in types if t.startswith("licence.threshold")] == ["licence.threshold"]
 
     # Counted once: a retried beacon stays a duplicate, a second release finds nothing.
     retry_id = str(db.session.scalar(select(HeldBackBeacon.event_id).where(HeldBackBeacon.placeholder == "undefined")

@@ -1,5 +1,6 @@
 """Licence alerts by e-mail through a real SMTP server (aiosmtpd): thresholds, forecast,
-term ending and leak, each once per term, to the CSMs and the client's contacts, with no
+term ending and leak, each once per term, to the vendor's admins and CSMs (and licence alerts to
+the client's contacts: a leak is the vendor's to act on), with no
 plain learner data for anonymised clients (in the mail, the outbox, or webhook bodies)."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.licensing_models import OutboxDelivery, OutboxEvent
-from app.services import licences, outbox
+from app.services import billing, licences, outbox
 
 BEACONS = "/api/v1/beacons"
 START = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)
@@ -38,10 +39,11 @@ def _work(app, rounds=3):
         outbox.run_once(db.session, outbox.Settings.from_config(app.config), sweep_all=True)
 
 
-def test_threshold_term_ending_and_leak_mails_once_each_to_csms_and_contacts(app, client, runner, make_client,
+def test_threshold_term_ending_and_leak_mails_once_each_to_staff_and_licence_ones_to_contacts(app, client, runner, make_client,
                                                                            make_staff, smtp):
     acme, key = make_client(name="Acme", anonymised=True, origins=["https://lms.acme.example"])
     make_staff("csm", email="csm@vendor.example")
+    make_staff("admin", email="admin@vendor.example")
     make_staff("billing", email="billing@vendor.example")  # not an alert recipient
     licences.set_contacts(db.session, acme, ["Ops@Acme.example"], actor="test")
     result = runner.invoke(args=["licence", "add-term", "--client", acme.slug, "--start", "2026-01-01",
@@ -69,11 +71,14 @@ def test_threshold_term_ending_and_leak_mails_once_each_to_csms_and_contacts(app
         _work(app)
 
     subjects = smtp.by_subject()
-    everyone = ["csm@vendor.example", "ops@acme.example"]
-    for percent in (80, 90, 100):
-        assert sorted(subjects.pop(f"Acme has used {percent} % of its seats")) == everyone
+    staff = ["admin@vendor.example", "csm@vendor.example"]
+    everyone = [*staff, "ops@acme.example"]
+    for subject in ("Acme has passed 80 % of its seats", "Acme has passed 90 % of its seats",
+                    "Acme has reached its seat limit"):
+        assert sorted(subjects.pop(subject)) == everyone
     assert sorted(subjects.pop("Acme's licence term ends on 2026-05-31")) == everyone
-    assert sorted(subjects.pop("Beacons from an LMS not on Acme's list")) == everyone
+    # A copied package is the vendor's to chase: the client's contacts are not told of it.
+    assert sorted(subjects.pop("Beacons from an LMS not on Acme's list")) == staff
     # 7 new learners in the last 14 days with 27 days to go: the forecast passes 10 seats.
     assert sorted(subjects.pop("Acme is likely to pass its seat limit")) == everyone
     assert subjects == {}, f"nothing else, nothing twice: {subjects}"
@@ -119,7 +124,9 @@ def test_renewed_term_alerts_again(app, client, make_client, make_staff, smtp):
             for i in range(3):
                 client.post(BEACONS, json=beacon_body(key, student_id=f"g{i}"))
             _work(app)
-    assert len(smtp.by_subject()["Gamma has used 100 % of its seats"]) == 2, "once in each term"
+    seats = {s: to for s, to in smtp.by_subject().items() if "seat" in s}
+    assert seats == {"Gamma is over its seat limit (3 of 2 seats)": ["csm@vendor.example"] * 2}, \
+        "one message (the highest threshold) in each term"
 
 
 def test_mail_server_down_retries_then_sends_and_admin_lists_it(app, client, make_client, make_staff, login, smtp):
@@ -143,3 +150,59 @@ def test_mail_server_down_retries_then_sends_and_admin_lists_it(app, client, mak
         _work(app)
     assert [rcpts for rcpts, _ in smtp.messages] == [["csm@vendor.example"]]
     assert csrf_token_from(page)
+
+
+def _create(runner, *args) -> dict:
+    result = runner.invoke(args=["client", "create", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def _client_row(slug):
+    from app.models import Client
+
+    return db.session.scalar(select(Client).where(Client.slug == slug))
+
+
+def test_client_create_seat_limit_alerts_and_enforces_like_a_term_from_add_term(app, client, runner, make_staff,
+                                                                               smtp):
+    make_staff("csm", email="csm@vendor.example")
+    today = dt.datetime.now(dt.UTC).date()
+    made = _create(runner, "--name", "Acme", "--seat-limit", "10")
+    beta = _create(runner, "--name", "Beta")
+    added = runner.invoke(args=["licence", "add-term", "--client", beta["slug"], "--start", today.isoformat(),
+                                "--end", made["term"]["ends_on"], "--seat-limit", "10"])
+    assert added.exit_code == 0, added.output
+    for data in (made, beta):
+        for i in range(11):  # one learner at a time: each threshold is crossed on its own
+            assert client.post(BEACONS, json=beacon_body(data["key"], student_id=f"{data['slug']}-{i}")
+                               ).status_code == 204
+            _work(app)
+    subjects = smtp.by_subject()
+    for name in ("Acme", "Beta"):  # the same alerts, once each, for both kinds of term
+        for subject in (f"{name} has passed 80 % of its seats", f"{name} has passed 90 % of its seats",
+                        f"{name} has reached its seat limit"):
+            assert subjects.pop(subject) == ["csm@vendor.example"], subject
+    assert not [s for s in subjects if "seat" in s], subjects
+    # The term is enforced: the 11th learner was recorded and flagged as over the limit.
+    acme = _client_row(made["slug"])
+    decision = licences.launch_decision(db.session, acme.id, "someone-new", today, remote=False)
+    assert decision.over_limit and decision.reason == "over_limit"
+    assert billing.seat_limit(db.session, acme, today) == 10
+
+
+def test_a_jump_from_0_to_130_percent_is_one_message_with_the_true_numbers(app, client, runner, make_staff, smtp):
+    make_staff("csm", email="csm@vendor.example")
+    gamma = _create(runner, "--name", "Gamma", "--seat-limit", "10")
+    for i in range(13):
+        client.post(BEACONS, json=beacon_body(gamma["key"], student_id=f"g{i}"))
+    _work(app)
+    for i in range(13, 15):  # more learners later: no second seat alert
+        client.post(BEACONS, json=beacon_body(gamma["key"], student_id=f"g{i}"))
+        _work(app)
+    seats = [(subject, message) for subject, message in ((m["Subject"], m) for _, m in smtp.messages)
+             if "seat" in subject]
+    assert [subject for subject, _ in seats] == ["Gamma is over its seat limit (13 of 10 seats)"]
+    text = smtp.texts()
+    assert "13 learner(s) counted against a limit of 10 seat(s)" in text and "130 % of the seats" in text
+    assert "80 %" not in text and "90 %" not in text

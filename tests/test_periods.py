@@ -29,17 +29,15 @@ LICENCES = {
 }
 
 
-def test_current_period_rules():
-    class C:
-        def __init__(self, start=None, end=None):
-            self.licence_start, self.licence_end = start, end
-
+def test_current_period_rules(clients):
+    """Terms are the only licence period: the seat window of the term in force, else the month."""
     month = periods.Period(dt.date(2026, 12, 1), dt.date(2026, 12, 31))
-    assert periods.current_period(C(dt.date(2026, 4, 1), dt.date(2027, 3, 31)), TODAY) == periods.Period(
-        dt.date(2026, 4, 1), dt.date(2027, 3, 31))
-    for other in (C(), C(dt.date(2026, 12, 1)), C(dt.date(2025, 1, 1), dt.date(2025, 12, 31)),
-                  C(dt.date(2027, 1, 1), dt.date(2027, 12, 31))):
-        assert periods.current_period(other, TODAY) == month
+    expected = {"Whole year": periods.Period(dt.date(2026, 4, 1), dt.date(2027, 3, 31)),
+                # --licence-start alone: a term of one year from that day.
+                "Open ended": periods.Period(dt.date(2026, 12, 1), dt.date(2027, 11, 30)),
+                "Lapsed": month, "Not begun": month, "No dates": month,
+                "Five years": periods.Period(dt.date(2023, 1, 1), dt.date(2027, 12, 31))}
+    assert {name: periods.current_period(row, TODAY) for name, row in clients.items()} == expected
     assert month.to_date(TODAY) == periods.Period(TODAY, TODAY)
 
 

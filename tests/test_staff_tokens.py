@@ -124,3 +124,109 @@ def test_admin_lists_and_revokes_tokens_with_confirmation(client, login, make_cl
     client.post(f"/admin/staff/tokens/{row.id}/revoke", data={"csrf_token": csrf, f"t{row.id}-confirm": "y"})
     assert usage(client, acme.slug, token).status_code == 401
     assert "revoked" in client.get("/admin/staff/tokens").get_data(as_text=True)
+
+
+def _new_token(page: str) -> str:
+    import re
+
+    return re.search(r'id="api-token">(tk_[A-Za-z0-9_-]+)<', page).group(1)
+
+
+def test_admin_creates_a_named_token_for_a_client_user_shown_once(client, login, make_client, make_staff):
+    acme, _ = make_client(name="Acme")
+    other, _ = make_client(name="Other")
+    owner = make_staff("client", email="cleo@acme.example", client=acme)
+    admin = make_staff("admin")
+    login(admin)
+    page = client.get("/admin/staff/tokens").get_data(as_text=True)
+    csrf = csrf_token_from(page)
+    # Bad input: a clear 400 on the form, nothing made.
+    for data, needle in [({"owner": str(owner.id), "label": "  ", "days": "30"}, "Give the token a name"),
+                         ({"owner": str(owner.id), "label": "x", "days": "0"}, "1 to 730 days"),
+                         ({"owner": str(owner.id), "label": "x", "days": "soon"}, "1 to 730"),
+                         ({"owner": "99999", "label": "x", "days": "30"}, "Not a valid choice"),
+                         ({"owner": str(owner.id), "label": "x" * 101, "days": "30"}, "100 characters")]:
+        bad = client.post("/admin/staff/tokens", data={"csrf_token": csrf, **data})
+        assert bad.status_code == 400 and needle in bad.get_data(as_text=True), data
+    no_csrf = client.post("/admin/staff/tokens", data={"owner": str(owner.id), "label": "x", "days": "30"})
+    assert no_csrf.status_code == 400
+    assert db.session.scalar(select(ApiToken.id)) is None
+    made = client.post("/admin/staff/tokens", data={"csrf_token": csrf, "owner": str(owner.id),
+                                                     "label": "Acme invoicing", "days": "30"})
+    assert made.status_code == 200 and made.headers["Cache-Control"] == "no-store"
+    token = _new_token(made.get_data(as_text=True))
+    # The token acts as its owner: its own client only.
+    assert usage(client, acme.slug, token).status_code == 200
+    assert usage(client, other.slug, token).status_code == 404
+    row = db.session.scalar(select(ApiToken))
+    assert row.label == "Acme invoicing" and row.staff_user_id == owner.id
+    assert dt.timedelta(days=29) < row.expires_at - row.created_at <= dt.timedelta(days=30, minutes=1)
+    listing = client.get("/admin/staff/tokens").get_data(as_text=True)
+    assert row.token_prefix in listing and "Acme invoicing" in listing and token not in listing
+    [entry] = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "token.create"))
+    assert entry.actor == admin.email and entry.client_id == acme.id and token not in str(entry.after)
+
+
+def test_an_inactive_user_gets_no_token(client, login, make_staff):
+    owner = make_staff("billing", email="gone@vendor.example")
+    login(make_staff("admin"))
+    csrf = csrf_token_from(client.get("/admin/staff/tokens").get_data(as_text=True))
+    owner.active = False
+    db.session.commit()
+    refused = client.post("/admin/staff/tokens", data={"csrf_token": csrf, "owner": str(owner.id),
+                                                        "label": "x", "days": "30"})
+    assert refused.status_code == 400 and db.session.scalar(select(ApiToken.id)) is None
+
+
+@pytest.mark.parametrize("role", ["csm", "billing", "client"])
+def test_only_admins_make_tokens_for_others(client, login, make_client, make_staff, role):
+    acme, _ = make_client(name="Acme")
+    target = make_staff("admin", email="boss@vendor.example")
+    login(make_staff(role, client=acme if role == "client" else None))
+    csrf = csrf_token_from(client.get("/account/tokens").get_data(as_text=True))
+    response = client.post("/admin/staff/tokens", data={"csrf_token": csrf, "owner": str(target.id),
+                                                         "label": "x", "days": "30"})
+    assert response.status_code in (403, 404)
+    assert db.session.scalar(select(ApiToken.id)) is None
+
+
+def test_a_client_user_makes_lists_and_revokes_their_own_token(app, client, login, make_client, make_staff):
+    acme, _ = make_client(name="Acme")
+    other, _ = make_client(name="Other")
+    user = make_staff("client", email="cleo@acme.example", client=acme)
+    someone = make_staff("billing", email="bill@vendor.example")
+    theirs = staff_service.create_token(db.session, someone, actor="test", label="not yours")
+    their_row = db.session.scalar(select(ApiToken))
+    login(user)
+    page = client.get("/account/tokens")
+    assert page.status_code == 200 and "not yours" not in page.get_data(as_text=True)
+    csrf = csrf_token_from(page.get_data(as_text=True))
+    bad = client.post("/account/tokens", data={"csrf_token": csrf, "label": "", "days": "30"})
+    assert bad.status_code == 400 and "Give the token a name" in bad.get_data(as_text=True)
+    too_long = client.post("/account/tokens", data={"csrf_token": csrf, "label": "mine", "days": "731"})
+    assert too_long.status_code == 400 and "1 to 730 days" in too_long.get_data(as_text=True)
+    made = client.post("/account/tokens", data={"csrf_token": csrf, "label": "my script", "days": "7"})
+    assert made.status_code == 200 and made.headers["Cache-Control"] == "no-store"
+    token = _new_token(made.get_data(as_text=True))
+    assert usage(client, acme.slug, token).status_code == 200
+    assert usage(client, other.slug, token).status_code == 404
+    mine = db.session.scalar(select(ApiToken).where(ApiToken.staff_user_id == user.id))
+    listing = client.get("/account/tokens").get_data(as_text=True)
+    assert mine.token_prefix in listing and "my script" in listing and token not in listing
+    # Another user's token is not theirs to revoke: 404, and it still works.
+    assert client.post(f"/account/tokens/{their_row.id}/revoke",
+                       data={"csrf_token": csrf, f"t{their_row.id}-confirm": "y"}).status_code == 404
+    assert usage(client, acme.slug, theirs).status_code == 200
+    client.post(f"/account/tokens/{mine.id}/revoke", data={"csrf_token": csrf})          # not confirmed
+    assert usage(client, acme.slug, token).status_code == 200
+    client.post(f"/account/tokens/{mine.id}/revoke", data={"csrf_token": csrf, f"t{mine.id}-confirm": "y"})
+    assert usage(client, acme.slug, token).status_code == 401
+    actions = [(e.action, e.actor) for e in db.session.scalars(select(AuditEntry).where(
+        AuditEntry.action.in_(["token.create", "token.revoke"])).order_by(AuditEntry.id))]
+    assert actions[-2:] == [("token.create", user.email), ("token.revoke", user.email)]
+    assert client.get("/account/tokens").status_code == 200
+
+
+def test_the_token_page_needs_a_sign_in(client):
+    assert client.get("/account/tokens").status_code == 302
+    assert client.post("/account/tokens", data={"label": "x", "days": "3"}).status_code in (302, 400)

@@ -103,6 +103,29 @@ def test_receiver_down_then_up_gets_every_event_once_signed_with_spaced_retries(
     assert completed["data"]["learner"] == "s-1" and completed["data"]["first_enrolled_at"] == START.isoformat()
 
 
+def test_learner_totals_are_as_of_each_event_however_late_the_worker_sends_them(app, client, runner,
+                                                                                make_client, receiver):
+    acme, key = make_client(name="Acme")
+    hook = receiver()
+    hook.secret = _endpoint(runner, hook.url)["secret"]
+    with time_machine.travel(START, tick=False) as traveller:
+        for n in range(1, 10):  # nine learners enrol a minute apart; nothing is sent yet
+            _send(client, key, student_id=f"s-{n}", course="Fire Safety")
+            traveller.shift(60)
+        _send(client, key, student_id="s-1", course="Fire Safety", event="completed")
+        for _ in range(5):
+            outbox.run_once(db.session, _settings(app))
+    bodies = [r.body for r in hook.received if r.body and r.status == 200]
+    enrolled = {b["data"]["learner"]: b["data"] for b in bodies if b["type"] == "learner.enrolled"}
+    assert {learner: d["course_enrolments"] for learner, d in enrolled.items()} == {
+        f"s-{n}": n for n in range(1, 10)}, "each enrolment counts the learners enrolled until then"
+    assert all(d["course_completions"] == 0 and d["first_completed_at"] is None for d in enrolled.values()), \
+        "a completion after the enrolment is not in the enrolment's figures"
+    completed = next(b["data"] for b in bodies if b["type"] == "learner.completed")
+    assert (completed["course_enrolments"], completed["course_completions"]) == (9, 1)
+    assert completed["first_completed_at"] == (START + dt.timedelta(minutes=9)).isoformat()
+
+
 def test_a_stopping_worker_gives_back_the_deliveries_it_has_not_tried(app, client, runner, make_client, receiver):
     """SIGTERM between two deliveries: the rest are due again at once (not after their lease) and
     their attempt is not counted, so another worker sends them straight away."""

@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import zipfile
+from urllib.parse import quote
 
 import pytest
+from conftest import ROOT, require
 from real_courses import REAL_COURSES, course_frame, lms_records_pass
+from remote_browser import content_origin
+from sqlalchemy import select
 from tracker_lms import context, events, wait_for  # noqa: F401
 from xapi_lms import ralph, verbs, xapi_lms  # noqa: F401
 
 from app.extensions import db
+from app.models import RemoteContent
 from app.services import packages
 
 RISE = REAL_COURSES / "rise360-cmi5.zip"
@@ -35,11 +40,13 @@ def _structure(path):
         return packages.read_tincan(archive.read("tincan.xml"))[0]
 
 
-def _install(xapi_lms, mode, path, client=None, server_url=""):  # noqa: F811
+def _install(xapi_lms, mode, path, client=None, server_url="", content_url=None):  # noqa: F811
+    """The package on the test LMS: the base URL its cmi5.xml's relative AU urls are resolved against."""
     if mode == "original":
         return xapi_lms.add_zip(f"{mode}-{path.stem}", path)
+    remote = {"mode": "remote", "content_url": content_url} if mode == "remote" else {}
     data, _ = packages.package_bytes(db.session, client=client, course_title=path.stem, scorm_version=None,
-                                     content=path, server_url=server_url, issued_by="test")
+                                     content=path, server_url=server_url, issued_by="test", **remote)
     return xapi_lms.add(f"{mode}-{path.stem}", data)
 
 
@@ -69,19 +76,23 @@ def _drive_ispring(page, ralph, registration):  # noqa: F811
                            timeout=TIMEOUT * 1000)
 
 
-def run(xapi_lms, context, path, base):  # noqa: F811
+def run(xapi_lms, context, path, base, actor=None, drive=None):  # noqa: F811
+    """Launch the package's first AU as the LMS does (from its course page), drive it to its end, close it."""
     unit = _structure(path)
-    au_url = f"{base}/{unit.url}"
-    if path == RISE:
-        url, registration = xapi_lms.launch_cmi5(au_url, unit.id, move_on=unit.move_on)
+    structure = xapi_lms.root / "pkg" / base.rsplit("/", 1)[1] / "cmi5.xml"  # as installed on the LMS
+    cmi5 = structure.exists()
+    installed = packages.read_cmi5(structure.read_bytes())[0] if cmi5 else unit
+    au_url = installed.url if installed.absolute else f"{base}/{installed.url}"  # a remote package's is absolute
+    if cmi5:
+        url, registration = xapi_lms.launch_cmi5(au_url, unit.id, actor=actor, move_on=unit.move_on)
     else:
         url, registration = xapi_lms.launch_tincan(au_url, unit.id)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("dialog", lambda d: (errors.append("dialog: " + d.message), d.dismiss()))
-    page.goto(url)
-    (_drive_rise if path == RISE else _drive_ispring)(page, xapi_lms.ralph, registration)
+    page.goto(url, referer=f"{xapi_lms.url}/course/{unit.id}")  # the learner opens it from the LMS's page
+    (drive or (_drive_rise if path == RISE else _drive_ispring))(page, xapi_lms.ralph, registration)
     page.goto("about:blank")  # the learner closes the AU: its unload handlers run
     if path == RISE:
         # SCORM Driver sends "terminated" while the page unloads (a keepalive fetch, xAPI's alternate
@@ -131,3 +142,118 @@ def test_real_xapi_course_runs_as_exported_and_is_counted_once(path, xapi_lms, r
         # Nothing reached the LMS's LRS (the course talks to its own), so nobody is counted.
         assert plain_verbs == [] and reported == set()
         assert events() == []
+
+
+@pytest.mark.browser
+@pytest.mark.e2e
+def test_real_cmi5_course_built_remote_runs_from_the_content_origin_as_exported(xapi_lms, ralph, context,  # noqa: F811
+                                                                             live_server, make_client,
+                                                                             database_kind):
+    """The Rise cmi5 export built remote: the LMS launches the AU straight from our content origin (its url
+    in cmi5.xml is absolute there), with its own endpoint, fetch URL and actor; no relay. It runs as it does
+    unwrapped, is counted once with its completion, and the learner never appears in the server's log."""
+    lms_records_pass(database_kind)
+    client, _ = make_client(origins=[xapi_lms.url], local_http=True, anonymised=True)
+    learner = xapi_lms.actor(name="rmt-learner-5e1f", display="Remote, Rita")
+    plain, plain_errors = run(xapi_lms, context, RISE, _install(xapi_lms, "original", RISE), actor=learner)
+    content = content_origin(live_server)
+    remote, remote_errors = run(xapi_lms, context, RISE, _install(xapi_lms, "remote", RISE, client,
+                                                                  live_server.url, content), actor=learner)
+    plain_verbs, remote_verbs = verbs(ralph.statements(plain)), verbs(ralph.statements(remote))
+    print(f"\nrise360-cmi5: original {plain_verbs} errors={plain_errors}\n"
+          f"rise360-cmi5: remote {remote_verbs} errors={remote_errors}")
+    assert [v for v in remote_verbs if v not in UNLOAD_ONLY] == [v for v in plain_verbs if v not in UNLOAD_ONLY]
+    assert plain_verbs[:2] == ["launched", "initialized"] and "completed" in plain_verbs
+    assert remote_errors == plain_errors
+    calls = xapi_lms.fetch_calls(remote)
+    assert len(calls) == 1 and calls[0]["origin"] == content, calls  # once, by the AU on our content origin
+    assert calls[0]["referer"] is None  # the AU's page sends no Referer (its address holds the actor)
+    unit = _structure(RISE)
+    reported = {KINDS[verb] for statement in ralph.statements(remote)
+                if (verb := statement["verb"]["id"].rsplit("/", 1)[-1]) in KINDS and statement["object"]["id"] == unit.id}
+    expected = sorted({"launch"} | reported)
+    assert "completed" in expected
+    try:
+        wait_for(lambda: sorted(e.kind for e in events()) == expected, what=f"events {expected}")
+    except AssertionError:
+        raise AssertionError(f"events stored {sorted(e.kind for e in events())}, expected {expected}") from None
+    stored = events()
+    assert len(stored) == len(expected) and {e.scorm_version for e in stored} == {"cmi5"}
+    assert {e.lms_host for e in stored} == {xapi_lms.url.split("://")[1]}  # the LMS it was opened from
+    # The launch and the AU's page are in the access log by their path alone: no actor, name, fetch URL or
+    # registration in any line (the client is anonymised: no plain ID anywhere).
+    log = live_server.log_path.read_text(errors="replace")
+    package_id = str(db.session.scalar(select(RemoteContent.package_id)))
+    assert f"GET /{package_id}/launch/0 HTTP/1.1\" 302" in log
+    assert f"/{package_id}/" in log and "scormdriver/indexAPI.html HTTP/1.1\" 200" in log
+    for secret in ("rmt-learner-5e1f", "Rita", "actor", "fetch", remote, quote(xapi_lms.url, safe="")):
+        assert secret not in log, secret
+
+
+HAND_WRITTEN_AU = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Hand-written AU</title><script src="cmi5.umd.js"></script></head>
+<body><p>A cmi5 AU written with @xapi/cmi5</p><script>
+window.auState = "starting";
+var cmi5 = Cmi5.instance; // the launch parameters from this page's address
+cmi5.initialize()
+  .then(function () { window.auState = "initialized"; return cmi5.complete(); })
+  .then(function () { return cmi5.pass(); })
+  .then(function () { return cmi5.terminate(); })
+  .then(function () { window.auState = "done"; }, function (e) { window.auState = "error: " + e; });
+</script></body></html>
+"""
+
+
+def _hand_written_au(folder):
+    """A cmi5 course of one AU using @xapi/cmi5 from npm (tests/browser, installed by make test-install)."""
+    library = ROOT / "tests" / "browser" / "node_modules" / "@xapi" / "cmi5" / "dist" / "Cmi5.umd.js"
+    require(library.is_file(), "@xapi/cmi5 is not installed (make test-install)")
+    structure = ('<?xml version="1.0" encoding="utf-8"?>\n<courseStructure xmlns="https://w3id.org/xapi/profiles/cmi5/'
+                 'v1/CourseStructure.xsd"><course id="https://au.example.com/course"><title><langstring lang="en">'
+                 'Hand</langstring></title><description><langstring lang="en"/></description></course>'
+                 '<au id="https://au.example.com/au/1" moveOn="CompletedAndPassed"><title><langstring lang="en">AU'
+                 '</langstring></title><description><langstring lang="en"/></description><url>au/index.html</url>'
+                 '</au></courseStructure>')
+    path = folder / "hand-written-cmi5.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("cmi5.xml", structure)
+        archive.writestr("au/index.html", HAND_WRITTEN_AU)
+        archive.write(library, "au/cmi5.umd.js")
+    return path
+
+
+def _drive_hand_written(page, ralph, registration):  # noqa: F811
+    page.wait_for_function("window.auState === 'done' || String(window.auState).indexOf('error') === 0",
+                           timeout=TIMEOUT * 1000)
+    assert page.evaluate("window.auState") == "done"
+
+
+@pytest.mark.browser
+@pytest.mark.e2e
+def test_hand_written_cmi5_au_runs_deployed_and_remote_as_unwrapped(xapi_lms, ralph, context, live_server,  # noqa: F811
+                                                                    make_client, database_kind, tmp_path):
+    """An AU written with @xapi/cmi5 (not an authoring tool's player): deployed and remote, the same
+    statements as unwrapped, the fetch URL called once by the AU, a launch, a completion and a pass counted
+    for each package."""
+    lms_records_pass(database_kind)
+    path = _hand_written_au(tmp_path)
+    client, _ = make_client(origins=[xapi_lms.url], local_http=True)
+    results = {}
+    for mode in ("original", "deployed", "remote"):
+        base = _install(xapi_lms, mode, path, client, live_server.url, content_origin(live_server))
+        results[mode] = run(xapi_lms, context, path, base, drive=_drive_hand_written)
+    seen = {mode: verbs(ralph.statements(registration)) for mode, (registration, _) in results.items()}
+    print(f"\nhand-written cmi5: {seen}")
+    assert seen["original"] == ["launched", "initialized", "completed", "passed", "terminated"]
+    assert seen["deployed"] == seen["remote"] == seen["original"]
+    assert {mode: errors for mode, (_, errors) in results.items()} == {m: [] for m in results}
+    for mode, (registration, _) in results.items():
+        calls = xapi_lms.fetch_calls(registration)
+        assert len(calls) == 1, (mode, calls)
+    assert xapi_lms.fetch_calls(results["remote"][0])[0]["origin"] == content_origin(live_server)
+    expected = sorted(["launch", "completed", "passed"] * 2)  # deployed and remote: two packages
+    try:
+        wait_for(lambda: sorted(e.kind for e in events()) == expected, what=f"events {expected}")
+    except AssertionError:
+        raise AssertionError(f"events stored {sorted(e.kind for e in events())}, expected {expected}") from None
+    assert {e.lms_host for e in events()} == {xapi_lms.url.split("://")[1]}

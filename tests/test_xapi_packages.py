@@ -9,7 +9,9 @@ in its xAPI mode, to each AU's launch page. What the tracker does in a browser i
 from __future__ import annotations
 
 import io
+import json
 import zipfile
+from pathlib import Path
 
 import pytest
 from conftest import beacon_body
@@ -18,7 +20,7 @@ from scorm_content import script_config
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Event, PackageIssue
+from app.models import Event, PackageIssue, RemoteContent
 from app.services import packages
 
 SERVER = "https://track.vendor.example"
@@ -190,10 +192,171 @@ def test_scorm_version_is_still_needed_for_scorm_and_plain_content(make_client):
         build(customer, None)
 
 
-def test_remote_cmi5_is_refused_until_supported(make_client, tmp_path):
+# --- remote cmi5: the tool's cmi5.xml with absolute AU urls, the course on the content origin ---
+
+
+def remote(client, content, **kwargs):
+    return build(client, content, mode="remote", **kwargs)
+
+
+def launch_query(actor: dict | str) -> str:
+    from urllib.parse import quote, urlencode
+
+    return urlencode({"endpoint": "https://lms.acme.example/lrs/", "fetch": "https://lms.acme.example/fetch/t1",
+                      "actor": actor if isinstance(actor, str) else json.dumps(actor),
+                      "registration": "760e3480-ba55-4991-94b0-01820dbd23a2",
+                      "activityId": "https://example.com/au/1"}, quote_via=quote)
+
+
+ACTOR = {"objectType": "Agent", "account": {"homePage": "https://lms.acme.example", "name": "jane-0042"},
+         "name": "Doe, Jane"}
+
+
+def test_remote_cmi5_package_is_the_tools_structure_with_absolute_au_urls(make_client, app):
     customer, _ = make_client()
-    with pytest.raises(packages.PackageError, match="remote"):
-        build(customer, RISE_CMI5, mode="remote", content_url="https://content.example", store=object())
+    archive, built = remote(customer, RISE_CMI5)
+    package_id, content = built.issue.package_id, app.config["CONTENT_URL"]
+    assert archive.namelist() == ["cmi5.xml"]  # no course, no key, no launcher: the LMS opens our origin
+    with zipfile.ZipFile(RISE_CMI5) as original:
+        exported = original.read("cmi5.xml")
+    rewritten = archive.read("cmi5.xml")
+    unit = packages.read_cmi5(exported)[0]
+    assert [u.url for u in packages.read_cmi5(rewritten)] == [f"{content}/{package_id}/launch/0"]
+    # Every other byte as the tool wrote it: ids, moveOn, launchMethod, objectives, titles.
+    assert rewritten == exported.replace(unit.url.encode(), f"{content}/{package_id}/launch/0".encode())
+    assert built.content_url == f"{content}/{package_id}/launch/0" and built.scorm_version == "cmi5"
+    assert built.mode == "remote" and built.launch_files == ["scormdriver/indexAPI.html"] and built.warnings == []
+    db.session.rollback()
+    row = db.session.scalar(select(RemoteContent))
+    assert row.package_id == package_id and row.sco_count == 1 and row.launch_file == "scormdriver/indexAPI.html"
+    index = app.extensions["content_store"].read_version(row.content_version)
+    assert index["standard"] == "cmi5" and index["activities"] == [unit.id]
+    with zipfile.ZipFile(RISE_CMI5) as original:
+        assert set(index["files"]) == {n for n in original.namelist() if not n.endswith("/")}
+    assert b"ck_" not in rewritten and SERVER.encode() not in rewritten
+
+
+def test_remote_cmi5_launch_passes_the_lms_parameters_to_the_au_page_with_the_tracker(make_client, client, app):
+    customer, _ = make_client(origins=["https://lms.acme.example"])
+    structure = cmi5_xml(f"""{au("one/index.html")}<block id="https://example.com/b"><title><langstring>B
+      </langstring></title>{au("two/start.html?lang=en", launchMethod="OwnWindow")}</block>""")
+    archive, built = remote(customer, export({"cmi5.xml": structure, "one/index.html": PAGE,
+                                              "two/start.html": PAGE, "two/other.html": PAGE}))
+    package_id, content = built.issue.package_id, app.config["CONTENT_URL"]
+    assert [u.url for u in packages.read_cmi5(archive.read("cmi5.xml"))] == [
+        f"{content}/{package_id}/launch/0", f"{content}/{package_id}/launch/1"]
+    version = db.session.scalar(select(RemoteContent.content_version))
+    query = launch_query(ACTOR)
+    for n, page, own in ((0, "one/index.html", ""), (1, "two/start.html", "lang=en&")):
+        launch = client.get(f"/{package_id}/launch/{n}?{query}", base_url=content, buffered=True)
+        assert launch.status_code == 302 and launch.headers["Cache-Control"] == "no-store"
+        assert launch.headers["Location"] == f"/{package_id}/{version}/{page}?{own}{query}"  # as the LMS sent them
+        opened = client.get(launch.headers["Location"], base_url=content, buffered=True)
+        assert opened.status_code == 200 and opened.headers["Cache-Control"] == "no-store"
+        assert opened.headers["Referrer-Policy"] == "no-referrer"
+        body = opened.get_data(as_text=True)
+        assert f'<head>\n<script src="../{packages.TRACKER_FILE}"></script>' in body and "<body>AU</body>" in body
+        connect = next(d for d in opened.headers["Content-Security-Policy"].split("; ")
+                       if d.startswith("connect-src"))
+        assert " https: " in connect + " " and "https://lms.acme.example" in connect  # the LMS's LRS
+        assert "Set-Cookie" not in opened.headers
+    other = client.get(f"/{package_id}/{version}/two/other.html", base_url=content, buffered=True)
+    assert other.data == PAGE.encode()  # only AU pages get the tracker
+    tracker = script_config_text(client.get(f"/{package_id}/{version}/{packages.TRACKER_FILE}", base_url=content,
+                                            buffered=True).get_data(as_text=True))
+    assert tracker["scormVersion"] == "cmi5" and tracker["remote"] is True
+    assert tracker["activities"] == [u.id for u in packages.read_cmi5(structure.encode())]
+    assert tracker["key"].startswith("ck_") and tracker["packageId"] == str(package_id)
+    # The version has no SCORM player.
+    assert client.get(f"/{package_id}/{version}/{packages.PLAYER_FILE}?sco=0", base_url=content,
+                      buffered=True).status_code == 404
+
+
+def script_config_text(source: str) -> dict:
+    import re
+
+    return json.loads(re.search(r"var CONFIG = (\{.*?\});\n", source).group(1))
+
+
+def test_remote_cmi5_republish_shows_at_the_next_launch(make_client, client, app):
+    customer, _ = make_client()
+    structure = cmi5_xml(au("index.html"))
+    _, built = remote(customer, export({"cmi5.xml": structure, "index.html": PAGE}))
+    package_id, content = built.issue.package_id, app.config["CONTENT_URL"]
+    first = client.get(f"/{package_id}/launch/0?{launch_query(ACTOR)}", base_url=content).headers["Location"]
+    packages.republish(db.session, package_id=package_id, actor="csm@vendor.example",
+                       content=export({"cmi5.xml": structure, "index.html": PAGE.replace("AU<", "AU v2<")}))
+    second = client.get(f"/{package_id}/launch/0?{launch_query(ACTOR)}", base_url=content).headers["Location"]
+    assert second != first
+    assert "AU v2" in client.get(second, base_url=content, buffered=True).get_data(as_text=True)
+    version = db.session.scalar(select(RemoteContent.content_version))
+    # Another number of AUs, or another format: refused, the published version kept.
+    for files, reason in (
+            ({"cmi5.xml": cmi5_xml(au("index.html") + au("b.html")), "index.html": PAGE, "b.html": PAGE},
+             "has 1 AU"),
+            ({"tincan.xml": "<tincan><activities><activity id='a'><launch>index.html</launch></activity>"
+                            "</activities></tincan>", "index.html": PAGE}, "a cmi5 package"),
+            ({"cmi5.xml": cmi5_xml(""), "index.html": PAGE}, "lists no AU")):
+        with pytest.raises(packages.PackageError, match=reason):
+            packages.republish(db.session, package_id=package_id, actor="csm@vendor.example", content=export(files))
+        assert db.session.scalar(select(RemoteContent.content_version)) == version
+
+
+@pytest.mark.parametrize("files,kwargs,reason", [
+    ({"cmi5.xml": cmi5_xml(""), "index.html": PAGE}, {}, "lists no AU"),
+    ({"cmi5.xml": cmi5_xml(au(None)), "index.html": PAGE}, {}, "has no <url>"),
+    ({"cmi5.xml": cmi5_xml(au("https://cdn.example.com/au.html")), "index.html": PAGE}, {},
+     "a page outside the package"),
+    ({"cmi5.xml": cmi5_xml(au("missing.html")), "index.html": PAGE}, {}, "not in the content"),
+    ({"cmi5.xml": cmi5_xml(au("index.html")).encode("utf-16").replace(b"u\x00t\x00f\x00-\x008\x00",
+                                                                     b"u\x00t\x00f\x00-\x001\x006\x00"),
+      "index.html": PAGE}, {}, "not UTF-8"),
+    ({"tincan.xml": "<tincan><activities><activity id='a'><launch>index.html</launch></activity></activities>"
+                    "</tincan>", "index.html": PAGE}, {}, "remote xAPI \\(Tin Can\\) package cannot be built"),
+    ({"cmi5.xml": cmi5_xml(au("index.html")), "index.html": PAGE}, {"sealed": True}, "sealed client"),
+    ({"cmi5.xml": cmi5_xml(au("index.html")), "index.html": PAGE}, {"licence": "perpetual"}, "perpetual"),
+], ids=["no-au", "au-without-url", "absolute-url", "missing-page", "utf-16", "tincan", "sealed", "perpetual"])
+def test_bad_remote_cmi5_builds_are_refused_and_nothing_is_kept(make_client, app, files, kwargs, reason):
+    customer, _ = make_client(**kwargs)
+    with pytest.raises(packages.PackageError, match=reason):
+        remote(customer, export(files))
+    db.session.rollback()
+    assert db.session.scalar(select(PackageIssue)) is None and db.session.scalar(select(RemoteContent)) is None
+    store = Path(app.config["CONTENT_DIR"])
+    assert not store.exists() or not any(p.is_file() for p in store.rglob("*"))
+
+
+def test_remote_cmi5_of_a_blocking_licence_gives_a_seat_grant_or_the_limit_page(make_client, client, app):
+    from test_seat_grants import blocking_term
+
+    customer, _ = make_client(origins=["https://lms.acme.example"], anonymised=True)
+    _, built = remote(customer, export({"cmi5.xml": cmi5_xml(au("index.html")), "index.html": PAGE}))
+    package_id, content = built.issue.package_id, app.config["CONTENT_URL"]
+    key = db.session.scalar(select(RemoteContent.beacon_key))
+    blocking_term(customer, seats=1)
+    version = db.session.scalar(select(RemoteContent.content_version))
+    # Under the limit: a grant for the learner the actor names, which the tracker's beacons carry.
+    launch = client.get(f"/{package_id}/launch/0?{launch_query(ACTOR)}", base_url=content)
+    assert launch.status_code == 302
+    grant = launch.headers["Location"].split("/g/", 1)[1].split("/", 1)[0]
+    assert launch.headers["Location"].startswith(f"/{package_id}/g/{grant}/{version}/index.html?endpoint=")
+    assert "jane-0042" not in grant
+    page = client.get(launch.headers["Location"], base_url=content, buffered=True)
+    assert page.status_code == 200 and packages.TRACKER_FILE in page.get_data(as_text=True)
+    tracker = client.get(f"/{package_id}/g/{grant}/{version}/{packages.TRACKER_FILE}", base_url=content,
+                         buffered=True).get_data(as_text=True)
+    assert script_config_text(tracker)["grant"] == grant
+    assert client.post("/api/v1/beacons", json=beacon_body(key, student_id="jane-0042", grant=grant),
+                       headers={"Origin": "https://lms.acme.example"}).status_code == 204
+    # At the limit: the same learner opens the course again; a new one gets the limit page (403), and
+    # an actor that names nobody does too. Without a grant no file of the course is served.
+    assert client.get(f"/{package_id}/launch/0?{launch_query(ACTOR)}", base_url=content).status_code == 302
+    other = {**ACTOR, "account": {"homePage": "https://lms.acme.example", "name": "new-0007"}}
+    for actor in (other, "not json", {"objectType": "Agent"}):
+        refused = client.get(f"/{package_id}/launch/0?{launch_query(actor)}", base_url=content, buffered=True)
+        assert refused.status_code == 403 and "Location" not in refused.headers
+        assert "new-0007" not in refused.get_data(as_text=True)
+    assert client.get(f"/{package_id}/{version}/index.html", base_url=content, buffered=True).status_code == 403
 
 
 def test_admin_builds_a_cmi5_export_with_the_format_from_the_content(client, make_client, make_staff, login):
@@ -221,3 +384,41 @@ def test_admin_builds_a_cmi5_export_with_the_format_from_the_content(client, mak
                                       "content": (export({"cmi5.xml": cmi5_xml(au("au/index.html")), "au/index.html": PAGE}), "au.zip")},
                            content_type="multipart/form-data")
     assert response.status_code == 400 and "without a SCORM version" in response.get_data(as_text=True)
+
+
+def test_cli_and_admin_build_a_remote_cmi5_package(app, client, make_client, make_staff, login, tmp_path):
+    from conftest import csrf_token_from
+
+    customer, _ = make_client()
+    out = tmp_path / "remote.zip"
+    result = app.test_cli_runner().invoke(args=["package", "build", "--client", customer.slug, "--course", "Rise",
+                                                "--content", str(RISE_CMI5), "--mode", "remote", "-o", str(out),
+                                                "--json", "--server-url", SERVER])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["scorm_version"] == "cmi5" and data["mode"] == "remote" and data["warnings"] == []
+    with zipfile.ZipFile(out) as archive:
+        assert archive.namelist() == ["cmi5.xml"]
+        assert [u.url for u in packages.read_cmi5(archive.read("cmi5.xml"))] == [data["content_url"]]
+    # Tin Can remote: the one-line reason, exit code 1, nothing recorded.
+    result = app.test_cli_runner().invoke(args=["package", "build", "--client", customer.slug, "--course", "Spring",
+                                                "--content", str(ISPRING_TINCAN), "--mode", "remote", "-o",
+                                                str(tmp_path / "t.zip"), "--server-url", SERVER])
+    assert result.exit_code == 1 and "remote xAPI (Tin Can) package cannot be built" in result.output
+
+    login(make_staff("csm"))
+    url = f"/admin/clients/{customer.slug}/packages"
+    page = client.get(url).get_data(as_text=True)
+    response = client.post(url, data={"csrf_token": csrf_token_from(page), "course_title": "Rise", "mode": "remote",
+                                      "scorm_version": "content",
+                                      "content": (export({"cmi5.xml": cmi5_xml(au("au/index.html")),
+                                                          "au/index.html": PAGE}), "au.zip")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 200 and response.mimetype == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(response.data)) as archive:
+        assert archive.namelist() == ["cmi5.xml"]
+    db.session.rollback()
+    issues = db.session.scalars(select(PackageIssue)).all()
+    assert [i.mode for i in issues] == ["remote", "remote"]
+    package_page = client.get(f"{url}/{issues[1].package_id}")  # its page: the republish form for it
+    assert package_page.status_code == 200 and "cmi5" in package_page.get_data(as_text=True)

@@ -63,3 +63,4 @@ def clients_changed() -> None:
 from . import audit, clients, golive, held_back, keys, staff  # noqa: E402,F401
 from . import identities as _identities  # noqa: E402,F401  (issue 17: drift, merges)
 from . import licences as _licences  # noqa: E402,F401  (issue 12: licence and webhook pages)
+from . import webhook_deliveries as _webhook_deliveries  # noqa: E402,F401  (issue 16: filtered, paged)

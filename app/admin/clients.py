@@ -10,10 +10,10 @@ from ..extensions import db
 from ..identity import PseudonymParams
 from ..models import Client, utcnow
 from ..placeholders import policy_entries
-from ..services import anonymisation, golive, periods
+from ..services import anonymisation, golive, licences, periods
 from ..services import audit as audit_service
 from ..services import clients as client_service
-from ..services.billing import seat_limit, unique_users
+from ..services.billing import unique_users
 from . import actor, bp, client_or_404, clients_changed
 from .forms import (
     ClientForm,
@@ -36,10 +36,11 @@ def _status(client: Client, last_beacon: dt.datetime | None, warnings: int) -> d
     today = utcnow().date()
     period = periods.current_period(client, today)
     users = unique_users(db.session, client.id, period.start, period.end)
-    limit = seat_limit(db.session, client, today)
+    term = licences.term_in_force(db.session, client.id, today)
+    limit = term.seat_limit if term is not None else None
     over = limit is not None and users > limit
     return {"period": period, "users": users, "limit": limit, "over": over, "last_beacon": last_beacon,
-            "warnings": warnings}
+            "warnings": warnings, "term": term}
 
 
 @bp.get("/")
@@ -113,9 +114,7 @@ def client_edit(slug: str):
         try:
             client_service.update_client(
                 db.session, client, actor=actor(), name=form.name.data, active=form.active.data,
-                licence=form.licence.data, seat_limit=form.seat_limit.data,
-                licence_start=form.licence_start.data, licence_end=form.licence_end.data,
-                origins=origin_lines(form.origins.data), local_http=local_http(),
+                licence=form.licence.data, origins=origin_lines(form.origins.data), local_http=local_http(),
                 confirm_duplicate=form.confirm_duplicate.data,
                 # A form without the field (an older page, a script) leaves the list alone.
                 placeholder_ids=(placeholder_lines(form.placeholder_ids.data)
@@ -131,7 +130,8 @@ def client_edit(slug: str):
             clients_changed()
             flash("Client settings saved.", "success")
             return redirect(url_for("admin.client_detail", slug=client.slug))
-    return render_template("admin/client_form.html", form=form, client=client, duplicate=duplicate), \
+    return render_template("admin/client_form.html", form=form, client=client, duplicate=duplicate,
+                           term=licences.term_in_force(db.session, client.id, utcnow().date())), \
         400 if form.errors else 200
 
 

@@ -23,7 +23,7 @@ from ..identity import InvalidIdentity
 from ..models import LICENCES, ROLES
 from ..placeholders import clean_placeholder_ids
 from ..services.clients import ClientError, normalise_origin
-from ..services.staff import MIN_PASSWORD_LENGTH
+from ..services.staff import MAX_TOKEN_DAYS, MIN_PASSWORD_LENGTH, TOKEN_DAYS, TOKEN_LABEL_LENGTH
 
 
 def choices(pairs) -> list[SelectChoice]:
@@ -55,10 +55,6 @@ class ClientForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(message="Give the client a name."), Length(max=200)])
     active = BooleanField("Active (beacons with its keys are accepted)", default=True)
     licence = SelectField("Licence", choices=choices(LICENCE_CHOICES), default="subscription")
-    licence_start = DateField("Licence starts", validators=[Optional()])
-    licence_end = DateField("Licence ends", validators=[Optional()])
-    seat_limit = IntegerField("Seat limit (unique learners per period)",
-                              validators=[Optional(), NumberRange(min=0, message="Zero or more.")])
     origins = TextAreaField("Allowed LMS origins: one https://host[:port] per line, no path, no wildcard "
                             "(none: any origin)",
                             render_kw={"rows": 4, "placeholder": "https://lms.example.com"})
@@ -83,13 +79,21 @@ class ClientForm(FlaskForm):
         if bad:
             raise ValidationError("; ".join(bad))
 
-    def validate_licence_end(self, field):
-        if field.data and self.licence_start.data and field.data < self.licence_start.data:
-            raise ValidationError("The licence cannot end before it starts.")
 
 
 class NewClientForm(ClientForm):
+    """Creating a client may give it its first licence term (as ``client create --seat-limit``);
+    afterwards terms are edited on the client's Licence page only."""
+
     anonymised = BooleanField("Anonymised: store learners as pseudonyms from the first beacon")
+    licence_start = DateField("First licence term starts", validators=[Optional()])
+    licence_end = DateField("First licence term ends (inclusive)", validators=[Optional()])
+    seat_limit = IntegerField("Seat limit of the first term (unique learners over the term)",
+                              validators=[Optional(), NumberRange(min=0, message="Zero or more.")])
+
+    def validate_licence_end(self, field):
+        if field.data and self.licence_start.data and field.data < self.licence_start.data:
+            raise ValidationError("The licence term cannot end before it starts.")
     # A new client starts with the default placeholder list; its settings page edits it.
     placeholder_ids = None
 
@@ -128,7 +132,7 @@ class PackageForm(FlaskForm):
 
 
 class RepublishForm(FlaskForm):
-    content = FileField("New version of the course (SCORM zip)",
+    content = FileField("New version of the course (a zip of the same format)",
                         validators=[FileRequired(message="Choose the course's zip to upload.")])
     confirm = BooleanField("Yes, publish it: every LMS shows this version at the learner's next launch",
                            validators=[DataRequired(message="Tick the box to confirm the republish.")])
@@ -155,6 +159,22 @@ class PasswordResetForm(FlaskForm):
 
 class SecondFactorResetForm(FlaskForm):
     confirm = BooleanField("Confirm", validators=[DataRequired(message="Tick to confirm.")])
+
+
+class TokenCreateForm(FlaskForm):
+    """A named API token for oneself (the account page); it carries the owner's role and client."""
+    label = StringField("Name", validators=[DataRequired(message="Give the token a name, e.g. invoicing script."),
+                                            Length(max=TOKEN_LABEL_LENGTH)],
+                        filters=[lambda v: v.strip() if isinstance(v, str) else v])
+    days = IntegerField("Days until it expires", default=TOKEN_DAYS,
+                        validators=[InputRequired(message=f"Give a number of days from 1 to {MAX_TOKEN_DAYS}."),
+                                    NumberRange(min=1, max=MAX_TOKEN_DAYS,
+                                                message=f"A token lasts 1 to {MAX_TOKEN_DAYS} days.")])
+
+
+class StaffTokenCreateForm(TokenCreateForm):
+    """An admin's: a token for any active staff user (its kind is that user's role, and client for ``client``)."""
+    owner = SelectField("Owner", validators=[InputRequired(message="Choose whose token it is.")])
 
 
 class TokenRevokeForm(FlaskForm):

@@ -16,7 +16,7 @@ from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaF
 from wtforms.validators import DataRequired, NumberRange, Optional
 
 from ..extensions import db
-from ..licensing_models import OutboxDelivery, OutboxEvent, WebhookEndpoint
+from ..licensing_models import LicenceTerm, OutboxDelivery, OutboxEvent, WebhookEndpoint
 from ..models import Client
 from ..services import licences, outbox, webhooks
 from . import bp
@@ -67,20 +67,26 @@ def client_licence(slug):
     client = _client(slug)
     term_form, contacts_form = TermForm(prefix="term"), ContactsForm(prefix="contacts")
     if term_form.is_submitted():
-        if term_form.validate():
-            try:
-                licences.add_term(db.session, client, actor=current_user.email, starts_on=term_form.starts_on.data,
-                                  ends_on=term_form.ends_on.data, seat_limit=term_form.seat_limit.data,
-                                  seat_window=term_form.seat_window.data, at_limit=term_form.at_limit.data,
-                                  after_expiry=term_form.after_expiry.data)
-            except licences.LicenceError as exc:
-                db.session.rollback()
-                term_form.starts_on.errors.append(str(exc))
-            else:
-                flash("Licence term added.", "success")
-                return redirect(url_for("admin.client_licence", slug=slug))
+        if _term_saved(term_form, lambda **fields: licences.add_term(db.session, client, actor=current_user.email,
+                                                                     **fields)):
+            flash("Licence term added.", "success")
+            return redirect(url_for("admin.client_licence", slug=slug))
         return _licence_page(client, term_form, contacts_form), 400
     return _licence_page(client, term_form, contacts_form)
+
+
+def _term_saved(form: TermForm, save) -> bool:
+    """Validate a term form and ``save(**fields)``; False, with the reason on the form, when refused."""
+    if not form.validate():
+        return False
+    try:
+        save(starts_on=form.starts_on.data, ends_on=form.ends_on.data, seat_limit=form.seat_limit.data,
+             seat_window=form.seat_window.data, at_limit=form.at_limit.data, after_expiry=form.after_expiry.data)
+    except licences.LicenceError as exc:
+        db.session.rollback()
+        form.starts_on.errors.append(f"Nothing changed: {exc}")
+        return False
+    return True
 
 
 def _licence_page(client: Client, term_form: TermForm, contacts_form: ContactsForm) -> str:
@@ -136,6 +142,42 @@ def client_licence_renew(slug):
     return redirect(url_for("admin.client_licence", slug=slug))
 
 
+def _term(client: Client, term_id: int) -> LicenceTerm:
+    term = db.session.get(LicenceTerm, term_id)
+    if term is None or term.client_id != client.id:
+        abort(404)
+    return term
+
+
+@bp.route("/clients/<slug>/licence/terms/<int:term_id>", methods=["GET", "POST"])
+def client_licence_term(slug, term_id):
+    """Edit one term: dates, seats, how they are counted, the policy (audited)."""
+    client = _client(slug)
+    term = _term(client, term_id)
+    form = TermForm(prefix="term", obj=term)
+    if form.is_submitted():
+        if _term_saved(form, lambda **fields: licences.update_term(db.session, term, actor=current_user.email,
+                                                                   **fields)):
+            flash("Licence term saved.", "success")
+            return redirect(url_for("admin.client_licence", slug=slug))
+        return render_template("admin/licence_term.html", client=client, term=term, form=form,
+                               action_form=ActionForm()), 400
+    return render_template("admin/licence_term.html", client=client, term=term, form=form, action_form=ActionForm())
+
+
+@bp.post("/clients/<slug>/licence/terms/<int:term_id>/remove")
+def client_licence_term_remove(slug, term_id):
+    """Delete a term (audited); the usage it covered stays counted."""
+    client = _client(slug)
+    term = _term(client, term_id)
+    if not ActionForm().validate_on_submit():
+        abort(400, description="The form expired or did not come from this site; nothing was removed.")
+    span = f"{term.starts_on} to {term.ends_on}"
+    licences.remove_term(db.session, term, actor=current_user.email)
+    flash(f"Licence term {span} removed.", "success")
+    return redirect(url_for("admin.client_licence", slug=slug))
+
+
 @bp.route("/webhooks", methods=["GET", "POST"])
 def webhooks_list():
     form = EndpointForm()
@@ -167,16 +209,7 @@ def webhooks_list():
     return page, (400 if form.is_submitted() and secret is None else 200)
 
 
-@bp.get("/webhooks/<int:endpoint_id>")
-def webhook_detail(endpoint_id):
-    endpoint = db.session.get(WebhookEndpoint, endpoint_id) or abort(404)
-    deliveries = db.session.execute(
-        select(OutboxDelivery, OutboxEvent.type, OutboxEvent.webhook_id)
-        .join(OutboxEvent, OutboxEvent.id == OutboxDelivery.event_id)
-        .where(OutboxDelivery.endpoint_id == endpoint.id)
-        .order_by(OutboxDelivery.status == "delivered", OutboxDelivery.id.desc()).limit(200)).all()
-    return render_template("admin/webhook_detail.html", endpoint=endpoint, deliveries=deliveries,
-                           action_form=ActionForm())
+# GET /webhooks/<id> (the deliveries page) is in webhook_deliveries.py.
 
 
 @bp.post("/webhooks/<int:endpoint_id>/active")

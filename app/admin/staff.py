@@ -17,6 +17,7 @@ from .forms import (
     SecondFactorResetForm,
     StaffChangeForm,
     StaffForm,
+    StaffTokenCreateForm,
     TokenRevokeForm,
     choices,
 )
@@ -122,11 +123,33 @@ def staff_reset_second_factor(user_id: int):
     return redirect(url_for("admin.staff"))
 
 
-@bp.get("/staff/tokens")
+def _owner_choices(users: list[StaffUser]):
+    return choices([("", "—")] + [
+        (str(u.id), f"{u.email} ({u.role}{' of ' + u.client.slug if u.client else ''})") for u in users if u.active])
+
+
+@bp.route("/staff/tokens", methods=["GET", "POST"])
 def staff_tokens():
+    """Every API token; an admin makes one for any active staff user (its kind is their role), shown once."""
+    users = staff_service.all_staff(db.session)
+    form = StaffTokenCreateForm()
+    form.owner.choices = _owner_choices(users)
+    if form.validate_on_submit():
+        owner = next(u for u in users if str(u.id) == form.owner.data)
+        try:
+            token = staff_service.create_token(db.session, owner, actor=actor(), label=form.label.data,
+                                               days=form.days.data)
+        except staff_service.StaffError as exc:
+            db.session.rollback()
+            form.owner.errors.append(f"{exc}.")
+        else:
+            row = staff_service.token_by_prefix(db.session, token[:staff_service.TOKEN_PREFIX_LENGTH])
+            return render_template("admin/token_shown.html", token=token, owner=owner, row=row,
+                                   back=url_for("admin.staff_tokens"))
     tokens = staff_service.all_tokens(db.session)
-    return render_template("admin/tokens.html", tokens=tokens, now=utcnow(),
-                           revoke_forms={t.id: TokenRevokeForm(prefix=f"t{t.id}", formdata=None) for t in tokens})
+    return render_template("admin/tokens.html", tokens=tokens, now=utcnow(), form=form,
+                           revoke_forms={t.id: TokenRevokeForm(prefix=f"t{t.id}", formdata=None) for t in tokens}
+                           ), 400 if form.errors else 200
 
 
 @bp.post("/staff/tokens/<int:token_id>/revoke")

@@ -249,7 +249,9 @@ def bearer_user() -> StaffUser | None:
 
 def token_refused() -> Response:
     """The 401 for a missing, bad, expired or revoked bearer token."""
-    response = jsonify({"error": "unauthorized", "message": "send Authorization: Bearer <token> (flask token create)"})
+    response = jsonify({"error": "unauthorized",
+                        "message": "send Authorization: Bearer <token> "
+                                   "(make one on the API tokens page, /account/tokens)"})
     response.status_code = 401
     response.headers["WWW-Authenticate"] = 'Bearer realm="usage API"'
     return response
@@ -269,4 +271,5 @@ def token_required(view):
     return wrapped
 
 
-from . import second_factor  # noqa: E402,F401  (the second step's routes, on this blueprint)
+# The second step's routes and /account/tokens (one's own API tokens), on this blueprint.
+from . import second_factor, tokens  # noqa: E402,F401

@@ -15,7 +15,7 @@ from marshmallow import ValidationError
 from ..auth import bearer_user, token_refused
 from ..extensions import db, login_manager
 from ..models import Client, Course
-from ..services import billing, held_back, periods
+from ..services import billing, held_back, licences, periods
 from ..services.anonymisation import short_reference
 from ..services.periods import Period
 from .api import QueryError, invoice_day, visible_client
@@ -226,7 +226,11 @@ def client_usage(slug: str):
     cells = billing.course_days(session, client.id, start, end, course_id)
     course_days = {(row.day, row.course): row for row in cells}
     usage_days = sorted({row.day for row in cells})
-    limit = billing.seat_limit(session, client, today)
+    # Seats only for a range that is a seat window (to date): "Last 90 days" or a month before
+    # the term began is a count of learners, not seats against the limit.
+    seats_of = licences.range_seat_window(session, client.id, period)
+    limit = seats_of[0].seat_limit if seats_of else None
+    term_today = licences.term_in_force(session, client.id, today)
     return render_template(
         "billing/client.html", client=client, period=period, error=error, presets=_presets(client, today),
         form_values=request.args if error else None,
@@ -240,6 +244,8 @@ def client_usage(slug: str):
         packages=billing.package_usage(session, client.id, start, end, course_id),
         usage_days=usage_days, chart=usage_chart(totals, parts, unit, today), has_usage=bool(totals),
         seat_limit=limit, seats_used=seats_used, seat_use=(seats_used / limit) if limit else None,
+        seat_window=seats_of[1] if seats_of else None, term_today=term_today,
+        window_today=licences.seat_window(term_today, today) if term_today else None,
         milestones=billing.milestones(session, client.id),
         held_back=held_back.figures(session, client.id, start, end, course_id=course_id),
     ), 400 if error else 200

@@ -13,6 +13,11 @@ Addresses (on the content origin):
   that version's player page for it (``scorm-player.html?sco=<n>``: the SCORM API and
   the tracker, framing the SCO's launch page; see ``services/packages/remote.py``),
   never cached, so a republish shows at the next launch;
+- for a remote cmi5 package, ``/<package>/launch/<n>`` is the n-th AU's ``url`` in its
+  ``cmi5.xml``: the LMS opens it with its launch parameters (``actor`` among them), passed on
+  in the redirect to the current version's AU page, which is served with the tracker added
+  (xAPI mode); no player. While the licence blocks new learners, the seat check is made there
+  with the learner the ``actor`` names (a grant, or the licence-limit page);
 - ``POST /<package>/seat`` (``{"student_id": ...}`` as text/plain JSON, from one of the
   client's LMS origins only: 403 otherwise): the launcher's question before it opens the course,
   ``{"allowed": true|false}``; false only when the client's licence term blocks new learners at
@@ -37,6 +42,7 @@ import datetime as dt
 import json
 import logging
 import mimetypes
+import re
 import uuid
 
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, redirect, render_template, request, send_file
@@ -80,9 +86,11 @@ def _store():
     return current_app.extensions["content_store"]
 
 
-def _secured(response: Response, client: Client) -> Response:
+def _secured(response: Response, client: Client, issue: PackageIssue | None = None) -> Response:
+    """The content origin's CSP; a cmi5 AU (``issue`` of a cmi5 package) also reaches the LMS's LRS."""
     response.headers["Content-Security-Policy"] = content_security_policy(
-        client.allowed_origins or [], current_app.config["PUBLIC_URL"])
+        client.allowed_origins or [], current_app.config["PUBLIC_URL"],
+        lrs=issue is not None and issue.scorm_version == "cmi5")
     return response
 
 
@@ -110,10 +118,76 @@ def _grant_required(client: Client, status: int = 403) -> Response:
 
 @bp.get("/<uuid:package_id>/launch/<int:sco>")
 def launch(package_id: uuid.UUID, sco: int):
-    remote, _issue, client = _package(package_id)
+    remote, issue, client = _package(package_id)
+    if issue.scorm_version == "cmi5":
+        return _launch_au(package_id, remote, issue, client, sco)
     if _blocks_new_learners(client):
         return _grant_required(client)
     return _launch(package_id, remote.content_version, sco, client, prefix="")
+
+
+def _launch_au(package_id: uuid.UUID, remote: RemoteContent, issue: PackageIssue, client: Client,
+               sco: int) -> Response:
+    """A remote cmi5 package's AU, as the LMS launches it (its url in cmi5.xml): a redirect to the
+    current version's AU page with the LMS's launch parameters (endpoint, fetch, actor, registration,
+    activityId) passed on as they came. They are read here only for a licence that blocks new
+    learners, where the learner named by ``actor`` gets a seat grant (the seat check's rules) or the
+    licence-limit page. Neither the access log (path only, see gunicorn.conf.py) nor anything
+    stored holds them.
+    """
+    version, prefix = remote.content_version, ""
+    if _blocks_new_learners(client):
+        student_id = _actor_student_id(request.args.get("actor"), client)
+        if student_id is None or not _may_open(client, student_id):
+            response = Response(render_template(licences.LIMIT_PAGE_TEMPLATE, client_name=client.name), status=403)
+            response.headers["Cache-Control"] = "no-store"
+            return _secured(response, client, issue)
+        prefix = f"/g/{_grants().issue(package_id, version, student_id)}"
+    index = _store().read_version(version)
+    if index is None or index.get("package") != str(package_id) or sco >= len(index["scos"]):
+        abort(404)
+    target = packages.version_url("", package_id, version, index["scos"][sco]["href"], prefix)
+    launch_query = request.query_string.decode("latin-1")
+    if launch_query:
+        target += ("&" if "?" in target else "?") + launch_query
+    response = redirect(target, code=302)
+    response.headers["Cache-Control"] = "no-store"
+    return _secured(response, client, issue)
+
+
+ACTOR_MAX = 4096  # the tracker's limit (XAPI_ACTOR_MAX)
+
+
+def _actor_student_id(raw: str | None, client: Client) -> str | None:
+    """The learner a cmi5 launch's ``actor`` names, normalised as the tracker's beacon would send it
+    (``account.name``, else ``mbox`` without ``mailto:``; the first of an array); None if none."""
+    if not raw or len(raw) > ACTOR_MAX:
+        return None
+    try:
+        actor = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+
+    def first(value):
+        return value[0] if isinstance(value, list) and value else value
+
+    actor = first(actor)
+    if not isinstance(actor, dict):
+        return None
+    account, mbox, found = first(actor.get("account")), first(actor.get("mbox")), None
+    if isinstance(account, dict):
+        name = account.get("name", account.get("accountName"))
+        if isinstance(name, str | int) and not isinstance(name, bool):
+            found = str(name)
+    if (found is None or not found.strip()) and isinstance(mbox, str):
+        found = re.sub(r"^\s*mailto:", "", mbox, flags=re.IGNORECASE)
+    try:
+        student_id = normalise_student_id(found) if found else None
+        if student_id is not None:
+            check_sealing(client.sealed, student_id)
+    except InvalidIdentity:
+        return None
+    return student_id
 
 
 @bp.get("/<uuid:package_id>/g/<grant>/launch/<int:sco>")
@@ -168,27 +242,39 @@ def seat(package_id: uuid.UUID):
     except (ValueError, RecursionError, InvalidIdentity):
         return _seat_answer(jsonify(error="invalid_seat_check",
                                     message='send {"student_id": "..."} as JSON'), client, 400)
-    today = _today()
     try:
-        if not licences.blocks_new_learners(db.session, client.id, today):
-            return _seat_answer(jsonify(allowed=True), client)
-        allowed = (licences.new_learners_admitted(db.session, client.id, today) or licences.remote_launch_for_student(
-            db.session, current_app.extensions["pseudonymiser"], snapshot(db.session, client), student_id,
-            today).allowed)
-    except InvalidIdentity:
-        # The client's pseudonym salt was deleted: it records nobody, so there is no seat to guard.
-        allowed = True
-    except SQLAlchemyError as exc:
-        # Our storage failing never keeps a learner from the course: the launcher opens it.
+        blocking = licences.blocks_new_learners(db.session, client.id, _today())
+    except SQLAlchemyError:
         db.session.rollback()
-        log.warning("seat check answered allowed, storage unavailable: %s", type(exc).__name__)
-        allowed = True
+        blocking = True  # as before: answered allowed (below), with a grant
     finally:
         db.session.close()
+    if not blocking:
+        return _seat_answer(jsonify(allowed=True), client)
+    allowed = _may_open(client, student_id)
     if not allowed:
         return _seat_answer(jsonify(allowed=False), client)
     return _seat_answer(jsonify(allowed=True, grant=_grants().issue(package_id, remote.content_version,
                                                                      student_id)), client)
+
+
+def _may_open(client: Client, student_id: str) -> bool:
+    """While the licence blocks new learners: may this learner (normalised ID) open the course?"""
+    today = _today()
+    try:
+        return (licences.new_learners_admitted(db.session, client.id, today) or licences.remote_launch_for_student(
+            db.session, current_app.extensions["pseudonymiser"], snapshot(db.session, client), student_id,
+            today).allowed)
+    except InvalidIdentity:
+        # The client's pseudonym salt was deleted: it records nobody, so there is no seat to guard.
+        return True
+    except SQLAlchemyError as exc:
+        # Our storage failing never keeps a learner from the course: it opens.
+        db.session.rollback()
+        log.warning("seat check answered allowed, storage unavailable: %s", type(exc).__name__)
+        return True
+    finally:
+        db.session.close()
 
 
 def _lms_origin(client: Client, origin: str | None) -> bool:
@@ -263,17 +349,26 @@ def _content_file(package_id: uuid.UUID, version: str, path: str, remote: Remote
             body = packages.configured_tracker(
                 beacon_url=current_app.config["PUBLIC_URL"] + packages.BEACON_PATH, key=remote.beacon_key,
                 course=issue.course_title, package_id=package_id, scorm_version=issue.scorm_version,
-                self_open=bool(index.get("self_open")), sealed="relayed" if client.sealed else None, grant=grant)
+                self_open=bool(index.get("self_open")), sealed="relayed" if client.sealed else None, grant=grant,
+                activities=index.get("activities"), remote=True)
         else:
             body = packages.remote_api_source()
         response = Response(body, mimetype="text/javascript")
         response.headers["Cache-Control"] = "no-cache"
         response.add_etag()
-        return _secured(response.make_conditional(request), client)
+        return _secured(response.make_conditional(request), client, issue)
 
     stored = _store().open_file(version, name)
     if stored is None:
         abort(404)
+    if name in packages.au_pages(index):
+        # A cmi5 AU's page, opened with the learner's launch parameters: the tracker added first in its
+        # <head> (as in a deployed package), never kept by a cache, and no Referer from it carries them.
+        with open(stored.path, "rb") as page:
+            response = Response(packages.inject_tracker(page.read(), name), mimetype="text/html")
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return _secured(response, client, issue)
     mimetype = mimetypes.guess_type(name)[0] or "application/octet-stream"
     # Werkzeug answers Range (206, 416) and If-None-Match / If-Range (304) from the file itself.
     try:
@@ -284,7 +379,7 @@ def _content_file(package_id: uuid.UUID, version: str, path: str, remote: Remote
     # A granted address is one learner's: no shared cache keeps it.
     response.headers["Cache-Control"] = ("no-cache" if mimetype == "text/html"
                                          else f"{'private' if grant else 'public'}, max-age={_FILE_MAX_AGE}")
-    return _secured(response, client)
+    return _secured(response, client, issue)
 
 
 # --- two origins, one app -----------------------------------------------------------

@@ -11,7 +11,8 @@ read no staff page, submit no staff form and borrow no session. What stays
 limited: who may frame the content (``frame-ancestors``: the content origin itself, for a
 course's own frames, and the client's allowed LMS origins, any https: origin when
 none are set), where it may send data
-(``connect-src``: the content origin and the app's beacon endpoint origin),
+(``connect-src``: the content origin and the app's beacon endpoint origin; a remote cmi5
+course's also any https: address and the allowed LMS origins, for the LMS's LRS),
 where forms go (``form-action 'self'``), ``<base>`` (``base-uri 'self'``) and
 plug-ins (``object-src 'none'``).
 """
@@ -21,9 +22,12 @@ from __future__ import annotations
 from ..services.packages import origin_of
 
 
-def content_security_policy(allowed_origins: list[str], public_url: str) -> str:
+def content_security_policy(allowed_origins: list[str], public_url: str, lrs: bool = False) -> str:
+    """``lrs``: a remote cmi5 AU, which talks to the LMS's LRS and fetch URL itself (any https: address,
+    and the client's allowed LMS origins, whatever their scheme)."""
     ancestors = " ".join(allowed_origins) or "https:"
     app_origin = origin_of(public_url)
+    connect = " ".join([app_origin, "https:", *allowed_origins]) if lrs else app_origin
     return "; ".join([
         "default-src 'self' data: blob:",
         "script-src 'self' 'unsafe-inline' 'unsafe-eval' data: blob:",
@@ -31,7 +35,7 @@ def content_security_policy(allowed_origins: list[str], public_url: str) -> str:
         "img-src 'self' data: blob: https:",
         "media-src 'self' data: blob: https:",
         "font-src 'self' data: https:",
-        f"connect-src 'self' data: blob: {app_origin}",
+        f"connect-src 'self' data: blob: {connect}",
         "frame-src 'self' data: blob: https:",
         "worker-src 'self' blob:",
         "object-src 'none'",

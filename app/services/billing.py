@@ -653,6 +653,6 @@ def launches_by_client(session: Session, client_ids: list[int], start: dt.date, 
 
 
 def seat_limit(session: Session, client: Client, today: dt.date) -> int | None:
-    """The seat limit in force: the licence term's, else the client's own (every face asks here)."""
+    """The seat limit in force: the licence term's (every face asks here); None without a term."""
     term = licences.term_in_force(session, client.id, today)
-    return term.seat_limit if term is not None else client.seat_limit
+    return term.seat_limit if term is not None else None

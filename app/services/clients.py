@@ -97,9 +97,6 @@ def client_settings(client: Client) -> dict:
         "anonymised": client.anonymised,
         "sealed": client.sealed,
         "licence": client.licence,
-        "licence_start": client.licence_start.isoformat() if client.licence_start else None,
-        "licence_end": client.licence_end.isoformat() if client.licence_end else None,
-        "seat_limit": client.seat_limit,
         "allowed_origins": list(client.allowed_origins or []),
         "placeholder_ids": list(policy_entries(client.placeholder_ids)),
     }
@@ -132,21 +129,33 @@ def _check_name_free(session: Session, name: str, client: Client | None) -> None
         raise DuplicateName(name, slugs)
 
 
-def _check_licence(licence: str, seat_limit: int | None, licence_start: dt.date | None,
-                   licence_end: dt.date | None) -> None:
+def _check_licence(licence: str) -> None:
     if licence not in LICENCES:
         raise ClientError(f"licence must be one of {', '.join(LICENCES)}")
-    if seat_limit is not None and seat_limit < 0:
-        raise ClientError("seat limit must be zero or more")
-    if licence_start and licence_end and licence_end < licence_start:
-        raise ClientError("licence period ends before it starts")
+
+
+def first_term_dates(today: dt.date, licence_start: dt.date | None,
+                     licence_end: dt.date | None) -> tuple[dt.date, dt.date]:
+    """A new client's first licence term: from ``licence_start`` (default today) to ``licence_end``
+    (default one year: the day before the same date next year)."""
+    start = licence_start or today
+    if licence_end is not None:
+        if licence_end < start:
+            raise ClientError(f"the licence term cannot end ({licence_end}) before it starts ({start})")
+        return start, licence_end
+    try:
+        next_year = start.replace(year=start.year + 1)
+    except ValueError:  # 29 February: a year later is 1 March
+        next_year = dt.date(start.year + 1, 3, 1)
+    return start, next_year - dt.timedelta(days=1)
 
 
 def update_client(session: Session, client: Client, *, actor: str, name: str, active: bool, licence: str,
-                  seat_limit: int | None, licence_start: dt.date | None, licence_end: dt.date | None,
                   origins: list[str] | tuple, local_http: bool = False, confirm_duplicate: bool = False,
                   placeholder_ids: list[str] | None = None) -> Client:
     """Change a client's settings (not its mode: see anonymisation.switch_mode). Audited; commits.
+
+    The licence period and seat limit are not settings: they are licence terms (``services.licences``).
 
     ``placeholder_ids``: the new placeholder list (None leaves it as it is); a
     list equal to the defaults is stored as "the defaults", so it follows them.
@@ -154,7 +163,7 @@ def update_client(session: Session, client: Client, *, actor: str, name: str, ac
     The caller clears the process's client directory so beacons see the change at once.
     """
     name = _checked_name(name)
-    _check_licence(licence, seat_limit, licence_start, licence_end)
+    _check_licence(licence)
     normalised_origins = sorted({normalise_origin(o, local_http=local_http) for o in origins if o.strip()})
     if placeholder_ids is not None:
         try:
@@ -165,7 +174,6 @@ def update_client(session: Session, client: Client, *, actor: str, name: str, ac
         _check_name_free(session, name, client)
     before = client_settings(client)
     client.name, client.active, client.licence = name, active, licence
-    client.seat_limit, client.licence_start, client.licence_end = seat_limit, licence_start, licence_end
     client.allowed_origins = normalised_origins
     if placeholder_ids is not None:
         client.placeholder_ids = (None if sorted(placeholder_ids) == sorted(DEFAULT_PLACEHOLDER_IDS)
@@ -189,10 +197,17 @@ def create_client(session: Session, *, name: str, actor: str, anonymised: bool =
 
     A name another client has already raises DuplicateName unless ``confirm_duplicate``.
     ``sealed`` (its packages sealed with its own key) makes it anonymised too.
+    ``seat_limit``, ``licence_start`` or ``licence_end`` give it its first licence term
+    (``first_term_dates``; seats counted over the term), in the same transaction.
     """
     name = _checked_name(name)
     anonymised = anonymised or sealed
-    _check_licence(licence, seat_limit, licence_start, licence_end)
+    _check_licence(licence)
+    if seat_limit is not None and seat_limit < 0:
+        raise ClientError("seat limit must be zero or more")
+    wants_term = seat_limit is not None or licence_start is not None or licence_end is not None
+    if wants_term:
+        term_start, term_end = first_term_dates(utcnow().date(), licence_start, licence_end)
     normalised_origins = sorted({normalise_origin(o, local_http=local_http) for o in origins})
     if not confirm_duplicate:
         _check_name_free(session, name, None)
@@ -204,8 +219,7 @@ def create_client(session: Session, *, name: str, actor: str, anonymised: bool =
         slug = _unique_slug(session, slugify(name))
     client = Client(
         uid=uuid.uuid4(), slug=slug, name=name, active=active, anonymised=anonymised, sealed=sealed,
-        salt=secrets.token_bytes(16), licence=licence, seat_limit=seat_limit,
-        licence_start=licence_start, licence_end=licence_end,
+        salt=secrets.token_bytes(16), licence=licence,
         allowed_origins=normalised_origins,
         pseudonym_time_cost=params.time_cost, pseudonym_memory_kib=params.memory_kib,
         pseudonym_parallelism=params.parallelism,
@@ -215,6 +229,11 @@ def create_client(session: Session, *, name: str, actor: str, anonymised: bool =
     session.add(client)
     session.flush()
     audit.record(session, actor, "client.create", client.id, None, client_settings(client))
+    if wants_term:
+        from . import licences
+
+        licences.add_term(session, client, actor=actor, starts_on=term_start, ends_on=term_end,
+                          seat_limit=seat_limit, commit=False)
     session.commit()
     return client, key
 

@@ -54,8 +54,21 @@ def last_term_before(session: Session, client_id: int, day: dt.date) -> LicenceT
 
 def add_term(session: Session, client: Client, *, actor: str, starts_on: dt.date, ends_on: dt.date,
              seat_limit: int | None, seat_window: str = "term", at_limit: str = "record",
-             after_expiry: str = "record") -> LicenceTerm:
-    """Add a term (audited, commits). Terms of one client never overlap."""
+             after_expiry: str = "record", commit: bool = True) -> LicenceTerm:
+    """Add a term (audited, commits unless told not to). Terms of one client never overlap."""
+    _check_term(session, client.id, starts_on, ends_on, seat_limit, seat_window, at_limit, after_expiry)
+    term = LicenceTerm(client_id=client.id, starts_on=starts_on, ends_on=ends_on, seat_limit=seat_limit,
+                       seat_window=seat_window, at_limit=at_limit, after_expiry=after_expiry)
+    session.add(term)
+    session.flush()
+    audit.record(session, actor, "licence.term_add", client.id, None, term.as_dict())
+    if commit:
+        session.commit()
+    return term
+
+
+def _check_term(session: Session, client_id: int, starts_on: dt.date, ends_on: dt.date, seat_limit: int | None,
+                seat_window: str, at_limit: str, after_expiry: str, ignore: int | None = None) -> None:
     if ends_on < starts_on:
         raise LicenceError("a term must end on or after the day it starts")
     if seat_limit is not None and seat_limit < 0:
@@ -64,17 +77,39 @@ def add_term(session: Session, client: Client, *, actor: str, starts_on: dt.date
         raise LicenceError(f"seats are counted per {', '.join(SEAT_WINDOWS)}")
     if at_limit not in AT_LIMIT or after_expiry not in AT_LIMIT:
         raise LicenceError(f"at the limit a client is set to {' or '.join(AT_LIMIT)}")
-    overlap = session.scalar(select(LicenceTerm).where(
-        LicenceTerm.client_id == client.id, LicenceTerm.starts_on <= ends_on, LicenceTerm.ends_on >= starts_on))
+    overlapping = select(LicenceTerm).where(
+        LicenceTerm.client_id == client_id, LicenceTerm.starts_on <= ends_on, LicenceTerm.ends_on >= starts_on)
+    if ignore is not None:
+        overlapping = overlapping.where(LicenceTerm.id != ignore)
+    overlap = session.scalar(overlapping.limit(1))
     if overlap is not None:
         raise LicenceError(f"this overlaps the term {overlap.starts_on} to {overlap.ends_on}")
-    term = LicenceTerm(client_id=client.id, starts_on=starts_on, ends_on=ends_on, seat_limit=seat_limit,
-                       seat_window=seat_window, at_limit=at_limit, after_expiry=after_expiry)
-    session.add(term)
-    session.flush()
-    audit.record(session, actor, "licence.term_add", client.id, None, term.as_dict())
+
+
+def update_term(session: Session, term: LicenceTerm, *, actor: str, starts_on: dt.date, ends_on: dt.date,
+                seat_limit: int | None, seat_window: str, at_limit: str, after_expiry: str) -> LicenceTerm:
+    """Change a term (audited, before and after; commits). Still never overlapping another term.
+
+    Alerts already sent for its windows stay sent (their dedupe keys name the term and window).
+    """
+    _check_term(session, term.client_id, starts_on, ends_on, seat_limit, seat_window, at_limit, after_expiry,
+                ignore=term.id)
+    before = term.as_dict()
+    term.starts_on, term.ends_on, term.seat_limit = starts_on, ends_on, seat_limit
+    term.seat_window, term.at_limit, term.after_expiry = seat_window, at_limit, after_expiry
+    after = term.as_dict()
+    if after != before:
+        audit.record(session, actor, "licence.term_update", term.client_id, before, after)
     session.commit()
     return term
+
+
+def remove_term(session: Session, term: LicenceTerm, *, actor: str) -> None:
+    """Delete a term (audited with what it was; commits). Counted usage is untouched: only the
+    limit, window and policy of those days go (they fall back to the calendar month, no limit)."""
+    audit.record(session, actor, "licence.term_remove", term.client_id, term.as_dict(), None)
+    session.delete(term)
+    session.commit()
 
 
 def _same_day_later(day: dt.date, years: int = 0, months: int = 0) -> dt.date:
@@ -133,6 +168,19 @@ def window_in_force(session: Session, client_id: int, day: dt.date) -> Window | 
     ``current_period`` of the product should return when a client has terms."""
     term = term_in_force(session, client_id, day)
     return seat_window(term, day) if term is not None else None
+
+
+def range_seat_window(session: Session, client_id: int, period: Window) -> tuple[LicenceTerm, Window] | None:
+    """The term and seat window a range of days is (from the window's first day to a day within it:
+    the window, or the window to date), or None. Only then are the range's unique learners its seats
+    used; any other range (before the term, across windows, a part) is no seat figure."""
+    term = term_in_force(session, client_id, period.start)
+    if term is None:
+        return None
+    window = seat_window(term, period.start)
+    if window.start == period.start and period.end <= window.end:
+        return term, window
+    return None
 
 
 # --- enforcement -------------------------------------------------------------------

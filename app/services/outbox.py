@@ -181,15 +181,18 @@ def _locked(session: Session, statement):
     return statement
 
 
-def _learner_data(session: Session, client: Client, facts: dict) -> dict:
-    course_id, learner_id = facts["course_id"], facts["learner_id"]
+def _learner_data(session: Session, client: Client, event: OutboxEvent) -> dict:
+    """The event's learner and course figures as they stood when its beacon was received (the
+    worker may fan out later, after more beacons: nine enrolments say 1 to 9, not 9 each)."""
+    course_id, learner_id = event.facts["course_id"], event.facts["learner_id"]
     learner = session.get(Learner, learner_id)
     course = session.get(Course, course_id)
-    mine = (Event.learner_id == learner_id, Event.course_id == course_id)
+    as_of = Event.received_at <= event.occurred_at
+    mine = (Event.learner_id == learner_id, Event.course_id == course_id, as_of)
     first_enrolled = session.scalar(select(func.min(Event.received_at)).where(*mine, Event.kind == "launch"))
     first_completed = session.scalar(select(func.min(Event.received_at))
                                      .where(*mine, Event.kind.in_(COMPLETION_KINDS)))
-    of_course = (Event.client_id == client.id, Event.course_id == course_id)
+    of_course = (Event.client_id == client.id, Event.course_id == course_id, as_of)
     enrolments = session.scalar(select(func.count(func.distinct(Event.learner_id)))
                                 .where(*of_course, Event.kind == "launch"))
     completions = session.scalar(select(func.count(func.distinct(Event.learner_id)))
@@ -213,10 +216,17 @@ def _alert_text(event: OutboxEvent, client: Client | None, data: dict) -> tuple[
     if event.type == "licence.threshold":
         at_limit = ("At the limit new learners of remote packages see a 'licence limit reached' page."
                     if facts.get("at_limit") == "block" else "Every launch is still recorded.")
-        return (f"{name} has used {facts['percent']} % of its seats",
-                f"{name} has {facts['used']} learners counted against a limit of {facts['limit']} seats "
-                f"({facts['percent']} % reached) for {facts['window_start']} to {facts['window_end']}.\n\n"
-                + at_limit)
+        used, limit, percent = facts["used"], facts["limit"], facts["percent"]
+        share = f"{used * 100 / limit:.0f} %" if limit else "all"
+        if percent >= 100:
+            subject = (f"{name} has reached its seat limit" if used <= limit else
+                       f"{name} is over its seat limit ({used} of {limit} seats)")
+        else:
+            subject = f"{name} has passed {percent} % of its seats"
+        return (subject,
+                f"{name} has {used} learner(s) counted against a limit of {limit} seat(s) for "
+                f"{facts['window_start']} to {facts['window_end']}: {share} of the seats, past the {percent} % "
+                "alert.\n\n" + at_limit)
     if event.type == "licence.forecast":
         return (f"{name} is likely to pass its seat limit",
                 f"{name} has {facts['used']} of {facts['limit']} seats counted so far.\n{facts['statement']}")
@@ -238,9 +248,17 @@ def _alert_text(event: OutboxEvent, client: Client | None, data: dict) -> tuple[
             "client's, add it to the client's allowed origins.")
 
 
-def _recipients(session: Session, client_id: int | None) -> list[str]:
-    staff = session.scalars(select(StaffUser.email).where(StaffUser.role == "csm", StaffUser.active.is_(True)))
-    contacts = licences.contacts(session, client_id) if client_id else []
+# Alerts a client's own contacts receive: its licence. A refused origin (a copied package, a leak)
+# and ID-scheme drift are the vendor's to act on, with links into the admin: staff only.
+CONTACT_ALERTS = frozenset({"licence.threshold", "licence.forecast", "licence.term_ending"})
+STAFF_ALERT_ROLES = ("admin", "csm")
+
+
+def _recipients(session: Session, event: OutboxEvent) -> list[str]:
+    staff = session.scalars(select(StaffUser.email).where(StaffUser.role.in_(STAFF_ALERT_ROLES),
+                                                          StaffUser.active.is_(True)))
+    contacts = (licences.contacts(session, event.client_id)
+                if event.client_id and event.type in CONTACT_ALERTS else [])
     return sorted(set(staff) | set(contacts))
 
 
@@ -257,7 +275,7 @@ def fan_out(session: Session, now: dt.datetime, limit: int = 200) -> set[int]:
     for event in events:
         client = session.get(Client, event.client_id) if event.client_id else None
         if event.type.startswith("learner."):
-            data = _learner_data(session, client, event.facts) if client else {}
+            data = _learner_data(session, client, event) if client else {}
             if client:
                 touched.add(client.id)
         else:
@@ -272,7 +290,7 @@ def fan_out(session: Session, now: dt.datetime, limit: int = 200) -> set[int]:
                                            created_at=now))
         if event.type in EMAIL_TYPES:
             subject, text = _alert_text(event, client, data)
-            for address in _recipients(session, event.client_id):
+            for address in _recipients(session, event):
                 session.add(OutboxDelivery(event_id=event.id, channel="email", target=address, subject=subject,
                                            body=text, next_attempt_at=now, created_at=now))
         event.fanned_out_at = now
@@ -301,10 +319,12 @@ def check_licences(session: Session, client_ids, today: dt.date, now: dt.datetim
             span = {"term_id": term.id, "window_start": window.start.isoformat(),
                     "window_end": window.end.isoformat(), "used": used, "limit": term.seat_limit,
                     "at_limit": term.at_limit}
-            for percent in THRESHOLDS:
-                if used >= math.ceil(term.seat_limit * percent / 100):
-                    enqueue(session, "licence.threshold", client_id, {**span, "percent": percent}, now,
-                            f"threshold:{term.id}:{window.start.isoformat()}:{percent}")
+            crossed = [p for p in THRESHOLDS if used >= math.ceil(term.seat_limit * p / 100)]
+            # One message per crossing: the highest threshold reached, and only when it is above
+            # every one already sent for this window (0 to 130 % at once is one "100 %" mail).
+            if crossed and crossed[-1] > _threshold_sent(session, term.id, window.start):
+                enqueue(session, "licence.threshold", client_id, {**span, "percent": crossed[-1]}, now,
+                        f"{_threshold_key(term.id, window.start)}{crossed[-1]}")
             if used < term.seat_limit and (today - window.start).days >= 6:
                 outlook = licences.term_forecast(session, client_id, term, today)
                 if outlook.over_limit:
@@ -313,6 +333,17 @@ def check_licences(session: Session, client_ids, today: dt.date, now: dt.datetim
                              "statement": outlook.statement},
                             now, f"forecast:{term.id}:{window.start.isoformat()}")
         session.commit()
+
+
+def _threshold_key(term_id: int, window_start: dt.date) -> str:
+    return f"threshold:{term_id}:{window_start.isoformat()}:"
+
+
+def _threshold_sent(session: Session, term_id: int, window_start: dt.date) -> int:
+    """The highest seat threshold already raised for this term's window (0: none)."""
+    prefix = _threshold_key(term_id, window_start)
+    keys = session.scalars(select(OutboxEvent.dedupe_key).where(OutboxEvent.dedupe_key.startswith(prefix)))
+    return max((int(key[len(prefix):]) for key in keys), default=0)
 
 
 def clients_with_terms(session: Session, today: dt.date) -> set[int]:

@@ -59,23 +59,16 @@ def current_period(client, today: dt.date) -> Period:
     """The period a client's seat limit and invoice apply to on ``today``.
 
     The seat window of the licence term in force (the term, or its calendar
-    month or year: ``services/licences.py``); else the client's licence
-    period when it has both ends and contains today; otherwise
-    (no licence dates, an open-ended licence, a licence ended or not begun)
-    the calendar month of today. Whole periods: callers that must not show the
-    future use ``Period.to_date``.
+    month or year: ``services/licences.py``); without a term in force, the
+    calendar month of today. Terms are the only home of a licence period.
+    Whole periods: callers that must not show the future use ``Period.to_date``.
     """
     window = _licence_window(client, today)
-    if window is not None:
-        return window
-    start, end = client.licence_start, client.licence_end
-    if start and end and start <= today <= end:
-        return Period(start, end)
-    return month_of(today)
+    return window if window is not None else month_of(today)
 
 
 def _licence_window(client, today: dt.date) -> Period | None:
-    """The seat window of the client's licence term in force (issue 12), when it has terms."""
+    """The seat window of the client's licence term in force (issue 12), when it has one."""
     from sqlalchemy.orm import object_session
     from sqlalchemy.orm.exc import UnmappedInstanceError
 
@@ -83,7 +76,7 @@ def _licence_window(client, today: dt.date) -> Period | None:
 
     try:
         session = object_session(client)
-    except UnmappedInstanceError:  # a plain object with licence dates (tests, snapshots)
+    except UnmappedInstanceError:  # a plain object (tests, snapshots): no terms
         return None
     if session is None:
         return None

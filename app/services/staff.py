@@ -233,6 +233,7 @@ def end_session(session: Session, token: str) -> None:
 TOKEN_DAYS = 90
 MAX_TOKEN_DAYS = 730
 TOKEN_PREFIX_LENGTH = 11   # "tk_" and 8 characters
+TOKEN_LABEL_LENGTH = 100   # ApiToken.label
 
 
 def create_token(session: Session, user: StaffUser, *, actor: str, label: str | None = None,
@@ -240,6 +241,10 @@ def create_token(session: Session, user: StaffUser, *, actor: str, label: str | 
     """A bearer token for the JSON API that expires after ``days``, shown once. Commits."""
     if not 1 <= days <= MAX_TOKEN_DAYS:
         raise StaffError(f"a token lasts 1 to {MAX_TOKEN_DAYS} days")
+    if label is not None and len(label) > TOKEN_LABEL_LENGTH:
+        raise StaffError(f"a token's name has at most {TOKEN_LABEL_LENGTH} characters")
+    if not user.active:
+        raise StaffError(f"{user.email} is inactive: a token of theirs would never work")
     token = "tk_" + secrets.token_urlsafe(32)
     expires = utcnow() + dt.timedelta(days=days)
     session.add(ApiToken(token_hash=hash_secret_token(token), staff_user_id=user.id, label=label,
@@ -251,9 +256,12 @@ def create_token(session: Session, user: StaffUser, *, actor: str, label: str | 
     return token
 
 
-def all_tokens(session: Session) -> list[ApiToken]:
-    """Every API token, newest first (revoked and expired ones too, so the list tells the story)."""
-    return list(session.scalars(select(ApiToken).order_by(ApiToken.created_at.desc(), ApiToken.id.desc())))
+def all_tokens(session: Session, owner: StaffUser | None = None) -> list[ApiToken]:
+    """Every API token (or ``owner``'s), newest first (revoked and expired ones too, so the list tells the story)."""
+    query = select(ApiToken).order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
+    if owner is not None:
+        query = query.where(ApiToken.staff_user_id == owner.id)
+    return list(session.scalars(query))
 
 
 def find_token(session: Session, token_id: int) -> ApiToken | None:

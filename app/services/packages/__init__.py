@@ -15,7 +15,8 @@ One module per idea:
 - ``xapi_manifest``: reading cmi5 and Tin Can course structures;
 - ``tracker``: the tracker configured and added to launch pages;
 - ``deployed``: the deployed (and untracked) zip;
-- ``remote``: the thin zip, publishing to the content store;
+- ``remote``: the thin zip (a remote cmi5 package: its own cmi5.xml, AU urls on the content
+  origin), publishing to the content store;
 - ``remote_scan``: what in a course will not work as a remote package (build warnings);
 - ``build``: the use cases (build, republish) that the CLI and admin call.
 """
@@ -40,6 +41,7 @@ from .remote import (
                     REMOTE_API_FILE,
                     REMOTE_LAUNCHER_FILES,
                     RESERVED_FILES,
+                    au_pages,
                     check_content_url,
                     launch_url,
                     origin_of,
@@ -63,7 +65,7 @@ from .zipsafety import JUNK, MAX_CONTENT_BYTES, MAX_FILES, Content, safe_member_
 
 __all__ = [
     "BEACON_PATH", "CONFIG_MARK", "JUNK", "MAX_CONTENT_BYTES", "MAX_FILES", "MODES", "PACKAGE_SOURCE",
-    "PLAYER_FILE", "PLAYER_LAYOUT", "player_page", "player_url", "talks_scorm",
+    "PLAYER_FILE", "PLAYER_LAYOUT", "au_pages", "player_page", "player_url", "talks_scorm",
     "REMOTE_API_FILE", "REMOTE_LAUNCHER_FILES", "RESERVED_FILES", "SCORM_VERSIONS", "TRACKER_FILE", "BuiltPackage",
     "Content", "PackageError", "StorageError", "Sco", "build_package", "check_content_url", "check_server_url",
     "configured_tracker", "inject_tracker", "launch_url", "origin_of", "package_bytes", "package_file", "read_manifest",

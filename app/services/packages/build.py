@@ -32,7 +32,7 @@ from .errors import PackageError, storing
 from .manifest import Sco, read_manifest, read_scos
 from .source import placeholder
 from .tracker import BEACON_PATH, configured_tracker, talks_scorm
-from .xapi_manifest import STANDARD_FILES, STANDARD_NAMES, read_standard
+from .xapi_manifest import CMI5_FILE, STANDARD_FILES, STANDARD_NAMES, format_name, read_standard
 from .zipsafety import Content, open_content
 
 SCORM_VERSIONS = ("1.2", "2004")
@@ -165,6 +165,19 @@ def _scos(course: Content, title: str) -> tuple[list[Sco], list[str]]:
     return scos, notes
 
 
+def _remote_units(course: Content, title: str) -> tuple[list[Sco], list[str] | None, list[str]]:
+    """What a remote package launches: (its SCO items or cmi5 AUs, the AUs' IDs or None for SCORM, warnings).
+
+    A cmi5 AU is opened by the LMS itself, top-level or in its own frame, as it would be deployed:
+    the warnings about the SCORM player's frames do not apply to it.
+    """
+    if course.standard == "cmi5":
+        units = read_standard("cmi5", course.read(CMI5_FILE))
+        return [Sco(title=u.title or title, launch=u.launch, query=u.query) for u in units], [u.id for u in units], []
+    scos, notes = _scos(course, title)
+    return scos, None, remote_scan.remote_warnings(course, notes, scos)
+
+
 def _remote_settings(content_url, store, server_url):
     from flask import current_app
 
@@ -213,9 +226,13 @@ def build_package(session: Session, *, client: Client, course_title: str, scorm_
 
     with _use_case(session) as opened:
         course, launches, scorm_version = _course(content, title, scorm_version, tracked, opened)
-        if mode == "remote" and course.standard is not None:
-            raise PackageError(f"a remote {STANDARD_NAMES[course.standard]} package cannot be built yet; build it "
-                               "deployed")
+        if mode == "remote" and course.standard == "tincan":
+            raise PackageError("a remote xAPI (Tin Can) package cannot be built: Tin Can defines no absolute "
+                               "launch URL an LMS must open, so the course must travel in the package; build "
+                               "it deployed (or export the course as cmi5 for a remote package)")
+        if mode == "remote" and course.standard == "cmi5" and client.sealed:
+            raise PackageError("a sealed client cannot get a remote cmi5 package: its LMS would send the learner's "
+                               "plain ID to this server in the launch URL; build it deployed")
         issue = PackageIssue(package_id=uuid.uuid4(), client_id=client.id, course_title=title,
                              scorm_version=scorm_version, mode=mode if tracked else "untracked",
                              issued_by=issued_by)
@@ -223,16 +240,20 @@ def build_package(session: Session, *, client: Client, course_title: str, scorm_
         key = client_service.add_key(client) if tracked else None
         warnings: list[str] = []
         if mode == "remote":
-            scos, notes = _scos(course, title)
-            warnings = remote_scan.remote_warnings(course, notes, scos)
+            scos, activities, warnings = _remote_units(course, title)
+            structure = (remote.remote_cmi5_structure(course.read(CMI5_FILE), issue.package_id, content_url)
+                         if activities is not None else None)
             with storing("the course to the content store"):
-                version, size = remote.publish(store, course, scos, issue.package_id)
+                version, size = remote.publish(store, course, scos, issue.package_id, activities)
             session.flush()
             session.add(RemoteContent(package_id=issue.package_id, launch_file=scos[0].launch, beacon_key=key,
                                       content_version=version, content_bytes=size, sco_count=len(scos)))
             with storing("the package file"):
-                remote.write_remote_zip(out, title, scorm_version, issue.package_id, content_url, scos,
-                                        sealed=client.sealed)
+                if structure is not None:
+                    remote.write_remote_cmi5_zip(out, structure)
+                else:
+                    remote.write_remote_zip(out, title, scorm_version, issue.package_id, content_url, scos,
+                                            sealed=client.sealed)
             launches = [sco.href for sco in scos]
         else:
             with storing("the package file"):
@@ -277,16 +298,21 @@ def republish(session: Session, *, package_id: uuid.UUID, content: str | Path | 
         from flask import current_app
 
         store = current_app.extensions["content_store"]
+    cmi5 = issue.scorm_version == "cmi5"
     with _use_case(session) as opened:
-        course, _launches, _format = _course(content, issue.course_title, issue.scorm_version, True, opened)
-        scos, notes = _scos(course, issue.course_title)
+        course, _launches, found = _course(content, issue.course_title, None if cmi5 else issue.scorm_version,
+                                           True, opened)
+        if cmi5 and found != "cmi5":
+            raise PackageError(f"the package on the LMS is a cmi5 package and the new content is "
+                               f"{format_name(found)}: republish a cmi5 export")
+        scos, activities, warnings = _remote_units(course, issue.course_title)
         if len(scos) != row.sco_count:
-            raise PackageError(f"the package on the LMS has {row.sco_count} SCO item(s) and the new content "
+            items = "AU(s)" if cmi5 else "SCO item(s)"
+            raise PackageError(f"the package on the LMS has {row.sco_count} {items} and the new content "
                                f"has {len(scos)}: build a new remote package for it instead")
-        warnings = remote_scan.remote_warnings(course, notes, scos)
         before = {"version": row.content_version, "launch_file": row.launch_file, "bytes": row.content_bytes}
         with storing("the course to the content store"):
-            version, size = remote.publish(store, course, scos, package_id)
+            version, size = remote.publish(store, course, scos, package_id, activities)
         row.content_version, row.content_bytes, row.launch_file = version, size, scos[0].launch
         row.updated_at = utcnow()
         audit.record(session, actor, "package.republish", issue.client_id, before, {

@@ -35,6 +35,7 @@ from .manifest import ITEM_SETTINGS, Sco, ids
 from .sealing import SEAL_MARK, with_seal_library
 from .source import PACKAGE_SOURCE, templates
 from .tracker import TRACKER_FILE, talks_scorm
+from .xapi_manifest import CMI5_FILE, absolute_cmi5, read_cmi5
 from .zipsafety import Content
 
 REMOTE_API_FILE = "scorm-remote-api.js"
@@ -110,15 +111,25 @@ def check_scos(course: Content, scos: list[Sco]) -> None:
             raise PackageError(f"launch file {sco.launch!r} is not an HTML page the relay can be added to")
 
 
-def publish(store, course: Content, scos: list[Sco], package_id: uuid.UUID) -> tuple[str, int]:
-    """Store the course, unchanged, as a new version; (version name, bytes of course files)."""
+def publish(store, course: Content, scos: list[Sco], package_id: uuid.UUID,
+            activities: list[str] | None = None) -> tuple[str, int]:
+    """Store the course, unchanged, as a new version; (version name, bytes of course files).
+
+    ``activities``: a cmi5 course's AU IDs, in the order of ``scos`` (its AUs). Such a version has
+    no player: the LMS opens its AUs' pages directly (``launch/<n>`` sends the LMS's launch
+    parameters on to them) and the content origin adds the tracker to those pages as it serves them.
+    """
 
     def opener(name):
         return lambda: course.open(name)
 
     names = list(course.files)
-    index = {"package": str(package_id), "layout": PLAYER_LAYOUT, "self_open": not talks_scorm(course),
-             "scos": [{"title": s.title, "href": s.href} for s in scos]}
+    scos_index = [{"title": s.title, "href": s.href} for s in scos]
+    if activities is not None:
+        index = {"package": str(package_id), "standard": "cmi5", "activities": activities, "scos": scos_index}
+    else:
+        index = {"package": str(package_id), "layout": PLAYER_LAYOUT, "self_open": not talks_scorm(course),
+                 "scos": scos_index}
     version = store.put_version(index, ((name, opener(name)) for name in names))
     size = sum(entry["size"] for entry in store.read_version(version)["files"].values())
     return version, size
@@ -153,3 +164,27 @@ def write_remote_zip(out, title: str, scorm_version: str, package_id: uuid.UUID,
         archive.writestr("index.html", templates.get_template("remote/index.html").render(title=title))
         archive.writestr("remote-launcher.js", launcher.replace(LAUNCHER_MARK, config, 1))
         archive.writestr("remote-launcher.css", (folder / "remote-launcher.css").read_bytes())
+
+
+def au_pages(index: dict) -> set[str]:
+    """The AU launch pages of a cmi5 version (served with the tracker added); empty for SCORM."""
+    if index.get("standard") != "cmi5":
+        return set()
+    return {sco["href"].partition("?")[0] for sco in index["scos"]}
+
+
+def remote_cmi5_structure(structure: bytes, package_id: uuid.UUID, content_url: str) -> bytes:
+    """The tool's own cmi5.xml with each AU's url on the content origin (``launch/<n>``); checked before
+    anything is published (PackageError)."""
+    count = len(read_cmi5(structure))
+    return absolute_cmi5(structure, [launch_url(content_url, package_id, n) for n in range(count)])
+
+
+def write_remote_cmi5_zip(out, structure: bytes) -> None:
+    """The remote cmi5 package: that course structure alone (``remote_cmi5_structure``).
+
+    The LMS launches ``CONTENT_URL/<package>/launch/<n>`` with its own launch parameters; no
+    launcher, no relay: the AU talks to the LMS's LRS itself.
+    """
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(CMI5_FILE, structure)

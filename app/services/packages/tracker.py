@@ -31,7 +31,7 @@ def tracker_source() -> str:
 
 def configured_tracker(*, beacon_url: str, key: str, course: str, package_id: uuid.UUID, scorm_version: str,
                        self_open: bool = False, sealed: str | None = None, grant: str | None = None,
-                       activities: list[str] | None = None) -> bytes:
+                       activities: list[str] | None = None, remote: bool = False) -> bytes:
     """The tracker for one package. ``self_open``: the content has no SCORM calls (see ``talks_scorm``).
 
     ``sealed``: None for a client whose packages are not sealed; "package" for a sealed client's
@@ -41,6 +41,7 @@ def configured_tracker(*, beacon_url: str, key: str, course: str, package_id: uu
     ``grant``: the seat grant a remote launch came with, sent with every beacon.
     ``scorm_version`` "cmi5" or "tincan" puts the tracker in its xAPI mode; ``activities`` are then
     the package's launchable activity IDs (used when a launch names none).
+    ``remote``: served from the content origin; a cmi5 AU there names its LMS by the page's referrer.
     """
     source = tracker_source()
     if CONFIG_MARK not in source or SEAL_MARK not in source:
@@ -51,6 +52,8 @@ def configured_tracker(*, beacon_url: str, key: str, course: str, package_id: uu
         settings["grant"] = grant
     if activities is not None:
         settings["activities"] = activities
+    if remote and activities is not None:
+        settings["remote"] = True
     source = source.replace(CONFIG_MARK, json.dumps(settings, ensure_ascii=True), 1)
     if sealed != "package":
         source = source.replace(SEAL_MARK, "null", 1)

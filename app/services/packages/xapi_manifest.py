@@ -12,9 +12,11 @@ get the tracker.
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 from xml.etree import ElementTree
+from xml.sax.saxutils import escape
 
 from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as defused
@@ -157,3 +159,35 @@ def read_tincan(data: bytes) -> list[LaunchUnit]:
 
 def read_standard(standard: str, data: bytes) -> list[LaunchUnit]:
     return read_cmi5(data) if standard == "cmi5" else read_tincan(data)
+
+
+# An AU's <url> element, with or without a namespace prefix, in the bytes of a UTF-8 (or ASCII) cmi5.xml.
+_URL_ELEMENT = re.compile(rb"<((?:[A-Za-z_][\w.-]*:)?url)(\s[^>]*)?>(.*?)</\1\s*>", re.DOTALL)
+
+
+def absolute_cmi5(data: bytes, urls: list[str]) -> bytes:
+    """The tool's own cmi5.xml with the n-th AU's ``url`` replaced by ``urls[n]``, every other byte kept.
+
+    For a remote package (cmi5 allows an absolute AU url). The course structure must be UTF-8 and
+    hold one ``<url>`` per AU (the cmi5 schema has ``url`` in AUs only); otherwise PackageError.
+    """
+    units = read_cmi5(data)
+    if len(units) != len(urls):
+        raise ValueError("one URL per AU")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PackageError("cmi5.xml is not UTF-8: save it as UTF-8 to build a remote package") from None
+    found = list(_URL_ELEMENT.finditer(data))
+    if len(found) != len(units):
+        raise PackageError("cmi5.xml: its <url> elements could not be matched one to one with its AUs; export "
+                           "the course again")
+    out, at = [], 0
+    for match, url in zip(found, urls, strict=True):
+        out += [data[at:match.start(3)], escape(url).encode("utf-8")]
+        at = match.end(3)
+    out.append(data[at:])
+    rewritten = b"".join(out)
+    if [unit.url for unit in read_cmi5(rewritten)] != urls:  # what the LMS will read is what was meant
+        raise PackageError("cmi5.xml: its AU urls could not be rewritten; export the course again")
+    return rewritten
