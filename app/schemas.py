@@ -56,6 +56,16 @@ class CourseTitle(_Normalised):
     normaliser = staticmethod(normalise_course_title)
 
 
+class CourseFilter(CourseTitle):
+    """The billing faces' ``course=``: a course title, normalised as ingest stores it; empty means
+    every course (a form's "All courses")."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and not value.strip():
+            return None
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class BeaconSchema(Schema):
     """A beacon sent by a SCORM package when a learner opens it."""
 
@@ -101,6 +111,9 @@ class UsageQuerySchema(Schema):
     from_ = fields.Date(data_key="from", required=True, metadata={"description": "First day, inclusive (UTC)."})
     to = fields.Date(required=True, metadata={"description": "Last day, inclusive (UTC); the range may span "
                                                             "at most 1096 days."})
+    course = CourseFilter(load_default=None, metadata={
+        "description": "Only this course (its title as the package reports it); a title the client has "
+                       "no course of is a 400. Seat figures stay the client's."})
 
 
 class UsageDaySchema(Schema):
@@ -151,16 +164,45 @@ class RangeSeatsSchema(SeatsSchema):
     window_end = fields.Date(required=True, metadata={"description": "Inclusive."})
 
 
+class OriginUsageSchema(Schema):
+    lms_host = fields.String(required=True, allow_none=True, metadata={
+        "description": "The LMS host the beacons came from (their Origin); null when the browser sent none."})
+    unique_users = fields.Integer(required=True, metadata={"description": "Distinct learners from this origin."})
+    launches = fields.Integer(required=True)
+
+
+class PackageIssuedSchema(Schema):
+    course = fields.String(required=True)
+    scorm_version = fields.String(required=True)
+    mode = fields.String(required=True, metadata={"description": "`deployed`, `remote` or `untracked`."})
+    issued_at = fields.DateTime(required=True)
+
+
+class PackageUsageSchema(Schema):
+    package = fields.String(required=True, allow_none=True, metadata={
+        "description": "The package ID the beacons carried; null for beacons without one (older packages)."})
+    unique_users = fields.Integer(required=True, metadata={"description": "Distinct learners of this package."})
+    launches = fields.Integer(required=True)
+    issued = fields.Nested(PackageIssuedSchema, required=True, allow_none=True, metadata={
+        "description": "The package this server issued to the client under that ID; null if none."})
+
+
 class UsageSchema(Schema):
     client = fields.String(required=True, metadata={"description": "The client's slug."})
     from_ = fields.Date(data_key="from", required=True)
     to = fields.Date(required=True)
+    course = fields.String(required=True, allow_none=True, metadata={
+        "description": "The course asked for with `course=`; null for every course."})
     unique_users = fields.Integer(
         required=True, metadata={"description": "Distinct learners over the range (not a sum of days)."})
     launches = fields.Integer(required=True)
     completers = fields.Integer(required=True, metadata={
         "description": "Distinct learners with a `completed` or `passed` beacon in the range (any course)."})
     courses = fields.List(fields.Nested(UsageCourseSchema), required=True)
+    origins = fields.List(fields.Nested(OriginUsageSchema), required=True, metadata={
+        "description": "Per LMS origin, most learners first: a learner from two origins counts in each."})
+    packages = fields.List(fields.Nested(PackageUsageSchema), required=True, metadata={
+        "description": "Per package ID, most learners first: a learner of two packages counts in each."})
     seats = fields.Nested(RangeSeatsSchema, required=True, allow_none=True, metadata={
         "description": "The seat figures of the licence seat window that holds the whole range; null when no "
                        "term is in force or the range spans more than one seat window."})

@@ -72,7 +72,8 @@ def test_openapi_describes_the_contract(spec):
     assert set(usage["responses"]) >= {"200", "400", "401", "404"}
     assert usage["security"] == [{"bearer": []}]
     query = {p["name"]: p for p in usage["parameters"] if p["in"] == "query"}
-    assert set(query) == {"from", "to"} and all(p["required"] for p in query.values())
+    assert set(query) == {"from", "to", "course"} and query["from"]["required"] and query["to"]["required"]
+    assert not query["course"].get("required") and query["course"]["schema"]["type"] == "string"
     clients = spec["paths"]["/api/v1/clients"]["get"]
     assert set(clients["responses"]) >= {"200", "400", "401"} and clients["security"] == [{"bearer": []}]
     assert [p["name"] for p in clients["parameters"] if p["in"] == "query"] == ["on"]
@@ -90,8 +91,8 @@ def test_openapi_schemas_are_made_from_the_marshmallow_schemas(spec):
     assert all(beacon["properties"][name]["type"] == "string" for name in ("key", "course", "student_id", "package"))
 
     usage = schemas["Usage"]
-    assert set(usage["properties"]) == {"client", "from", "to", "unique_users", "launches", "completers", "courses",
-                                        "seats", "held_back"}
+    assert set(usage["properties"]) == {"client", "from", "to", "course", "unique_users", "launches", "completers",
+                                        "courses", "origins", "packages", "seats", "held_back"}
     assert {f.data_key or name for name, f in UsageSchema().fields.items()} == set(usage["properties"])
     course = schemas[usage["properties"]["courses"]["items"]["$ref"].rsplit("/", 1)[-1]]
     assert set(course["properties"]) == {"course", "unique_users", "launches", "completers", "days"}

@@ -60,7 +60,7 @@ def test_shape_and_figures_exactly_as_the_contract(client, make_staff, acme):
     response = client.get(usage_url(acme.slug), headers=bearer(token))
     assert response.status_code == 200
     assert response.json == {
-        "client": "acme-corp", "from": "2026-03-01", "to": "2026-03-31",
+        "client": "acme-corp", "from": "2026-03-01", "to": "2026-03-31", "course": None,
         "unique_users": 3, "launches": 6, "completers": 1,
         "courses": [
             {"course": "Anti-Bribery", "unique_users": 2, "launches": 2, "completers": 1, "days": [
@@ -72,6 +72,9 @@ def test_shape_and_figures_exactly_as_the_contract(client, make_staff, acme):
                 {"date": "2026-03-02", "unique_users": 1, "launches": 1},
             ]},
         ],
+        # The test client sends no Origin and these beacons no package ID.
+        "origins": [{"lms_host": None, "unique_users": 3, "launches": 6}],
+        "packages": [{"package": None, "unique_users": 3, "launches": 6, "issued": None}],
         "seats": None,
         "held_back": {"beacons": 0, "launches": 0, "reasons": []},
     }
@@ -88,8 +91,9 @@ def test_boundaries_are_inclusive_utc_days(client, make_staff, acme):
     everything = client.get(usage_url(acme.slug, "2026-01-01", "2026-12-31"), headers=bearer(token)).json
     assert (everything["unique_users"], everything["launches"]) == (5, 8)
     empty = client.get(usage_url(acme.slug, "2025-01-01", "2025-12-31"), headers=bearer(token)).json
-    assert empty == {"client": "acme-corp", "from": "2025-01-01", "to": "2025-12-31",
-                     "unique_users": 0, "launches": 0, "completers": 0, "courses": [], "seats": None,
+    assert empty == {"client": "acme-corp", "from": "2025-01-01", "to": "2025-12-31", "course": None,
+                     "unique_users": 0, "launches": 0, "completers": 0, "courses": [], "origins": [],
+                     "packages": [], "seats": None,
                      "held_back": {"beacons": 0, "launches": 0, "reasons": []}}
 
 

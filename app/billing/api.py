@@ -14,7 +14,7 @@ from ..extensions import db
 from ..models import Client
 from ..schemas import ClientListSchema, ClientsQuerySchema, UsageQuerySchema, UsageSchema
 from ..services import periods
-from ..services.billing import ClientOverview, overview, usage_report
+from ..services.billing import ClientOverview, find_course, overview, usage_report
 
 bp = Blueprint("billing_api", __name__, url_prefix="/api/v1")
 
@@ -86,7 +86,13 @@ def usage(slug: str):
         period = periods.checked_range(args["from_"], args["to"])
     except periods.RangeError as exc:
         return _invalid(f"{exc}; use from=YYYY-MM-DD&to=YYYY-MM-DD", {exc.field: [str(exc)]})
-    report = usage_report(db.session, client, period.start, period.end)
+    course = None
+    if args["course"] is not None:
+        course = find_course(db.session, client.id, args["course"])
+        if course is None:
+            return _invalid("this client has no course with that title (as the package reports it)",
+                            {"course": ["Unknown course for this client."]})
+    report = usage_report(db.session, client, period.start, period.end, course)
     return jsonify(_usage.dump(report))
 
 

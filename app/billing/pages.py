@@ -14,7 +14,7 @@ from marshmallow import ValidationError
 
 from ..auth import bearer_user, token_refused
 from ..extensions import db, login_manager
-from ..models import Client
+from ..models import Client, Course
 from ..services import billing, held_back, licences, periods
 from ..services.anonymisation import short_reference
 from ..services.periods import Period
@@ -55,7 +55,7 @@ def _range_limits() -> dict:
 
 
 # Pages that answer a bearer token (Authorization: Bearer) as well as a signed-in user.
-TOKEN_ENDPOINTS = ("billing_pages.overview_csv",)
+TOKEN_ENDPOINTS = ("billing_pages.overview_csv", "billing_pages.usage_csv", "billing_pages.learners_csv")
 
 
 @bp.before_request
@@ -87,13 +87,14 @@ def _load(schema, args) -> dict:
         abort(400, description=f"Bad query ({_problems(exc)}). Dates are YYYY-MM-DD.")
 
 
-def _range(client: Client, args) -> Period:
-    """The range a CSV answers; a bad one is a 400 with the reason."""
+def _range(client: Client, args) -> tuple[Period, Course | None]:
+    """The range and course a CSV answers; a bad one is a 400 with the reason."""
     query = _load(_range_query, args)
     try:
-        return periods.requested_range(client, query["from_"], query["to"], periods.today_utc())
+        period = periods.requested_range(client, query["from_"], query["to"], periods.today_utc())
     except periods.RangeError as exc:
         abort(400, description=f"{exc}. Dates are YYYY-MM-DD.")
+    return period, _course(client, query)
 
 
 def _page_range(client: Client, schema, args) -> tuple[dict, Period, str | None]:
@@ -107,9 +108,32 @@ def _page_range(client: Client, schema, args) -> tuple[dict, Period, str | None]
     except periods.RangeError as exc:
         error = f"Not shown: {exc} (dates are YYYY-MM-DD). Showing the default range instead."
     rest = args.copy()
-    rest.poplist("from")
-    rest.poplist("to")
+    for name in ("from", "to", "course"):
+        rest.poplist(name)
     return _load(schema, rest), periods.requested_range(client, None, None, today), error
+
+
+UNKNOWN_COURSE = "this client has no course with that title (titles as the package reports them)"
+
+
+def _course(client: Client, query: dict) -> Course | None:
+    """The course a CSV is filtered to (None: every course); 400 when the client has none of that title."""
+    if query["course"] is None:
+        return None
+    course = billing.find_course(db.session, client.id, query["course"])
+    if course is None:
+        abort(400, description=f"Bad query (course: {UNKNOWN_COURSE}).")
+    return course
+
+
+def _page_course(client: Client, query: dict, error: str | None) -> tuple[Course | None, str | None]:
+    """(course, error) for a page: an unknown course shows every course, with the reason by the form."""
+    if query["course"] is None:
+        return None, error
+    course = billing.find_course(db.session, client.id, query["course"])
+    if course is None:
+        return None, error or f"Not shown: {UNKNOWN_COURSE}. Showing every course instead."
+    return course, error
 
 
 def _presets(client: Client, today) -> list[tuple[str, Period]]:
@@ -129,8 +153,10 @@ def _licence_period(client: Client, today) -> bool:
     return periods.current_period(client, today) != periods.month_of(today)
 
 
-def _filename(client: Client, what: str, period: Period) -> str:
-    return f"{client.slug}-{what}-{period.start.isoformat()}-{period.end.isoformat()}.csv"
+def _filename(client: Client, what: str, period: Period, course: Course | None = None) -> str:
+    # A filtered CSV says so in its name (the course's row id: a title may hold any character).
+    which = "" if course is None else f"-course{course.id}"
+    return f"{client.slug}-{what}{which}-{period.start.isoformat()}-{period.end.isoformat()}.csv"
 
 
 @bp.get("/")
@@ -185,15 +211,19 @@ def _percent(ratio: float | None) -> str:
 @bp.get("/<slug>")
 def client_usage(slug: str):
     client = visible_client(current_user, slug)
-    _, period, error = _page_range(client, _range_query, request.args)
+    query, period, error = _page_range(client, _range_query, request.args)
+    course, error = _page_course(client, query, error)
     session, start, end = db.session, period.start, period.end
+    course_id = None if course is None else course.id
     today = periods.today_utc()
-    users = billing.unique_users(session, client.id, start, end)
+    users = billing.unique_users(session, client.id, start, end, course_id)
+    # Seats are the client's whatever the course filter: a seat is a learner of any course.
+    seats_used = users if course is None else billing.unique_users(session, client.id, start, end)
     unit = periods.chart_unit(period)
     parts = periods.slices(period, unit)
-    totals = (billing.daily_totals(session, client.id, start, end) if unit == "day"
-              else billing.slice_totals(session, client.id, parts))
-    cells = billing.course_days(session, client.id, start, end)
+    totals = (billing.daily_totals(session, client.id, start, end, course_id) if unit == "day"
+              else billing.slice_totals(session, client.id, parts, course_id))
+    cells = billing.course_days(session, client.id, start, end, course_id)
     course_days = {(row.day, row.course): row for row in cells}
     usage_days = sorted({row.day for row in cells})
     # Seats only for a range that is a seat window (to date): "Last 90 days" or a month before
@@ -206,43 +236,49 @@ def client_usage(slug: str):
         form_values=request.args if error else None,
         default_period=periods.requested_range(client, None, None, today),
         licence_period=_licence_period(client, today),
-        unique_users=users, launches=billing.launches(session, client.id, start, end),
-        completers=billing.completers(session, client.id, start, end),
-        courses=billing.course_totals(session, client.id, start, end), course_days=course_days, usage_days=usage_days,
-        chart=usage_chart(totals, parts, unit, today), has_usage=bool(totals),
-        seat_limit=limit, seat_use=(users / limit) if limit else None,
+        course=course, all_courses=billing.client_courses(session, client.id),
+        unique_users=users, launches=billing.launches(session, client.id, start, end, course_id),
+        completers=billing.completers(session, client.id, start, end, course_id),
+        courses=billing.course_totals(session, client.id, start, end, course_id), course_days=course_days,
+        origins=billing.origin_usage(session, client.id, start, end, course_id),
+        packages=billing.package_usage(session, client.id, start, end, course_id),
+        usage_days=usage_days, chart=usage_chart(totals, parts, unit, today), has_usage=bool(totals),
+        seat_limit=limit, seats_used=seats_used, seat_use=(seats_used / limit) if limit else None,
         seat_window=seats_of[1] if seats_of else None, term_today=term_today,
         window_today=licences.seat_window(term_today, today) if term_today else None,
         milestones=billing.milestones(session, client.id),
-        held_back=held_back.figures(session, client.id, start, end),
+        held_back=held_back.figures(session, client.id, start, end, course_id=course_id),
     ), 400 if error else 200
 
 
 @bp.get("/<slug>/usage.csv")
 def usage_csv(slug: str):
-    client = visible_client(current_user, slug)
-    period = _range(client, request.args)
+    client = visible_client(_viewer(), slug)
+    period, course = _range(client, request.args)
     session, start, end = db.session, period.start, period.end
+    course_id = None if course is None else course.id
     rows = [[row.day, row.course, row.unique_users, row.launches]
-            for row in billing.course_days(session, client.id, start, end)]
+            for row in billing.course_days(session, client.id, start, end, course_id)]
     # The billable totals: distinct learners over the range, labelled so nobody takes them for sums.
     rows += [[TOTAL_LABEL, total.course, total.unique_users, total.launches]
-             for total in billing.course_totals(session, client.id, start, end)]
-    rows.append([TOTAL_LABEL, ALL_COURSES_LABEL, billing.unique_users(session, client.id, start, end),
-                 billing.launches(session, client.id, start, end)])
+             for total in billing.course_totals(session, client.id, start, end, course_id)]
+    # The last total is every course's, or (filtered) the course's again under the same label.
+    rows.append([TOTAL_LABEL, ALL_COURSES_LABEL, billing.unique_users(session, client.id, start, end, course_id),
+                 billing.launches(session, client.id, start, end, course_id)])
     # Then what was held back for a placeholder student ID, and which one: no unique users, its launches.
     rows += [[HELD_BACK_LABEL + reason.placeholder, reason.course, 0, reason.launches]
-             for reason in held_back.figures(session, client.id, start, end).by_course]
-    return csv_response(_filename(client, "usage", period), USAGE_CSV_COLUMNS, rows)
+             for reason in held_back.figures(session, client.id, start, end, course_id=course_id).by_course]
+    return csv_response(_filename(client, "usage", period, course), USAGE_CSV_COLUMNS, rows)
 
 
 @bp.get("/<slug>/learners.csv")
 def learners_csv(slug: str):
-    client = visible_client(current_user, slug)
-    period = _range(client, request.args)
-    rows = billing.learner_courses(db.session, client.id, period.start, period.end)
+    client = visible_client(_viewer(), slug)
+    period, course = _range(client, request.args)
+    rows = billing.learner_courses(db.session, client.id, period.start, period.end,
+                                   None if course is None else course.id)
     return csv_response(
-        _filename(client, "learners", period), LEARNERS_CSV_COLUMNS,
+        _filename(client, "learners", period, course), LEARNERS_CSV_COLUMNS,
         ([row.identity, "" if row.pseudonymised else (row.name or ""), row.course, row.first_access,
           row.last_access, row.launches, row.outcome.status, row.outcome.completed_at, row.outcome.passed_at,
           row.outcome.failed_at] for row in rows),
@@ -253,15 +289,18 @@ def learners_csv(slug: str):
 def learners(slug: str):
     client = visible_client(current_user, slug)
     query, period, error = _page_range(client, _learner_query, request.args)
+    course, error = _page_course(client, query, error)
+    course_id = None if course is None else course.id
     rows, total = billing.learner_summaries(
         db.session, client.id, period.start, period.end, search=query["q"], sort=query["sort"],
         descending=query["dir"] == "desc", limit=LEARNERS_PER_PAGE, offset=(query["page"] - 1) * LEARNERS_PER_PAGE,
+        course_id=course_id,
     )
     titles = billing.learner_course_titles(db.session, client.id, [r.learner_id for r in rows],
-                                           period.start, period.end)
+                                           period.start, period.end, course_id)
     pages = max(1, -(-total // LEARNERS_PER_PAGE))
     return render_template("billing/learners.html", client=client, period=period, rows=rows, titles=titles,
-                           total=total, query=query, page=query["page"], pages=pages,
+                           total=total, query=query, page=query["page"], pages=pages, course=course,
                            error=error, presets=_presets(client, periods.today_utc()),
                            form_values=request.args if error else None), 400 if error else 200
 

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from ..schemas import CourseFilter
 from ..services.billing import LEARNER_SORTS
 
 OVERVIEW_SORTS = ("name", "unique_users", "seat_limit", "seat_use", "trend", "forecast")
 
 
 class RangeQuerySchema(Schema):
-    """``from``/``to`` (YYYY-MM-DD, UTC, inclusive); both optional, the default is the current period to date.
+    """``from``/``to`` (YYYY-MM-DD, UTC, inclusive); both optional, the default is the current period to date;
+    ``course``: one course only.
 
     Order and length are checked by ``services.periods.requested_range``, the one rule for every face.
     """
 
     from_ = fields.Date(data_key="from", load_default=None)
     to = fields.Date(load_default=None)
+    # Only this course (the course filter); empty or absent: every course.
+    course = CourseFilter(load_default=None)
 
 
 class LearnerQuerySchema(RangeQuerySchema):

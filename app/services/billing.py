@@ -11,6 +11,7 @@ arranges rows the database has already counted.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ from sqlalchemy import case, distinct, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from ..licensing_models import LicenceTerm
-from ..models import COMPLETION_KINDS, Client, Course, DailyUsage, Event, Learner
+from ..models import COMPLETION_KINDS, Client, Course, DailyUsage, Event, Learner, PackageIssue
 from . import held_back, licences
 from .anonymisation import short_reference
 from .merges import PERSON, USAGE_LEARNER, with_people
@@ -27,28 +28,54 @@ from .periods import Period, current_period
 # --- totals over a range ---------------------------------------------------------
 
 
-def _in_range(client_id: int, start: dt.date, end: dt.date):
-    return (DailyUsage.client_id == client_id, DailyUsage.day >= start, DailyUsage.day <= end)
+def _in_range(client_id: int, start: dt.date, end: dt.date, course_id: int | None = None):
+    """The usage rows of a client's range, of one course when ``course_id`` is given (the course filter)."""
+    where = (DailyUsage.client_id == client_id, DailyUsage.day >= start, DailyUsage.day <= end)
+    return where if course_id is None else (*where, DailyUsage.course_id == course_id)
 
 
-def unique_users(session: Session, client_id: int, start: dt.date, end: dt.date) -> int:
+def _events_in_range(client_id: int, start: dt.date, end: dt.date) -> tuple:
+    """The client's events received on the range's UTC days (its (client, received_at) index)."""
+    since = dt.datetime.combine(start, dt.time(0), tzinfo=dt.UTC)
+    until = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
+    return (Event.client_id == client_id, Event.received_at >= since, Event.received_at < until)
+
+
+# --- the course filter --------------------------------------------------------------
+
+
+def client_courses(session: Session, client_id: int) -> list[Course]:
+    """The client's courses (every title a package has reported), by title: the filter's choices."""
+    return list(session.scalars(select(Course).where(Course.client_id == client_id).order_by(Course.title)))
+
+
+def find_course(session: Session, client_id: int, title: str) -> Course | None:
+    """The client's course with this title (already normalised as ingest stores it); None if none."""
+    return session.scalar(select(Course).where(Course.client_id == client_id, Course.title == title))
+
+
+def unique_users(session: Session, client_id: int, start: dt.date, end: dt.date,
+                 course_id: int | None = None) -> int:
     """Distinct learners who used any course on any day of the range."""
     return session.scalar(
-        with_people(select(func.count(distinct(PERSON)))).where(*_in_range(client_id, start, end))
+        with_people(select(func.count(distinct(PERSON)))).where(*_in_range(client_id, start, end, course_id))
     ) or 0
 
 
-def launches(session: Session, client_id: int, start: dt.date, end: dt.date) -> int:
+def launches(session: Session, client_id: int, start: dt.date, end: dt.date,
+             course_id: int | None = None) -> int:
     return int(session.scalar(
-        select(func.coalesce(func.sum(DailyUsage.launches), 0)).where(*_in_range(client_id, start, end))
+        select(func.coalesce(func.sum(DailyUsage.launches), 0))
+        .where(*_in_range(client_id, start, end, course_id))
     ) or 0)
 
 
-def completers(session: Session, client_id: int, start: dt.date, end: dt.date) -> int:
+def completers(session: Session, client_id: int, start: dt.date, end: dt.date,
+               course_id: int | None = None) -> int:
     """Distinct learners with a completion (``completed`` or ``passed``) in the range."""
     return session.scalar(
         with_people(select(func.count(distinct(PERSON))))
-        .where(*_in_range(client_id, start, end), DailyUsage.completions > 0)
+        .where(*_in_range(client_id, start, end, course_id), DailyUsage.completions > 0)
     ) or 0
 
 
@@ -98,17 +125,19 @@ class CourseTotal:
         return self.completers / self.unique_users if self.unique_users else None
 
 
-def daily_totals(session: Session, client_id: int, start: dt.date, end: dt.date) -> list[DayTotal]:
+def daily_totals(session: Session, client_id: int, start: dt.date, end: dt.date,
+                 course_id: int | None = None) -> list[DayTotal]:
     """Per UTC day: distinct learners over all courses, and launches. Days without use are absent."""
     rows = session.execute(
         with_people(select(DailyUsage.day, func.count(distinct(PERSON)), func.sum(DailyUsage.launches)))
-        .where(*_in_range(client_id, start, end))
+        .where(*_in_range(client_id, start, end, course_id))
         .group_by(DailyUsage.day).order_by(DailyUsage.day)
     ).all()
     return [DayTotal(day, users, int(day_launches or 0)) for day, users, day_launches in rows]
 
 
-def slice_totals(session: Session, client_id: int, parts: list[Period]) -> list[DayTotal]:
+def slice_totals(session: Session, client_id: int, parts: list[Period],
+                 course_id: int | None = None) -> list[DayTotal]:
     """Per slice of a range (weeks, months): distinct learners over the slice, and launches.
 
     One query: each row is put in its slice by a CASE over the slice starts, so
@@ -120,37 +149,102 @@ def slice_totals(session: Session, client_id: int, parts: list[Period]) -> list[
     slot = case(*((DailyUsage.day <= part.end, i) for i, part in enumerate(parts)), else_=len(parts))
     rows = session.execute(
         with_people(select(slot.label("slot"), func.count(distinct(PERSON)), func.sum(DailyUsage.launches)))
-        .where(*_in_range(client_id, parts[0].start, parts[-1].end))
+        .where(*_in_range(client_id, parts[0].start, parts[-1].end, course_id))
         .group_by("slot").order_by("slot")
     ).all()
     return [DayTotal(parts[i].start, users, int(slice_launches or 0)) for i, users, slice_launches in rows
             if i < len(parts)]
 
 
-def course_days(session: Session, client_id: int, start: dt.date, end: dt.date) -> list[CourseDay]:
+def course_days(session: Session, client_id: int, start: dt.date, end: dt.date,
+                course_id: int | None = None) -> list[CourseDay]:
     """Unique users and launches per course and UTC day, ordered by date then course title."""
     rows = session.execute(
         with_people(select(DailyUsage.day, Course.title, func.count(distinct(PERSON)),
                            func.sum(DailyUsage.launches)))
         .join(Course, Course.id == DailyUsage.course_id)
-        .where(*_in_range(client_id, start, end))
+        .where(*_in_range(client_id, start, end, course_id))
         .group_by(DailyUsage.day, Course.title).order_by(DailyUsage.day, Course.title)
     ).all()
     return [CourseDay(day, title, users, int(day_launches or 0)) for day, title, users, day_launches in rows]
 
 
-def course_totals(session: Session, client_id: int, start: dt.date, end: dt.date) -> list[CourseTotal]:
+def course_totals(session: Session, client_id: int, start: dt.date, end: dt.date,
+                  course_id: int | None = None) -> list[CourseTotal]:
     """Per course over the whole range: distinct learners, launches, distinct completers."""
     completed = case((DailyUsage.completions > 0, PERSON))
     rows = session.execute(
         with_people(select(Course.title, func.count(distinct(PERSON)), func.sum(DailyUsage.launches),
                            func.count(distinct(completed))))
         .join(Course, Course.id == DailyUsage.course_id)
-        .where(*_in_range(client_id, start, end))
+        .where(*_in_range(client_id, start, end, course_id))
         .group_by(Course.title).order_by(Course.title)
     ).all()
     return [CourseTotal(title, users, int(course_launches or 0), done)
             for title, users, course_launches, done in rows]
+
+
+# --- where the usage came from: LMS origins and packages -------------------------------
+
+
+@dataclass(frozen=True)
+class SourceUsage:
+    """Distinct learners and launches of one LMS origin or one package over a range. A learner
+    who came from two origins counts in each, so the rows may add up to more than the range's users."""
+
+    source: str | None
+    unique_users: int
+    launches: int
+    issue: PackageIssue | None = None
+
+
+def _by_source(session: Session, client_id: int, start: dt.date, end: dt.date, column,
+               course_id: int | None) -> list[tuple[str | None, int, int]]:
+    """(source, distinct people, launches) per value of an event column, over the range's events.
+
+    Usage rows do not keep the origin or the package, so this one breakdown reads the events
+    (through their (client, received_at) index, the range's only); people are ``PERSON``s as
+    everywhere: merged identities are one.
+    """
+    event_learner = aliased(Learner, name="source_learner")
+    person = func.coalesce(event_learner.merged_into_id, Event.learner_id)
+    where = list(_events_in_range(client_id, start, end))
+    if course_id is not None:
+        where.append(Event.course_id == course_id)
+    rows = session.execute(
+        select(column, func.count(distinct(person)), func.sum(case((Event.kind == "launch", 1), else_=0)))
+        .join(event_learner, event_learner.id == Event.learner_id)
+        .where(*where).group_by(column)
+    ).all()
+    # Most learners first; ties by name, the unknown (None) last.
+    return sorted(((source, users, int(n or 0)) for source, users, n in rows),
+                  key=lambda row: (-row[1], row[0] is None, row[0] or ""))
+
+
+def origin_usage(session: Session, client_id: int, start: dt.date, end: dt.date,
+                 course_id: int | None = None) -> list[SourceUsage]:
+    """Per LMS origin (the host the beacons came from; None when the browser sent no Origin)."""
+    return [SourceUsage(host, users, n) for host, users, n in
+            _by_source(session, client_id, start, end, Event.lms_host, course_id)]
+
+
+def package_usage(session: Session, client_id: int, start: dt.date, end: dt.date,
+                  course_id: int | None = None) -> list[SourceUsage]:
+    """Per package ID the beacons carried, with the package this server issued under that ID
+    (this client's; None for a package built elsewhere or an ID it does not know); a source of
+    None: beacons without a package ID (older packages)."""
+    rows = _by_source(session, client_id, start, end, Event.package_id, course_id)
+    ids = {}
+    for package_id, _, _ in rows:
+        try:
+            ids[package_id] = uuid.UUID(package_id) if package_id else None
+        except ValueError:
+            ids[package_id] = None
+    wanted = [value for value in ids.values() if value is not None]
+    issues = {issue.package_id: issue for issue in session.scalars(
+        select(PackageIssue).where(PackageIssue.client_id == client_id, PackageIssue.package_id.in_(wanted)))
+    } if wanted else {}
+    return [SourceUsage(package_id, users, n, issues.get(ids[package_id])) for package_id, users, n in rows]
 
 
 # --- account attributes ----------------------------------------------------------
@@ -214,13 +308,14 @@ def _learner_search(search: str | None):
 
 def learner_summaries(session: Session, client_id: int, start: dt.date, end: dt.date, *,
                       search: str | None = None, sort: str = "last_access", descending: bool = True,
-                      limit: int = 100, offset: int = 0) -> tuple[list[LearnerSummary], int]:
+                      limit: int = 100, offset: int = 0,
+                      course_id: int | None = None) -> tuple[list[LearnerSummary], int]:
     """One row per learner who used the client's courses in the range, and how many such learners."""
     courses = func.count(distinct(DailyUsage.course_id)).label("courses")
     first = func.min(DailyUsage.first_at).label("first_access")
     last = func.max(DailyUsage.last_at).label("last_access")
     total_launches = func.sum(DailyUsage.launches).label("launches")
-    where = (*_in_range(client_id, start, end), *_learner_search(search))
+    where = (*_in_range(client_id, start, end, course_id), *_learner_search(search))
     # ``Learner`` is the person each row counts as: merged identities are one row, under the learner
     # they were merged into.
     count = session.scalar(
@@ -242,7 +337,7 @@ def learner_summaries(session: Session, client_id: int, start: dt.date, end: dt.
 
 
 def learner_course_titles(session: Session, client_id: int, learner_ids: list[int], start: dt.date,
-                          end: dt.date) -> dict[int, list[tuple[str, Outcome]]]:
+                          end: dt.date, course_id: int | None = None) -> dict[int, list[tuple[str, Outcome]]]:
     """The courses each of the given learners used in the range, each with what it reported
     (for one page of learners)."""
     if not learner_ids:
@@ -250,7 +345,7 @@ def learner_course_titles(session: Session, client_id: int, learner_ids: list[in
     rows = session.execute(
         with_people(select(PERSON, Course.title).distinct())
         .join(Course, Course.id == DailyUsage.course_id)
-        .where(*_in_range(client_id, start, end), PERSON.in_(learner_ids))
+        .where(*_in_range(client_id, start, end, course_id), PERSON.in_(learner_ids))
         .order_by(PERSON, Course.title)
     ).all()
     outcomes = learner_outcomes(session, client_id, start, end, learner_ids)
@@ -286,14 +381,11 @@ def learner_outcomes(session: Session, client_id: int, start: dt.date, end: dt.d
     """
     event_learner = aliased(Learner, name="event_learner")
     person = func.coalesce(event_learner.merged_into_id, Event.learner_id)
-    since = dt.datetime.combine(start, dt.time(0), tzinfo=dt.UTC)
-    until = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
     query = (
         select(person, Course.title, Event.kind, func.min(Event.received_at), func.max(Event.received_at))
         .join(event_learner, event_learner.id == Event.learner_id)
         .join(Course, Course.id == Event.course_id)
-        .where(Event.client_id == client_id, Event.received_at >= since, Event.received_at < until,
-               Event.kind.in_(STATUS_KINDS))
+        .where(*_events_in_range(client_id, start, end), Event.kind.in_(STATUS_KINDS))
         .group_by(person, Course.title, Event.kind)
     )
     if learner_ids is not None:
@@ -322,7 +414,8 @@ class LearnerCourse:
     outcome: Outcome
 
 
-def learner_courses(session: Session, client_id: int, start: dt.date, end: dt.date) -> list[LearnerCourse]:
+def learner_courses(session: Session, client_id: int, start: dt.date, end: dt.date,
+                    course_id: int | None = None) -> list[LearnerCourse]:
     """One row per learner and course used in the range (learners.csv), with what the course
     reported (``Outcome``); merged identities are one learner."""
     rows = session.execute(
@@ -331,7 +424,7 @@ def learner_courses(session: Session, client_id: int, start: dt.date, end: dt.da
                            func.sum(DailyUsage.launches)))
         .join(Learner, Learner.id == PERSON)
         .join(Course, Course.id == DailyUsage.course_id)
-        .where(*_in_range(client_id, start, end))
+        .where(*_in_range(client_id, start, end, course_id))
         .group_by(Learner.id, Learner.identity, Learner.name, Learner.pseudonymised, Course.title)
         .order_by(Learner.identity, Course.title)
     ).all()
@@ -369,28 +462,43 @@ def learner_events(session: Session, client_id: int, learner_id: int, limit: int
 # --- the usage API ---------------------------------------------------------------
 
 
-def usage_report(session: Session, client: Client, start: dt.date, end: dt.date) -> dict:
-    """Everything the usage API returns: totals, per course, per course and day."""
+def usage_report(session: Session, client: Client, start: dt.date, end: dt.date,
+                 course: Course | None = None) -> dict:
+    """Everything the usage API returns: totals, per course, per course and day; of one course when
+    ``course`` is given (the course filter). Seat figures are the client's whatever the filter:
+    a seat is a learner of any course."""
+    course_id = None if course is None else course.id
     days_by_course: dict[str, list[dict]] = defaultdict(list)
-    for row in course_days(session, client.id, start, end):
+    for row in course_days(session, client.id, start, end, course_id):
         days_by_course[row.course].append({"date": row.day, "unique_users": row.unique_users,
                                            "launches": row.launches})
     return {
         "client": client.slug,
         "from_": start,
         "to": end,
-        "unique_users": unique_users(session, client.id, start, end),
-        "launches": launches(session, client.id, start, end),
-        "completers": completers(session, client.id, start, end),
+        "course": None if course is None else course.title,
+        "unique_users": unique_users(session, client.id, start, end, course_id),
+        "launches": launches(session, client.id, start, end, course_id),
+        "completers": completers(session, client.id, start, end, course_id),
         "courses": [
             {"course": total.course, "unique_users": total.unique_users, "launches": total.launches,
              "completers": total.completers, "days": days_by_course[total.course]}
-            for total in course_totals(session, client.id, start, end)
+            for total in course_totals(session, client.id, start, end, course_id)
         ],
+        "origins": [{"lms_host": row.source, "unique_users": row.unique_users, "launches": row.launches}
+                    for row in origin_usage(session, client.id, start, end, course_id)],
+        "packages": [_package_report(row) for row in package_usage(session, client.id, start, end, course_id)],
         "seats": range_seats(session, client, start, end),
         # Beacons with a placeholder student ID, counted in none of the figures above.
-        "held_back": held_back.figures(session, client.id, start, end).as_report(),
+        "held_back": held_back.figures(session, client.id, start, end, course_id=course_id).as_report(),
     }
+
+
+def _package_report(row: SourceUsage) -> dict:
+    issue = row.issue
+    return {"package": row.source, "unique_users": row.unique_users, "launches": row.launches,
+            "issued": None if issue is None else {"course": issue.course_title, "scorm_version": issue.scorm_version,
+                                                  "mode": issue.mode, "issued_at": issue.created_at}}
 
 
 def overage(used: int, limit: int | None) -> int | None:

@@ -53,8 +53,10 @@ class HeldBackFigures:
 
 
 def _unreleased(client_id: int, start: dt.date | None = None, end: dt.date | None = None,
-                placeholder: str | None = None) -> tuple:
+                placeholder: str | None = None, course_id: int | None = None) -> tuple:
     where = [HeldBackBeacon.client_id == client_id, HeldBackBeacon.released_at.is_(None)]
+    if course_id is not None:
+        where.append(HeldBackBeacon.course_id == course_id)
     if start is not None:
         where.append(HeldBackBeacon.received_at >= dt.datetime.combine(start, dt.time(), dt.UTC))
     if end is not None:
@@ -65,14 +67,15 @@ def _unreleased(client_id: int, start: dt.date | None = None, end: dt.date | Non
 
 
 def figures(session: Session, client_id: int, start: dt.date | None = None, end: dt.date | None = None,
-            placeholder: str | None = None) -> HeldBackFigures:
-    """Beacons held back and not released, that arrived in the range (UTC days, inclusive; all without one)."""
+            placeholder: str | None = None, course_id: int | None = None) -> HeldBackFigures:
+    """Beacons held back and not released, that arrived in the range (UTC days, inclusive; all without one),
+    of one course when ``course_id`` is given."""
     launch = func.sum(case((HeldBackBeacon.kind == "launch", 1), else_=0))
     rows = session.execute(
         select(HeldBackBeacon.placeholder, Course.title, func.count(), launch,
                func.min(HeldBackBeacon.received_at), func.max(HeldBackBeacon.received_at))
         .join(Course, Course.id == HeldBackBeacon.course_id)
-        .where(*_unreleased(client_id, start, end, placeholder))
+        .where(*_unreleased(client_id, start, end, placeholder, course_id))
         .group_by(HeldBackBeacon.placeholder, Course.title)
         .order_by(HeldBackBeacon.placeholder, Course.title)
     ).all()
