@@ -138,7 +138,11 @@ def test_long_ranges_are_charted_per_week_or_month(client, login, make_client, m
                 ("from=2024-01-01&to=2026-11-30", "month", 35, "2026-11-01 to 2026-11-30: 2 unique users, 3 launches")):
             html = client.get(f"/billing/{acme.slug}?{query}").get_data(as_text=True)
             assert f"Unique users and launches per {unit}" in html
-            assert html.count('<rect class="bar" x=') - 1 == bars, unit   # less the legend's swatch
+            # Each drawing (wide, and the phone's narrow one) has a bar per slice, plus the legend's swatch.
+            drawings = html.split('<svg class="chart')[1:]
+            assert len(drawings) == 2, unit
+            for drawing in drawings:
+                assert drawing.count('<rect class="bar" x=') - 1 == bars, (unit, drawing[:12])
             assert f"<title>{tip}</title>" in html, unit
             start, end = (dt.date.fromisoformat(part.split("=")[1]) for part in query.split("&"))
             parts = periods.slices(periods.Period(start, end), unit)
