@@ -67,10 +67,14 @@ def expected_report(slug: str, beacons: list[dict], start: dt.date, end: dt.date
                       "launches": sum(b["event"] == "launch" for b in day_rows)}
                      for day, day_rows in sorted(days.items())],
         })
-    return {"client": slug, "from_": start, "to": end, "unique_users": len(users),
-            "launches": sum(b["event"] == "launch" for b in rows), "completers": _completers(rows),
+    launches = sum(b["event"] == "launch" for b in rows)
+    # The workload's beacons name no LMS origin and no package: one row each, for everyone.
+    origins = [{"lms_host": None, "unique_users": len(users), "launches": launches}] if rows else []
+    packages = [{"package": None, "issued": None, "unique_users": len(users), "launches": launches}] if rows else []
+    return {"client": slug, "from_": start, "to": end, "course": None, "unique_users": len(users),
+            "launches": launches, "completers": _completers(rows),
             "courses": report_courses, "seats": None,  # no licence term: no seat window to report
-            "held_back": _held_back(held)}
+            "origins": origins, "packages": packages, "held_back": _held_back(held)}
 
 
 def _completers(rows: list[dict]) -> int:
