@@ -123,12 +123,16 @@ def run(label: str, env: dict) -> int:
     # fault tests spend most of their time waiting on servers they start.
     workers = os.environ.get("TEST_WORKERS", "2")
     tag = uuid.uuid4().hex[:8]
+    started = time.monotonic()
     status = subprocess.call([sys.executable, "-m", "pytest", "-n", workers, *sys.argv[1:]],
                              env={**env, "TEST_RUN_TAG": tag})
     clean = reap_leftover_processes(label)
     if env.get("TEST_DATABASE_URL"):
         clean = drop_leftover_databases(env["TEST_DATABASE_URL"], tag, label) and clean
-    return status or (0 if clean else 1)
+    status = status or (0 if clean else 1)
+    print(f"==== {label} pass: {'passed' if status == 0 else 'FAILED'} in {time.monotonic() - started:.0f} s ====",
+          flush=True)
+    return status
 
 
 PASS_ENV = "RUN_SUITE_PASS"  # set in a pass's own process: the label of the pass it runs
