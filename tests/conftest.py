@@ -83,6 +83,21 @@ def _config(url: str, **extra) -> dict:
     }
 
 
+ONE_DATABASE_REASON = "runs in the SQLite pass only: what it tests does not depend on the database's kind"
+
+
+def pytest_collection_modifyitems(config, items):
+    """`@pytest.mark.one_database` tests run once, in the SQLite pass: `make test` skips them on
+    PostgreSQL before any of their fixtures start (a live server, a browser context).
+    TEST_ONE_DATABASE_ON_POSTGRESQL=1 runs them there too, to check that claim."""
+    if not _postgres_url() or os.environ.get("TEST_ONE_DATABASE_ON_POSTGRESQL", "") not in ("", "0"):
+        return
+    skip = pytest.mark.skip(reason=ONE_DATABASE_REASON)
+    for item in items:
+        if item.get_closest_marker("one_database"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _cheap_password_hashing(monkeypatch):
     """Staff passwords hash with argon2-cffi's production profile (~0.5 s here); tests need not pay it.
@@ -113,6 +128,9 @@ def _database_template(tmp_path_factory, database_kind):
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
+            # A commit need not wait for the disk (4-8 ms each here, most of a beacon test's time): what
+            # commits and what others see are unchanged; only a crash of the whole server could lose one.
+            conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
     except Exception as exc:  # noqa: BLE001
         admin.dispose()
         pytest.fail(f"TEST_DATABASE_URL names a PostgreSQL that does not answer: {type(exc).__name__}: {exc}",

@@ -380,11 +380,3 @@ REMOTE_KNOWN = {
 
 def remote_known(course: RealCourse, runtime: str) -> str | None:
     return REMOTE_KNOWN.get(f"{course.name}/{runtime}") or REMOTE_KNOWN.get(course.name)
-
-
-def lms_records_pass(database_kind: str) -> None:
-    """Real-course runs test what the LMS records, not the database: they run in the SQLite pass only."""
-    import pytest
-
-    if database_kind != "sqlite":
-        pytest.skip("runs in the SQLite pass: what the LMS records does not depend on the database")

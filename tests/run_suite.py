@@ -1,13 +1,18 @@
-"""`make test`: the whole suite on SQLite, then again on PostgreSQL.
+"""`make test`: the whole suite on SQLite and on PostgreSQL, the two passes side by side.
 
 PostgreSQL comes from TEST_DATABASE_URL, else the local server on
 127.0.0.1:5432 when it answers. Under CI (CI=true) PostgreSQL is required.
+Tests marked `one_database` run in the SQLite pass only (tests/conftest.py).
+
+The passes run at once (most of the SQLite pass waits on browsers and servers);
+the SQLite pass prints as it goes, the PostgreSQL pass's output follows when it
+ends. TEST_PASSES=one-after-other runs them one after the other, as before.
 
 After each pass nothing the suite started may be alive and no database it made
-may be left: this process is the "child subreaper" of everything the tests start
-(an orphaned gunicorn worker or a daemonised nginx comes back to it instead of
-to init), and every test database carries this run's TEST_RUN_TAG. Leftovers
-are listed, removed, and fail the run.
+may be left: each pass runs in its own process, the "child subreaper" of
+everything its tests start (an orphaned gunicorn worker or a daemonised nginx
+comes back to it instead of to init), and every test database carries the
+pass's TEST_RUN_TAG. Leftovers are listed, removed, and fail the run.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -117,28 +123,64 @@ def run(label: str, env: dict) -> int:
     # fault tests spend most of their time waiting on servers they start.
     workers = os.environ.get("TEST_WORKERS", "2")
     tag = uuid.uuid4().hex[:8]
+    started = time.monotonic()
     status = subprocess.call([sys.executable, "-m", "pytest", "-n", workers, *sys.argv[1:]],
                              env={**env, "TEST_RUN_TAG": tag})
     clean = reap_leftover_processes(label)
     if env.get("TEST_DATABASE_URL"):
         clean = drop_leftover_databases(env["TEST_DATABASE_URL"], tag, label) and clean
-    return status or (0 if clean else 1)
+    status = status or (0 if clean else 1)
+    print(f"==== {label} pass: {'passed' if status == 0 else 'FAILED'} in {time.monotonic() - started:.0f} s ====",
+          flush=True)
+    return status
+
+
+PASS_ENV = "RUN_SUITE_PASS"  # set in a pass's own process: the label of the pass it runs
+
+
+def run_pass_here() -> int:
+    """One pass in this process, which is the subreaper of what its tests start."""
+    become_subreaper()
+    label = os.environ.pop(PASS_ENV)
+    return run(label, dict(os.environ))
+
+
+def start_pass(label: str, env: dict, output=None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, __file__, *sys.argv[1:]], env={**env, PASS_ENV: label},
+                            stdout=output, stderr=subprocess.STDOUT if output else None)
 
 
 def main() -> int:
+    if PASS_ENV in os.environ:
+        return run_pass_here()
     become_subreaper()
     base = {k: v for k, v in os.environ.items() if k != "TEST_DATABASE_URL"}
-    status = run("SQLite", base)
     pg_url = os.environ.get("TEST_DATABASE_URL") or LOCAL_POSTGRES
-    if not postgres_answers(pg_url):
-        if IN_CI or os.environ.get("TEST_DATABASE_URL"):
-            print(f"PostgreSQL at {pg_url} does not answer: the PostgreSQL run FAILED", flush=True)
-            return 1
-        print(f"\nPostgreSQL at {pg_url} does not answer: PostgreSQL run skipped "
-              "(set TEST_DATABASE_URL to run it).", flush=True)
-        return status
-    pg_status = run("PostgreSQL", {**base, "TEST_DATABASE_URL": pg_url})
-    return status or pg_status
+    with_postgres = postgres_answers(pg_url)
+    if not with_postgres and (IN_CI or os.environ.get("TEST_DATABASE_URL")):
+        print(f"PostgreSQL at {pg_url} does not answer: the PostgreSQL run FAILED", flush=True)
+        return 1
+    one_after_other = os.environ.get("TEST_PASSES", "side-by-side") == "one-after-other"
+    if not with_postgres or one_after_other:
+        status = start_pass("SQLite", base).wait()
+        if not with_postgres:
+            print(f"\nPostgreSQL at {pg_url} does not answer: PostgreSQL run skipped "
+                  "(set TEST_DATABASE_URL to run it).", flush=True)
+            return status
+        pg_status = start_pass("PostgreSQL", {**base, "TEST_DATABASE_URL": pg_url}).wait()
+    else:
+        print("\n(the PostgreSQL pass runs at the same time; its output follows when it ends)", flush=True)
+        with tempfile.TemporaryFile() as pg_output:
+            postgres = start_pass("PostgreSQL", {**base, "TEST_DATABASE_URL": pg_url}, pg_output)
+            status = start_pass("SQLite", base).wait()
+            pg_status = postgres.wait()
+            pg_output.seek(0)
+            sys.stdout.flush()
+            sys.stdout.buffer.write(pg_output.read())
+            sys.stdout.flush()
+    # Each pass reaped its own; anything that still came back here outlived its pass's check.
+    clean = reap_leftover_processes("The suite")
+    return status or pg_status or (0 if clean else 1)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ import pytest
 import requests
 from conftest import TEST_PASSWORD, watched_page
 
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+# one_database: the pages in a browser; their queries are tested in both passes by test_admin_clients.
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.one_database]
 
 
 @pytest.fixture

@@ -10,10 +10,8 @@ import pytest
 from conftest import ROOT, require
 
 
-def test_the_ingest_benchmark_runs_in_its_short_mode(tmp_path, database_kind):
-    if database_kind != "sqlite":
-        # The short mode makes its own SQLite database whatever the suite runs on: once is enough.
-        pytest.skip("the benchmark's short mode runs in the SQLite pass")
+@pytest.mark.one_database  # the short mode makes its own SQLite database whatever the suite runs on
+def test_the_ingest_benchmark_runs_in_its_short_mode(tmp_path):
     require(shutil.which("wrk") is not None, "wrk is needed (apt-get install -y wrk; .ci/run installs it)")
     done = subprocess.run([sys.executable, "bench/ingest.py", "--short", "--label", f"test-{tmp_path.name}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)

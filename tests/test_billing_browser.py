@@ -9,7 +9,8 @@ import pytest
 from billing_helpers import post_all, workload
 from conftest import TEST_PASSWORD
 
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+# one_database: the pages in a browser; the billing figures are tested in both passes.
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.one_database]
 
 
 def this_month_so_far() -> list[dt.date]:

@@ -20,7 +20,8 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import ClientKey, StaffUser
 
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+# one_database: origins, cookies and CSP in a browser.
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.one_database]
 
 ATTACK = """<!DOCTYPE html><html><head><meta charset="utf-8"><title>Course</title></head><body>
 <p id="state">running</p>

@@ -35,6 +35,7 @@ def handshake(port: int, ca: str, minimum: ssl.TLSVersion, maximum: ssl.TLSVersi
             return tls.version()
 
 
+@pytest.mark.one_database  # no database at all
 def test_this_client_can_speak_tls_1_1(tls_ca):
     """Control for the TLS test below: against a server that allows TLS 1.1 the handshake succeeds,
     so a refusal from gunicorn is the server's doing, not this client's."""
@@ -157,6 +158,7 @@ class UnreachableDatabaseServer(LiveServer):
     ready_timeout = 10.0
 
 
+@pytest.mark.one_database  # the same unreachable PostgreSQL in either pass
 def test_unreachable_database_gives_503_with_retry_after(tls_ca, tmp_path):
     url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/tracker"
     server = UnreachableDatabaseServer(url, tls_ca, tmp_path / "gunicorn.log",

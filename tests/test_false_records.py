@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from real_courses import BY_NAME, MODES, Setup, course_frame, lms_records_pass, open_scos, run_course, summary
+from real_courses import BY_NAME, MODES, Setup, course_frame, open_scos, run_course, summary
 from tracker_lms import (  # noqa: F401
     RUNTIME_IDS,
     RUNTIMES,
@@ -29,16 +29,14 @@ from tracker_lms import (  # noqa: F401
     wait_for,
 )
 
+# What the LMS records does not depend on the database.
+pytestmark = pytest.mark.one_database
+
 STATUS = {"1.2": "cmi.core.lesson_status", "2004": "cmi.completion_status"}
 SCORES = ("cmi.core.score.raw", "cmi.score.raw", "cmi.score.scaled")
 # What the beacons of a page that was left may still need to reach the server. Absence can only be
 # shown by waiting a while; the tracker sends with keepalive fetch as the page goes.
 BEACON_GRACE_MS = 1500
-
-
-@pytest.fixture(autouse=True)
-def _sqlite_pass_only(database_kind):
-    lms_records_pass(database_kind)
 
 
 def leave(page) -> None:

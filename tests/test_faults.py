@@ -136,6 +136,7 @@ def throwaway_postgres():
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.one_database  # its own throwaway PostgreSQL in either pass
 def test_database_stopped_and_started_under_load(throwaway_postgres, tls_ca, tmp_path):
     from conftest import _config
 

@@ -16,7 +16,8 @@ import requests
 from conftest import ROOT, LiveServer
 from slow_clients import hold_idle_and_slow
 
-pytestmark = pytest.mark.e2e
+# one_database: gunicorn's front: idle clients, TLS suites, signals.
+pytestmark = [pytest.mark.e2e, pytest.mark.one_database]
 
 
 def test_200_idle_and_20_slow_clients_do_not_stop_healthz(live_server, tls_ca):

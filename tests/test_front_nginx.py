@@ -18,7 +18,8 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import Event
 
-pytestmark = pytest.mark.e2e
+# one_database: nginx in front of gunicorn.
+pytestmark = [pytest.mark.e2e, pytest.mark.one_database]
 
 
 @pytest.fixture

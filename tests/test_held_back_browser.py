@@ -7,7 +7,8 @@ import re
 import pytest
 from test_admin_browser import page, post_beacon, shot, sign_in  # noqa: F401  (page is a fixture)
 
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+# one_database: the pages in a browser; holding back is tested in both passes by test_held_back.
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.one_database]
 
 
 def test_csm_sees_held_back_launches_and_releases_them(page, live_server, make_staff, make_client,  # noqa: F811

@@ -15,6 +15,9 @@ from test_walkthrough_browser import sign_in
 from app.extensions import db
 from app.services import licences
 
+# one_database: the pages in a browser; the licence model is tested in both passes by test_licence_model.
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.one_database]
+
 
 def _fits(page, width: int) -> None:
     assert page.evaluate("document.documentElement.scrollWidth") <= width, page.url

@@ -21,7 +21,8 @@ import pytest
 import requests
 from conftest import LiveServer, beacon_body, csrf_token_from, require
 
-pytestmark = pytest.mark.e2e
+# one_database: the rate-limit stores (a file, Redis), not the database.
+pytestmark = [pytest.mark.e2e, pytest.mark.one_database]
 
 LIMIT = 40
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -7,7 +7,12 @@ from __future__ import annotations
 import multiprocessing
 import threading
 
+import pytest
+
 from app.ratelimits import MachineStorage
+
+# one_database: the rate-limit store file, not the database.
+pytestmark = pytest.mark.one_database
 
 PROCESSES, THREADS = 2, 8
 

@@ -17,7 +17,6 @@ from real_courses import (
     REAL_COURSES,
     Setup,
     course_params,
-    lms_records_pass,
     remote_known,
     reported_events,
     require_real_courses,
@@ -44,11 +43,11 @@ def run_mode(mode, course, runtime, lms, context, tmp_path, client=None, server_
 
 @pytest.mark.browser
 @pytest.mark.e2e
+@pytest.mark.one_database  # what the LMS records does not depend on the database
 @pytest.mark.parametrize("mode", ["deployed", "remote"])
 @pytest.mark.parametrize("course,runtime", course_params())
 def test_real_course_records_what_the_original_records(course, runtime, mode, lms, context, live_server,
-                                                       make_client, tmp_path, database_kind, request):
-    lms_records_pass(database_kind)
+                                                       make_client, tmp_path, request):
     require_real_courses()
     if mode == "remote" and remote_known(course, runtime):
         request.applymarker(pytest.mark.xfail(reason=remote_known(course, runtime), strict=False))

@@ -34,7 +34,8 @@ from app.extensions import db
 from app.models import DailyUsage, Event, Learner, SeatlessBeacon
 from app.services import packages
 
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+# one_database: the launcher and the content origin in a browser.
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.one_database]
 
 SCORM_ERROR = {"1.2": {"write_only": "404", "bad_value": "405"}, "2004": {"write_only": "405", "bad_value": "406"}}
 

@@ -23,6 +23,9 @@ from app.services.packages.manifest import Sco
 from app.services.packages.remote_scan import remote_warnings
 from app.services.packages.zipsafety import Content
 
+# one_database: the remote build's scan of course files.
+pytestmark = pytest.mark.one_database
+
 REAL_COURSES = Path(__file__).resolve().parent.parent.parent / "shared" / "real-courses"
 SERVER = "https://track.vendor.example"
 SEQUENCING = ("the manifest's sequencing rules (imsss:sequencing) are not carried into the remote package; "

@@ -41,7 +41,8 @@ from app.models import Event, HeldBackBeacon, Learner
 from app.services import outbox, webhooks
 from app.services.packages import sealing
 
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+# one_database: sealing in a browser and the tracker; test_sealed_packages and test_privacy run in both passes.
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.one_database]
 
 STUDENT_ID = "  Zq7Sealed.Student@Example.ORG "
 STUDENT_NAME = "Xylophage, Quentin-Sealed"

@@ -18,7 +18,8 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import AuditEntry, WebAuthnCredential
 
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+# one_database: WebAuthn and TOTP in a browser; test_second_factor runs in both passes.
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.one_database]
 
 
 @pytest.fixture

@@ -32,7 +32,8 @@ from tracker_lms import (  # noqa: F401 (fixtures)
 from app.extensions import db
 from app.models import DailyUsage, Event, Learner
 
-pytestmark = [pytest.mark.browser]
+# one_database: the tracker in a browser.
+pytestmark = [pytest.mark.browser, pytest.mark.one_database]
 
 
 @pytest.mark.e2e

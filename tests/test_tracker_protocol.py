@@ -34,6 +34,9 @@ from app.extensions import db
 from app.models import DailyUsage, Event, Learner
 from app.services.packages import PackageError, package_bytes
 
+# one_database: the tracker's SCORM calls in a browser.
+pytestmark = pytest.mark.one_database
+
 NAMES = {
     "1.2": {"init": "LMSInitialize", "finish": "LMSFinish", "get": "LMSGetValue", "error": "LMSGetLastError",
             "id": "cmi.core.student_id", "name": "cmi.core.student_name"},

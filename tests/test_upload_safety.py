@@ -27,6 +27,9 @@ from app.extensions import db
 from app.models import PackageIssue, RemoteContent
 from app.services import packages
 
+# one_database: zip and manifest checks, memory and disk bounds.
+pytestmark = pytest.mark.one_database
+
 BOMB_BYTES = 600 * 1024**2  # a 600 MiB member of zeros: about 600 KB zipped
 CHILD_RSS_CEILING = 320 * 1024**2  # the CLI's own footprint is about 140 MB
 ADMIN_PEAK_CEILING = 48 * 1024**2

@@ -14,7 +14,8 @@ import pytest
 import requests
 from conftest import TEST_PASSWORD, beacon_body, watched_page
 
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+# one_database: the pages in a browser.
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.one_database]
 
 
 def context_page(browser, width: int, height: int = 900):

@@ -24,6 +24,9 @@ from app.models import HeldBackBeacon, Learner
 from app.services import golive, packages
 from app.services.packages import sealing
 
+# one_database: the tracker's xAPI side in a browser.
+pytestmark = pytest.mark.one_database
+
 ACTIVITY = "https://courses.example.com/safety/au"
 
 AU_SCRIPT = r"""(function () {

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pytest
 from conftest import ROOT, require
-from real_courses import REAL_COURSES, course_frame, lms_records_pass
+from real_courses import REAL_COURSES, course_frame
 from remote_browser import content_origin
 from sqlalchemy import select
 from tracker_lms import context, events, wait_for  # noqa: F401
@@ -107,10 +107,10 @@ def run(xapi_lms, context, path, base, actor=None, drive=None):  # noqa: F811
 
 @pytest.mark.browser
 @pytest.mark.e2e
+@pytest.mark.one_database  # what the LRS and the LMS record does not depend on the database
 @pytest.mark.parametrize("path", [RISE, ISPRING], ids=["rise360-cmi5", "ispring10.1-tincan"])
 def test_real_xapi_course_runs_as_exported_and_is_counted_once(path, xapi_lms, ralph, context, live_server,  # noqa: F811
-                                                              make_client, database_kind):
-    lms_records_pass(database_kind)
+                                                              make_client):
     client, _ = make_client(origins=[xapi_lms.url], local_http=True)
     plain, plain_errors = run(xapi_lms, context, path, _install(xapi_lms, "original", path))
     tracked, tracked_errors = run(xapi_lms, context, path, _install(xapi_lms, "deployed", path, client,
@@ -146,13 +146,12 @@ def test_real_xapi_course_runs_as_exported_and_is_counted_once(path, xapi_lms, r
 
 @pytest.mark.browser
 @pytest.mark.e2e
+@pytest.mark.one_database  # what the LRS and the LMS record does not depend on the database
 def test_real_cmi5_course_built_remote_runs_from_the_content_origin_as_exported(xapi_lms, ralph, context,  # noqa: F811
-                                                                             live_server, make_client,
-                                                                             database_kind):
+                                                                             live_server, make_client):
     """The Rise cmi5 export built remote: the LMS launches the AU straight from our content origin (its url
     in cmi5.xml is absolute there), with its own endpoint, fetch URL and actor; no relay. It runs as it does
     unwrapped, is counted once with its completion, and the learner never appears in the server's log."""
-    lms_records_pass(database_kind)
     client, _ = make_client(origins=[xapi_lms.url], local_http=True, anonymised=True)
     learner = xapi_lms.actor(name="rmt-learner-5e1f", display="Remote, Rita")
     plain, plain_errors = run(xapi_lms, context, RISE, _install(xapi_lms, "original", RISE), actor=learner)
@@ -230,12 +229,12 @@ def _drive_hand_written(page, ralph, registration):  # noqa: F811
 
 @pytest.mark.browser
 @pytest.mark.e2e
+@pytest.mark.one_database  # what the LRS and the LMS record does not depend on the database
 def test_hand_written_cmi5_au_runs_deployed_and_remote_as_unwrapped(xapi_lms, ralph, context, live_server,  # noqa: F811
-                                                                    make_client, database_kind, tmp_path):
+                                                                    make_client, tmp_path):
     """An AU written with @xapi/cmi5 (not an authoring tool's player): deployed and remote, the same
     statements as unwrapped, the fetch URL called once by the AU, a launch, a completion and a pass counted
     for each package."""
-    lms_records_pass(database_kind)
     path = _hand_written_au(tmp_path)
     client, _ = make_client(origins=[xapi_lms.url], local_http=True)
     results = {}

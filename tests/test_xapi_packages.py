@@ -23,6 +23,9 @@ from app.extensions import db
 from app.models import Event, PackageIssue, RemoteContent
 from app.services import packages
 
+# one_database: the cmi5 and Tin Can package builder.
+pytestmark = pytest.mark.one_database
+
 SERVER = "https://track.vendor.example"
 RISE_CMI5 = REAL_COURSES / "rise360-cmi5.zip"
 ISPRING_TINCAN = REAL_COURSES / "ispring10.1-tincan-xapi.zip"
