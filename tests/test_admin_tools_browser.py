@@ -14,7 +14,7 @@ from test_webhook_deliveries import ACME_LEARNERS, app_config, hook, world  # no
 
 from app.admin.webhook_deliveries import PAGE_SIZE
 
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.one_database]
 
 
 @pytest.fixture

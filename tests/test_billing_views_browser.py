@@ -8,7 +8,7 @@ from billing_helpers import Truth, post_all
 from test_admin_browser import page, shot, sign_in  # noqa: F401  (page is a fixture)
 from test_billing_views import COURSE_BEACONS, COURSE_FIGURES, RANGE
 
-pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.one_database]
 
 
 def no_sideways_scroll(page) -> bool:  # noqa: F811  (page here is a Playwright page)
