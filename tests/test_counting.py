@@ -67,10 +67,15 @@ def expected_report(slug: str, beacons: list[dict], start: dt.date, end: dt.date
                       "launches": sum(b["event"] == "launch" for b in day_rows)}
                      for day, day_rows in sorted(days.items())],
         })
-    return {"client": slug, "from_": start, "to": end, "unique_users": len(users),
-            "launches": sum(b["event"] == "launch" for b in rows), "completers": _completers(rows),
+    launches = sum(b["event"] == "launch" for b in rows)
+    # These beacons carry no Origin and no package ID: one source each, None, with every learner.
+    source = {"unique_users": len(users), "launches": launches} if rows else None
+    return {"client": slug, "from_": start, "to": end, "course": None, "unique_users": len(users),
+            "launches": launches, "completers": _completers(rows),
             "courses": report_courses, "seats": None,  # no licence term: no seat window to report
-            "held_back": _held_back(held)}
+            "held_back": _held_back(held),
+            "origins": [{"lms_host": None, **source}] if source else [],
+            "packages": [{"package": None, **source, "issued": None}] if source else []}
 
 
 def _completers(rows: list[dict]) -> int:
