@@ -229,8 +229,12 @@ def test_the_migration_fills_the_day_rows_from_the_events(database_url, client, 
 
 
 def _count(model) -> int:
+    """Counted in a transaction of its own, ended at once (an open one would hold a lock the
+    rename above waits for on PostgreSQL)."""
     db.session.rollback()
-    return db.session.scalar(select(func.count()).select_from(model))
+    count = db.session.scalar(select(func.count()).select_from(model))
+    db.session.rollback()
+    return count
 
 
 def _course_and_day(client_row, title: str, day: int) -> tuple:
