@@ -2,7 +2,8 @@
 staff, tokens and the audit log.
 
 Times are stored as UTC and always come back timezone-aware (``UTCDateTime``).
-Billing reads ``DailyUsage``; ``Event`` is the raw, deduplicated record.
+Billing reads ``DailyUsage`` and, for origins, packages and statuses, ``DailySource`` and
+``DailyOutcome``, all written with each event; ``Event`` is the raw, deduplicated record.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ ROLES = ("admin", "csm", "billing", "client")
 LICENCES = ("subscription", "perpetual")
 EVENT_KINDS = ("launch", "completed", "passed", "failed")
 COMPLETION_KINDS = ("completed", "passed")
+# The statuses a course reports (every kind but a launch): ``daily_outcomes`` keeps them per day.
+STATUS_KINDS = ("completed", "passed", "failed")
 
 
 class Client(db.Model):
@@ -205,6 +208,61 @@ class DailyUsage(db.Model):
     day: Mapped[dt.date] = mapped_column(Date)
     launches: Mapped[int] = mapped_column(Integer, default=0)
     completions: Mapped[int] = mapped_column(Integer, default=0)
+    first_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# What ``daily_sources`` stores for an event without an LMS host or a package ID: a unique key
+# must not hold NULLs (NULLs never conflict, on SQLite or PostgreSQL). Billing reads it back as None.
+NO_SOURCE = ""
+
+
+class DailySource(db.Model):
+    """A learner's use of a course on one UTC day from one LMS host with one package ID.
+
+    One row per (client, course, learner, day, host, package) of any event kind, so the
+    breakdowns by LMS origin and by package count people and launches from here, never from
+    ``events``. A missing host or package ID is stored as ``NO_SOURCE``.
+    """
+
+    __tablename__ = "daily_sources"
+    __table_args__ = (
+        # Named: the generated name (every column) is longer than PostgreSQL's 63 characters.
+        UniqueConstraint("client_id", "course_id", "learner_id", "day", "lms_host", "package_id",
+                         name="uq_daily_sources_day_source"),
+        Index("ix_daily_sources_client_day", "client_id", "day"),
+        Index("ix_daily_sources_learner", "learner_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"))
+    learner_id: Mapped[int] = mapped_column(BigId, ForeignKey("learners.id", ondelete="CASCADE"))
+    day: Mapped[dt.date] = mapped_column(Date)
+    lms_host: Mapped[str] = mapped_column(String(255), default=NO_SOURCE)
+    package_id: Mapped[str] = mapped_column(String(64), default=NO_SOURCE)
+    launches: Mapped[int] = mapped_column(Integer, default=0)
+    first_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DailyOutcome(db.Model):
+    """A status (``completed``, ``passed``, ``failed``) a course reported for a learner on one UTC day:
+    the first and last time of that day. The learners' outcomes are read from here."""
+
+    __tablename__ = "daily_outcomes"
+    __table_args__ = (
+        UniqueConstraint("client_id", "course_id", "learner_id", "day", "kind"),
+        Index("ix_daily_outcomes_client_day", "client_id", "day"),
+        Index("ix_daily_outcomes_learner", "learner_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    course_id: Mapped[int] = mapped_column(ForeignKey("courses.id", ondelete="CASCADE"))
+    learner_id: Mapped[int] = mapped_column(BigId, ForeignKey("learners.id", ondelete="CASCADE"))
+    day: Mapped[dt.date] = mapped_column(Date)
+    kind: Mapped[str] = mapped_column(String(16))
     first_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -6,7 +6,7 @@
 
 Seeds ``--events`` (default one million) events over a year for ``--clients``
 (default 100) clients, bulk-inserted in SQL straight into the tables, with the
-daily_usage rows aggregated from those events (so they agree), then times the
+per-day rows (daily_usage, daily_sources, daily_outcomes) aggregated from those events (so they agree), then times the
 usage API and the billing page (in-process Flask test client, so the figure
 is the app plus the database, not the network) for one month of client 1.
 Then it adds events for the *other* clients until there are ``--scale`` times
@@ -157,6 +157,27 @@ def aggregate_daily_usage(conn, kind: str, after_event_id: int) -> None:
             launches = daily_usage.launches + excluded.launches,
             completions = daily_usage.completions + excluded.completions,
             first_at = {merge_first}, last_at = {merge_last}"""), {"after": after_event_id})
+    # The per-day source and status rows the breakdown by origin/package and the learners'
+    # statuses read, as ingest writes them.
+    conn.execute(text(f"""
+        INSERT INTO daily_sources (client_id, course_id, learner_id, day, lms_host, package_id, launches,
+                                   first_at, last_at)
+        SELECT client_id, course_id, learner_id, {day}, coalesce(lms_host, ''), coalesce(package_id, ''),
+               sum(CASE WHEN kind = 'launch' THEN 1 ELSE 0 END), min(received_at), max(received_at)
+        FROM events WHERE id > :after
+        GROUP BY client_id, course_id, learner_id, {day}, coalesce(lms_host, ''), coalesce(package_id, '')
+        ON CONFLICT (client_id, course_id, learner_id, day, lms_host, package_id) DO UPDATE SET
+            launches = daily_sources.launches + excluded.launches,
+            first_at = {merge_first.replace("daily_usage", "daily_sources")},
+            last_at = {merge_last.replace("daily_usage", "daily_sources")}"""), {"after": after_event_id})
+    conn.execute(text(f"""
+        INSERT INTO daily_outcomes (client_id, course_id, learner_id, day, kind, first_at, last_at)
+        SELECT client_id, course_id, learner_id, {day}, kind, min(received_at), max(received_at)
+        FROM events WHERE id > :after AND kind IN ('completed', 'passed', 'failed')
+        GROUP BY client_id, course_id, learner_id, {day}, kind
+        ON CONFLICT (client_id, course_id, learner_id, day, kind) DO UPDATE SET
+            first_at = {merge_first.replace("daily_usage", "daily_outcomes")},
+            last_at = {merge_last.replace("daily_usage", "daily_outcomes")}"""), {"after": after_event_id})
 
 
 def add_events(engine, kind: str, count: int, first_client: int, clients: int) -> None:

@@ -68,13 +68,14 @@ def expected_report(slug: str, beacons: list[dict], start: dt.date, end: dt.date
                      for day, day_rows in sorted(days.items())],
         })
     launches = sum(b["event"] == "launch" for b in rows)
-    # The workload's beacons name no LMS origin and no package: one row each, for everyone.
-    origins = [{"lms_host": None, "unique_users": len(users), "launches": launches}] if rows else []
-    packages = [{"package": None, "issued": None, "unique_users": len(users), "launches": launches}] if rows else []
+    # These beacons carry no Origin and no package ID: one source each, None, with every learner.
+    source = {"unique_users": len(users), "launches": launches} if rows else None
     return {"client": slug, "from_": start, "to": end, "course": None, "unique_users": len(users),
             "launches": launches, "completers": _completers(rows),
             "courses": report_courses, "seats": None,  # no licence term: no seat window to report
-            "origins": origins, "packages": packages, "held_back": _held_back(held)}
+            "held_back": _held_back(held),
+            "origins": [{"lms_host": None, **source}] if source else [],
+            "packages": [{"package": None, **source, "issued": None}] if source else []}
 
 
 def _completers(rows: list[dict]) -> int:

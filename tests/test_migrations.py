@@ -107,7 +107,7 @@ def _old_settings_database(url: str):
     """A database at the revision before terms were the one model, holding clients with their own
     period and seat limit, beacons in two months, and one client that has a term already."""
     from conftest import TEST_PARAMS, HttpsClient, beacon_body
-    from flask_migrate import upgrade
+    from flask_migrate import downgrade, upgrade
 
     from app.services import clients as client_service
     from app.services import licences
@@ -115,7 +115,9 @@ def _old_settings_database(url: str):
     application = create_app(_config(url))
     application.test_client_class = HttpsClient
     with application.app_context():
-        upgrade(directory=str(ROOT / "migrations"), revision=BEFORE_TERMS)
+        # Beacons are stored by today's ingest (it writes tables later revisions made), then the
+        # database goes back to the revision before terms, its events and usage kept.
+        upgrade(directory=str(ROOT / "migrations"))
         made = {}
         with time_machine.travel(_at(dt.date(2026, 10, 1)), tick=False):
             for name in ("Monthly", "Yearly", "Termed", "Unlimited", "Plain"):
@@ -134,6 +136,7 @@ def _old_settings_database(url: str):
                 for student in students:
                     response = http.post("/api/v1/beacons", json=beacon_body(made[name][1], student_id=student))
                     assert response.status_code == 204, response.get_data(as_text=True)
+        downgrade(directory=str(ROOT / "migrations"), revision=BEFORE_TERMS)
         licences.add_term(db.session, made["Termed"][0], actor="test", starts_on=dt.date(2026, 11, 1),
                           ends_on=dt.date(2026, 11, 30), seat_limit=3)
         with db.engine.begin() as conn:  # the old columns, as the old Settings page saved them

@@ -19,7 +19,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ..identity import InvalidIdentity, Pseudonymiser, normalise_name, normalise_student_id
-from ..models import Client, DailyUsage, Event, HeldBackBeacon, Learner
+from ..models import Client, DailyOutcome, DailySource, DailyUsage, Event, HeldBackBeacon, Learner
 from . import audit
 from .clients import ClientError, snapshot
 
@@ -150,23 +150,31 @@ def _pseudonymise_held_back(session: Session, pseudonymiser: Pseudonymiser, clie
     return len(rows)
 
 
-def _merge_into(session: Session, source: Learner, target: Learner) -> None:
-    """Move a plain learner's events and days of use onto the pseudonymised row, then drop it."""
-    session.execute(update(Event).where(Event.learner_id == source.id).values(learner_id=target.id))
-    target_days = {
-        (row.course_id, row.day): row for row in session.scalars(
-            select(DailyUsage).where(DailyUsage.learner_id == target.id))
-    }
-    for row in list(session.scalars(select(DailyUsage).where(DailyUsage.learner_id == source.id))):
-        same = target_days.get((row.course_id, row.day))
+def _move_days(session: Session, model, key: tuple[str, ...], counts: tuple[str, ...], source: Learner,
+               target: Learner) -> None:
+    """Re-key a per-day table's rows (``DailyUsage``, ``DailySource``, ``DailyOutcome``) from
+    ``source`` to ``target``; a row the target has already (same ``key``) takes the source's
+    ``counts`` and time span, and the source's row goes."""
+    target_rows = {tuple(getattr(row, column) for column in key): row
+                   for row in session.scalars(select(model).where(model.learner_id == target.id))}
+    for row in list(session.scalars(select(model).where(model.learner_id == source.id))):
+        same = target_rows.get(tuple(getattr(row, column) for column in key))
         if same is None:
             row.learner_id = target.id
             continue
-        same.launches += row.launches
-        same.completions += row.completions
+        for column in counts:
+            setattr(same, column, getattr(same, column) + getattr(row, column))
         same.first_at = min(same.first_at, row.first_at)
         same.last_at = max(same.last_at, row.last_at)
         session.delete(row)
+
+
+def _merge_into(session: Session, source: Learner, target: Learner) -> None:
+    """Move a plain learner's events and days of use onto the pseudonymised row, then drop it."""
+    session.execute(update(Event).where(Event.learner_id == source.id).values(learner_id=target.id))
+    _move_days(session, DailyUsage, ("course_id", "day"), ("launches", "completions"), source, target)
+    _move_days(session, DailySource, ("course_id", "day", "lms_host", "package_id"), ("launches",), source, target)
+    _move_days(session, DailyOutcome, ("course_id", "day", "kind"), (), source, target)
     target.first_seen = min(target.first_seen, source.first_seen)
     target.last_seen = max(target.last_seen, source.last_seen)
     session.flush()

@@ -19,7 +19,18 @@ from sqlalchemy import case, distinct, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from ..licensing_models import LicenceTerm
-from ..models import COMPLETION_KINDS, Client, Course, DailyUsage, Event, Learner, PackageIssue
+from ..models import (
+    COMPLETION_KINDS,
+    NO_SOURCE,
+    Client,
+    Course,
+    DailyOutcome,
+    DailySource,
+    DailyUsage,
+    Event,
+    Learner,
+    PackageIssue,
+)
 from . import held_back, licences
 from .anonymisation import short_reference
 from .merges import PERSON, USAGE_LEARNER, with_people
@@ -34,11 +45,9 @@ def _in_range(client_id: int, start: dt.date, end: dt.date, course_id: int | Non
     return where if course_id is None else (*where, DailyUsage.course_id == course_id)
 
 
-def _events_in_range(client_id: int, start: dt.date, end: dt.date) -> tuple:
-    """The client's events received on the range's UTC days (its (client, received_at) index)."""
-    since = dt.datetime.combine(start, dt.time(0), tzinfo=dt.UTC)
-    until = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
-    return (Event.client_id == client_id, Event.received_at >= since, Event.received_at < until)
+def _days_in_range(model, client_id: int, start: dt.date, end: dt.date) -> tuple:
+    """The rows of a per-day table (``DailySource``, ``DailyOutcome``) on the range's UTC days."""
+    return (model.client_id == client_id, model.day >= start, model.day <= end)
 
 
 # --- the course filter --------------------------------------------------------------
@@ -200,24 +209,24 @@ class SourceUsage:
 
 def _by_source(session: Session, client_id: int, start: dt.date, end: dt.date, column,
                course_id: int | None) -> list[tuple[str | None, int, int]]:
-    """(source, distinct people, launches) per value of an event column, over the range's events.
+    """(source, distinct people, launches) per value of a ``DailySource`` column over the range.
 
-    Usage rows do not keep the origin or the package, so this one breakdown reads the events
-    (through their (client, received_at) index, the range's only); people are ``PERSON``s as
-    everywhere: merged identities are one.
+    Read from the per-day source rows that ingest keeps with each event (any kind: a learner
+    whose only beacon from a host is a status still used it), never from ``events``; people
+    are ``PERSON``s as everywhere: merged identities are one. ``NO_SOURCE`` comes back as None.
     """
-    event_learner = aliased(Learner, name="source_learner")
-    person = func.coalesce(event_learner.merged_into_id, Event.learner_id)
-    where = list(_events_in_range(client_id, start, end))
+    source_learner = aliased(Learner, name="source_learner")
+    person = func.coalesce(source_learner.merged_into_id, DailySource.learner_id)
+    where = list(_days_in_range(DailySource, client_id, start, end))
     if course_id is not None:
-        where.append(Event.course_id == course_id)
+        where.append(DailySource.course_id == course_id)
     rows = session.execute(
-        select(column, func.count(distinct(person)), func.sum(case((Event.kind == "launch", 1), else_=0)))
-        .join(event_learner, event_learner.id == Event.learner_id)
+        select(column, func.count(distinct(person)), func.sum(DailySource.launches))
+        .join(source_learner, source_learner.id == DailySource.learner_id)
         .where(*where).group_by(column)
     ).all()
     # Most learners first; ties by name, the unknown (None) last.
-    return sorted(((source, users, int(n or 0)) for source, users, n in rows),
+    return sorted(((source if source != NO_SOURCE else None, users, int(n or 0)) for source, users, n in rows),
                   key=lambda row: (-row[1], row[0] is None, row[0] or ""))
 
 
@@ -225,7 +234,7 @@ def origin_usage(session: Session, client_id: int, start: dt.date, end: dt.date,
                  course_id: int | None = None) -> list[SourceUsage]:
     """Per LMS origin (the host the beacons came from; None when the browser sent no Origin)."""
     return [SourceUsage(host, users, n) for host, users, n in
-            _by_source(session, client_id, start, end, Event.lms_host, course_id)]
+            _by_source(session, client_id, start, end, DailySource.lms_host, course_id)]
 
 
 def package_usage(session: Session, client_id: int, start: dt.date, end: dt.date,
@@ -233,7 +242,7 @@ def package_usage(session: Session, client_id: int, start: dt.date, end: dt.date
     """Per package ID the beacons carried, with the package this server issued under that ID
     (this client's; None for a package built elsewhere or an ID it does not know); a source of
     None: beacons without a package ID (older packages)."""
-    rows = _by_source(session, client_id, start, end, Event.package_id, course_id)
+    rows = _by_source(session, client_id, start, end, DailySource.package_id, course_id)
     ids = {}
     for package_id, _, _ in rows:
         try:
@@ -260,11 +269,8 @@ class Milestones:
 
 def milestones(session: Session, client_id: int) -> Milestones:
     first_enrolled = session.scalar(select(func.min(DailyUsage.day)).where(DailyUsage.client_id == client_id))
-    first_completed = session.scalar(
-        select(Event.received_at)
-        .where(Event.client_id == client_id, Event.kind.in_(COMPLETION_KINDS))
-        .order_by(Event.received_at).limit(1)
-    )
+    first_completed = session.scalar(select(func.min(DailyOutcome.first_at)).where(
+        DailyOutcome.client_id == client_id, DailyOutcome.kind.in_(COMPLETION_KINDS)))
     return Milestones(first_enrolled, first_completed)
 
 
@@ -355,7 +361,6 @@ def learner_course_titles(session: Session, client_id: int, learner_ids: list[in
     return titles
 
 
-STATUS_KINDS = ("completed", "passed", "failed")
 # What a learner's course shows when the course reported no status in the range.
 NO_STATUS = "launched"
 
@@ -377,16 +382,18 @@ def learner_outcomes(session: Session, client_id: int, start: dt.date, end: dt.d
 
     A person is a learner with every identity merged into it (``PERSON``), so two identities'
     statuses are one person's. Pairs without a status are absent (``Outcome()`` is theirs).
-    One grouped query; Python only picks the latest of at most three rows per pair.
+    One grouped query over the per-day status rows (``DailyOutcome``, never ``events``); Python
+    only picks the latest of at most three rows per pair.
     """
-    event_learner = aliased(Learner, name="event_learner")
-    person = func.coalesce(event_learner.merged_into_id, Event.learner_id)
+    outcome_learner = aliased(Learner, name="outcome_learner")
+    person = func.coalesce(outcome_learner.merged_into_id, DailyOutcome.learner_id)
     query = (
-        select(person, Course.title, Event.kind, func.min(Event.received_at), func.max(Event.received_at))
-        .join(event_learner, event_learner.id == Event.learner_id)
-        .join(Course, Course.id == Event.course_id)
-        .where(*_events_in_range(client_id, start, end), Event.kind.in_(STATUS_KINDS))
-        .group_by(person, Course.title, Event.kind)
+        select(person, Course.title, DailyOutcome.kind, func.min(DailyOutcome.first_at),
+               func.max(DailyOutcome.last_at))
+        .join(outcome_learner, outcome_learner.id == DailyOutcome.learner_id)
+        .join(Course, Course.id == DailyOutcome.course_id)
+        .where(*_days_in_range(DailyOutcome, client_id, start, end))
+        .group_by(person, Course.title, DailyOutcome.kind)
     )
     if learner_ids is not None:
         if not learner_ids:

@@ -5,7 +5,7 @@ is stored in ``held_back_beacons`` by the ingest batch and nowhere else, so no
 figure counts it. Every face reports the held-back beacons of its range (by
 the UTC day they arrived) with the placeholder that held them back:
 ``figures``. A CSM releases them (``release``): they are then written as the
-beacons they were (learner, event, day of use, on the day they arrived), in
+beacons they were (learner, event, per-day rows, on the day they arrived), in
 one transaction with their webhook events, and counted once from then on; the
 rows stay, marked released, so a retried beacon remains a duplicate.
 """
@@ -23,7 +23,7 @@ from ..models import Client, Course, HeldBackBeacon, utcnow
 from . import audit, outbox
 from .clients import ClientDirectory, snapshot
 from .group_commit import sqlite_writers
-from .ingest_batch import _statements, begin_for_write
+from .ingest_batch import _statements, begin_for_write, write_days
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ def _write_released(session: Session, connection, pseudonymiser: Pseudonymiser, 
         row.released_at, row.released_by = now, actor
         if connection.execute(statements.event, params).first() is None:
             continue  # stored as an event already (it never should be): counted there, once
-        connection.execute(statements.usage, params)
+        write_days(connection, statements, params)
         launches += params["launches"]
         pair = (row.course_id, learner_id)
         if row.kind == "launch":

@@ -14,7 +14,9 @@ The steps, in order:
    ago is seen here and no stale cache stores a plain ID after it.
 2. ``_mark_known_event_ids``: event IDs already stored, or repeated inside
    the batch, are duplicates and write nothing at all.
-3. ``_write_beacon`` per remaining beacon: learner, event, day of use; or,
+3. ``_write_beacon`` per remaining beacon: learner, event, and the per-day
+   rows billing reads (day of use, day by source, and for a status its day
+   of that status: ``write_days``); or,
    for a placeholder student ID (``placeholders``), ``_hold_beacon``: one row
    in ``held_back_beacons`` and nothing any count reads, until released.
 4. ``record_stored_events``: the beacons stored now, with their event kind,
@@ -34,7 +36,19 @@ from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..identity import Pseudonymiser, check_sealing, id_shape
-from ..models import COMPLETION_KINDS, Client, Course, DailyUsage, Event, HeldBackBeacon, Learner
+from ..models import (
+    COMPLETION_KINDS,
+    NO_SOURCE,
+    STATUS_KINDS,
+    Client,
+    Course,
+    DailyOutcome,
+    DailySource,
+    DailyUsage,
+    Event,
+    HeldBackBeacon,
+    Learner,
+)
 from ..placeholders import matched_placeholder
 from . import outbox
 from .clients import ClientDirectory, ClientSnapshot
@@ -164,7 +178,7 @@ class _Statements:
     path each time); these are plain Core statements on the tables, so only
     the compiled-cache lookup remains. PostgreSQL gets the whole beacon in one
     statement (data-modifying CTEs: one round trip); SQLite, in-process, runs
-    the same three steps one after the other.
+    the same steps one after the other.
     """
 
     def __init__(self, dialect_name: str):
@@ -223,6 +237,48 @@ class _Statements:
         self.usage = usage_stmt.on_conflict_do_update(
             index_elements=["client_id", "course_id", "learner_id", "day"], set_=usage_set)
 
+        # The day by LMS host and package ID (any kind), and the day of a status (not a launch).
+        sources, outcomes = DailySource.__table__, DailyOutcome.__table__
+        source_columns = {
+            "client_id": p["client_id"],
+            "course_id": p["course_id"],
+            "learner_id": bindparam("learner_id", type_=sources.c.learner_id.type),
+            "day": bindparam("day", type_=sources.c.day.type),
+            "lms_host": func.coalesce(bindparam("lms_host", type_=sources.c.lms_host.type), NO_SOURCE),
+            "package_id": func.coalesce(bindparam("package_id", type_=sources.c.package_id.type), NO_SOURCE),
+            "launches": bindparam("launches", type_=sources.c.launches.type),
+            "first_at": p["now"],
+            "last_at": p["now"],
+        }
+        source_key = ["client_id", "course_id", "learner_id", "day", "lms_host", "package_id"]
+        outcome_columns = {
+            "client_id": p["client_id"],
+            "course_id": p["course_id"],
+            "learner_id": bindparam("learner_id", type_=outcomes.c.learner_id.type),
+            "day": bindparam("day", type_=outcomes.c.day.type),
+            "kind": bindparam("kind", type_=outcomes.c.kind.type),
+            "first_at": p["now"],
+            "last_at": p["now"],
+        }
+        outcome_key = ["client_id", "course_id", "learner_id", "day", "kind"]
+
+        # The earliest and latest of two times (a released held-back beacon writes a past time).
+        earliest, latest = (func.least, func.greatest) if dialect_name == "postgresql" else (func.min, func.max)
+
+        def source_upsert(statement):
+            return statement.on_conflict_do_update(index_elements=source_key, set_={
+                "launches": sources.c.launches + statement.excluded.launches,
+                "first_at": earliest(sources.c.first_at, statement.excluded.first_at),
+                "last_at": latest(sources.c.last_at, statement.excluded.last_at)})
+
+        def outcome_upsert(statement):
+            return statement.on_conflict_do_update(index_elements=outcome_key, set_={
+                "first_at": earliest(outcomes.c.first_at, statement.excluded.first_at),
+                "last_at": latest(outcomes.c.last_at, statement.excluded.last_at)})
+
+        self.source = source_upsert(insert(sources).values(**source_columns))
+        self.outcome = outcome_upsert(insert(outcomes).values(**outcome_columns))
+
         self.combined = None
         if dialect_name == "postgresql":
             learner_cte = self.learner.cte("beacon_learner")
@@ -235,7 +291,20 @@ class _Statements:
             usage_select = select(*[
                 event_cte.c.learner_id if name == "learner_id" else value for name, value in usage_columns.items()
             ])
+            source_select = select(*[
+                event_cte.c.learner_id if name == "learner_id" else value for name, value in source_columns.items()
+            ])
+            source_cte = source_upsert(insert(sources).from_select(list(source_columns), source_select)).cte(
+                "beacon_source")
+            outcome_select = select(*[
+                event_cte.c.learner_id if name == "learner_id" else value for name, value in outcome_columns.items()
+            # A status is every kind but a launch (EVENT_KINDS); one plain bound value, no expanding IN.
+            ]).where(bindparam("kind", type_=outcomes.c.kind.type) != "launch")
+            outcome_cte = outcome_upsert(insert(outcomes).from_select(list(outcome_columns), outcome_select)).cte(
+                "beacon_outcome")
             combined = insert(usage).from_select(list(usage_columns), usage_select)
+            # The source and status rows are data-modifying CTEs nothing reads: PostgreSQL runs them
+            # all the same, in this one statement (add_cte renders them).
             self.combined = combined.on_conflict_do_update(
                 index_elements=["client_id", "course_id", "learner_id", "day"],
                 set_={
@@ -243,7 +312,7 @@ class _Statements:
                     "completions": usage.c.completions + combined.excluded.completions,
                     "last_at": combined.excluded.last_at,
                 },
-            ).returning(usage.c.learner_id)
+            ).returning(usage.c.learner_id).add_cte(source_cte, outcome_cte)
 
         clients = Client.__table__
         modes = select(clients.c.id, clients.c.active, clients.c.anonymised, clients.c.salt.is_not(None)).where(
@@ -371,8 +440,17 @@ def _write_beacon(connection: Connection, statements: _Statements, pseudonymiser
     params["learner_id"] = pending.learner_id = connection.execute(statements.learner, params).scalar_one()
     if connection.execute(statements.event, params).first() is None:
         return False
-    connection.execute(statements.usage, params)
+    write_days(connection, statements, params)
     return True
+
+
+def write_days(connection: Connection, statements: _Statements, params: dict) -> None:
+    """The per-day rows of one stored event (SQLite's steps; PostgreSQL's ``combined`` holds them too):
+    its day of use, its day by LMS host and package ID, and for a status its day of that status."""
+    connection.execute(statements.usage, params)
+    connection.execute(statements.source, params)
+    if params["kind"] in STATUS_KINDS:
+        connection.execute(statements.outcome, params)
 
 
 def _hold_beacon(connection: Connection, statements: _Statements, pseudonymiser: Pseudonymiser,

@@ -6,7 +6,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ..identity import SEALED_VALUE, InvalidIdentity, Pseudonymiser, legacy_student_id, normalise_student_id
-from ..models import Client, DailyUsage, Event, HeldBackBeacon, Learner, SeatlessBeacon
+from ..models import Client, DailyOutcome, DailySource, DailyUsage, Event, HeldBackBeacon, Learner, SeatlessBeacon
 from . import audit, merges, outbox, seatless
 from .clients import snapshot
 
@@ -45,7 +45,8 @@ def erase_learner(session: Session, pseudonymiser: Pseudonymiser, client: Client
     # Identities merged with it are the same person (an LMS that changed its ID scheme).
     learner_ids = sorted(merges.same_person(session, client.id, learner_ids))
     if learner_ids:
-        session.execute(delete(DailyUsage).where(DailyUsage.learner_id.in_(learner_ids)))
+        for per_day in (DailyUsage, DailySource, DailyOutcome):
+            session.execute(delete(per_day).where(per_day.learner_id.in_(learner_ids)))
         session.execute(delete(Event).where(Event.learner_id.in_(learner_ids)))
         session.execute(delete(Learner).where(Learner.id.in_(learner_ids)))
         outbox.forget_learners(session, client.id, learner_ids)  # webhook bodies name the learner
