@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import abort, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 
+from ..auth.tokens import revoke_confirmed
 from ..extensions import db
 from ..models import Client, StaffUser, utcnow
 from ..services import clients as client_service
@@ -157,15 +158,5 @@ def staff_token_revoke(token_id: int):
     token = staff_service.find_token(db.session, token_id)
     if token is None:
         abort(404)
-    form = TokenRevokeForm(prefix=f"t{token.id}")
-    if not form.validate_on_submit():
-        flash("Token not revoked: tick the box to confirm.", "error")
-        return redirect(url_for("admin.staff_tokens"))
-    try:
-        staff_service.revoke_token(db.session, token, actor=actor())
-    except staff_service.StaffError as exc:
-        db.session.rollback()
-        flash(f"Nothing changed: {exc}.", "error")
-    else:
-        flash(f"Token {token.token_prefix or '(old token)'} of {token.staff_user.email} revoked.", "success")
-    return redirect(url_for("admin.staff_tokens"))
+    return revoke_confirmed(token, actor=actor(), back=url_for("admin.staff_tokens"),
+                            done=f"Token {token.token_prefix or '(old token)'} of {token.staff_user.email} revoked.")

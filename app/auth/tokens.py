@@ -42,21 +42,28 @@ def tokens():
                                                    for t in rows}), 400 if form.errors else 200)
 
 
+def revoke_confirmed(row, *, actor: str, back: str, done: str):
+    """Revoke ``row`` when its own revoke form is confirmed (CSRF, the tick box), flash what
+    happened and go ``back``: the one revoke step of the own-tokens page and the admin's."""
+    form = TokenRevokeForm(prefix=f"t{row.id}")
+    if not form.validate_on_submit():
+        flash("Token not revoked: tick the box to confirm.", "error")
+        return redirect(back)
+    try:
+        staff_service.revoke_token(db.session, row, actor=actor)
+    except staff_service.StaffError as exc:
+        db.session.rollback()
+        flash(f"Nothing changed: {exc}.", "error")
+    else:
+        flash(done, "success")
+    return redirect(back)
+
+
 @bp.post("/account/tokens/<int:token_id>/revoke")
 @login_required
 def token_revoke(token_id: int):
     row = staff_service.find_token(db.session, token_id)
     if row is None or row.staff_user_id != current_user.id:
         abort(404)
-    form = TokenRevokeForm(prefix=f"t{row.id}")
-    if not form.validate_on_submit():
-        flash("Token not revoked: tick the box to confirm.", "error")
-        return redirect(url_for("auth.tokens"))
-    try:
-        staff_service.revoke_token(db.session, row, actor=current_user.email)
-    except staff_service.StaffError as exc:
-        db.session.rollback()
-        flash(f"Nothing changed: {exc}.", "error")
-    else:
-        flash(f"Token {row.label or row.token_prefix} revoked.", "success")
-    return redirect(url_for("auth.tokens"))
+    return revoke_confirmed(row, actor=current_user.email, back=url_for("auth.tokens"),
+                            done=f"Token {row.label or row.token_prefix} revoked.")
