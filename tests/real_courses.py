@@ -327,6 +327,43 @@ def read_run(page, launches: list[str], errors: list[str]) -> Run:
     return Run(state["records"], state["violations"], state["calls"], errors)
 
 
+GET = {"1.2": "LMSGetValue", "2004": "GetValue"}
+NOT_SET = ("", "not attempted", "unknown")
+PLAYER_PATH = "/scorm-player.html"  # the remote player (app.services.packages.remote.PLAYER_FILE)
+
+
+def settle(page, sco: int, version: str, timeout: float) -> None:
+    """A learner does not close the SCO in the very millisecond it ends.
+
+    A remote course's API (the player's, on the content origin) answers at once and posts each
+    change to the launcher in the LMS, which is another process under site isolation: on a loaded
+    machine the last change can still be on its way when the test leaves. Wait until the LMS has
+    seen every status, score, location and suspend data the course's API reads as set (nothing
+    to wait for in the other modes, whose course talks to the LMS directly); past ``timeout`` go on,
+    and the comparison shows what was lost.
+    """
+    from playwright.sync_api import Error
+
+    players = [f for f in page.frames if _path_of(f.url).endswith(PLAYER_PATH)]
+    if not players:
+        return
+    api = "API" if version == "1.2" else "API_1484_11"
+    elements = list(EXACT[version]) + [e for e in PRESENT[version] if "session_time" not in e]
+    try:
+        read = players[-1].evaluate(f"els => els.map(e => window.{api} ? String(window.{api}.{GET[version]}(e)) : '')",
+                                    elements)
+    except Error:  # the player navigated away: nothing to wait for
+        return
+    wanted = [[e, v] for e, v in zip(elements, read, strict=True) if v not in NOT_SET]
+    try:
+        page.wait_for_function(
+            "([sco, set, wanted]) => wanted.every(([e, v]) => window.lmsCalls.some(c => c.sco === sco && "
+            "c.method === set && c.result === 'true' && c.args[0] === e && String(c.args[1]) === v))",
+            arg=[sco, SET[version], wanted], timeout=timeout * 1000)
+    except Error:  # lost on the way: the comparison says what
+        pass
+
+
 def run_course(page, lms, course: RealCourse, runtime: str, launches: list[str], drive: bool = True) -> Run:
     """Open each SCO in turn, drive it to its end, leave; what the LMS stored."""
     errors: list[str] = []
@@ -344,6 +381,7 @@ def run_course(page, lms, course: RealCourse, runtime: str, launches: list[str],
             next_sco(page, sco)
         if drive:
             DRIVES[course.drive](page, course, sco, pages[sco], timeout)
+            settle(page, sco, course.version, timeout)
     leave(page, launches)
     return read_run(page, launches, errors)
 
