@@ -187,6 +187,19 @@ class PackageUsageSchema(Schema):
         "description": "The package this server issued to the client under that ID; null if none."})
 
 
+class PreviousUsageSchema(Schema):
+    """The same totals over the range just before the one asked for, of the same length."""
+
+    from_ = fields.Date(data_key="from", required=True, metadata={
+        "description": "First day of the previous range: as many days before `from` as the range is long."})
+    to = fields.Date(required=True, metadata={"description": "The day before `from` (inclusive)."})
+    unique_users = fields.Integer(required=True, metadata={
+        "description": "Distinct learners over the previous range (the same course filter)."})
+    launches = fields.Integer(required=True)
+    completers = fields.Integer(required=True, metadata={
+        "description": "Distinct learners with a `completed` or `passed` beacon in the previous range."})
+
+
 class UsageSchema(Schema):
     client = fields.String(required=True, metadata={"description": "The client's slug."})
     from_ = fields.Date(data_key="from", required=True)
@@ -198,6 +211,10 @@ class UsageSchema(Schema):
     launches = fields.Integer(required=True)
     completers = fields.Integer(required=True, metadata={
         "description": "Distinct learners with a `completed` or `passed` beacon in the range (any course)."})
+    previous = fields.Nested(PreviousUsageSchema, required=True, allow_none=True, metadata={
+        "description": "The same totals for the previous range of the same length, ending the day before "
+                       "`from` (2026-10-01..2026-10-31: 2026-08-31..2026-09-30), to compare with; null only "
+                       "when that range would begin before the year 1."})
     courses = fields.List(fields.Nested(UsageCourseSchema), required=True)
     origins = fields.List(fields.Nested(OriginUsageSchema), required=True, metadata={
         "description": "Per LMS origin, most learners first: a learner from two origins counts in each."})

@@ -40,14 +40,30 @@ def variant(student_id: str, rng: random.Random) -> str:
     return rng.choice(["", " ", "  ", "\u00a0"]) + student_id + rng.choice(["", " ", "\u2003"])
 
 
-def expected_report(slug: str, beacons: list[dict], start: dt.date, end: dt.date) -> dict:
-    """Ground truth, computed the slow obvious way from the deduplicated stream."""
+def _counted(beacons: list[dict], start: dt.date, end: dt.date) -> tuple[list[dict], list[dict]]:
+    """(counted, held back): the deduplicated beacons of the range, placeholders apart."""
     unique: dict[str, dict] = {}
     for beacon in beacons:
         unique.setdefault(beacon["event_id"], beacon)
     in_range = [b for b in unique.values() if start <= b["day"] <= end]
     held = [b for b in in_range if normalise_student_id(b["student_id"]).casefold() in DEFAULT_PLACEHOLDER_IDS]
-    rows = [b for b in in_range if b not in held]
+    return [b for b in in_range if b not in held], held
+
+
+def expected_previous(beacons: list[dict], start: dt.date, end: dt.date) -> dict:
+    """The totals of the range of as many days just before ``start``, counted on their own."""
+    days = (end - start).days + 1
+    before_end = start - dt.timedelta(days=1)
+    before_start = before_end - dt.timedelta(days=days - 1)
+    rows, _ = _counted(beacons, before_start, before_end)
+    return {"from_": before_start, "to": before_end,
+            "unique_users": len({normalise_student_id(b["student_id"]) for b in rows}),
+            "launches": sum(b["event"] == "launch" for b in rows), "completers": _completers(rows)}
+
+
+def expected_report(slug: str, beacons: list[dict], start: dt.date, end: dt.date) -> dict:
+    """Ground truth, computed the slow obvious way from the deduplicated stream."""
+    rows, held = _counted(beacons, start, end)
     users = {normalise_student_id(b["student_id"]) for b in rows}
     courses = defaultdict(list)
     for b in rows:
@@ -72,6 +88,7 @@ def expected_report(slug: str, beacons: list[dict], start: dt.date, end: dt.date
     source = {"unique_users": len(users), "launches": launches} if rows else None
     return {"client": slug, "from_": start, "to": end, "course": None, "unique_users": len(users),
             "launches": launches, "completers": _completers(rows),
+            "previous": expected_previous(beacons, start, end),
             "courses": report_courses, "seats": None,  # no licence term: no seat window to report
             "held_back": _held_back(held),
             "origins": [{"lms_host": None, **source}] if source else [],

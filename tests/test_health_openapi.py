@@ -92,12 +92,17 @@ def test_openapi_schemas_are_made_from_the_marshmallow_schemas(spec):
 
     usage = schemas["Usage"]
     assert set(usage["properties"]) == {"client", "from", "to", "course", "unique_users", "launches", "completers",
-                                        "courses", "origins", "packages", "seats", "held_back"}
+                                        "previous", "courses", "origins", "packages", "seats", "held_back"}
     assert {f.data_key or name for name, f in UsageSchema().fields.items()} == set(usage["properties"])
     course = schemas[usage["properties"]["courses"]["items"]["$ref"].rsplit("/", 1)[-1]]
     assert set(course["properties"]) == {"course", "unique_users", "launches", "completers", "days"}
     day = schemas[course["properties"]["days"]["items"]["$ref"].rsplit("/", 1)[-1]]
     assert set(day["properties"]) == {"date", "unique_users", "launches"}
+    previous_ref = usage["properties"]["previous"]
+    previous_ref = previous_ref["anyOf"][0]["$ref"]  # nullable: the schema or null
+    previous = schemas[previous_ref.rsplit("/", 1)[-1]]
+    assert set(previous["properties"]) == {"from", "to", "unique_users", "launches", "completers"}
+    assert "previous range" in usage["properties"]["previous"]["description"]
     held_ref = usage["properties"]["held_back"]
     held_ref = held_ref.get("$ref") or held_ref["allOf"][0]["$ref"]  # a described $ref is wrapped in allOf
     held = schemas[held_ref.rsplit("/", 1)[-1]]

@@ -62,6 +62,8 @@ def test_shape_and_figures_exactly_as_the_contract(client, make_staff, acme):
     assert response.json == {
         "client": "acme-corp", "from": "2026-03-01", "to": "2026-03-31", "course": None,
         "unique_users": 3, "launches": 6, "completers": 1,
+        # The 31 days before: 29 January to 28 February, whose last second had one launch.
+        "previous": {"from": "2026-01-29", "to": "2026-02-28", "unique_users": 1, "launches": 1, "completers": 0},
         "courses": [
             {"course": "Anti-Bribery", "unique_users": 2, "launches": 2, "completers": 1, "days": [
                 {"date": "2026-03-02", "unique_users": 1, "launches": 1},
@@ -92,7 +94,10 @@ def test_boundaries_are_inclusive_utc_days(client, make_staff, acme):
     assert (everything["unique_users"], everything["launches"]) == (5, 8)
     empty = client.get(usage_url(acme.slug, "2025-01-01", "2025-12-31"), headers=bearer(token)).json
     assert empty == {"client": "acme-corp", "from": "2025-01-01", "to": "2025-12-31", "course": None,
-                     "unique_users": 0, "launches": 0, "completers": 0, "courses": [], "origins": [],
+                     "unique_users": 0, "launches": 0, "completers": 0,
+                     "previous": {"from": "2024-01-02", "to": "2024-12-31", "unique_users": 0, "launches": 0,
+                                  "completers": 0},
+                     "courses": [], "origins": [],
                      "packages": [], "seats": None,
                      "held_back": {"beacons": 0, "launches": 0, "reasons": []}}
 

@@ -216,9 +216,9 @@ def client_usage(slug: str):
     session, start, end = db.session, period.start, period.end
     course_id = None if course is None else course.id
     today = periods.today_utc()
-    users = billing.unique_users(session, client.id, start, end, course_id)
+    figures = billing.range_figures(session, client.id, period, course_id)
     # Seats are the client's whatever the course filter: a seat is a learner of any course.
-    seats_used = users if course is None else billing.unique_users(session, client.id, start, end)
+    seats_used = figures.unique_users if course is None else billing.unique_users(session, client.id, start, end)
     unit = periods.chart_unit(period)
     parts = periods.slices(period, unit)
     totals = (billing.daily_totals(session, client.id, start, end, course_id) if unit == "day"
@@ -237,8 +237,7 @@ def client_usage(slug: str):
         default_period=periods.requested_range(client, None, None, today),
         licence_period=_licence_period(client, today),
         course=course, all_courses=billing.client_courses(session, client.id),
-        unique_users=users, launches=billing.launches(session, client.id, start, end, course_id),
-        completers=billing.completers(session, client.id, start, end, course_id),
+        figures=figures, comparison=billing.comparison(session, client.id, figures, course_id),
         courses=billing.course_totals(session, client.id, start, end, course_id), course_days=course_days,
         origins=billing.origin_usage(session, client.id, start, end, course_id),
         packages=billing.package_usage(session, client.id, start, end, course_id),
@@ -320,6 +319,18 @@ def learner(slug: str, learner_id: int):
 @bp.app_template_filter("percent")
 def percent_filter(ratio: float | None) -> str:
     return "–" if ratio is None else f"{ratio * 100:.1f} %"
+
+
+@bp.app_template_filter("change")
+def change_filter(change: billing.Change) -> str:
+    """A figure's change against the previous range: "+5 (+12.5 %)", "−3 (−7.5 %)", "+4 (new)" when
+    the previous range had none (no percentage of nothing), "no change" when equal."""
+    if change.difference == 0:
+        return "no change"
+    sign = "+" if change.difference > 0 else "\u2212"
+    if change.ratio is None:
+        return f"{sign}{abs(change.difference)} (new)"
+    return f"{sign}{abs(change.difference)} ({sign}{abs(change.ratio) * 100:.1f} %)"
 
 
 @bp.app_template_filter("utc")

@@ -88,6 +88,83 @@ def completers(session: Session, client_id: int, start: dt.date, end: dt.date,
     ) or 0
 
 
+# --- a range against the one before it ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class RangeFigures:
+    """The headline figures of one range (the client page's cards, the usage API's totals)."""
+
+    period: Period
+    unique_users: int
+    launches: int
+    completers: int
+
+
+def range_figures(session: Session, client_id: int, period: Period,
+                  course_id: int | None = None) -> RangeFigures:
+    return RangeFigures(period, unique_users(session, client_id, period.start, period.end, course_id),
+                        launches(session, client_id, period.start, period.end, course_id),
+                        completers(session, client_id, period.start, period.end, course_id))
+
+
+def previous_range(period: Period) -> Period | None:
+    """The range a range is compared with: the same number of days, ending the day before it begins
+    (1-31 Oct: 31 Aug-30 Sep; the first 6 days of a month: the 6 days before). None when that
+    would begin before 1 January of year 1, where the calendar (``datetime.date``) ends."""
+    try:
+        return period.previous()
+    except OverflowError:
+        return None
+
+
+def change_ratio(current: int, previous: int) -> float | None:
+    """The change from ``previous`` to ``current`` as a fraction of ``previous``; None when
+    ``previous`` is 0: no ratio of nothing (a page says "new", or no change from 0 to 0)."""
+    return (current - previous) / previous if previous else None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One figure of a range against the same figure of the previous range."""
+
+    current: int
+    previous: int
+
+    @property
+    def difference(self) -> int:
+        return self.current - self.previous
+
+    @property
+    def ratio(self) -> float | None:
+        return change_ratio(self.current, self.previous)
+
+    @property
+    def new(self) -> bool:
+        """Used in this range, not at all in the previous one: a change with no percentage."""
+        return self.previous == 0 and self.current > 0
+
+
+@dataclass(frozen=True)
+class Comparison:
+    current: RangeFigures
+    previous: RangeFigures
+
+    def change(self, figure: str) -> Change:
+        """``figure``: ``unique_users``, ``launches`` or ``completers``."""
+        return Change(getattr(self.current, figure), getattr(self.previous, figure))
+
+
+def comparison(session: Session, client_id: int, current: RangeFigures,
+               course_id: int | None = None) -> Comparison | None:
+    """The range's figures against the previous range's (the same course filter); None when the
+    previous range cannot exist (``previous_range``)."""
+    before = previous_range(current.period)
+    if before is None:
+        return None
+    return Comparison(current, range_figures(session, client_id, before, course_id))
+
+
 def unique_users_by_client(session: Session, client_ids: list[int], start: dt.date,
                            end: dt.date) -> dict[int, int]:
     """Distinct learners per client over one range, for many clients in one query."""
@@ -471,22 +548,25 @@ def learner_events(session: Session, client_id: int, learner_id: int, limit: int
 
 def usage_report(session: Session, client: Client, start: dt.date, end: dt.date,
                  course: Course | None = None) -> dict:
-    """Everything the usage API returns: totals, per course, per course and day; of one course when
-    ``course`` is given (the course filter). Seat figures are the client's whatever the filter:
-    a seat is a learner of any course."""
+    """Everything the usage API returns: totals, per course, per course and day, and the previous
+    range's totals (``previous_range``); of one course when ``course`` is given (the course filter).
+    Seat figures are the client's whatever the filter: a seat is a learner of any course."""
     course_id = None if course is None else course.id
     days_by_course: dict[str, list[dict]] = defaultdict(list)
     for row in course_days(session, client.id, start, end, course_id):
         days_by_course[row.course].append({"date": row.day, "unique_users": row.unique_users,
                                            "launches": row.launches})
+    figures = range_figures(session, client.id, Period(start, end), course_id)
+    compared = comparison(session, client.id, figures, course_id)
     return {
         "client": client.slug,
         "from_": start,
         "to": end,
         "course": None if course is None else course.title,
-        "unique_users": unique_users(session, client.id, start, end, course_id),
-        "launches": launches(session, client.id, start, end, course_id),
-        "completers": completers(session, client.id, start, end, course_id),
+        "unique_users": figures.unique_users,
+        "launches": figures.launches,
+        "completers": figures.completers,
+        "previous": None if compared is None else _previous_report(compared.previous),
         "courses": [
             {"course": total.course, "unique_users": total.unique_users, "launches": total.launches,
              "completers": total.completers, "days": days_by_course[total.course]}
@@ -499,6 +579,11 @@ def usage_report(session: Session, client: Client, start: dt.date, end: dt.date,
         # Beacons with a placeholder student ID, counted in none of the figures above.
         "held_back": held_back.figures(session, client.id, start, end, course_id=course_id).as_report(),
     }
+
+
+def _previous_report(figures: RangeFigures) -> dict:
+    return {"from_": figures.period.start, "to": figures.period.end, "unique_users": figures.unique_users,
+            "launches": figures.launches, "completers": figures.completers}
 
 
 def _package_report(row: SourceUsage) -> dict:
@@ -595,9 +680,7 @@ class ClientOverview:
     @property
     def trend(self) -> float | None:
         """Change against the previous period of the same length; None when that had no users."""
-        if not self.previous_unique_users:
-            return None
-        return (self.unique_users - self.previous_unique_users) / self.previous_unique_users
+        return change_ratio(self.unique_users, self.previous_unique_users)
 
 
 def overview(session: Session, today: dt.date, *, on: dt.date | None = None,
