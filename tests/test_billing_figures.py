@@ -175,6 +175,11 @@ def test_completion_rate_and_milestones(client, login, make_client, make_staff):
     assert "50.0 %" in text and "2026-11-02" in text and "2026-11-03" in text
 
 
+def trend_column(tree) -> int:
+    headers = [" ".join(th.text_content().split()) for th in tree.xpath('//table[@id="overview"]/thead/tr/th')]
+    return headers.index("Trend")
+
+
 def test_overview_figures_trend_and_forecast(client, login, make_client, make_staff):
     from billing_helpers import Sent, Truth
 
@@ -184,6 +189,8 @@ def test_overview_figures_trend_and_forecast(client, login, make_client, make_st
     licences.add_term(db.session, acme, actor="test", starts_on=dt.date(2026, 1, 1), ends_on=dt.date(2026, 12, 31),
                       seat_limit=4, seat_window="month")
     idle, _ = make_client(name="Idle")
+    fresh, fresh_key = make_client(name="Fresh")
+    post_all(client, fresh_key, Truth([Sent(dt.datetime(2026, 11, 4, 9, tzinfo=dt.UTC), "f", "F", "C", "launch")]))
     sends = [Sent(dt.datetime(2026, 10, 10, 9, tzinfo=dt.UTC), f"old-{i}", "Old", "C", "launch") for i in range(2)]
     sends += [Sent(dt.datetime(2026, 11, d, 9, tzinfo=dt.UTC), s, "New", "C", "launch")
               for d, s in ((2, "a"), (3, "a"), (5, "b"), (9, "c"))]
@@ -204,7 +211,10 @@ def test_overview_figures_trend_and_forecast(client, login, make_client, make_st
         csv_rows = read_csv(client.get("/billing/overview.csv"))
     tree = page_tree(page)
     names = [r.xpath("./td[1]/a")[0].text_content() for r in tree.xpath('//table[@id="overview"]/tbody/tr')]
-    assert names == ["Acme Overview", "Idle"]
+    assert names == ["Acme Overview", "Fresh", "Idle"]
+    trends = {r.xpath("./td[1]/a")[0].text_content(): " ".join(r.xpath("./td")[trend_column(tree)].text_content().split())
+              for r in tree.xpath('//table[@id="overview"]/tbody/tr')}
+    assert trends["Acme Overview"].startswith("+50") and trends["Fresh"] == "new (was 0)" and trends["Idle"] == "–"
     by_slug = {r["client"]: r for r in csv_rows}
     assert by_slug[acme.slug]["unique_users"] == "3"
     assert by_slug[acme.slug]["seat_use_percent"] == "75.0"
