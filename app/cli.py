@@ -85,9 +85,9 @@ def client_create(name, anonymised, sealed, licence, origins, seat_limit, licenc
         raise click.ClickException(f"{exc} with --allow-duplicate-name") from None
     except client_service.ClientError as exc:
         raise click.ClickException(str(exc)) from None
-    from .services import licences
+    from .services import licence_terms
 
-    term = next(iter(licences.terms(db.session, client.id)), None)
+    term = next(iter(licence_terms.terms(db.session, client.id)), None)
     data = {"slug": client.slug, "key": key, "name": client.name, "anonymised": client.anonymised,
             "sealed": client.sealed, "licence": client.licence, "origins": client.allowed_origins,
             "seat_limit": term.seat_limit if term else None, "term": term.as_dict() if term else None}

@@ -16,7 +16,7 @@ from sqlalchemy.orm.attributes import flag_modified
 
 from .extensions import db
 from .licensing_models import AT_LIMIT, SEAT_WINDOWS, OutboxDelivery, WebhookEndpoint
-from .services import licences, outbox, webhooks
+from .services import drift, licence_terms, licences, outbox, webhooks
 
 CLI_ACTOR = "cli"
 
@@ -60,9 +60,9 @@ def add_term(slug, start, end, seat_limit, seat_window, at_limit, after_expiry, 
     """Give a client a licence term (terms never overlap)."""
     client = _client(slug)
     try:
-        term = licences.add_term(db.session, client, actor=CLI_ACTOR, starts_on=start.date(), ends_on=end.date(),
-                                 seat_limit=seat_limit, seat_window=seat_window, at_limit=at_limit,
-                                 after_expiry=after_expiry)
+        term = licence_terms.add_term(db.session, client, actor=CLI_ACTOR, starts_on=start.date(), ends_on=end.date(),
+                                      seat_limit=seat_limit, seat_window=seat_window, at_limit=at_limit,
+                                      after_expiry=after_expiry)
     except licences.LicenceError as exc:
         raise click.ClickException(str(exc)) from None
     _emit(as_json, term.as_dict(), f"Term {term.starts_on} to {term.ends_on} added to {client.slug}.")
@@ -75,11 +75,11 @@ def add_term(slug, start, end, seat_limit, seat_window, at_limit, after_expiry, 
 def renew(slug, seat_limit, as_json):
     """Add the next term after the client's latest one (same length and settings)."""
     client = _client(slug)
-    existing = licences.terms(db.session, client.id)
+    existing = licence_terms.terms(db.session, client.id)
     if not existing:
         raise click.ClickException(f"{client.slug} has no licence term to renew; add one with licence add-term")
     try:
-        term = licences.renew_term(db.session, client, existing[-1], actor=CLI_ACTOR, seat_limit=seat_limit)
+        term = licence_terms.renew_term(db.session, client, existing[-1], actor=CLI_ACTOR, seat_limit=seat_limit)
     except licences.LicenceError as exc:
         raise click.ClickException(str(exc)) from None
     _emit(as_json, term.as_dict(), f"Renewed: {term.starts_on} to {term.ends_on}.")
@@ -92,7 +92,7 @@ def show(slug, as_json):
     """Terms, the term in force with seats used and the forecast, and the alert contacts."""
     client = _client(slug)
     today = dt.datetime.now(dt.UTC).date()
-    data = {"client": client.slug, "terms": [t.as_dict() for t in licences.terms(db.session, client.id)],
+    data = {"client": client.slug, "terms": [t.as_dict() for t in licence_terms.terms(db.session, client.id)],
             "alert_emails": licences.contacts(db.session, client.id), "in_force": None}
     term = licences.term_in_force(db.session, client.id, today)
     if term is not None:
@@ -194,7 +194,7 @@ def outbox_run(poll):
     signal.signal(signal.SIGINT, _stop)
     app = current_app._get_current_object()
     click.echo("outbox worker started", err=True)
-    outbox.run(app, stop, poll_seconds=poll)
+    outbox.run(app, stop, poll_seconds=poll, check_drift=drift.check_drift)
     click.echo("outbox worker stopped", err=True)
 
 

@@ -178,11 +178,11 @@ def test_completion_rate_and_milestones(client, login, make_client, make_staff):
 def test_overview_figures_trend_and_forecast(client, login, make_client, make_staff):
     from billing_helpers import Sent, Truth
 
-    from app.services import licences
+    from app.services import licence_terms
 
     acme, key = make_client(name="Acme Overview")
-    licences.add_term(db.session, acme, actor="test", starts_on=dt.date(2026, 1, 1), ends_on=dt.date(2026, 12, 31),
-                      seat_limit=4, seat_window="month")
+    licence_terms.add_term(db.session, acme, actor="test", starts_on=dt.date(2026, 1, 1), ends_on=dt.date(2026, 12, 31),
+                           seat_limit=4, seat_window="month")
     idle, _ = make_client(name="Idle")
     sends = [Sent(dt.datetime(2026, 10, 10, 9, tzinfo=dt.UTC), f"old-{i}", "Old", "C", "launch") for i in range(2)]
     sends += [Sent(dt.datetime(2026, 11, d, 9, tzinfo=dt.UTC), s, "New", "C", "launch")

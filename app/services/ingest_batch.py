@@ -51,7 +51,7 @@ from ..models import (
 )
 from ..placeholders import matched_placeholder
 from . import outbox
-from .clients import ClientDirectory, ClientSnapshot
+from .clients import ClientDirectory, ClientSnapshot, stored_identity
 
 STORED, DUPLICATE, REFUSED, UNAVAILABLE = "stored", "duplicate", "refused", "unavailable"
 
@@ -122,11 +122,6 @@ def learner_identity(pseudonymiser: Pseudonymiser, client: ClientSnapshot, beaco
         return (stored_identity(pseudonymiser, client, student_id),
                 pseudonymiser.name_digest(client.pseudonym_key, beacon.student_name), True)
     return student_id, beacon.student_name, False
-
-
-def stored_identity(pseudonymiser: Pseudonymiser, client: ClientSnapshot, student_id: str) -> str:
-    """How a (normalised) student ID is stored for this client: itself, or its pseudonym."""
-    return pseudonymiser.pseudonym(client.pseudonym_key, student_id) if client.anonymised else student_id
 
 
 def _insert(connection: Connection):
