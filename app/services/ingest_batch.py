@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ..held_back_models import HeldBackBeacon
 from ..identity import Pseudonymiser, check_sealing, id_shape
 from ..models import (
     COMPLETION_KINDS,
@@ -46,7 +47,6 @@ from ..models import (
     DailySource,
     DailyUsage,
     Event,
-    HeldBackBeacon,
     Learner,
 )
 from ..placeholders import matched_placeholder
