@@ -82,6 +82,21 @@ def _tune_sqlite(engine) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from . import admin, auth, beacon, content, meta, seal
+
+    # Views register their routes on their package's blueprint when imported: loaded here, so a
+    # package never imports its own faces (they import it, for the blueprint and shared helpers).
+    from .admin import (  # noqa: F401
+        audit,
+        clients,
+        golive,
+        held_back,
+        identities,
+        keys,
+        licences,
+        staff,
+        webhook_deliveries,
+    )
+    from .auth import second_factor, tokens  # noqa: F401  (the second step; /account/tokens)
     from .billing import api_bp, pages_bp
     from .extensions import csrf
 
