@@ -23,8 +23,8 @@ from .clients import ClientSnapshot, stored_identity
 from .licence_terms import LicenceError, last_term_before
 from .merges import PERSON, with_people
 
-# A seat window is a period of UTC days (the one home: services/periods.py), and so is which
-# term is in force and its seat window (``current_period`` needs them, below this module).
+# A seat window is a period of UTC days. periods.py is its one home and also finds the term in
+# force and its seat window: current_period needs them there, below this module.
 from .periods import Period as Window
 from .periods import seat_window, term_in_force
 

@@ -1,4 +1,5 @@
-"""A client's billing period and the date ranges billing answers: the one home for both.
+"""A client's billing period and the date ranges billing answers: the one home for both
+(and so for the licence term in force and its seat window, which the period follows).
 
 ``current_period`` is the only definition of "this period" for a client: the
 admin client list, the billing pages and overview, both CSVs and the usage API
