@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import secrets
 import sys
 from pathlib import Path
@@ -12,8 +11,9 @@ import click
 from flask import Flask, current_app
 from sqlalchemy import select
 
+from .cli_common import CLI_ACTOR, default_params, emit, find_client, learner_group
 from .extensions import db
-from .identity import InvalidIdentity, PseudonymParams
+from .identity import InvalidIdentity
 from .models import LICENCES, ROLES, Client, StaffUser
 from .services import clients as client_service
 from .services import learners as learner_service
@@ -21,30 +21,9 @@ from .services import packages as package_service
 from .services import second_factor as second_factor_service
 from .services import staff as staff_service
 
-CLI_ACTOR = "cli"
-
-
-def default_params() -> PseudonymParams:
-    config = current_app.config
-    return PseudonymParams(config["PSEUDONYM_TIME_COST"], config["PSEUDONYM_MEMORY_KIB"],
-                           config["PSEUDONYM_PARALLELISM"])
-
-
-def emit(as_json: bool, data: dict, text: str) -> None:
-    click.echo(json.dumps(data, indent=2, default=str) if as_json else text)
-
-
-def find_client(slug: str) -> Client:
-    client = db.session.scalar(select(Client).where(Client.slug == slug))
-    if client is None:
-        raise click.ClickException(f"no client with slug {slug!r} (see the admin's client list)")
-    return client
-
-
 client_group = click.Group("client", help="Create and inspect clients.")
 staff_group = click.Group("staff", help="Create staff users and reset their passwords.")
 token_group = click.Group("token", help="Bearer tokens for the JSON API.")
-learner_group = click.Group("learner", help="Act on one learner's data.")
 demo_group = click.Group("demo", help="Demo data for a first look.")
 tls_group = click.Group("tls", help="Certificates for local HTTPS.")
 package_group = click.Group("package", help="Build SCORM packages for clients.")
@@ -85,9 +64,9 @@ def client_create(name, anonymised, sealed, licence, origins, seat_limit, licenc
         raise click.ClickException(f"{exc} with --allow-duplicate-name") from None
     except client_service.ClientError as exc:
         raise click.ClickException(str(exc)) from None
-    from .services import licences
+    from .services import licence_terms
 
-    term = next(iter(licences.terms(db.session, client.id)), None)
+    term = next(iter(licence_terms.terms(db.session, client.id)), None)
     data = {"slug": client.slug, "key": key, "name": client.name, "anonymised": client.anonymised,
             "sealed": client.sealed, "licence": client.licence, "origins": client.allowed_origins,
             "seat_limit": term.seat_limit if term else None, "term": term.as_dict() if term else None}

@@ -10,13 +10,12 @@ from __future__ import annotations
 import click
 from flask import Flask, current_app
 
+from .cli_common import CLI_ACTOR, emit, find_client
 from .extensions import db
 from .identity import InvalidIdentity
 from .placeholders import DEFAULT_PLACEHOLDER_IDS, policy_entries
 from .services import clients as client_service
 from .services import held_back
-
-CLI_ACTOR = "cli"
 
 held_back_group = click.Group("held-back", help="Beacons held back for a placeholder student ID.")
 
@@ -42,8 +41,6 @@ def _figures_text(figures: held_back.HeldBackFigures) -> str:
 @click.option("--json", "as_json", is_flag=True)
 def held_back_list(slug, as_json):
     """Beacons held back now (not released), by placeholder and course."""
-    from .cli import emit, find_client
-
     client = find_client(slug)
     figures = held_back.figures(db.session, client.id)
     emit(as_json, {"client": client.slug, **_figures_json(figures)}, _figures_text(figures))
@@ -56,8 +53,6 @@ def held_back_list(slug, as_json):
 @click.option("--json", "as_json", is_flag=True)
 def held_back_release(slug, placeholder, yes, as_json):
     """Count held-back beacons: each placeholder becomes one learner in every figure. Audited."""
-    from .cli import emit, find_client
-
     client = find_client(slug)
     preview = held_back.figures(db.session, client.id, placeholder=placeholder)
     if not preview.beacons:
@@ -82,8 +77,6 @@ def held_back_release(slug, placeholder, yes, as_json):
 @click.option("--json", "as_json", is_flag=True)
 def held_back_policy(slug, entries, defaults, clear, as_json):
     """Show the client's placeholder list, or set it (audited)."""
-    from .cli import emit, find_client
-
     client = find_client(slug)
     if sum(map(bool, (entries, defaults, clear))) > 1:
         raise click.UsageError("give one of --set, --defaults, --clear")

@@ -13,7 +13,7 @@ import click
 from flask import Flask, current_app
 from sqlalchemy import select
 
-from .cli import CLI_ACTOR, emit, find_client, learner_group
+from .cli_common import CLI_ACTOR, emit, find_client, learner_group
 from .extensions import db
 from .identity import InvalidIdentity
 from .models import Client

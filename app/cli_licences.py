@@ -14,27 +14,14 @@ from flask import Flask, current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm.attributes import flag_modified
 
+from .cli_common import CLI_ACTOR, emit, find_client
 from .extensions import db
 from .licensing_models import AT_LIMIT, SEAT_WINDOWS, OutboxDelivery, WebhookEndpoint
-from .services import licences, outbox, webhooks
-
-CLI_ACTOR = "cli"
+from .services import drift, licence_terms, licences, outbox, webhooks
 
 licence_group = click.Group("licence", help="Licence terms and alert contacts of a client.")
 webhook_group = click.Group("webhook", help="Webhook endpoints that receive signed events.")
 outbox_group = click.Group("outbox", help="The worker that delivers webhooks and e-mails.")
-
-
-def _emit(as_json, data, text):
-    from .cli import emit
-
-    emit(as_json, data, text)
-
-
-def _client(slug):
-    from .cli import find_client
-
-    return find_client(slug)
 
 
 def set_alert_emails(client, emails) -> list[str]:
@@ -58,14 +45,14 @@ def set_alert_emails(client, emails) -> list[str]:
 @click.option("--json", "as_json", is_flag=True)
 def add_term(slug, start, end, seat_limit, seat_window, at_limit, after_expiry, as_json):
     """Give a client a licence term (terms never overlap)."""
-    client = _client(slug)
+    client = find_client(slug)
     try:
-        term = licences.add_term(db.session, client, actor=CLI_ACTOR, starts_on=start.date(), ends_on=end.date(),
-                                 seat_limit=seat_limit, seat_window=seat_window, at_limit=at_limit,
-                                 after_expiry=after_expiry)
+        term = licence_terms.add_term(db.session, client, actor=CLI_ACTOR, starts_on=start.date(), ends_on=end.date(),
+                                      seat_limit=seat_limit, seat_window=seat_window, at_limit=at_limit,
+                                      after_expiry=after_expiry)
     except licences.LicenceError as exc:
         raise click.ClickException(str(exc)) from None
-    _emit(as_json, term.as_dict(), f"Term {term.starts_on} to {term.ends_on} added to {client.slug}.")
+    emit(as_json, term.as_dict(), f"Term {term.starts_on} to {term.ends_on} added to {client.slug}.")
 
 
 @licence_group.command("renew")
@@ -74,15 +61,15 @@ def add_term(slug, start, end, seat_limit, seat_window, at_limit, after_expiry, 
 @click.option("--json", "as_json", is_flag=True)
 def renew(slug, seat_limit, as_json):
     """Add the next term after the client's latest one (same length and settings)."""
-    client = _client(slug)
-    existing = licences.terms(db.session, client.id)
+    client = find_client(slug)
+    existing = licence_terms.terms(db.session, client.id)
     if not existing:
         raise click.ClickException(f"{client.slug} has no licence term to renew; add one with licence add-term")
     try:
-        term = licences.renew_term(db.session, client, existing[-1], actor=CLI_ACTOR, seat_limit=seat_limit)
+        term = licence_terms.renew_term(db.session, client, existing[-1], actor=CLI_ACTOR, seat_limit=seat_limit)
     except licences.LicenceError as exc:
         raise click.ClickException(str(exc)) from None
-    _emit(as_json, term.as_dict(), f"Renewed: {term.starts_on} to {term.ends_on}.")
+    emit(as_json, term.as_dict(), f"Renewed: {term.starts_on} to {term.ends_on}.")
 
 
 @licence_group.command("show")
@@ -90,9 +77,9 @@ def renew(slug, seat_limit, as_json):
 @click.option("--json", "as_json", is_flag=True)
 def show(slug, as_json):
     """Terms, the term in force with seats used and the forecast, and the alert contacts."""
-    client = _client(slug)
+    client = find_client(slug)
     today = dt.datetime.now(dt.UTC).date()
-    data = {"client": client.slug, "terms": [t.as_dict() for t in licences.terms(db.session, client.id)],
+    data = {"client": client.slug, "terms": [t.as_dict() for t in licence_terms.terms(db.session, client.id)],
             "alert_emails": licences.contacts(db.session, client.id), "in_force": None}
     term = licences.term_in_force(db.session, client.id, today)
     if term is not None:
@@ -105,7 +92,7 @@ def show(slug, as_json):
                                          "statement": outlook.statement}}
     text = "\n".join(f"{t['starts_on']} to {t['ends_on']}: {term_seats(t['seat_limit'], t['seat_window'])}"
                       for t in data["terms"]) or "No licence terms."
-    _emit(as_json, data, text)
+    emit(as_json, data, text)
 
 
 def term_seats(limit: int | None, window: str) -> str:
@@ -119,12 +106,12 @@ def term_seats(limit: int | None, window: str) -> str:
 @click.option("--json", "as_json", is_flag=True)
 def contacts(slug, emails, as_json):
     """Set the client's contacts for licence alerts."""
-    client = _client(slug)
+    client = find_client(slug)
     try:
         kept = licences.set_contacts(db.session, client, list(emails), actor=CLI_ACTOR)
     except licences.LicenceError as exc:
         raise click.ClickException(str(exc)) from None
-    _emit(as_json, {"client": client.slug, "alert_emails": kept}, ", ".join(kept) or "No alert contacts.")
+    emit(as_json, {"client": client.slug, "alert_emails": kept}, ", ".join(kept) or "No alert contacts.")
 
 
 @webhook_group.command("add")
@@ -135,7 +122,7 @@ def contacts(slug, emails, as_json):
 @click.option("--json", "as_json", is_flag=True)
 def webhook_add(url, slug, events, as_json):
     """Register an endpoint and print its signing secret (shown once)."""
-    client = _client(slug) if slug else None
+    client = find_client(slug) if slug else None
     try:
         endpoint = webhooks.add_endpoint(db.session, url=url, client=client, event_types=list(events),
                                          actor=CLI_ACTOR, production=current_app.config["APP_ENV"] == "production")
@@ -143,7 +130,7 @@ def webhook_add(url, slug, events, as_json):
         raise click.ClickException(str(exc)) from None
     data = {"id": endpoint.id, "secret": endpoint.secret, "url": endpoint.url,
             "client": client.slug if client else None, "events": endpoint.event_types}
-    _emit(as_json, data, f"Endpoint {endpoint.id} added. Signing secret (shown once): {endpoint.secret}")
+    emit(as_json, data, f"Endpoint {endpoint.id} added. Signing secret (shown once): {endpoint.secret}")
 
 
 @webhook_group.command("list")
@@ -154,7 +141,7 @@ def webhook_list(as_json):
              "active": e.active} for e in db.session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id))]
     lines = [f"{r['id']}  {'active' if r['active'] else 'PAUSED'}  {r['url']}  {r['client'] or 'every client'}  "
              f"{', '.join(r['events']) or 'every type'}" for r in rows]
-    _emit(as_json, rows, "\n".join(lines) or "No endpoints.")
+    emit(as_json, rows, "\n".join(lines) or "No endpoints.")
 
 
 def _set_active(endpoint_id: int, active: bool) -> None:
@@ -194,7 +181,7 @@ def outbox_run(poll):
     signal.signal(signal.SIGINT, _stop)
     app = current_app._get_current_object()
     click.echo("outbox worker started", err=True)
-    outbox.run(app, stop, poll_seconds=poll)
+    outbox.run(app, stop, poll_seconds=poll, check_drift=drift.check_drift)
     click.echo("outbox worker stopped", err=True)
 
 
@@ -203,7 +190,7 @@ def outbox_run(poll):
 def outbox_status(as_json):
     """Deliveries by state."""
     rows = dict(db.session.execute(select(OutboxDelivery.status, func.count()).group_by(OutboxDelivery.status)).all())
-    _emit(as_json, rows, "\n".join(f"{k}\t{v}" for k, v in sorted(rows.items())) or "No deliveries.")
+    emit(as_json, rows, "\n".join(f"{k}\t{v}" for k, v in sorted(rows.items())) or "No deliveries.")
 
 
 def register(app: Flask) -> None:

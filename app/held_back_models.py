@@ -1,6 +1,6 @@
 """Beacons held back because their student ID is a placeholder (see ``placeholders``).
 
-Kept beside ``models.py`` (which imports this module at its end). A held-back
+Kept beside ``models.py`` (which it builds on; ``create_app`` loads every model module). A held-back
 beacon is acknowledged and kept here, never in ``events`` or ``daily_usage``,
 so no count sees it; releasing it (``services.held_back``) writes it there,
 once, and marks the row released (kept, so a retried beacon stays a duplicate).

@@ -1,6 +1,6 @@
 """The data of licences that act: terms, alert contacts, webhook endpoints and the outbox.
 
-Kept beside ``models.py`` (which imports this module at its end) so the licence
+Kept beside ``models.py`` (which it builds on; ``create_app`` loads every model module) so the licence
 work stays in one place. The outbox is written in the same transaction as the
 change that causes it; ``services/outbox.py`` delivers it.
 """

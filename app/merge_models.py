@@ -1,7 +1,7 @@
 """The data of identity merges: one person's two identities merged (and undone), and
 the ID-scheme drifts the check found.
 
-Kept beside ``models.py`` (which imports this module at its end), as
+Kept beside ``models.py`` (which it builds on; ``create_app`` loads every model module), as
 ``licensing_models.py`` is. ``services/merges.py`` merges and unmerges;
 ``services/drift.py`` detects drifts and proposes pairs.
 """

@@ -441,14 +441,3 @@ class AuditEntry(db.Model):
     before: Mapped[dict | None] = mapped_column(JSON)
     after: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-from .held_back_models import HeldBackBeacon  # noqa: E402,F401
-from .licensing_models import (  # noqa: E402,F401
-    AlertContact,
-    LicenceTerm,
-    OutboxDelivery,
-    OutboxEvent,
-    SeatlessBeacon,
-    WebhookEndpoint,
-)
-from .merge_models import IdentityDrift, LearnerMerge  # noqa: E402,F401

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from tracker_lms import lms  # noqa: F401  (the strict test LMS, a fixture)
 
 from app.extensions import db
-from app.services import licences, packages
+from app.services import licence_terms, packages
 
 
 def lms_log(page) -> list[str]:
@@ -64,8 +64,8 @@ def block_new_learners_at(client, seats: int):
     """A licence term in force that blocks new learners at ``seats``: the content origin then serves the
     client's remote courses only under the seat grant the launcher obtains."""
     today = dt.datetime.now(dt.UTC).date()
-    return licences.add_term(db.session, client, actor="test", starts_on=today - dt.timedelta(days=30),
-                             ends_on=today + dt.timedelta(days=365), seat_limit=seats, at_limit="block")
+    return licence_terms.add_term(db.session, client, actor="test", starts_on=today - dt.timedelta(days=30),
+                                  ends_on=today + dt.timedelta(days=365), seat_limit=seats, at_limit="block")
 
 
 def remote_pages(client, version, live_server, lms, tmp_path, name: str, pages: dict[str, str]) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEntry, Client, ClientKey, PackageIssue, StaffSession, StaffUser
-from app.services import licences
+from app.services import licence_terms
 
 BEACONS = "/api/v1/beacons"
 
@@ -72,7 +72,7 @@ def test_create_client_shows_the_key_once_and_it_works(client, csm):
     assert key.startswith("ck_")
     globex = db.session.scalar(select(Client).where(Client.name == "Globex"))
     assert globex.allowed_origins == ["https://lms.globex.example", "https://lms2.globex.example:8443"]
-    [term] = licences.terms(db.session, globex.id)  # the form's licence fields make its first term
+    [term] = licence_terms.terms(db.session, globex.id)  # the form's licence fields make its first term
     assert (term.starts_on, term.ends_on, term.seat_limit) == (dt.date(2026, 1, 1), dt.date(2026, 12, 31), 50)
     assert client.post(BEACONS, json=beacon_body(key), headers={"Origin": "https://lms.globex.example"}
                        ).status_code == 204

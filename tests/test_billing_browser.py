@@ -21,12 +21,12 @@ def this_month_so_far() -> list[dt.date]:
 def test_client_user_sees_usage_and_downloads_csvs(browser, live_server, client, make_client, make_staff,
                                                    screenshots_dir, tmp_path):
     from app.extensions import db
-    from app.services import licences
+    from app.services import licence_terms
 
     acme, key = make_client(name="Acme Learning")
     first = this_month_so_far()[0]  # 25 seats a calendar month: the default range is this month to date
-    licences.add_term(db.session, acme, actor="test", starts_on=first, ends_on=first + dt.timedelta(days=364),
-                      seat_limit=25, seat_window="month")
+    licence_terms.add_term(db.session, acme, actor="test", starts_on=first, ends_on=first + dt.timedelta(days=364),
+                           seat_limit=25, seat_window="month")
     truth = workload(this_month_so_far(), ["Anti-Bribery", "Fire Safety", "GDPR Basics", "Working at Height"],
                      students=18, per_day=8, seed=3)
     post_all(client, key, truth)

@@ -183,11 +183,11 @@ def trend_column(tree) -> int:
 def test_overview_figures_trend_and_forecast(client, login, make_client, make_staff):
     from billing_helpers import Sent, Truth
 
-    from app.services import licences
+    from app.services import licence_terms
 
     acme, key = make_client(name="Acme Overview")
-    licences.add_term(db.session, acme, actor="test", starts_on=dt.date(2026, 1, 1), ends_on=dt.date(2026, 12, 31),
-                      seat_limit=4, seat_window="month")
+    licence_terms.add_term(db.session, acme, actor="test", starts_on=dt.date(2026, 1, 1), ends_on=dt.date(2026, 12, 31),
+                           seat_limit=4, seat_window="month")
     idle, _ = make_client(name="Idle")
     fresh, fresh_key = make_client(name="Fresh")
     post_all(client, fresh_key, Truth([Sent(dt.datetime(2026, 11, 4, 9, tzinfo=dt.UTC), "f", "F", "C", "launch")]))

@@ -257,13 +257,13 @@ def test_chart_draws_each_days_figures(client, login, make_client, make_staff):
 
 
 def test_a_client_on_licence_terms_gets_its_term_as_the_licence_period(client, login, make_client, make_staff):
-    from app.services import licences
+    from app.services import licence_terms
 
     acme, _key = make_client(name="Acme")
     today = dt.datetime.now(dt.UTC).date()
     starts = today - dt.timedelta(days=40)
-    licences.add_term(db.session, acme, actor="test", starts_on=starts, ends_on=starts + dt.timedelta(days=364),
-                      seat_limit=50)
+    licence_terms.add_term(db.session, acme, actor="test", starts_on=starts, ends_on=starts + dt.timedelta(days=364),
+                           seat_limit=50)
     login(make_staff("admin"))
     html = client.get(f"/billing/{acme.slug}").get_data(as_text=True)
     assert f"{starts.isoformat()} to {today.isoformat()}" in html and "current licence period to date" in html
@@ -275,12 +275,12 @@ def test_a_client_on_licence_terms_gets_its_term_as_the_licence_period(client, l
 
 
 def test_one_preset_is_marked_when_the_term_began_on_the_first_of_the_month(client, login, make_client, make_staff):
-    from app.services import licences
+    from app.services import licence_terms
 
     acme, _key = make_client(name="Acme")
     first = dt.datetime.now(dt.UTC).date().replace(day=1)
-    licences.add_term(db.session, acme, actor="test", starts_on=first, ends_on=first + dt.timedelta(days=364),
-                      seat_limit=50)
+    licence_terms.add_term(db.session, acme, actor="test", starts_on=first, ends_on=first + dt.timedelta(days=364),
+                           seat_limit=50)
     login(make_staff("admin"))
     html = client.get(f"/billing/{acme.slug}").get_data(as_text=True)
     # "This month" and "This licence period to date" span the same days: only the licence's is marked.

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import AuditEntry, Client, StaffUser
 from app.services import clients as client_service
-from app.services import licences
+from app.services import licence_terms
 from app.services import staff as staff_service
 
 BEACONS = "/api/v1/beacons"
@@ -48,7 +48,7 @@ def test_client_create_json_with_every_option(runner, client):
     assert row.anonymised and row.salt
     # --seat-limit gives the client a licence term (today, for one year), not a setting of its own.
     today = dt.datetime.now(dt.UTC).date()
-    [term] = licences.terms(db.session, row.id)
+    [term] = licence_terms.terms(db.session, row.id)
     assert (term.starts_on, term.seat_limit, term.seat_window) == (today, 250, "term")
     assert term.ends_on == client_service.first_term_dates(today, None, None)[1] > today
     assert data["term"] == term.as_dict()

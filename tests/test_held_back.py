@@ -16,8 +16,9 @@ from conftest import beacon_body, csrf_token_from
 from sqlalchemy import func, inspect, select, text
 
 from app.extensions import db
+from app.held_back_models import HeldBackBeacon
 from app.licensing_models import OutboxDelivery, OutboxEvent
-from app.models import AuditEntry, DailyUsage, Event, HeldBackBeacon, Learner
+from app.models import AuditEntry, DailyUsage, Event, Learner
 from app.placeholders import DEFAULT_PLACEHOLDER_IDS
 from app.services import licences, outbox
 from app.services import staff as staff_service

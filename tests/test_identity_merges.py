@@ -14,7 +14,10 @@ import csv
 import datetime as dt
 import io
 import json
+import os
 import random
+import signal
+import threading
 from dataclasses import dataclass, field
 
 import pytest
@@ -312,6 +315,42 @@ def test_lookalike_names_without_an_id_change_are_never_proposed(app, client, ma
         result = runner.invoke(args=["identity", "check-drift", "--client", acme.slug, "--json"])
     assert result.exit_code == 0 and json.loads(result.output) == {"opened": []}
     assert db.session.query(OutboxEvent).filter(OutboxEvent.type == "identity.drift").count() == 0
+
+
+def test_the_outbox_run_command_checks_for_drift_on_its_sweep(app, client, make_client, runner, monkeypatch):
+    """`outbox run` hands the worker the drift check (the outbox sits below drift and does not
+    import it): its first sweep opens the episode and queues the alert with the review link."""
+    acme, key = make_client(name="Acme")
+    generate(client, key)
+    real_check = drift.check_drift
+    calls = []
+
+    def check_then_stop(*args, **kwargs):
+        calls.append(kwargs["review_url"](acme))
+        try:
+            return real_check(*args, **kwargs)
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)  # the command's own handler: stop after this round
+
+    monkeypatch.setattr(drift, "check_drift", check_then_stop)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # Without the drift check the worker would never stop itself: stop it anyway, and fail below.
+    fallback = threading.Timer(60, os.kill, (os.getpid(), signal.SIGTERM))
+    try:
+        with time_machine.travel(CHECKED, tick=False):
+            fallback.start()
+            result = runner.invoke(args=["outbox", "run", "--poll", "0.05"])
+    finally:
+        fallback.cancel()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert result.exit_code == 0, result.output
+    assert calls == [f"https://track.vendor.example/admin/clients/{acme.slug}/identities"]
+    db.session.expire_all()
+    episodes = list(db.session.scalars(select(IdentityDrift)))
+    assert [(e.client_id, e.from_shape, e.to_shape, e.pairs) for e in episodes] == [(acme.id, "email", "numeric", 12)]
+    events = list(db.session.scalars(select(OutboxEvent).where(OutboxEvent.type == "identity.drift")))
+    assert [e.facts["review_url"] for e in events] == [calls[0]]
 
 
 @pytest.mark.parametrize("anonymised", [False, True], ids=["verbatim", "anonymised"])

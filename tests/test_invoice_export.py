@@ -11,7 +11,7 @@ import time_machine
 from billing_helpers import post_all, read_csv, workload
 
 from app.extensions import db
-from app.services import licences
+from app.services import licence_terms
 from app.services import staff as staff_service
 
 TODAY = dt.date(2026, 11, 20)
@@ -32,11 +32,11 @@ def days(start: dt.date, end: dt.date) -> list[dt.date]:
 def world(client, make_client):
     """Monthly (verbatim, over its limit), whole-term (anonymised, within it) and a client without a term."""
     monthly, monthly_key = make_client(name="Monthly Verbatim")
-    licences.add_term(db.session, monthly, actor="test", starts_on=dt.date(2026, 10, 1),
-                      ends_on=dt.date(2027, 9, 30), seat_limit=6, seat_window="month")
+    licence_terms.add_term(db.session, monthly, actor="test", starts_on=dt.date(2026, 10, 1),
+                           ends_on=dt.date(2027, 9, 30), seat_limit=6, seat_window="month")
     whole, whole_key = make_client(name="Whole Anonymised", anonymised=True)
-    licences.add_term(db.session, whole, actor="test", starts_on=dt.date(2026, 9, 15),
-                      ends_on=dt.date(2027, 9, 14), seat_limit=40, seat_window="term")
+    licence_terms.add_term(db.session, whole, actor="test", starts_on=dt.date(2026, 9, 15),
+                           ends_on=dt.date(2027, 9, 14), seat_limit=40, seat_window="term")
     loose, loose_key = make_client(name="No Term")
     truths = {
         monthly.slug: workload(days(dt.date(2026, 10, 20), TODAY), ["Fire Safety", "GDPR"], students=12,

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.licensing_models import OutboxDelivery, OutboxEvent
-from app.services import billing, licences, outbox
+from app.services import billing, licence_terms, licences, outbox
 
 BEACONS = "/api/v1/beacons"
 START = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)
@@ -95,8 +95,8 @@ def test_threshold_term_ending_and_leak_mails_once_each_to_staff_and_licence_one
 def test_forecast_over_the_limit_mails_once(app, client, make_client, make_staff, smtp):
     beta, key = make_client(name="Beta")
     make_staff("csm", email="csm@vendor.example")
-    licences.add_term(db.session, beta, actor="test", starts_on=dt.date(2026, 1, 1), ends_on=dt.date(2026, 12, 31),
-                      seat_limit=500)
+    licence_terms.add_term(db.session, beta, actor="test", starts_on=dt.date(2026, 1, 1), ends_on=dt.date(2026, 12, 31),
+                           seat_limit=500)
     with time_machine.travel(dt.datetime(2026, 1, 1, 9, tzinfo=dt.UTC), tick=False) as traveller:
         learner = 0
         for day in range(20):  # 5 new learners a day: about 1800 by the end of the year
@@ -116,9 +116,9 @@ def test_forecast_over_the_limit_mails_once(app, client, make_client, make_staff
 def test_renewed_term_alerts_again(app, client, make_client, make_staff, smtp):
     gamma, key = make_client(name="Gamma")
     make_staff("csm", email="csm@vendor.example")
-    term = licences.add_term(db.session, gamma, actor="test", starts_on=dt.date(2026, 1, 1),
-                             ends_on=dt.date(2026, 1, 31), seat_limit=2)
-    licences.renew_term(db.session, gamma, term, actor="test")
+    term = licence_terms.add_term(db.session, gamma, actor="test", starts_on=dt.date(2026, 1, 1),
+                                  ends_on=dt.date(2026, 1, 31), seat_limit=2)
+    licence_terms.renew_term(db.session, gamma, term, actor="test")
     for when in (dt.datetime(2026, 1, 5, tzinfo=dt.UTC), dt.datetime(2026, 2, 5, tzinfo=dt.UTC)):
         with time_machine.travel(when, tick=False):
             for i in range(3):

@@ -16,7 +16,7 @@ from test_licence_alerts import _client_row, _create
 from app.extensions import db
 from app.licensing_models import LicenceTerm
 from app.models import AuditEntry
-from app.services import billing, licences
+from app.services import billing, licence_terms
 
 BEACONS = "/api/v1/beacons"
 D = dt.date
@@ -56,7 +56,7 @@ def test_settings_show_the_term_in_force_and_offer_no_limit_of_their_own(app, cl
     assert saved.status_code == 302
     today = dt.datetime.now(dt.UTC).date()
     assert billing.seat_limit(db.session, acme, today) == 10
-    assert [t.seat_limit for t in licences.terms(db.session, acme.id)] == [10]
+    assert [t.seat_limit for t in licence_terms.terms(db.session, acme.id)] == [10]
     assert "No licence term is in force" in page_tree(client.get(f"/admin/clients/{plain.slug}/edit")
                                                       ).get_element_by_id("licence-term").text_content()
 
@@ -69,8 +69,8 @@ def _seat_card(client, slug, query=""):
 
 def test_the_seat_card_compares_only_a_seat_window_with_its_limit(app, client, make_client, make_staff, login):
     acme, key = make_client(name="Acme")
-    licences.add_term(db.session, acme, actor="test", starts_on=D(2026, 11, 10), ends_on=D(2027, 11, 9),
-                      seat_limit=10)
+    licence_terms.add_term(db.session, acme, actor="test", starts_on=D(2026, 11, 10), ends_on=D(2027, 11, 9),
+                           seat_limit=10)
     for day, students in ((D(2026, 10, 20), ["a", "b", "c"]), (D(2026, 11, 12), ["c", "d", "e", "f"])):
         with time_machine.travel(dt.datetime.combine(day, dt.time(9), tzinfo=dt.UTC), tick=False):
             for student in students:
@@ -96,12 +96,12 @@ def test_the_seat_card_compares_only_a_seat_window_with_its_limit(app, client, m
 def test_terms_are_edited_and_removed_with_csrf_audit_and_clear_errors(app, client, make_client, make_staff, login):
     acme, _ = make_client(name="Acme")
     other, _ = make_client(name="Other")
-    first = licences.add_term(db.session, acme, actor="t", starts_on=D(2026, 1, 1), ends_on=D(2026, 6, 30),
-                              seat_limit=10)
-    second = licences.add_term(db.session, acme, actor="t", starts_on=D(2026, 7, 1), ends_on=D(2026, 12, 31),
-                               seat_limit=20)
-    foreign = licences.add_term(db.session, other, actor="t", starts_on=D(2026, 1, 1), ends_on=D(2026, 12, 31),
-                                seat_limit=5)
+    first = licence_terms.add_term(db.session, acme, actor="t", starts_on=D(2026, 1, 1), ends_on=D(2026, 6, 30),
+                                   seat_limit=10)
+    second = licence_terms.add_term(db.session, acme, actor="t", starts_on=D(2026, 7, 1), ends_on=D(2026, 12, 31),
+                                    seat_limit=20)
+    foreign = licence_terms.add_term(db.session, other, actor="t", starts_on=D(2026, 1, 1), ends_on=D(2026, 12, 31),
+                                     seat_limit=5)
     ids = (first.id, second.id, foreign.id)
     login(make_staff("csm", email="casey@vendor.example"))
     base = f"/admin/clients/{acme.slug}/licence"
@@ -115,7 +115,7 @@ def test_terms_are_edited_and_removed_with_csrf_audit_and_clear_errors(app, clie
 
     def state():
         db.session.expire_all()
-        return [(t.starts_on, t.ends_on, t.seat_limit) for t in licences.terms(db.session, acme.id)]
+        return [(t.starts_on, t.ends_on, t.seat_limit) for t in licence_terms.terms(db.session, acme.id)]
 
     before = state()
     assert client.post(f"{base}/terms/{ids[0]}", data=fields).status_code == 400, "no CSRF token"

@@ -13,7 +13,7 @@ from conftest import beacon_body, watched_page
 from test_walkthrough_browser import sign_in
 
 from app.extensions import db
-from app.services import licences
+from app.services import licence_terms
 
 # one_database: the pages in a browser; the licence model is tested in both passes by test_licence_model.
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.one_database]
@@ -29,9 +29,9 @@ def test_settings_link_to_terms_which_are_edited_and_removed_in_the_browser(brow
                                                                             width):
     acme, key = make_client(name="Acme Corporation International", seat_limit=10)
     today = dt.datetime.now(dt.UTC).date()
-    [term] = licences.terms(db.session, acme.id)
-    later = licences.add_term(db.session, acme, actor="test", starts_on=term.ends_on + dt.timedelta(days=1),
-                              ends_on=term.ends_on + dt.timedelta(days=365), seat_limit=None)
+    [term] = licence_terms.terms(db.session, acme.id)
+    later = licence_terms.add_term(db.session, acme, actor="test", starts_on=term.ends_on + dt.timedelta(days=1),
+                                   ends_on=term.ends_on + dt.timedelta(days=365), seat_limit=None)
     for i in range(3):
         answer = requests.post(live_server.url + "/api/v1/beacons", verify=tls_ca["ca"], timeout=10,
                                json=beacon_body(key, student_id=f"learner-{i}"))

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Course, DailyUsage, Learner
-from app.services import licences
+from app.services import licence_terms, licences
 
 D = dt.date
 
@@ -37,29 +37,29 @@ def acme(make_client):
 
 
 def test_term_in_force_and_no_overlap(acme):
-    first = licences.add_term(db.session, acme, actor="t", starts_on=D(2026, 1, 1), ends_on=D(2026, 12, 31),
-                              seat_limit=10)
-    second = licences.renew_term(db.session, acme, first, actor="t", seat_limit=20)
+    first = licence_terms.add_term(db.session, acme, actor="t", starts_on=D(2026, 1, 1), ends_on=D(2026, 12, 31),
+                                   seat_limit=10)
+    second = licence_terms.renew_term(db.session, acme, first, actor="t", seat_limit=20)
     assert (second.starts_on, second.ends_on, second.seat_limit) == (D(2027, 1, 1), D(2027, 12, 31), 20)
     assert licences.term_in_force(db.session, acme.id, D(2026, 12, 31)).id == first.id
     assert licences.term_in_force(db.session, acme.id, D(2027, 1, 1)).id == second.id
     assert licences.term_in_force(db.session, acme.id, D(2028, 1, 1)) is None
     with pytest.raises(licences.LicenceError, match="overlaps"):
-        licences.add_term(db.session, acme, actor="t", starts_on=D(2027, 6, 1), ends_on=D(2028, 5, 31),
-                          seat_limit=5)
+        licence_terms.add_term(db.session, acme, actor="t", starts_on=D(2027, 6, 1), ends_on=D(2028, 5, 31),
+                               seat_limit=5)
     with pytest.raises(licences.LicenceError, match="end on or after"):
-        licences.add_term(db.session, acme, actor="t", starts_on=D(2030, 2, 1), ends_on=D(2030, 1, 1), seat_limit=5)
-    assert len(licences.terms(db.session, acme.id)) == 2
+        licence_terms.add_term(db.session, acme, actor="t", starts_on=D(2030, 2, 1), ends_on=D(2030, 1, 1), seat_limit=5)
+    assert len(licence_terms.terms(db.session, acme.id)) == 2
 
 
 def test_renewal_of_a_quarter_and_a_leap_year(acme):
-    quarter = licences.add_term(db.session, acme, actor="t", starts_on=D(2026, 1, 10), ends_on=D(2026, 4, 9),
-                                seat_limit=1)
-    nxt = licences.renew_term(db.session, acme, quarter, actor="t")
+    quarter = licence_terms.add_term(db.session, acme, actor="t", starts_on=D(2026, 1, 10), ends_on=D(2026, 4, 9),
+                                     seat_limit=1)
+    nxt = licence_terms.renew_term(db.session, acme, quarter, actor="t")
     assert (nxt.starts_on, nxt.ends_on) == (D(2026, 4, 10), D(2026, 7, 9))
-    leap = licences.add_term(db.session, acme, actor="t", starts_on=D(2027, 3, 1), ends_on=D(2028, 2, 29),
-                             seat_limit=1)
-    assert licences.renew_term(db.session, acme, leap, actor="t").ends_on == D(2029, 2, 28)
+    leap = licence_terms.add_term(db.session, acme, actor="t", starts_on=D(2027, 3, 1), ends_on=D(2028, 2, 29),
+                                  seat_limit=1)
+    assert licence_terms.renew_term(db.session, acme, leap, actor="t").ends_on == D(2029, 2, 28)
 
 
 @pytest.mark.parametrize("window, day, expected", [
@@ -70,15 +70,15 @@ def test_renewal_of_a_quarter_and_a_leap_year(acme):
     ("year", D(2027, 1, 5), (D(2027, 1, 1), D(2027, 2, 9))),
 ])
 def test_seat_windows_are_cut_to_the_term(acme, window, day, expected):
-    term = licences.add_term(db.session, acme, actor="t", starts_on=D(2026, 2, 10), ends_on=D(2027, 2, 9),
-                             seat_limit=5, seat_window=window)
+    term = licence_terms.add_term(db.session, acme, actor="t", starts_on=D(2026, 2, 10), ends_on=D(2027, 2, 9),
+                                  seat_limit=5, seat_window=window)
     got = licences.seat_window(term, day)
     assert (got.start, got.end) == expected
 
 
 def test_monthly_counting_counts_a_learner_once_per_month(acme):
-    term = licences.add_term(db.session, acme, actor="t", starts_on=D(2026, 1, 1), ends_on=D(2026, 12, 31),
-                             seat_limit=5, seat_window="month")
+    term = licence_terms.add_term(db.session, acme, actor="t", starts_on=D(2026, 1, 1), ends_on=D(2026, 12, 31),
+                                  seat_limit=5, seat_window="month")
     for day in (D(2026, 1, 3), D(2026, 1, 20), D(2026, 2, 2)):
         _use(acme.id, "ann", day, acme.course_id)
     _use(acme.id, "bob", D(2026, 1, 9), acme.course_id)
@@ -93,8 +93,8 @@ def test_monthly_counting_counts_a_learner_once_per_month(acme):
     ("record", True, True), ("record", False, True), ("block", False, True), ("block", True, False),
 ])
 def test_enforcement_at_the_limit(acme, at_limit, remote, allowed):
-    licences.add_term(db.session, acme, actor="t", starts_on=D(2026, 1, 1), ends_on=D(2026, 12, 31),
-                      seat_limit=2, at_limit=at_limit)
+    licence_terms.add_term(db.session, acme, actor="t", starts_on=D(2026, 1, 1), ends_on=D(2026, 12, 31),
+                           seat_limit=2, at_limit=at_limit)
     _use(acme.id, "ann", D(2026, 3, 1), acme.course_id)
     assert licences.launch_decision(db.session, acme.id, "bob", D(2026, 3, 2), remote=True).allowed
     _use(acme.id, "bob", D(2026, 3, 2), acme.course_id)
@@ -107,8 +107,8 @@ def test_enforcement_at_the_limit(acme, at_limit, remote, allowed):
 
 @pytest.mark.parametrize("after_expiry, allowed_new", [("record", True), ("block", False)])
 def test_expired_term(acme, after_expiry, allowed_new):
-    licences.add_term(db.session, acme, actor="t", starts_on=D(2026, 1, 1), ends_on=D(2026, 6, 30),
-                      seat_limit=100, after_expiry=after_expiry)
+    licence_terms.add_term(db.session, acme, actor="t", starts_on=D(2026, 1, 1), ends_on=D(2026, 6, 30),
+                           seat_limit=100, after_expiry=after_expiry)
     _use(acme.id, "ann", D(2026, 6, 1), acme.course_id)
     db.session.commit()
     new = licences.launch_decision(db.session, acme.id, "bob", D(2026, 7, 5), remote=True)
@@ -163,9 +163,9 @@ def test_forecast_against_ground_truth(acme, kind):
 
 def test_forecast_uses_last_years_term(acme):
     """Last year the client grew 2x in the second half; this year's early rate alone would miss it."""
-    last = licences.add_term(db.session, acme, actor="t", starts_on=D(2025, 1, 1), ends_on=D(2025, 12, 31),
-                             seat_limit=1000)
-    this = licences.renew_term(db.session, acme, last, actor="t")
+    last = licence_terms.add_term(db.session, acme, actor="t", starts_on=D(2025, 1, 1), ends_on=D(2025, 12, 31),
+                                  seat_limit=1000)
+    this = licence_terms.renew_term(db.session, acme, last, actor="t")
     for year in (2025, 2026):
         for i in range(100):
             _use(acme.id, f"{year}-{i}", D(year, 1, 1) + dt.timedelta(days=i % 180), acme.course_id)
@@ -191,7 +191,7 @@ def test_admin_licence_page_adds_a_term_sets_contacts_and_renews(acme, client, m
     bad = client.post(url, data={"csrf_token": token, "term-starts_on": today.isoformat(),
                                  "term-ends_on": (today - dt.timedelta(days=1)).isoformat()}, headers=referer)
     assert bad.status_code == 400 and "must end on or after" in bad.get_data(as_text=True)
-    assert licences.terms(db.session, acme.id) == []
+    assert licence_terms.terms(db.session, acme.id) == []
     added = client.post(url, data={"csrf_token": token, "term-starts_on": today.isoformat(),
                                    "term-ends_on": (today + dt.timedelta(days=99)).isoformat(),
                                    "term-seat_limit": "25", "term-seat_window": "term",
@@ -209,7 +209,7 @@ def test_admin_licence_page_adds_a_term_sets_contacts_and_renews(acme, client, m
     assert client.post(f"{url}/renew", data={}, headers=referer).status_code == 400
     client.post(f"{url}/renew", data={"csrf_token": token}, headers=referer)
     db.session.expire_all()
-    assert [t.starts_on for t in licences.terms(db.session, acme.id)] == [today, today + dt.timedelta(days=100)]
+    assert [t.starts_on for t in licence_terms.terms(db.session, acme.id)] == [today, today + dt.timedelta(days=100)]
 
 
 def test_cli_client_create_with_alert_emails_and_terms(app, runner):
@@ -241,8 +241,8 @@ def test_ten_learners_on_day_one_are_not_forecast_at_310(acme):
 def test_billing_overview_and_period_use_the_term_in_force(acme):
     from app.services import billing, periods
 
-    licences.add_term(db.session, acme, actor="t", starts_on=D(2026, 1, 1), ends_on=D(2026, 12, 31),
-                      seat_limit=7, seat_window="month")
+    licence_terms.add_term(db.session, acme, actor="t", starts_on=D(2026, 1, 1), ends_on=D(2026, 12, 31),
+                           seat_limit=7, seat_window="month")
     for i in range(3):
         _use(acme.id, f"m-{i}", D(2026, 3, 2 + i), acme.course_id)
     _use(acme.id, "feb", D(2026, 2, 20), acme.course_id)
@@ -256,8 +256,8 @@ def test_billing_overview_and_period_use_the_term_in_force(acme):
 def test_remote_hook_and_its_polite_page(app, acme):
     from flask import render_template
 
-    licences.add_term(db.session, acme, actor="t", starts_on=D(2026, 1, 1), ends_on=D(2026, 12, 31),
-                      seat_limit=1, at_limit="block")
+    licence_terms.add_term(db.session, acme, actor="t", starts_on=D(2026, 1, 1), ends_on=D(2026, 12, 31),
+                           seat_limit=1, at_limit="block")
     _use(acme.id, "ann", D(2026, 3, 1), acme.course_id)
     db.session.commit()
     assert not licences.remote_launch_decision(db.session, acme.id, "bob", D(2026, 3, 2)).allowed

@@ -110,7 +110,7 @@ def _old_settings_database(url: str):
     from flask_migrate import downgrade, upgrade
 
     from app.services import clients as client_service
-    from app.services import licences
+    from app.services import licence_terms
 
     application = create_app(_config(url))
     application.test_client_class = HttpsClient
@@ -137,8 +137,8 @@ def _old_settings_database(url: str):
                     response = http.post("/api/v1/beacons", json=beacon_body(made[name][1], student_id=student))
                     assert response.status_code == 204, response.get_data(as_text=True)
         downgrade(directory=str(ROOT / "migrations"), revision=BEFORE_TERMS)
-        licences.add_term(db.session, made["Termed"][0], actor="test", starts_on=dt.date(2026, 11, 1),
-                          ends_on=dt.date(2026, 11, 30), seat_limit=3)
+        licence_terms.add_term(db.session, made["Termed"][0], actor="test", starts_on=dt.date(2026, 11, 1),
+                               ends_on=dt.date(2026, 11, 30), seat_limit=3)
         with db.engine.begin() as conn:  # the old columns, as the old Settings page saved them
             for name, start, end, limit in (("Monthly", None, None, 10),
                                             ("Yearly", dt.date(2026, 4, 1), dt.date(2027, 3, 31), 5),
@@ -159,7 +159,7 @@ def test_own_period_and_seat_limit_become_terms_with_the_same_figures(empty_data
 
     from app.licensing_models import LicenceTerm
     from app.models import AuditEntry, Client
-    from app.services import billing, licences, periods
+    from app.services import billing, licence_terms, licences, periods
     from app.services import staff as staff_service
 
     application, slugs = _old_settings_database(empty_database)
@@ -178,7 +178,7 @@ def test_own_period_and_seat_limit_become_terms_with_the_same_figures(empty_data
 
         def terms_of(name):
             return [(t.starts_on, t.ends_on, t.seat_limit, t.seat_window, t.at_limit, t.after_expiry)
-                    for t in licences.terms(db.session, clients[name].id)]
+                    for t in licence_terms.terms(db.session, clients[name].id)]
 
         far, rec = dt.date(2099, 12, 31), "record"
         assert terms_of("Monthly") == [(dt.date(2026, 10, 1), far, 10, "month", rec, rec)]

@@ -31,7 +31,8 @@ from remote_courses import as_zip, captivate_multi, rise, storyline
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import DailyUsage, Event, Learner, SeatlessBeacon
+from app.licensing_models import SeatlessBeacon
+from app.models import DailyUsage, Event, Learner
 from app.services import packages
 
 # one_database: the launcher and the content origin in a browser.

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import AuditEntry, Client, Event, PackageIssue, RemoteContent
 from app.services import clients as client_service
-from app.services import licences, packages
+from app.services import licence_terms, packages
 
 SERVER = "https://track.vendor.example"
 
@@ -315,8 +315,8 @@ def test_seat_check_refuses_only_new_learners_of_a_client_that_blocks_at_its_lim
     _, built = build(customer)
     package_id = built.issue.package_id
     today = dt.datetime.now(dt.UTC).date()
-    term = licences.add_term(db.session, customer, actor="test", starts_on=today - dt.timedelta(days=30),
-                             ends_on=today + dt.timedelta(days=365), seat_limit=1, at_limit="block")
+    term = licence_terms.add_term(db.session, customer, actor="test", starts_on=today - dt.timedelta(days=30),
+                                  ends_on=today + dt.timedelta(days=365), seat_limit=1, at_limit="block")
     key = stored().beacon_key
 
     def ask(student_id, **headers):

@@ -36,8 +36,9 @@ from tracker_lms import (  # noqa: F401 (fixtures)
 )
 
 from app.extensions import db
+from app.held_back_models import HeldBackBeacon
 from app.identity import InvalidIdentity, normalise_name, normalise_student_id
-from app.models import Event, HeldBackBeacon, Learner
+from app.models import Event, Learner
 from app.services import outbox, webhooks
 from app.services.packages import sealing
 

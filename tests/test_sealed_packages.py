@@ -15,8 +15,9 @@ from conftest import beacon_body
 from sqlalchemy import func, select
 
 from app.extensions import db
+from app.held_back_models import HeldBackBeacon
 from app.identity import InvalidIdentity
-from app.models import AuditEntry, Event, HeldBackBeacon, Learner
+from app.models import AuditEntry, Event, Learner
 from app.services import anonymisation, packages
 from app.services import clients as client_service
 from app.services.clients import ClientError

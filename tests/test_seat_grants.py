@@ -23,8 +23,10 @@ from conftest import beacon_body
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.models import Client, DailyUsage, Event, HeldBackBeacon, Learner, RemoteContent, SeatlessBeacon
-from app.services import learners, licences, packages, seat_grants
+from app.held_back_models import HeldBackBeacon
+from app.licensing_models import SeatlessBeacon
+from app.models import Client, DailyUsage, Event, Learner, RemoteContent
+from app.services import learners, licence_terms, licences, packages, periods, seat_grants
 
 LMS = "https://lms.acme.example"
 SERVER = "https://track.vendor.example"
@@ -47,8 +49,8 @@ def remote_package(customer, version="1.2"):
 
 def blocking_term(customer, seats, **kwargs):
     today = dt.datetime.now(dt.UTC).date()
-    return licences.add_term(db.session, customer, actor="test", starts_on=today - dt.timedelta(days=30),
-                             ends_on=today + dt.timedelta(days=365), seat_limit=seats, at_limit="block", **kwargs)
+    return licence_terms.add_term(db.session, customer, actor="test", starts_on=today - dt.timedelta(days=30),
+                                  ends_on=today + dt.timedelta(days=365), seat_limit=seats, at_limit="block", **kwargs)
 
 
 def ask(client, content_base, package_id, student_id, origin=LMS):
@@ -65,7 +67,7 @@ def get(client, content_base, path):
 
 def seats(customer) -> int:
     db.session.rollback()
-    return licences.seats_used(db.session, customer.id, licences.window_in_force(
+    return licences.seats_used(db.session, customer.id, periods.window_in_force(
         db.session, customer.id, dt.datetime.now(dt.UTC).date()))
 
 

@@ -20,7 +20,8 @@ from tracker_lms import context, events, wait_for  # noqa: F401
 from xapi_lms import ralph, verbs, xapi_lms  # noqa: F401
 
 from app.extensions import db
-from app.models import HeldBackBeacon, Learner
+from app.held_back_models import HeldBackBeacon
+from app.models import Learner
 from app.services import golive, packages
 from app.services.packages import sealing
 

@@ -6,7 +6,8 @@ signed-in ``admin`` and ``csm`` users only; ``/admin/staff`` for ``admin``
 alone. Client users get 404 (the admin does not exist for them), billing
 staff 403. Views are thin: form, then a service that audits in the same
 transaction, then a redirect. A new face registers its routes on ``bp`` in its
-own module and is imported at the bottom of this file.
+own module, which imports this one (never the other way) and is imported by
+``create_app`` (``register_blueprints``).
 """
 
 from __future__ import annotations
@@ -57,10 +58,3 @@ def actor() -> str:
 def clients_changed() -> None:
     """This process sees the change at once; others within CLIENT_CACHE_SECONDS."""
     current_app.extensions["client_directory"].clear()
-
-
-# The faces register their routes on bp when imported.
-from . import audit, clients, golive, held_back, keys, staff  # noqa: E402,F401
-from . import identities as _identities  # noqa: E402,F401  (issue 17: drift, merges)
-from . import licences as _licences  # noqa: E402,F401  (issue 12: licence and webhook pages)
-from . import webhook_deliveries as _webhook_deliveries  # noqa: E402,F401  (issue 16: filtered, paged)

@@ -19,11 +19,12 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
+from ..auth.tokens import TokenCreateForm
 from ..identity import InvalidIdentity
 from ..models import LICENCES, ROLES
 from ..placeholders import clean_placeholder_ids
 from ..services.clients import ClientError, normalise_origin
-from ..services.staff import MAX_TOKEN_DAYS, MIN_PASSWORD_LENGTH, TOKEN_DAYS, TOKEN_LABEL_LENGTH
+from ..services.staff import MIN_PASSWORD_LENGTH
 
 
 def choices(pairs) -> list[SelectChoice]:
@@ -161,25 +162,9 @@ class SecondFactorResetForm(FlaskForm):
     confirm = BooleanField("Confirm", validators=[DataRequired(message="Tick to confirm.")])
 
 
-class TokenCreateForm(FlaskForm):
-    """A named API token for oneself (the account page); it carries the owner's role and client."""
-    label = StringField("Name", validators=[DataRequired(message="Give the token a name, e.g. invoicing script."),
-                                            Length(max=TOKEN_LABEL_LENGTH)],
-                        filters=[lambda v: v.strip() if isinstance(v, str) else v])
-    days = IntegerField("Days until it expires", default=TOKEN_DAYS,
-                        validators=[InputRequired(message=f"Give a number of days from 1 to {MAX_TOKEN_DAYS}."),
-                                    NumberRange(min=1, max=MAX_TOKEN_DAYS,
-                                                message=f"A token lasts 1 to {MAX_TOKEN_DAYS} days.")])
-
-
 class StaffTokenCreateForm(TokenCreateForm):
     """An admin's: a token for any active staff user (its kind is that user's role, and client for ``client``)."""
     owner = SelectField("Owner", validators=[InputRequired(message="Choose whose token it is.")])
-
-
-class TokenRevokeForm(FlaskForm):
-    confirm = BooleanField("Yes, revoke it: scripts using this token stop at once",
-                           validators=[DataRequired(message="Tick the box to confirm.")])
 
 
 class PackageKeyRevokeForm(FlaskForm):

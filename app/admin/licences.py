@@ -18,7 +18,7 @@ from wtforms.validators import DataRequired, NumberRange, Optional
 from ..extensions import db
 from ..licensing_models import LicenceTerm, OutboxDelivery, OutboxEvent, WebhookEndpoint
 from ..models import Client
-from ..services import licences, outbox, webhooks
+from ..services import licence_terms, licences, outbox, webhooks
 from . import bp
 from .forms import choices
 
@@ -67,8 +67,8 @@ def client_licence(slug):
     client = _client(slug)
     term_form, contacts_form = TermForm(prefix="term"), ContactsForm(prefix="contacts")
     if term_form.is_submitted():
-        if _term_saved(term_form, lambda **fields: licences.add_term(db.session, client, actor=current_user.email,
-                                                                     **fields)):
+        if _term_saved(term_form, lambda **fields: licence_terms.add_term(db.session, client, actor=current_user.email,
+                                                                          **fields)):
             flash("Licence term added.", "success")
             return redirect(url_for("admin.client_licence", slug=slug))
         return _licence_page(client, term_form, contacts_form), 400
@@ -103,7 +103,7 @@ def _licence_page(client: Client, term_form: TermForm, contacts_form: ContactsFo
         select(OutboxEvent.type, OutboxEvent.occurred_at, OutboxEvent.facts)
         .where(OutboxEvent.client_id == client.id, OutboxEvent.type.in_(outbox.EMAIL_TYPES))
         .order_by(OutboxEvent.id.desc()).limit(50)).all()
-    return render_template("admin/licence.html", client=client, terms=licences.terms(db.session, client.id),
+    return render_template("admin/licence.html", client=client, terms=licence_terms.terms(db.session, client.id),
                            term=term, window=window, seats=seats, outlook=outlook, term_form=term_form,
                            contacts_form=contacts_form, action_form=ActionForm(), alerts=alerts, today=today)
 
@@ -130,12 +130,12 @@ def client_licence_renew(slug):
     client = _client(slug)
     if not ActionForm().validate_on_submit():
         abort(400)
-    existing = licences.terms(db.session, client.id)
+    existing = licence_terms.terms(db.session, client.id)
     if not existing:
         flash("There is no term to renew; add one first.", "error")
     else:
         try:
-            term = licences.renew_term(db.session, client, existing[-1], actor=current_user.email)
+            term = licence_terms.renew_term(db.session, client, existing[-1], actor=current_user.email)
             flash(f"Renewed: {term.starts_on} to {term.ends_on}.", "success")
         except licences.LicenceError as exc:
             flash(str(exc), "error")
@@ -156,8 +156,8 @@ def client_licence_term(slug, term_id):
     term = _term(client, term_id)
     form = TermForm(prefix="term", obj=term)
     if form.is_submitted():
-        if _term_saved(form, lambda **fields: licences.update_term(db.session, term, actor=current_user.email,
-                                                                   **fields)):
+        if _term_saved(form, lambda **fields: licence_terms.update_term(db.session, term, actor=current_user.email,
+                                                                        **fields)):
             flash("Licence term saved.", "success")
             return redirect(url_for("admin.client_licence", slug=slug))
         return render_template("admin/licence_term.html", client=client, term=term, form=form,
@@ -173,7 +173,7 @@ def client_licence_term_remove(slug, term_id):
     if not ActionForm().validate_on_submit():
         abort(400, description="The form expired or did not come from this site; nothing was removed.")
     span = f"{term.starts_on} to {term.ends_on}"
-    licences.remove_term(db.session, term, actor=current_user.email)
+    licence_terms.remove_term(db.session, term, actor=current_user.email)
     flash(f"Licence term {span} removed.", "success")
     return redirect(url_for("admin.client_licence", slug=slug))
 

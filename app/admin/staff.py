@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import abort, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 
-from ..auth.tokens import revoke_confirmed
+from ..auth.tokens import TokenRevokeForm, revoke_confirmed
 from ..extensions import db
 from ..models import Client, StaffUser, utcnow
 from ..services import clients as client_service
@@ -19,7 +19,6 @@ from .forms import (
     StaffChangeForm,
     StaffForm,
     StaffTokenCreateForm,
-    TokenRevokeForm,
     choices,
 )
 

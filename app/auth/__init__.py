@@ -269,7 +269,3 @@ def token_required(view):
         return view(*args, **kwargs)
 
     return wrapped
-
-
-# The second step's routes and /account/tokens (one's own API tokens), on this blueprint.
-from . import second_factor, tokens  # noqa: E402,F401

@@ -9,12 +9,31 @@ from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, IntegerField, StringField
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange
 
-from ..admin.forms import TokenCreateForm, TokenRevokeForm
 from ..extensions import db
 from ..models import utcnow
 from ..services import staff as staff_service
+from ..services.staff import MAX_TOKEN_DAYS, TOKEN_DAYS, TOKEN_LABEL_LENGTH
 from . import bp
+
+
+class TokenCreateForm(FlaskForm):
+    """A named API token for oneself (the account page); it carries the owner's role and client."""
+    label = StringField("Name", validators=[DataRequired(message="Give the token a name, e.g. invoicing script."),
+                                            Length(max=TOKEN_LABEL_LENGTH)],
+                        filters=[lambda v: v.strip() if isinstance(v, str) else v])
+    days = IntegerField("Days until it expires", default=TOKEN_DAYS,
+                        validators=[InputRequired(message=f"Give a number of days from 1 to {MAX_TOKEN_DAYS}."),
+                                    NumberRange(min=1, max=MAX_TOKEN_DAYS,
+                                                message=f"A token lasts 1 to {MAX_TOKEN_DAYS} days.")])
+
+
+class TokenRevokeForm(FlaskForm):
+    confirm = BooleanField("Yes, revoke it: scripts using this token stop at once",
+                           validators=[DataRequired(message="Tick the box to confirm.")])
 
 
 def _no_store(body, status: int = 200):

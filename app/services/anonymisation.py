@@ -18,8 +18,9 @@ import re
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from ..held_back_models import HeldBackBeacon
 from ..identity import InvalidIdentity, Pseudonymiser, normalise_name, normalise_student_id
-from ..models import Client, DailyOutcome, DailySource, DailyUsage, Event, HeldBackBeacon, Learner
+from ..models import Client, DailyOutcome, DailySource, DailyUsage, Event, Learner
 from . import audit
 from .clients import ClientError, snapshot
 

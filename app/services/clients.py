@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, object_session
 
-from ..identity import InvalidIdentity, PseudonymKey, PseudonymParams
+from ..identity import InvalidIdentity, Pseudonymiser, PseudonymKey, PseudonymParams
 from ..models import LICENCES, Client, ClientKey, Event, Learner, PackageIssue, utcnow
 from ..placeholders import DEFAULT_PLACEHOLDER_IDS, clean_placeholder_ids, policy_entries
-from . import audit
+from . import audit, licence_terms
 
 KEY_PREFIX = "ck_"
 
@@ -230,10 +230,8 @@ def create_client(session: Session, *, name: str, actor: str, anonymised: bool =
     session.flush()
     audit.record(session, actor, "client.create", client.id, None, client_settings(client))
     if wants_term:
-        from . import licences
-
-        licences.add_term(session, client, actor=actor, starts_on=term_start, ends_on=term_end,
-                          seat_limit=seat_limit, commit=False)
+        licence_terms.add_term(session, client, actor=actor, starts_on=term_start, ends_on=term_end,
+                               seat_limit=seat_limit, commit=False)
     session.commit()
     return client, key
 
@@ -386,6 +384,11 @@ def snapshot(session: Session, client: Client, key_expires_at: dt.datetime | Non
         remote_package=remote_package,
         placeholder_ids=frozenset(policy_entries(client.placeholder_ids)),
     )
+
+
+def stored_identity(pseudonymiser: Pseudonymiser, client: ClientSnapshot, student_id: str) -> str:
+    """How a (normalised) student ID is stored for this client: itself, or its pseudonym."""
+    return pseudonymiser.pseudonym(client.pseudonym_key, student_id) if client.anonymised else student_id
 
 
 @dataclass

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from ..held_back_models import HeldBackBeacon
 from ..identity import InvalidIdentity, Pseudonymiser, normalise_name
-from ..models import Client, Course, HeldBackBeacon, utcnow
+from ..models import Client, Course, utcnow
 from . import audit, outbox
 from .clients import ClientDirectory, snapshot
 from .group_commit import sqlite_writers

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ..held_back_models import HeldBackBeacon
 from ..identity import Pseudonymiser, check_sealing, id_shape
 from ..models import (
     COMPLETION_KINDS,
@@ -46,12 +47,11 @@ from ..models import (
     DailySource,
     DailyUsage,
     Event,
-    HeldBackBeacon,
     Learner,
 )
 from ..placeholders import matched_placeholder
 from . import outbox
-from .clients import ClientDirectory, ClientSnapshot
+from .clients import ClientDirectory, ClientSnapshot, stored_identity
 
 STORED, DUPLICATE, REFUSED, UNAVAILABLE = "stored", "duplicate", "refused", "unavailable"
 
@@ -122,11 +122,6 @@ def learner_identity(pseudonymiser: Pseudonymiser, client: ClientSnapshot, beaco
         return (stored_identity(pseudonymiser, client, student_id),
                 pseudonymiser.name_digest(client.pseudonym_key, beacon.student_name), True)
     return student_id, beacon.student_name, False
-
-
-def stored_identity(pseudonymiser: Pseudonymiser, client: ClientSnapshot, student_id: str) -> str:
-    """How a (normalised) student ID is stored for this client: itself, or its pseudonym."""
-    return pseudonymiser.pseudonym(client.pseudonym_key, student_id) if client.anonymised else student_id
 
 
 def _insert(connection: Connection):

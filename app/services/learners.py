@@ -5,8 +5,10 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from ..held_back_models import HeldBackBeacon
 from ..identity import SEALED_VALUE, InvalidIdentity, Pseudonymiser, legacy_student_id, normalise_student_id
-from ..models import Client, DailyOutcome, DailySource, DailyUsage, Event, HeldBackBeacon, Learner, SeatlessBeacon
+from ..licensing_models import SeatlessBeacon
+from ..models import Client, DailyOutcome, DailySource, DailyUsage, Event, Learner
 from . import audit, merges, outbox, seatless
 from .clients import snapshot
 

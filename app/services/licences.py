@@ -1,5 +1,6 @@
-"""Licence terms: which term is in force, how seats are counted, renewal, the
-decision at the seat limit, and the forecast of seats at the end of the window.
+"""Licences: how seats are counted, the decision at the seat limit, the forecast of seats at
+the end of the window, and alert contacts. The terms themselves (add, change, renew) are in
+``licence_terms.py``; which term is in force and its seat window in ``periods.py``.
 
 Plain functions over a session; the admin, the CLI, the outbox worker and the
 beacon/remote path all call these, so they agree.
@@ -15,136 +16,19 @@ from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from ..identity import Pseudonymiser
-from ..licensing_models import AT_LIMIT, SEAT_WINDOWS, AlertContact, LicenceTerm
+from ..licensing_models import AlertContact, LicenceTerm
 from ..models import Client, DailyUsage, Learner
 from . import audit
-from .clients import ClientSnapshot
-from .ingest_batch import stored_identity
+from .clients import ClientSnapshot, stored_identity
+from .licence_terms import LicenceError, last_term_before
 from .merges import PERSON, with_people
 
-# A seat window is a period of UTC days (the one home: services/periods.py).
+# A seat window is a period of UTC days. periods.py is its one home and also finds the term in
+# force and its seat window: current_period needs them there, below this module.
 from .periods import Period as Window
-from .periods import month_of
-
-
-class LicenceError(ValueError):
-    """A licence term or contact the CSM must correct; the message says what."""
-
-
-# --- terms ------------------------------------------------------------------------
-
-
-def terms(session: Session, client_id: int) -> list[LicenceTerm]:
-    return list(session.scalars(select(LicenceTerm).where(LicenceTerm.client_id == client_id)
-                                .order_by(LicenceTerm.starts_on)))
-
-
-def term_in_force(session: Session, client_id: int, day: dt.date) -> LicenceTerm | None:
-    """The client's term covering ``day`` (terms never overlap), or None."""
-    return session.scalar(select(LicenceTerm).where(
-        LicenceTerm.client_id == client_id, LicenceTerm.starts_on <= day, LicenceTerm.ends_on >= day,
-    ).order_by(LicenceTerm.starts_on.desc()).limit(1))
-
-
-def last_term_before(session: Session, client_id: int, day: dt.date) -> LicenceTerm | None:
-    return session.scalar(select(LicenceTerm).where(
-        LicenceTerm.client_id == client_id, LicenceTerm.ends_on < day,
-    ).order_by(LicenceTerm.ends_on.desc()).limit(1))
-
-
-def add_term(session: Session, client: Client, *, actor: str, starts_on: dt.date, ends_on: dt.date,
-             seat_limit: int | None, seat_window: str = "term", at_limit: str = "record",
-             after_expiry: str = "record", commit: bool = True) -> LicenceTerm:
-    """Add a term (audited, commits unless told not to). Terms of one client never overlap."""
-    _check_term(session, client.id, starts_on, ends_on, seat_limit, seat_window, at_limit, after_expiry)
-    term = LicenceTerm(client_id=client.id, starts_on=starts_on, ends_on=ends_on, seat_limit=seat_limit,
-                       seat_window=seat_window, at_limit=at_limit, after_expiry=after_expiry)
-    session.add(term)
-    session.flush()
-    audit.record(session, actor, "licence.term_add", client.id, None, term.as_dict())
-    if commit:
-        session.commit()
-    return term
-
-
-def _check_term(session: Session, client_id: int, starts_on: dt.date, ends_on: dt.date, seat_limit: int | None,
-                seat_window: str, at_limit: str, after_expiry: str, ignore: int | None = None) -> None:
-    if ends_on < starts_on:
-        raise LicenceError("a term must end on or after the day it starts")
-    if seat_limit is not None and seat_limit < 0:
-        raise LicenceError("the seat limit cannot be negative")
-    if seat_window not in SEAT_WINDOWS:
-        raise LicenceError(f"seats are counted per {', '.join(SEAT_WINDOWS)}")
-    if at_limit not in AT_LIMIT or after_expiry not in AT_LIMIT:
-        raise LicenceError(f"at the limit a client is set to {' or '.join(AT_LIMIT)}")
-    overlapping = select(LicenceTerm).where(
-        LicenceTerm.client_id == client_id, LicenceTerm.starts_on <= ends_on, LicenceTerm.ends_on >= starts_on)
-    if ignore is not None:
-        overlapping = overlapping.where(LicenceTerm.id != ignore)
-    overlap = session.scalar(overlapping.limit(1))
-    if overlap is not None:
-        raise LicenceError(f"this overlaps the term {overlap.starts_on} to {overlap.ends_on}")
-
-
-def update_term(session: Session, term: LicenceTerm, *, actor: str, starts_on: dt.date, ends_on: dt.date,
-                seat_limit: int | None, seat_window: str, at_limit: str, after_expiry: str) -> LicenceTerm:
-    """Change a term (audited, before and after; commits). Still never overlapping another term.
-
-    Alerts already sent for its windows stay sent (their dedupe keys name the term and window).
-    """
-    _check_term(session, term.client_id, starts_on, ends_on, seat_limit, seat_window, at_limit, after_expiry,
-                ignore=term.id)
-    before = term.as_dict()
-    term.starts_on, term.ends_on, term.seat_limit = starts_on, ends_on, seat_limit
-    term.seat_window, term.at_limit, term.after_expiry = seat_window, at_limit, after_expiry
-    after = term.as_dict()
-    if after != before:
-        audit.record(session, actor, "licence.term_update", term.client_id, before, after)
-    session.commit()
-    return term
-
-
-def remove_term(session: Session, term: LicenceTerm, *, actor: str) -> None:
-    """Delete a term (audited with what it was; commits). Counted usage is untouched: only the
-    limit, window and policy of those days go (they fall back to the calendar month, no limit)."""
-    audit.record(session, actor, "licence.term_remove", term.client_id, term.as_dict(), None)
-    session.delete(term)
-    session.commit()
-
-
-def _same_day_later(day: dt.date, years: int = 0, months: int = 0) -> dt.date:
-    month_index = day.month - 1 + months
-    year = day.year + years + month_index // 12
-    month = month_index % 12 + 1
-    return dt.date(year, month, min(day.day, month_of(dt.date(year, month, 1)).end.day))
-
-
-def renew_term(session: Session, client: Client, term: LicenceTerm, *, actor: str,
-               seat_limit: int | None = None) -> LicenceTerm:
-    """The next term: from the day after ``term`` ends, as long, the same settings (or a new limit)."""
-    starts_on = term.ends_on + dt.timedelta(days=1)
-    # A term of whole months (or years) renews as whole months: leap days and month lengths follow.
-    months = (starts_on.year - term.starts_on.year) * 12 + starts_on.month - term.starts_on.month
-    if starts_on == _same_day_later(term.starts_on, months=months):
-        ends_on = _same_day_later(starts_on, months=months) - dt.timedelta(days=1)
-    else:
-        ends_on = starts_on + (term.ends_on - term.starts_on)
-    return add_term(session, client, actor=actor, starts_on=starts_on, ends_on=ends_on,
-                    seat_limit=term.seat_limit if seat_limit is None else seat_limit,
-                    seat_window=term.seat_window, at_limit=term.at_limit, after_expiry=term.after_expiry)
-
+from .periods import seat_window, term_in_force
 
 # --- seat windows and counts ---------------------------------------------------------
-
-
-def seat_window(term: LicenceTerm, day: dt.date) -> Window:
-    if term.seat_window == "month":
-        start, end = month_of(day).start, month_of(day).end
-    elif term.seat_window == "year":
-        start, end = dt.date(day.year, 1, 1), dt.date(day.year, 12, 31)
-    else:
-        start, end = term.starts_on, term.ends_on
-    return Window(max(start, term.starts_on), min(end, term.ends_on))
 
 
 def seats_used(session: Session, client_id: int, window: Window, until: dt.date | None = None) -> int:
@@ -161,13 +45,6 @@ def learner_counted(session: Session, client_id: int, identity: str, window: Win
     return session.scalar(with_people(select(DailyUsage.id)).where(
         DailyUsage.client_id == client_id, PERSON == person,
         DailyUsage.day >= window.start, DailyUsage.day <= window.end).limit(1)) is not None
-
-
-def window_in_force(session: Session, client_id: int, day: dt.date) -> Window | None:
-    """The seat window of the term in force on ``day`` (None without a term): what the one
-    ``current_period`` of the product should return when a client has terms."""
-    term = term_in_force(session, client_id, day)
-    return seat_window(term, day) if term is not None else None
 
 
 def range_seat_window(session: Session, client_id: int, period: Window) -> tuple[LicenceTerm, Window] | None:

@@ -485,10 +485,10 @@ def run_once(session: Session, settings: Settings, clock: Callable[[], dt.dateti
 
 
 def run(app, stop: threading.Event, clock: Callable[[], dt.datetime] = utc_clock, poll_seconds: float = 1.0,
-        sweep_seconds: float = 300.0) -> None:
-    """Until ``stop`` is set (SIGTERM): work, or wait ``poll_seconds`` when idle."""
+        sweep_seconds: float = 300.0, check_drift: Callable[..., list] | None = None) -> None:
+    """Until ``stop`` is set (SIGTERM): work, or wait ``poll_seconds`` when idle. ``check_drift``
+    (``drift.check_drift``, passed in by the command: drift sits above the outbox) runs on each sweep."""
     from ..extensions import db
-    from .drift import check_drift
 
     public_url = app.config.get("PUBLIC_URL", "").rstrip("/")
 
@@ -503,7 +503,7 @@ def run(app, stop: threading.Event, clock: Callable[[], dt.datetime] = utc_clock
             sweep = last_sweep is None or (now - last_sweep).total_seconds() >= sweep_seconds
             try:
                 done = run_once(db.session, settings, clock, sweep_all=sweep, should_stop=stop.is_set,
-                                drift_check=drift_check)
+                                drift_check=drift_check if check_drift else None)
                 if sweep:
                     last_sweep = now
             except Exception:

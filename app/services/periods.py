@@ -1,4 +1,5 @@
-"""A client's billing period and the date ranges billing answers: the one home for both.
+"""A client's billing period and the date ranges billing answers: the one home for both
+(and so for the licence term in force and its seat window, which the period follows).
 
 ``current_period`` is the only definition of "this period" for a client: the
 admin client list, the billing pages and overview, both CSVs and the usage API
@@ -11,6 +12,12 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm.exc import UnmappedInstanceError
+
+from ..licensing_models import LicenceTerm
 
 # Three years and a leap day: a multi-year licence or a year-on-year comparison fits,
 # while a request can never make the server walk or chart centuries of days.
@@ -69,19 +76,41 @@ def current_period(client, today: dt.date) -> Period:
 
 def _licence_window(client, today: dt.date) -> Period | None:
     """The seat window of the client's licence term in force (issue 12), when it has one."""
-    from sqlalchemy.orm import object_session
-    from sqlalchemy.orm.exc import UnmappedInstanceError
-
-    from . import licences
-
     try:
         session = object_session(client)
     except UnmappedInstanceError:  # a plain object (tests, snapshots): no terms
         return None
     if session is None:
         return None
-    window = licences.window_in_force(session, client.id, today)
-    return Period(window.start, window.end) if window is not None else None
+    return window_in_force(session, client.id, today)
+
+
+# --- the term in force and its seat window (licences.py counts seats in it) -----------
+
+
+def term_in_force(session: Session, client_id: int, day: dt.date) -> LicenceTerm | None:
+    """The client's term covering ``day`` (terms never overlap), or None."""
+    return session.scalar(select(LicenceTerm).where(
+        LicenceTerm.client_id == client_id, LicenceTerm.starts_on <= day, LicenceTerm.ends_on >= day,
+    ).order_by(LicenceTerm.starts_on.desc()).limit(1))
+
+
+def seat_window(term: LicenceTerm, day: dt.date) -> Period:
+    """The term's seat window holding ``day``: the term, or its calendar month or year, within the term."""
+    if term.seat_window == "month":
+        start, end = month_of(day).start, month_of(day).end
+    elif term.seat_window == "year":
+        start, end = dt.date(day.year, 1, 1), dt.date(day.year, 12, 31)
+    else:
+        start, end = term.starts_on, term.ends_on
+    return Period(max(start, term.starts_on), min(end, term.ends_on))
+
+
+def window_in_force(session: Session, client_id: int, day: dt.date) -> Period | None:
+    """The seat window of the term in force on ``day`` (None without a term): what the one
+    ``current_period`` of the product should return when a client has terms."""
+    term = term_in_force(session, client_id, day)
+    return seat_window(term, day) if term is not None else None
 
 
 def checked_range(start: dt.date, end: dt.date) -> Period:

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..identity import Pseudonymiser
-from ..models import SeatlessBeacon
+from ..licensing_models import SeatlessBeacon
 from . import licences
 from .clients import ClientDirectory, ClientSnapshot
 from .ingest_batch import Beacon, _insert
