@@ -251,6 +251,27 @@ def client_usage(slug: str):
     ), 400 if error else 200
 
 
+@bp.get("/<slug>/licence")
+def client_terms(slug: str):
+    """A client's licence terms, read-only, for vendor staff (billing included): the term in force with
+    its seat window, limit, seats used and enforcement, and every term. Admins and CSMs edit them in the
+    admin; client users have no such page (404)."""
+    if current_user.role not in STAFF_ROLES:
+        abort(404)
+    client = visible_client(current_user, slug)
+    session, today = db.session, periods.today_utc()
+    term = licences.term_in_force(session, client.id, today)
+    window = seats = outlook = None
+    if term is not None:
+        window = licences.seat_window(term, today)
+        seats = licences.seats_used(session, client.id, window)
+        outlook = licences.term_forecast(session, client.id, term, today)
+    all_terms = licences.terms(session, client.id)
+    return render_template("billing/terms.html", client=client, term=term, window=window, seats=seats,
+                           outlook=outlook, terms=all_terms, today=today,
+                           after_last=None if term is not None or not all_terms else all_terms[-1])
+
+
 @bp.get("/<slug>/usage.csv")
 def usage_csv(slug: str):
     client = visible_client(_viewer(), slug)
