@@ -44,21 +44,26 @@ package_group = click.Group("package", help="Build SCORM packages for clients.")
 @click.option("--slug", default=None, help="URL name; made from the name when left out.")
 @click.option("--allow-duplicate-name", is_flag=True, help="Create it although another client has this name.")
 @click.option("--alert-email", "alert_emails", multiple=True, help="A contact for licence alerts (repeat).")
+@click.option("--csm", "csm_email", default=None,
+              help="Its customer success manager (a csm or admin staff user's e-mail): gets its alert e-mails. "
+                   "None: every active CSM does.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def client_create(name, anonymised, sealed, licence, origins, seat_limit, licence_start, licence_end, slug,
-                  allow_duplicate_name, alert_emails, as_json):
+                  allow_duplicate_name, alert_emails, csm_email, as_json):
     """Create a client and print its beacon key (shown once).
 
     With --seat-limit (or --licence-start/--licence-end) it gets its first licence term,
     as ``licence add-term`` would make: alerts, forecasts and enforcement apply.
     """
     try:
+        csm = client_service.find_csm(db.session, csm_email)
         client, key = client_service.create_client(
             db.session, name=name, actor=CLI_ACTOR, anonymised=anonymised, sealed=sealed, licence=licence,
             origins=list(origins), seat_limit=seat_limit, slug=slug, params=default_params(),
             licence_start=licence_start.date() if licence_start else None,
             licence_end=licence_end.date() if licence_end else None,
             local_http=current_app.config["APP_ENV"] != "production", confirm_duplicate=allow_duplicate_name,
+            csm=csm,
         )
     except client_service.DuplicateName as exc:
         raise click.ClickException(f"{exc} with --allow-duplicate-name") from None
@@ -69,7 +74,8 @@ def client_create(name, anonymised, sealed, licence, origins, seat_limit, licenc
     term = next(iter(licence_terms.terms(db.session, client.id)), None)
     data = {"slug": client.slug, "key": key, "name": client.name, "anonymised": client.anonymised,
             "sealed": client.sealed, "licence": client.licence, "origins": client.allowed_origins,
-            "seat_limit": term.seat_limit if term else None, "term": term.as_dict() if term else None}
+            "seat_limit": term.seat_limit if term else None, "term": term.as_dict() if term else None,
+            "csm": client.csm.email if client.csm else None}
     if alert_emails:
         from .cli_licences import set_alert_emails
         data["alert_emails"] = set_alert_emails(client, alert_emails)

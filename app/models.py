@@ -98,6 +98,10 @@ class Client(db.Model):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     keys: Mapped[list[ClientKey]] = relationship(back_populates="client", cascade="all, delete-orphan")
+    # The client's customer success manager (a staff user of role csm or admin): its alert e-mails go
+    # to them (and to staff who opted in to every client's); none: to every active CSM. Kept in
+    # ``client_csms`` (one row per client), not a column: clients and staff_users already refer one way.
+    csm: Mapped[StaffUser | None] = relationship(secondary="client_csms", uselist=False)
 
     @property
     def tracked(self) -> bool:
@@ -338,6 +342,8 @@ class StaffUser(db.Model):
     # accepted (a code is good once), and passkeys and recovery codes in their own tables.
     totp_secret: Mapped[str | None] = mapped_column(String(64))
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # "E-mail me every client's alerts" (admins and CSMs): besides each client's own CSM.
+    all_client_alerts: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     client: Mapped[Client | None] = relationship()
     passkeys: Mapped[list[WebAuthnCredential]] = relationship(back_populates="staff_user",
@@ -363,6 +369,15 @@ class StaffUser(db.Model):
         if self.role in ("admin", "csm", "billing"):
             return True
         return self.role == "client" and self.client_id == client.id
+
+
+class ClientCsm(db.Model):
+    """A client's customer success manager (``Client.csm``); deleting either ends the assignment."""
+
+    __tablename__ = "client_csms"
+
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True)
+    staff_user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), index=True)
 
 
 class StaffSession(db.Model):

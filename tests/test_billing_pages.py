@@ -34,6 +34,11 @@ def client_routes(slug: str, learner: int) -> list[str]:
             f"/billing/{slug}/learners?{RANGE}", f"/billing/{slug}/learners/{learner}"]
 
 
+def staff_routes(slug: str) -> list[str]:
+    """Per-client pages for the vendor's staff only (a client user gets 404, its own client's too)."""
+    return [f"/billing/{slug}/licence"]
+
+
 def test_client_users_see_only_their_own_client(client, login, make_client, make_staff):
     mine, my_key = make_client(name="Mine")
     theirs, their_key = make_client(name="Theirs")
@@ -50,8 +55,11 @@ def test_client_users_see_only_their_own_client(client, login, make_client, make
         assert b"Secret Person" not in response.data and b"them-1" not in response.data
     # Their learner under my slug is not mine either.
     assert client.get(f"/billing/{mine.slug}/learners/{their_learner}").status_code == 404
-    # The vendor overview is staff only; the Billing nav entry takes a client user home.
+    # The vendor overview and the licence terms are staff only; the Billing nav entry takes a client user home.
     assert client.get("/billing/overview.csv").status_code == 404
+    for url in staff_routes(mine.slug) + staff_routes(theirs.slug):
+        response = client.get(url)
+        assert response.status_code == 404 and b"Secret Person" not in response.data, url
     overview = client.get("/billing/")
     assert overview.status_code == 302 and overview.headers["Location"].endswith(f"/billing/{mine.slug}")
 
@@ -66,13 +74,15 @@ def test_staff_see_every_client(client, login, make_client, make_staff, role):
         for url in client_routes(row.slug, learner_id(first)):
             expected = 404 if (row is second and "/learners/" in url) else 200
             assert client.get(url).status_code == expected, url
+        for url in staff_routes(row.slug):
+            assert client.get(url).status_code == 200, url
     assert client.get("/billing/").status_code == 200
     assert client.get("/billing/overview.csv").status_code == 200
 
 
 def test_signed_out_is_sent_to_login(client, make_client):
     acme, _ = make_client(name="Acme")
-    for url in client_routes(acme.slug, 1) + ["/billing/", "/billing/overview.csv"]:
+    for url in client_routes(acme.slug, 1) + staff_routes(acme.slug) + ["/billing/", "/billing/overview.csv"]:
         response = client.get(url)
         assert response.status_code == 302 and "/login" in response.headers["Location"], url
 
@@ -235,10 +245,10 @@ def test_learner_list_search_sort_and_detail(client, login, make_client, make_st
 
 
 def test_the_isolation_tests_cover_every_billing_page(app):
-    """A new billing route must join `client_routes` (or the overview pair) to be tested above."""
+    """A new billing route must join `client_routes`, `staff_routes` (or the overview pair) to be tested above."""
     covered = {"/billing/<slug>", "/billing/<slug>/usage.csv", "/billing/<slug>/learners.csv",
                "/billing/<slug>/learners", "/billing/<slug>/learners/<int:learner_id>", "/billing/",
-               "/billing/overview.csv"}
+               "/billing/overview.csv", "/billing/<slug>/licence"}
     rules = {rule.rule for rule in app.url_map.iter_rules() if rule.endpoint.startswith("billing_pages.")}
     assert rules == covered
 

@@ -1,5 +1,5 @@
 """Licence alerts by e-mail through a real SMTP server (aiosmtpd): thresholds, forecast,
-term ending and leak, each once per term, to the vendor's admins and CSMs (and licence alerts to
+term ending and leak, each once per term, to the vendor's CSMs and opted-in admins (and licence alerts to
 the client's contacts: a leak is the vendor's to act on), with no
 plain learner data for anonymised clients (in the mail, the outbox, or webhook bodies)."""
 
@@ -17,6 +17,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.licensing_models import OutboxDelivery, OutboxEvent
 from app.services import billing, licence_terms, licences, outbox
+from app.services import staff as staff_service
 
 BEACONS = "/api/v1/beacons"
 START = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)
@@ -42,8 +43,10 @@ def _work(app, rounds=3):
 def test_threshold_term_ending_and_leak_mails_once_each_to_staff_and_licence_ones_to_contacts(app, client, runner, make_client,
                                                                            make_staff, smtp):
     acme, key = make_client(name="Acme", anonymised=True, origins=["https://lms.acme.example"])
-    make_staff("csm", email="csm@vendor.example")
-    make_staff("admin", email="admin@vendor.example")
+    make_staff("csm", email="csm@vendor.example")  # Acme has no CSM: every CSM gets its alerts
+    admin = make_staff("admin", email="admin@vendor.example")
+    staff_service.update_staff(db.session, admin, actor="test", all_client_alerts=True)
+    make_staff("admin", email="quiet-admin@vendor.example")  # not opted in: no alerts
     make_staff("billing", email="billing@vendor.example")  # not an alert recipient
     licences.set_contacts(db.session, acme, ["Ops@Acme.example"], actor="test")
     result = runner.invoke(args=["licence", "add-term", "--client", acme.slug, "--start", "2026-01-01",

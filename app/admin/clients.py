@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from wtforms.validators import Optional
 
 from ..extensions import db
 from ..identity import PseudonymParams
@@ -16,16 +17,19 @@ from ..services import clients as client_service
 from ..services.billing import unique_users
 from . import actor, bp, client_or_404, clients_changed
 from .forms import (
+    NO_CSM_LABEL,
     ClientForm,
     ModeForm,
     NewClientForm,
     PackageForm,
     RotateKeyForm,
+    choices,
     local_http,
     origin_lines,
     placeholder_lines,
 )
 from .keys import package_list
+from .licences import save_term_in_force
 
 # Pseudonymising costs one Argon2id per learner (~27 ms at the default cost): more than
 # this and the page request would outlive gunicorn's timeout, so the CLI does it instead.
@@ -58,19 +62,46 @@ def clients():
                            or show != "all" or client_service.find_any_client(db.session))
 
 
+def _csm_choices(form, client: Client | None) -> None:
+    """The CSM select: none, or an active csm or admin user (the client's current CSM kept listed even
+    when deactivated since, so the form does not drop them unasked)."""
+    people = client_service.csm_candidates(db.session)
+    current = client.csm if client is not None else None
+    if current is not None and current not in people:
+        people.append(current)
+    form.csm.choices = choices([("", NO_CSM_LABEL)] + [
+        (u.email, f"{u.email} ({u.role}{'' if u.active else ', deactivated'})") for u in people])
+    if not form.is_submitted():
+        form.csm.data = current.email if current is not None else ""
+
+
+def _chosen_csm(form, client: Client | None):
+    """The CSM the form asks for: KEEP when unchanged or not posted (an older page, a script)."""
+    if "csm" not in request.form:
+        return client_service.KEEP
+    chosen = (form.csm.data or "").strip().casefold()
+    current = client.csm if client is not None else None
+    if current is not None and chosen == current.email.casefold():
+        return client_service.KEEP
+    return client_service.find_csm(db.session, chosen)
+
+
 @bp.route("/clients/new", methods=["GET", "POST"])
 def client_new():
     form = NewClientForm()
+    _csm_choices(form, None)
     duplicate = False
     if form.validate_on_submit():
         config = current_app.config
         try:
+            csm = _chosen_csm(form, None)
             client, key = client_service.create_client(
                 db.session, name=form.name.data, actor=actor(), anonymised=form.anonymised.data,
                 licence=form.licence.data, origins=origin_lines(form.origins.data),
                 seat_limit=form.seat_limit.data, licence_start=form.licence_start.data,
                 licence_end=form.licence_end.data, active=form.active.data, local_http=local_http(),
                 confirm_duplicate=form.confirm_duplicate.data,
+                csm=None if csm is client_service.KEEP else csm,
                 params=PseudonymParams(config["PSEUDONYM_TIME_COST"], config["PSEUDONYM_MEMORY_KIB"],
                                        config["PSEUDONYM_PARALLELISM"]),
             )
@@ -78,6 +109,9 @@ def client_new():
             db.session.rollback()
             form.name.errors.append(str(exc))
             duplicate = True
+        except client_service.CsmError as exc:
+            db.session.rollback()
+            form.csm.errors.append(str(exc))
         except client_service.ClientError as exc:
             db.session.rollback()
             form.name.errors.append(str(exc))
@@ -105,34 +139,59 @@ def client_detail(slug: str):
 @bp.route("/clients/<slug>/edit", methods=["GET", "POST"])
 def client_edit(slug: str):
     client = client_or_404(slug)
+    term = licences.term_in_force(db.session, client.id, utcnow().date())
     form = ClientForm(obj=client)
+    _csm_choices(form, client)
     duplicate = False
     if request.method == "GET":
         form.origins.data = "\n".join(client.allowed_origins or [])
         form.placeholder_ids.data = "\n".join(policy_entries(client.placeholder_ids))
+        if term is not None:
+            form.term.form.process(None, obj=term)
+    save_term = request.method == "POST" and _term_posted(term)
+    if not save_term:
+        # No term in force and its fields left empty (or a form without them): nothing to check or save.
+        for term_field in form.term.form:
+            term_field.validators = [Optional()]
     if form.validate_on_submit():
         try:
             client_service.update_client(
                 db.session, client, actor=actor(), name=form.name.data, active=form.active.data,
                 licence=form.licence.data, origins=origin_lines(form.origins.data), local_http=local_http(),
-                confirm_duplicate=form.confirm_duplicate.data,
+                confirm_duplicate=form.confirm_duplicate.data, csm=_chosen_csm(form, client), commit=False,
                 # A form without the field (an older page, a script) leaves the list alone.
                 placeholder_ids=(placeholder_lines(form.placeholder_ids.data)
                                  if "placeholder_ids" in request.form else None))
+            if save_term:
+                save_term_in_force(form.term.form, client, term, actor=actor())
+            db.session.commit()
         except client_service.DuplicateName as exc:
             db.session.rollback()
             form.name.errors.append(str(exc))
             duplicate = True
+        except client_service.CsmError as exc:
+            db.session.rollback()
+            form.csm.errors.append(str(exc))
         except client_service.ClientError as exc:
             db.session.rollback()
             form.name.errors.append(str(exc))
+        except licences.LicenceError as exc:
+            db.session.rollback()
+            form.term.form.starts_on.errors.append(f"Nothing changed: {exc}")
         else:
             clients_changed()
             flash("Client settings saved.", "success")
             return redirect(url_for("admin.client_detail", slug=client.slug))
     return render_template("admin/client_form.html", form=form, client=client, duplicate=duplicate,
-                           term=licences.term_in_force(db.session, client.id, utcnow().date())), \
-        400 if form.errors else 200
+                           term=term), 400 if form.errors else 200
+
+
+def _term_posted(term) -> bool:
+    """Did the client form post term fields to save: always for a term in force, else when any is filled in."""
+    names = ("term-starts_on", "term-ends_on", "term-seat_limit")
+    if not any(name in request.form for name in names):
+        return False
+    return term is not None or any((request.form.get(name) or "").strip() for name in names)
 
 
 @bp.route("/clients/<slug>/mode", methods=["GET", "POST"])

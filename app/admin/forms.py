@@ -9,6 +9,7 @@ from wtforms import (
     BooleanField,
     DateField,
     EmailField,
+    FormField,
     HiddenField,
     IntegerField,
     PasswordField,
@@ -17,6 +18,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
+from wtforms import Form as PlainForm
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
 from ..auth.tokens import TokenCreateForm
@@ -52,6 +54,16 @@ def origin_lines(text: str | None) -> list[str]:
     return [line.strip() for line in (text or "").replace(",", "\n").splitlines() if line.strip()]
 
 
+class TermFields(PlainForm):
+    """A licence term's dates and seat limit: the Licence page's term form and the client form's term in force."""
+    starts_on = DateField("Starts on", validators=[DataRequired()])
+    ends_on = DateField("Ends on (inclusive)", validators=[DataRequired()])
+    seat_limit = IntegerField("Seat limit", validators=[Optional(), NumberRange(min=0)])
+
+
+NO_CSM_LABEL = "None: every CSM gets its alerts"
+
+
 class ClientForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(message="Give the client a name."), Length(max=200)])
     active = BooleanField("Active (beacons with its keys are accepted)", default=True)
@@ -61,6 +73,12 @@ class ClientForm(FlaskForm):
                             render_kw={"rows": 4, "placeholder": "https://lms.example.com"})
     placeholder_ids = TextAreaField("Placeholder student IDs: one per line; beacons with one are held back",
                                     render_kw={"rows": 8, "spellcheck": "false"})
+
+    # Choices: "" (none) and the e-mails of csm_candidates (set by the view); checked by the service.
+    csm = SelectField("Customer success manager (gets the client's alert e-mails)", choices=[],
+                      validate_choice=False)
+    # The licence term in force today (or a new one, when there is none): prefix "term-", as on the Licence page.
+    term = FormField(TermFields, label="Licence term in force", separator="-")
 
     confirm_duplicate = BooleanField("Yes, use this name although another client has it")
 
@@ -97,6 +115,7 @@ class NewClientForm(ClientForm):
             raise ValidationError("The licence term cannot end before it starts.")
     # A new client starts with the default placeholder list; its settings page edits it.
     placeholder_ids = None
+    term = None
 
 
 class RotateKeyForm(FlaskForm):
@@ -177,3 +196,4 @@ class StaffChangeForm(FlaskForm):
     client = SelectField("Client", choices=[], validate_choice=False)
     active = BooleanField("Active")
     unlock = BooleanField("Unlock after failed sign-ins")
+    all_client_alerts = BooleanField("E-mail every client's alerts")

@@ -12,15 +12,15 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
-from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, NumberRange, Optional
+from wtforms import SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired
 
 from ..extensions import db
 from ..licensing_models import LicenceTerm, OutboxDelivery, OutboxEvent, WebhookEndpoint
 from ..models import Client
 from ..services import licence_terms, licences, outbox, webhooks
 from . import bp
-from .forms import choices
+from .forms import TermFields, choices
 
 WINDOW_CHOICES = [("term", "Unique learners over the whole term"), ("month", "Unique learners per calendar month"),
                   ("year", "Unique learners per calendar year")]
@@ -28,10 +28,8 @@ POLICY_CHOICES = [("record", "Record and flag (every launch recorded)"),
                   ("block", "Block new learners (remote packages only)")]
 
 
-class TermForm(FlaskForm):
-    starts_on = DateField("Starts on", validators=[DataRequired()])
-    ends_on = DateField("Ends on (inclusive)", validators=[DataRequired()])
-    seat_limit = IntegerField("Seat limit", validators=[Optional(), NumberRange(min=0)])
+class TermForm(TermFields, FlaskForm):
+    # starts_on, ends_on, seat_limit: TermFields (the client form edits the term in force with them too).
     seat_window = SelectField("Seats counted", choices=choices(WINDOW_CHOICES), default="term")
     at_limit = SelectField("At the limit", choices=choices(POLICY_CHOICES), default="record")
     after_expiry = SelectField("After the term ends", choices=choices(POLICY_CHOICES), default="record")
@@ -87,6 +85,17 @@ def _term_saved(form: TermForm, save) -> bool:
         form.starts_on.errors.append(f"Nothing changed: {exc}")
         return False
     return True
+
+
+def save_term_in_force(form: TermFields, client: Client, term: LicenceTerm | None, *, actor: str) -> LicenceTerm:
+    """The client form's term fields: change the term in force (its window and policy kept), or add one
+    (seats over the term, record and flag) when there is none. Same checks as this page; audited; the
+    caller commits. LicenceError when refused."""
+    fields = {"starts_on": form.starts_on.data, "ends_on": form.ends_on.data, "seat_limit": form.seat_limit.data}
+    if term is None:
+        return licence_terms.add_term(db.session, client, actor=actor, commit=False, **fields)
+    return licence_terms.update_term(db.session, term, actor=actor, seat_window=term.seat_window,
+                                at_limit=term.at_limit, after_expiry=term.after_expiry, commit=False, **fields)
 
 
 def _licence_page(client: Client, term_form: TermForm, contacts_form: ContactsForm) -> str:

@@ -49,13 +49,15 @@ def staff():
     change_forms = {}
     for user in users:
         change = StaffChangeForm(prefix=f"u{user.id}", formdata=None, role=user.role, active=user.active,
-                                 client=user.client.slug if user.client else "")
+                                 client=user.client.slug if user.client else "",
+                                 all_client_alerts=user.all_client_alerts)
         change.client.choices = _client_choices(all_clients)
         change_forms[user.id] = change
     return render_template("admin/staff.html", form=form, users=users, change_forms=change_forms,
                            reset_forms={u.id: PasswordResetForm(prefix=f"p{u.id}", formdata=None) for u in users},
                            factor_forms={u.id: SecondFactorResetForm(prefix=f"z{u.id}", formdata=None) for u in users},
                            required_roles=second_factor_service.REQUIRED_ROLES,
+                           alert_roles=staff_service.ALERT_ROLES,
                            second_factor_required=current_app.config["STAFF_SECOND_FACTOR"] == "required",
                            password_rule=PASSWORD_RULE, now=utcnow()), 400 if form.errors else 200
 
@@ -77,7 +79,9 @@ def staff_change(user_id: int):
     try:
         staff_service.update_staff(db.session, user, actor=actor(), role=form.role.data, active=form.active.data,
                                    client=client if form.role.data == "client" else None,
-                                   unlock=form.unlock.data)
+                                   unlock=form.unlock.data,
+                                   all_client_alerts=(form.all_client_alerts.data
+                                                      and form.role.data in staff_service.ALERT_ROLES))
     except staff_service.StaffError as exc:
         db.session.rollback()
         flash(f"Nothing changed for {user.email}: {exc}.", "error")

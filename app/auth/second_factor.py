@@ -12,12 +12,13 @@ import json
 from flask import abort, current_app, flash, jsonify, redirect, render_template, request, session, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import StringField
+from wtforms import BooleanField, StringField
 from wtforms.validators import DataRequired, Length
 
 from ..extensions import db, limiter
 from ..models import StaffUser
 from ..services import second_factor as sf
+from ..services import staff as staff_service
 from . import bp, finish_sign_in, pending_user
 
 
@@ -157,7 +158,37 @@ def security():
         codes_left=sf.unused_recovery_codes(db.session, user),
         code_form=CodeForm(formdata=None), confirm_form=ConfirmForm(formdata=None),
         passkeys_possible=not _rp()[0].replace(".", "").isdigit(),
+        alerts_form=_alerts_form(user) if current_user.is_authenticated else None,
     )
+
+
+class AlertOptInForm(FlaskForm):
+    """One's own "e-mail me every client's alerts" (the account page; admins and CSMs)."""
+    all_client_alerts = BooleanField("E-mail me every client's alerts")
+
+
+def _alerts_form(user: StaffUser):
+    """The "e-mail me every client's alerts" opt-in: for the roles alerts go to (admins, CSMs)."""
+    if user.role not in staff_service.ALERT_ROLES:
+        return None
+    return AlertOptInForm(formdata=None, all_client_alerts=user.all_client_alerts)
+
+
+@bp.post("/account/alerts")
+def account_alerts():
+    """One's own opt-in to every client's alert e-mails (audited as a staff change)."""
+    if not current_user.is_authenticated:
+        abort(401)
+    form = AlertOptInForm()
+    if not form.validate_on_submit():
+        abort(400, description="The form expired or did not come from this site; nothing was changed.")
+    if current_user.role not in staff_service.ALERT_ROLES:
+        abort(403, description="Alert e-mails go to admins and CSMs only.")
+    staff_service.update_staff(db.session, current_user, actor=current_user.email,
+                               all_client_alerts=form.all_client_alerts.data)
+    flash("You now receive every client's alert e-mails." if form.all_client_alerts.data else
+          "You now receive alert e-mails only for the clients you are the CSM of.", "success")
+    return redirect(url_for("auth.security"))
 
 
 @bp.post("/account/security/totp")

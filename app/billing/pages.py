@@ -15,7 +15,7 @@ from marshmallow import ValidationError
 from ..auth import bearer_user, token_refused
 from ..extensions import db, login_manager
 from ..models import Client, Course
-from ..services import billing, held_back, licences, periods
+from ..services import billing, held_back, licence_terms, licences, periods
 from ..services.anonymisation import short_reference
 from ..services.periods import Period
 from .api import QueryError, invoice_day, visible_client
@@ -248,6 +248,27 @@ def client_usage(slug: str):
         milestones=billing.milestones(session, client.id),
         held_back=held_back.figures(session, client.id, start, end, course_id=course_id),
     ), 400 if error else 200
+
+
+@bp.get("/<slug>/licence")
+def client_terms(slug: str):
+    """A client's licence terms, read-only, for vendor staff (billing included): the term in force with
+    its seat window, limit, seats used and enforcement, and every term. Admins and CSMs edit them in the
+    admin; client users have no such page (404)."""
+    if current_user.role not in STAFF_ROLES:
+        abort(404)
+    client = visible_client(current_user, slug)
+    session, today = db.session, periods.today_utc()
+    term = licences.term_in_force(session, client.id, today)
+    window = seats = outlook = None
+    if term is not None:
+        window = licences.seat_window(term, today)
+        seats = licences.seats_used(session, client.id, window)
+        outlook = licences.term_forecast(session, client.id, term, today)
+    all_terms = licence_terms.terms(session, client.id)
+    return render_template("billing/terms.html", client=client, term=term, window=window, seats=seats,
+                           outlook=outlook, terms=all_terms, today=today,
+                           after_last=None if term is not None or not all_terms else all_terms[-1])
 
 
 @bp.get("/<slug>/usage.csv")

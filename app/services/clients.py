@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, object_session
 
 from ..identity import InvalidIdentity, Pseudonymiser, PseudonymKey, PseudonymParams
-from ..models import LICENCES, Client, ClientKey, Event, Learner, PackageIssue, utcnow
+from ..models import LICENCES, Client, ClientKey, Event, Learner, PackageIssue, StaffUser, utcnow
 from ..placeholders import DEFAULT_PLACEHOLDER_IDS, clean_placeholder_ids, policy_entries
 from . import audit, licence_terms
 
@@ -26,6 +26,10 @@ KEY_PREFIX = "ck_"
 
 class ClientError(ValueError):
     """Bad input for a client operation; the message is safe to show."""
+
+
+class CsmError(ClientError):
+    """The staff user named cannot be the client's CSM."""
 
 
 def hash_secret_token(token: str) -> str:
@@ -99,7 +103,41 @@ def client_settings(client: Client) -> dict:
         "licence": client.licence,
         "allowed_origins": list(client.allowed_origins or []),
         "placeholder_ids": list(policy_entries(client.placeholder_ids)),
+        "csm": client.csm.email if client.csm is not None else None,
     }
+
+
+# The roles a client's CSM may have (the staff users who act on its alerts).
+CSM_ROLES = ("admin", "csm")
+# update_client's ``csm`` when the caller does not change it.
+KEEP = object()
+
+
+def csm_candidates(session: Session) -> list[StaffUser]:
+    """Who may be a client's CSM: active staff users of role csm or admin, CSMs first."""
+    return list(session.scalars(select(StaffUser).where(StaffUser.active.is_(True), StaffUser.role.in_(CSM_ROLES))
+                                .order_by(StaffUser.role.desc(), StaffUser.email)))
+
+
+def find_csm(session: Session, email: str | None) -> StaffUser | None:
+    """The staff user named to be a client's CSM (None for an empty name); ClientError if they cannot be."""
+    email = (email or "").strip().casefold()
+    if not email:
+        return None
+    user = session.scalar(select(StaffUser).where(func.lower(StaffUser.email) == email))
+    if user is None:
+        raise CsmError(f"there is no staff user {email}")
+    _check_csm(user)
+    return user
+
+
+def _check_csm(user: StaffUser | None) -> None:
+    if user is None:
+        return
+    if user.role not in CSM_ROLES:
+        raise CsmError(f"{user.email} is a {user.role} user; a client's CSM is a csm or admin user")
+    if not user.active:
+        raise CsmError(f"{user.email} is deactivated")
 
 
 def _checked_name(name: str) -> str:
@@ -152,13 +190,15 @@ def first_term_dates(today: dt.date, licence_start: dt.date | None,
 
 def update_client(session: Session, client: Client, *, actor: str, name: str, active: bool, licence: str,
                   origins: list[str] | tuple, local_http: bool = False, confirm_duplicate: bool = False,
-                  placeholder_ids: list[str] | None = None) -> Client:
+                  placeholder_ids: list[str] | None = None, csm=KEEP, commit: bool = True) -> Client:
     """Change a client's settings (not its mode: see anonymisation.switch_mode). Audited; commits.
 
     The licence period and seat limit are not settings: they are licence terms (``services.licences``).
 
     ``placeholder_ids``: the new placeholder list (None leaves it as it is); a
     list equal to the defaults is stored as "the defaults", so it follows them.
+    ``csm``: the client's CSM (a StaffUser of role csm or admin, or None for none; KEEP leaves it).
+    ``commit=False`` leaves the transaction open (the client form saves the term in force with it).
 
     The caller clears the process's client directory so beacons see the change at once.
     """
@@ -170,10 +210,14 @@ def update_client(session: Session, client: Client, *, actor: str, name: str, ac
             placeholder_ids = clean_placeholder_ids(placeholder_ids)
         except InvalidIdentity as exc:
             raise ClientError(str(exc)) from None
+    if csm is not KEEP:
+        _check_csm(csm)
     if not confirm_duplicate:
         _check_name_free(session, name, client)
     before = client_settings(client)
     client.name, client.active, client.licence = name, active, licence
+    if csm is not KEEP:
+        client.csm = csm
     client.allowed_origins = normalised_origins
     if placeholder_ids is not None:
         client.placeholder_ids = (None if sorted(placeholder_ids) == sorted(DEFAULT_PLACEHOLDER_IDS)
@@ -183,7 +227,8 @@ def update_client(session: Session, client: Client, *, actor: str, name: str, ac
         changed = sorted(k for k in after if after[k] != before[k])
         audit.record(session, actor, "client.update", client.id,
                      {k: before[k] for k in changed}, {k: after[k] for k in changed})
-    session.commit()
+    if commit:
+        session.commit()
     return client
 
 
@@ -192,15 +237,17 @@ def create_client(session: Session, *, name: str, actor: str, anonymised: bool =
                   seat_limit: int | None = None, slug: str | None = None,
                   licence_start: dt.date | None = None, licence_end: dt.date | None = None,
                   params: PseudonymParams, active: bool = True, local_http: bool = False,
-                  confirm_duplicate: bool = False) -> tuple[Client, str]:
+                  confirm_duplicate: bool = False, csm: StaffUser | None = None) -> tuple[Client, str]:
     """Create a client and its first beacon key. Returns (client, plain key); commits.
 
     A name another client has already raises DuplicateName unless ``confirm_duplicate``.
     ``sealed`` (its packages sealed with its own key) makes it anonymised too.
     ``seat_limit``, ``licence_start`` or ``licence_end`` give it its first licence term
     (``first_term_dates``; seats counted over the term), in the same transaction.
+    ``csm``: its customer success manager (a csm or admin user), who gets its alerts.
     """
     name = _checked_name(name)
+    _check_csm(csm)
     anonymised = anonymised or sealed
     _check_licence(licence)
     if seat_limit is not None and seat_limit < 0:
@@ -222,7 +269,7 @@ def create_client(session: Session, *, name: str, actor: str, anonymised: bool =
         salt=secrets.token_bytes(16), licence=licence,
         allowed_origins=normalised_origins,
         pseudonym_time_cost=params.time_cost, pseudonym_memory_kib=params.memory_kib,
-        pseudonym_parallelism=params.parallelism,
+        pseudonym_parallelism=params.parallelism, csm=csm,
     )
     key = new_beacon_key()
     client.keys.append(ClientKey(key_hash=hash_secret_token(key), key_prefix=key[:8]))

@@ -71,8 +71,9 @@ def _check_term(session: Session, client_id: int, starts_on: dt.date, ends_on: d
 
 
 def update_term(session: Session, term: LicenceTerm, *, actor: str, starts_on: dt.date, ends_on: dt.date,
-                seat_limit: int | None, seat_window: str, at_limit: str, after_expiry: str) -> LicenceTerm:
-    """Change a term (audited, before and after; commits). Still never overlapping another term.
+                seat_limit: int | None, seat_window: str, at_limit: str, after_expiry: str,
+                commit: bool = True) -> LicenceTerm:
+    """Change a term (audited, before and after; commits unless told not to). Still never overlapping another term.
 
     Alerts already sent for its windows stay sent (their dedupe keys name the term and window).
     """
@@ -84,7 +85,8 @@ def update_term(session: Session, term: LicenceTerm, *, actor: str, starts_on: d
     after = term.as_dict()
     if after != before:
         audit.record(session, actor, "licence.term_update", term.client_id, before, after)
-    session.commit()
+    if commit:
+        session.commit()
     return term
 
 

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from ..licensing_models import OutboxDelivery, OutboxEvent, WebhookEndpoint
 from ..models import COMPLETION_KINDS, Client, Course, Event, Learner, StaffUser
-from . import audit, licences, mail, webhooks
+from . import audit, licences, mail, staff, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -251,15 +251,27 @@ def _alert_text(event: OutboxEvent, client: Client | None, data: dict) -> tuple[
 # Alerts a client's own contacts receive: its licence. A refused origin (a copied package, a leak)
 # and ID-scheme drift are the vendor's to act on, with links into the admin: staff only.
 CONTACT_ALERTS = frozenset({"licence.threshold", "licence.forecast", "licence.term_ending"})
-STAFF_ALERT_ROLES = ("admin", "csm")
+STAFF_ALERT_ROLES = staff.ALERT_ROLES
 
 
-def _recipients(session: Session, event: OutboxEvent) -> list[str]:
-    staff = session.scalars(select(StaffUser.email).where(StaffUser.role.in_(STAFF_ALERT_ROLES),
-                                                          StaffUser.active.is_(True)))
+def staff_recipients(session: Session, client: Client | None) -> list[str]:
+    """The vendor's people an alert about ``client`` goes to: its CSM and the staff who opted in to
+    every client's alerts; a client without an active CSM (none set, or deactivated, or no longer
+    admin or CSM) goes to every active CSM instead, so no alert goes unread."""
+    alerting = (StaffUser.active.is_(True), StaffUser.role.in_(STAFF_ALERT_ROLES))
+    csm = client.csm if client is not None else None
+    if csm is not None and csm.active and csm.role in STAFF_ALERT_ROLES:
+        assigned = StaffUser.id == csm.id
+    else:
+        assigned = StaffUser.role == "csm"
+    return sorted(session.scalars(select(StaffUser.email).where(
+        *alerting, or_(assigned, StaffUser.all_client_alerts.is_(True)))))
+
+
+def _recipients(session: Session, event: OutboxEvent, client: Client | None) -> list[str]:
     contacts = (licences.contacts(session, event.client_id)
                 if event.client_id and event.type in CONTACT_ALERTS else [])
-    return sorted(set(staff) | set(contacts))
+    return sorted(set(staff_recipients(session, client)) | set(contacts))
 
 
 def fan_out(session: Session, now: dt.datetime, limit: int = 200) -> set[int]:
@@ -290,7 +302,7 @@ def fan_out(session: Session, now: dt.datetime, limit: int = 200) -> set[int]:
                                            created_at=now))
         if event.type in EMAIL_TYPES:
             subject, text = _alert_text(event, client, data)
-            for address in _recipients(session, event):
+            for address in _recipients(session, event, client):
                 session.add(OutboxDelivery(event_id=event.id, channel="email", target=address, subject=subject,
                                            body=text, next_attempt_at=now, created_at=now))
         event.fanned_out_at = now

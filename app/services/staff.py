@@ -64,7 +64,12 @@ def check_password_strength(password: str, email: str = "", extra_words: tuple[s
 
 
 def staff_settings(user: StaffUser) -> dict:
-    return {"email": user.email, "role": user.role, "client_id": user.client_id, "active": user.active}
+    return {"email": user.email, "role": user.role, "client_id": user.client_id, "active": user.active,
+            "all_client_alerts": bool(user.all_client_alerts)}
+
+
+# Who can receive alert e-mails, and so opt in to every client's (outbox.STAFF_ALERT_ROLES).
+ALERT_ROLES = ("admin", "csm")
 
 
 def create_staff(session: Session, *, email: str, role: str, password: str, actor: str,
@@ -139,8 +144,10 @@ def record_successful_login(user: StaffUser) -> None:
 
 
 def update_staff(session: Session, user: StaffUser, *, actor: str, role: str | None = None,
-                 active: bool | None = None, client: Client | None = None, unlock: bool = False) -> StaffUser:
-    """Change a staff user's role, client or active flag (deactivating ends their sessions). Commits."""
+                 active: bool | None = None, client: Client | None = None, unlock: bool = False,
+                 all_client_alerts: bool | None = None) -> StaffUser:
+    """Change a staff user's role, client, active flag (deactivating ends their sessions) or their
+    "e-mail me every client's alerts" opt-in (admins and CSMs only; a new role without alerts drops it). Commits."""
     before = staff_settings(user)
     if role is not None:
         if role not in ROLES:
@@ -161,6 +168,12 @@ def update_staff(session: Session, user: StaffUser, *, actor: str, role: str | N
             for row in session.scalars(select(StaffSession).where(StaffSession.staff_user_id == user.id,
                                                                   StaffSession.revoked_at.is_(None))):
                 row.revoked_at = utcnow()
+    if all_client_alerts is not None:
+        if all_client_alerts and user.role not in ALERT_ROLES:
+            raise StaffError(f"only {' and '.join(ALERT_ROLES)} users receive alert e-mails")
+        user.all_client_alerts = all_client_alerts
+    if user.role not in ALERT_ROLES:
+        user.all_client_alerts = False
     if unlock:
         user.failed_logins = 0
         user.locked_until = None
