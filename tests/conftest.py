@@ -430,3 +430,13 @@ def screenshots_dir() -> Path:
     folder = Path(os.environ.get("SCREENSHOT_DIR", ROOT / "test-artifacts" / "screenshots"))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server (aiosmtpd) on a free loopback port keeping every message (tests/outbox_helpers.py)."""
+    from outbox_helpers import SmtpSink
+
+    sink = SmtpSink()
+    yield sink
+    sink.stop()

@@ -120,3 +120,12 @@ class SmtpSink:
 
     def texts(self) -> str:
         return "\n".join(str(m["Subject"]) + "\n" + m.get_content() for _, m in self.messages)
+
+
+def run_outbox(app, rounds: int = 3) -> None:
+    """A few rounds of the outbox worker's own loop step, in the test's process (fan-out, e-mail, webhooks)."""
+    from app.extensions import db
+    from app.services import outbox
+
+    for _ in range(rounds):
+        outbox.run_once(db.session, outbox.Settings.from_config(app.config), sweep_all=True)

@@ -12,12 +12,12 @@ import json
 import pytest
 import time_machine
 from conftest import beacon_body, csrf_token_from
-from outbox_helpers import SmtpSink
+from outbox_helpers import run_outbox
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditEntry, Client, StaffUser
-from app.services import licence_terms, licences, outbox
+from app.services import licence_terms, licences
 from app.services import staff as staff_service
 
 BEACONS = "/api/v1/beacons"
@@ -26,20 +26,8 @@ LMS = "https://lms.example.org"
 
 
 @pytest.fixture
-def smtp():
-    sink = SmtpSink()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture
 def app_config(app_config, smtp):
     return {**app_config, "SMTP_URL": smtp.url, "MAIL_FROM": "tracker@vendor.example"}
-
-
-def _work(app, rounds=3):
-    for _ in range(rounds):
-        outbox.run_once(db.session, outbox.Settings.from_config(app.config), sweep_all=True)
 
 
 def _audit(action: str) -> list[AuditEntry]:
@@ -79,7 +67,7 @@ def test_each_alert_goes_to_the_clients_csm_and_opted_in_staff_and_leaks_never_t
                                    headers={"Origin": LMS}).status_code == 204
         assert client.post(BEACONS, json=beacon_body(alpha_key), headers={"Origin": "https://copied.example.net"}
                            ).status_code == 403
-        _work(app)
+        run_outbox(app)
 
     to = {}
     for rcpts, message in smtp.messages:

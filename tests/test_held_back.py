@@ -13,6 +13,7 @@ import uuid
 import pytest
 import time_machine
 from conftest import beacon_body, csrf_token_from
+from outbox_helpers import run_outbox
 from sqlalchemy import func, inspect, select, text
 
 from app.extensions import db
@@ -20,7 +21,7 @@ from app.held_back_models import HeldBackBeacon
 from app.licensing_models import OutboxDelivery, OutboxEvent
 from app.models import AuditEntry, DailyUsage, Event, Learner
 from app.placeholders import DEFAULT_PLACEHOLDER_IDS
-from app.services import licences, outbox
+from app.services import licences
 from app.services import staff as staff_service
 from app.services.licences import Window
 
@@ -116,11 +117,6 @@ def acme_held(client, make_client, make_staff, runner):
     return acme, key, token
 
 
-def work(app):
-    for _ in range(3):
-        outbox.run_once(db.session, outbox.Settings.from_config(app.config), sweep_all=True)
-
-
 def outbox_types(client_id) -> list[str]:
     db.session.rollback()
     return sorted(db.session.scalars(select(OutboxEvent.type).where(OutboxEvent.client_id == client_id)))
@@ -128,7 +124,7 @@ def outbox_types(client_id) -> list[str]:
 
 def test_every_face_shows_held_back_beacons_apart_from_the_counts(app, client, acme_held, make_staff, login):
     acme, _, token = acme_held
-    work(app)
+    run_outbox(app)
     # One real learner: one enrolment; 1 of 2 seats is 50 %, no threshold; nothing for the placeholders.
     types = outbox_types(acme.id)
     assert [t for t in types if t.startswith("learner.")] == ["learner.enrolled"]
@@ -197,7 +193,7 @@ def test_go_live_and_release_through_the_admin_with_preview_and_confirm(app, cli
     assert entry.after == {"placeholder": "undefined", "beacons": 4, "launches": 3}
 
     # Webhooks see the released learner now: one enrolment per course, the pass, and 2 of 2 seats.
-    work(app)
+    run_outbox(app)
     types = outbox_types(acme.id)
     assert types.count("learner.enrolled") == 3 and types.count("learner.passed") == 1
     # 1 to 2 of 2 seats crosses 80, 90 and 100 % at once: one alert, for the highest.

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 import pytest
 import time_machine
 from conftest import beacon_body, csrf_token_from
-from outbox_helpers import SmtpSink
 from sqlalchemy import select
 
 from app.extensions import db
@@ -91,13 +90,6 @@ def generate(client, key, seed: int = 17) -> Scenario:
 
 
 IDENTITIES = 20 + 12 + 4 + 2 + 2
-
-
-@pytest.fixture
-def smtp():
-    sink = SmtpSink()
-    yield sink
-    sink.stop()
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ import json
 import pytest
 import time_machine
 from conftest import beacon_body
-from outbox_helpers import SmtpSink
+from outbox_helpers import run_outbox
 from sqlalchemy import select
 
 from app.extensions import db
 from app.licensing_models import OutboxDelivery, OutboxEvent
-from app.services import billing, licence_terms, licences, outbox
+from app.services import billing, licence_terms, licences
 from app.services import staff as staff_service
 
 BEACONS = "/api/v1/beacons"
@@ -24,20 +24,8 @@ START = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def smtp():
-    sink = SmtpSink()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture
 def app_config(app_config, smtp):
     return {**app_config, "SMTP_URL": smtp.url, "MAIL_FROM": "tracker@vendor.example"}
-
-
-def _work(app, rounds=3):
-    for _ in range(rounds):
-        outbox.run_once(db.session, outbox.Settings.from_config(app.config), sweep_all=True)
 
 
 def test_threshold_term_ending_and_leak_mails_once_each_to_staff_and_licence_ones_to_contacts(app, client, runner, make_client,
@@ -59,11 +47,11 @@ def test_threshold_term_ending_and_leak_mails_once_each_to_staff_and_licence_one
         for student_id, name in plain[:7]:
             assert client.post(BEACONS, json=beacon_body(key, student_id=student_id, student_name=name),
                                headers=lms).status_code == 204
-        _work(app)
+        run_outbox(app)
         assert not any("seats" in s for s in smtp.by_subject()), "70 % is below every threshold"
         for student_id, name in plain[7:]:
             client.post(BEACONS, json=beacon_body(key, student_id=student_id, student_name=name), headers=lms)
-            _work(app)
+            run_outbox(app)
         for student_id, name in plain:  # everyone again: no alert twice
             client.post(BEACONS, json=beacon_body(key, student_id=student_id, student_name=name, event="passed"),
                         headers=lms)
@@ -71,7 +59,7 @@ def test_threshold_term_ending_and_leak_mails_once_each_to_staff_and_licence_one
             copied = client.post(BEACONS, json=beacon_body(key, student_id=plain[0][0], student_name=plain[0][1]),
                                  headers={"Origin": "https://copied.example.net"})
             assert copied.status_code == 403
-        _work(app)
+        run_outbox(app)
 
     subjects = smtp.by_subject()
     staff = ["admin@vendor.example", "csm@vendor.example"]
@@ -106,9 +94,9 @@ def test_forecast_over_the_limit_mails_once(app, client, make_client, make_staff
             for _ in range(5):
                 learner += 1
                 client.post(BEACONS, json=beacon_body(key, student_id=f"b{learner}"))
-            _work(app, rounds=1)
+            run_outbox(app, rounds=1)
             traveller.shift(dt.timedelta(days=1))
-        _work(app)
+        run_outbox(app)
     subjects = smtp.by_subject()
     assert subjects.pop("Beta is likely to pass its seat limit") == ["csm@vendor.example"]
     assert subjects == {}
@@ -126,7 +114,7 @@ def test_renewed_term_alerts_again(app, client, make_client, make_staff, smtp):
         with time_machine.travel(when, tick=False):
             for i in range(3):
                 client.post(BEACONS, json=beacon_body(key, student_id=f"g{i}"))
-            _work(app)
+            run_outbox(app)
     seats = {s: to for s, to in smtp.by_subject().items() if "seat" in s}
     assert seats == {"Gamma is over its seat limit (3 of 2 seats)": ["csm@vendor.example"] * 2}, \
         "one message (the highest threshold) in each term"
@@ -142,7 +130,7 @@ def test_mail_server_down_retries_then_sends_and_admin_lists_it(app, client, mak
     start = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)
     with time_machine.travel(start, tick=False) as traveller:
         client.post(BEACONS, json=beacon_body(key), headers={"Origin": "https://elsewhere.example"})
-        _work(app)
+        run_outbox(app)
         delivery = db.session.scalar(select(OutboxDelivery).where(OutboxDelivery.channel == "email"))
         assert delivery.status == "pending" and delivery.attempts == 1 and smtp.messages == []
         login(csm)
@@ -150,7 +138,7 @@ def test_mail_server_down_retries_then_sends_and_admin_lists_it(app, client, mak
         assert "Beacons from an LMS not on Delta" in page and "retrying" in page
         app.config["SMTP_URL"] = real_url
         traveller.shift(11)
-        _work(app)
+        run_outbox(app)
     assert [rcpts for rcpts, _ in smtp.messages] == [["csm@vendor.example"]]
     assert csrf_token_from(page)
 
@@ -180,7 +168,7 @@ def test_client_create_seat_limit_alerts_and_enforces_like_a_term_from_add_term(
         for i in range(11):  # one learner at a time: each threshold is crossed on its own
             assert client.post(BEACONS, json=beacon_body(data["key"], student_id=f"{data['slug']}-{i}")
                                ).status_code == 204
-            _work(app)
+            run_outbox(app)
     subjects = smtp.by_subject()
     for name in ("Acme", "Beta"):  # the same alerts, once each, for both kinds of term
         for subject in (f"{name} has passed 80 % of its seats", f"{name} has passed 90 % of its seats",
@@ -199,10 +187,10 @@ def test_a_jump_from_0_to_130_percent_is_one_message_with_the_true_numbers(app, 
     gamma = _create(runner, "--name", "Gamma", "--seat-limit", "10")
     for i in range(13):
         client.post(BEACONS, json=beacon_body(gamma["key"], student_id=f"g{i}"))
-    _work(app)
+    run_outbox(app)
     for i in range(13, 15):  # more learners later: no second seat alert
         client.post(BEACONS, json=beacon_body(gamma["key"], student_id=f"g{i}"))
-        _work(app)
+        run_outbox(app)
     seats = [(subject, message) for subject, message in ((m["Subject"], m) for _, m in smtp.messages)
              if "seat" in subject]
     assert [subject for subject, _ in seats] == ["Gamma is over its seat limit (13 of 10 seats)"]
