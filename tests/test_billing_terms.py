@@ -12,7 +12,7 @@ from billing_helpers import page_tree
 from conftest import beacon_body, csrf_token_from
 
 from app.extensions import db
-from app.services import licence_terms
+from app.services import billing, licence_terms
 
 TODAY = dt.datetime(2026, 6, 15, 9, tzinfo=dt.UTC)
 D = dt.date
@@ -51,6 +51,10 @@ def test_billing_user_reads_the_terms_with_their_figures(client, acme, make_staf
     assert "seat window 2026-06-01 – 2026-06-30" in _text(tree, "stat-term-seats")
     assert "75.0 %" in _text(tree, "stat-term-seats")
     assert "block new learners" in _text(tree, "stat-enforcement")
+    # The forecast says how sure it is on the card, in the overview's words, not as a bare number.
+    [row] = [r for r in billing.overview(db.session, TODAY.date()) if r.slug == acme.slug]
+    assert row.sureness and _text(tree, "stat-term-forecast").endswith(f"90 % range: {row.sureness}")
+    assert f"{row.outlook.expected} ({row.outlook.low}–{row.outlook.high})" in _text(tree, "stat-term-forecast")
     rows = [[" ".join(td.text_content().split()) for td in r.xpath("td")]
             for r in tree.xpath('//table[@id="terms"]/tbody/tr')]
     assert rows == [["2025-01-01", "2025-12-31", "9", "term", "record and flag", "record and flag"],

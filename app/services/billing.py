@@ -657,12 +657,7 @@ class ClientOverview:
     @property
     def sureness(self) -> str:
         """How sure the forecast is, in the licence page's words (its statement says why)."""
-        statement = self.outlook.statement
-        for phrase, said in (("has ended", "final"), ("not started", "not started"),
-                             ("not sure yet", "not sure yet"), ("fairly sure", "fairly sure")):
-            if phrase in statement:
-                return said
-        return ""
+        return self.outlook.sureness
 
     @property
     def overage(self) -> int | None:

@@ -144,6 +144,15 @@ class Forecast:
     statement: str
 
     @property
+    def sureness(self) -> str:
+        """How sure, in a word or two for a table cell or card ("" when the statement says none)."""
+        for phrase, said in (("has ended", "final"), ("not started", "not started"),
+                             ("not sure yet", "not sure yet"), ("fairly sure", "fairly sure")):
+            if phrase in self.statement:
+                return said
+        return ""
+
+    @property
     def over_limit(self) -> bool:
         """Likely over: the expected figure passes the limit."""
         return self.limit is not None and self.expected > self.limit
