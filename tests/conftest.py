@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -143,15 +144,56 @@ def _database_template(tmp_path_factory, database_kind):
     admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def _shared_server_home(tmp_path_factory) -> Path:
+    """This worker's shared live server keeps its SQLite file, content and rate-limit counters here."""
+    return tmp_path_factory.mktemp("shared-server")
+
+
+def uses_shared_server(request) -> bool:
+    """The test (or a fixture it uses) asks for `live_server`: its database and content are the shared server's."""
+    return "live_server" in request.fixturenames
+
+
+def restore_sqlite(template: Path, path: Path) -> None:
+    """Make `path` a copy of the freshly migrated `template`, while a server may hold connections to it.
+
+    Through SQLite's online backup: it takes the write lock and replaces every page, and open
+    connections see the new content at their next read (copying the file over them would not).
+    """
+    if not path.exists():
+        shutil.copy(template, path)
+        return
+    source, target = sqlite3.connect(template), sqlite3.connect(path, timeout=30)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+
+
 @pytest.fixture
-def database_url(_database_template, database_kind, tmp_path):
+def database_url(request, _database_template, database_kind, tmp_path, _shared_server_home):
     if database_kind == "sqlite":
-        path = tmp_path / "tracker.db"
-        shutil.copy(_database_template, path)
+        if uses_shared_server(request):
+            path = _shared_server_home / "tracker.db"
+            reset_database(f"sqlite:///{path}", _database_template)
+        else:
+            path = tmp_path / "tracker.db"
+            shutil.copy(_database_template, path)
         yield f"sqlite:///{path}"
         return
     yield _database_template
-    engine = create_engine(_database_template)
+    reset_database(_database_template, _database_template)
+
+
+def reset_database(url: str, template: Path | str) -> None:
+    """The database at `url` as freshly migrated: SQLite restored from the template file,
+    PostgreSQL (the template database itself) emptied."""
+    if url.startswith("sqlite:///"):
+        restore_sqlite(Path(template), Path(url.removeprefix("sqlite:///")))
+        return
+    engine = create_engine(url)
     with engine.begin() as conn:
         tables = [row[0] for row in conn.execute(text(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"))]
@@ -180,9 +222,19 @@ class HttpsClient(FlaskClient):
 
 
 @pytest.fixture
-def app_config(database_url, tmp_path) -> dict:
+def content_dir(request, tmp_path, _shared_server_home) -> Path:
+    """The test's empty content store: its own, or the shared live server's, emptied."""
+    if not uses_shared_server(request):
+        return tmp_path / "content"
+    folder = _shared_server_home / "content"
+    shutil.rmtree(folder, ignore_errors=True)
+    return folder
+
+
+@pytest.fixture
+def app_config(database_url, content_dir) -> dict:
     """Override entries here (in a test module's own fixture) before `app` is built."""
-    return _config(database_url, CONTENT_DIR=str(tmp_path / "content"))
+    return _config(database_url, CONTENT_DIR=str(content_dir))
 
 
 @pytest.fixture
@@ -294,6 +346,7 @@ class LiveServer:
         self.database_url = database_url
         self.tls = tls
         self.log_path = log_path
+        self.log_offset = 0  # where the current test's part of the log begins (a shared server's)
         self.extra_env = extra_env or {}
         self.port = free_port()
         self.url = f"https://127.0.0.1:{self.port}"
@@ -358,10 +411,54 @@ class LiveServer:
         if getattr(self, "log", None):
             self.log.close()
 
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_text(self) -> str:
+        """The log written since the current test began."""
+        with open(self.log_path, "rb") as fh:
+            fh.seek(self.log_offset)
+            return fh.read().decode(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def _shared_live_server(_shared_server_home, _database_template, database_kind, tls_ca):
+    """One default-configured gunicorn per xdist worker, started when a test first needs it.
+
+    Each test gets it with the database as freshly migrated (SQLite: restored from the template
+    before the test; PostgreSQL: truncated after each test), an empty content store and no
+    rate-limit counts; its clients are cached for 0 s (CLIENT_CACHE_SECONDS), so it sees each
+    test's rows as they are. A test that stops it gets a new one next time.
+    """
+    url = f"sqlite:///{_shared_server_home / 'tracker.db'}" if database_kind == "sqlite" else _database_template
+    server = LiveServer(url, tls_ca, _shared_server_home / "gunicorn.log",
+                        extra_env={"CONTENT_DIR": str(_shared_server_home / "content")})
+    yield server
+    server.stop()
+
 
 @pytest.fixture
-def live_server(database_url, tls_ca, tmp_path, app):
-    """A real gunicorn over HTTPS sharing the test's database (the `app` fixture sees its writes)."""
+def live_server(_shared_live_server, database_url, app):
+    """A real gunicorn over HTTPS sharing the test's database (the `app` fixture sees its writes).
+
+    The worker's shared server (above); `own_live_server` starts one for the test alone.
+    """
+    server = _shared_live_server
+    assert app.config["CONTENT_DIR"] == server.extra_env["CONTENT_DIR"], "app_config must keep content_dir"
+    counters = Path(server.env()["RATELIMIT_STORAGE_URI"].removeprefix("machine://"))
+    if counters.exists():
+        with sqlite3.connect(counters, timeout=30) as conn:
+            conn.execute("DELETE FROM hits")
+        conn.close()
+    server.log_offset = server.log_path.stat().st_size if server.log_path.exists() else 0
+    if not server.running():
+        server.start()
+    yield server
+
+
+@pytest.fixture
+def own_live_server(database_url, tls_ca, tmp_path, app):
+    """A gunicorn for this test alone (one it kills parts of, say), on the test's own database."""
     server = LiveServer(database_url, tls_ca, tmp_path / "gunicorn.log",
                         extra_env={"CONTENT_DIR": app.config["CONTENT_DIR"]}).start()
     yield server

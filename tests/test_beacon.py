@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import uuid
 
-from conftest import beacon_body
+from conftest import TEST_PARAMS, HttpsClient, beacon_body, reset_database
 from sqlalchemy import func, select
 
+from app import create_app
 from app.extensions import db
 from app.models import DailyUsage, Event, Learner, RefusedOrigin
+from app.services import clients as client_service
 
 URL = "/api/v1/beacons"
 
@@ -227,3 +229,29 @@ def test_beacon_without_event_id_gets_one(client, make_client):
     del body["event_id"]
     assert client.post(URL, json=body).status_code == 204
     assert isinstance(db.session.scalar(select(Event.event_id)), uuid.UUID)
+
+
+def test_a_process_caching_clients_for_0_s_follows_its_database_reset_under_it(app_config, database_url,
+                                                                                _database_template):
+    """CLIENT_CACHE_SECONDS=0, as the tests' shared live server runs while each test resets its database:
+    a new client that reuses the old row IDs records a course title this process saw before, with the
+    new course's ID (no course ID is kept from before; with a cache the insert broke its foreign key)."""
+    process = create_app({**app_config, "CLIENT_CACHE_SECONDS": 0})
+    process.test_client_class = HttpsClient
+    with process.app_context():
+        def send(key: str) -> int:
+            return process.test_client().post(URL, json=beacon_body(key, course="Fire Safety")).status_code
+
+        before, old_key = client_service.create_client(db.session, name="Before", actor="test", params=TEST_PARAMS)
+        assert [send(old_key), send(old_key)] == [204, 204]  # the second one finds the course made by the first
+        old_ids = (before.id, db.session.scalar(select(Event.course_id).limit(1)))
+        db.session.remove()
+
+        reset_database(database_url, _database_template)
+        assert send(old_key) == 403
+        after, key = client_service.create_client(db.session, name="After", actor="test", params=TEST_PARAMS)
+        assert send(key) == 204
+        stored = db.session.scalars(select(Event)).all()
+        assert [(e.client_id, e.course_id) for e in stored] == [old_ids] and after.id == old_ids[0]
+        db.session.remove()
+        db.engine.dispose()

@@ -11,7 +11,7 @@ import time
 
 import pytest
 import requests
-from conftest import LiveServer, beacon_body, free_port
+from conftest import LiveServer, beacon_body, free_port, reset_database
 from sqlalchemy import func, select
 
 from app.extensions import db
@@ -147,8 +147,37 @@ def test_beacon_usage_headers_and_tls_through_gunicorn(live_server, make_client,
         requests.get(f"http://127.0.0.1:{live_server.port}/healthz", timeout=5)
 
     live_server.stop()
-    log = live_server.log_path.read_text(errors="replace")
+    log = live_server.log_text()
     assert "Traceback" not in log and "unexpected error" not in log
+
+
+def test_the_shared_server_follows_the_database_reset_each_next_test_gets(live_server, make_client, tls_ca,
+                                                                          database_url, _database_template):
+    """`live_server` is one gunicorn per xdist worker; each test resets its database under it. After
+    the reset the server knows no client of the test before, and a new client that reuses the same
+    row IDs records beacons of a course title the server saw before (no cached ID of the old rows;
+    test_beacon.py checks that in one process, where no second worker can hide a stale cache)."""
+    connection = requests.Session()  # kept alive: mostly one worker sees it all
+
+    def send(key: str) -> int:
+        return connection.post(live_server.url + "/api/v1/beacons", json=beacon_body(key, course="Fire Safety"),
+                               verify=tls_ca["ca"], timeout=10).status_code
+
+    before, old_key = make_client(name="Before")
+    assert [send(old_key), send(old_key)] == [204, 204]
+    old_ids = (before.id, db.session.scalar(select(Event.course_id)))
+
+    db.session.remove()
+    reset_database(database_url, _database_template)
+    assert db.session.scalar(select(func.count()).select_from(Event)) == 0
+    assert send(old_key) == 403
+
+    after, new_key = make_client(name="After")
+    assert send(new_key) == 204
+    stored = db.session.scalars(select(Event)).all()
+    assert len(stored) == 1 and stored[0].client_id == after.id
+    assert (after.id, stored[0].course_id) == old_ids  # the same IDs again: a cached course ID would fail
+    connection.close()
 
 
 class UnreachableDatabaseServer(LiveServer):

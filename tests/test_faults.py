@@ -34,7 +34,7 @@ def _workers(master_pid: int) -> list[int]:
         return [int(p) for p in fh.read().split()]
 
 
-def test_kill_9_of_a_worker_under_load_loses_no_acknowledged_beacon(live_server, make_client, tls_ca):
+def test_kill_9_of_a_worker_under_load_loses_no_acknowledged_beacon(own_live_server, make_client, tls_ca):
     _client, key = make_client(name="Acme")
     event_ids = [str(uuid.uuid4()) for _ in range(BEACONS)]
     acknowledged: set[str] = set()
@@ -48,7 +48,7 @@ def test_kill_9_of_a_worker_under_load_loses_no_acknowledged_beacon(live_server,
                            "student_name": "Learner", "event_id": event_id})
         for _attempt in range(20):  # as the tracker does: retry until acknowledged
             try:
-                answer = requests.post(live_server.url + "/api/v1/beacons", data=body,
+                answer = requests.post(own_live_server.url + "/api/v1/beacons", data=body,
                                        headers={"Content-Type": "text/plain", "Connection": "close"},
                                        verify=tls_ca["ca"], timeout=20)
                 if answer.status_code == 204:
@@ -64,7 +64,7 @@ def test_kill_9_of_a_worker_under_load_loses_no_acknowledged_beacon(live_server,
     def killer() -> None:
         while len(acknowledged) < BEACONS // 3:
             time.sleep(0.02)
-        os.kill(_workers(live_server.process.pid)[0], signal.SIGKILL)
+        os.kill(_workers(own_live_server.process.pid)[0], signal.SIGKILL)
         killed.set()
 
     thread = threading.Thread(target=killer, daemon=True)

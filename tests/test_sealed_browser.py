@@ -243,7 +243,7 @@ def test_sealed_deployed_package_never_shows_the_plain_id(version, lms, context,
     assert sent and all(b["student_id"].startswith("sealed:v1:") and b["student_name"].startswith("sealed:v1:")
                         for b in sent)
     assert all("placeholder" not in b for b in sent)
-    no_plain_values(*bodies, webhook_bodies(), live_server.log_path.read_text())
+    no_plain_values(*bodies, webhook_bodies(), live_server.log_text())
     assert "sealed:v1:" not in dump_database()  # the sealed value is pseudonymised again, like any ID
 
     # The page's sealed ID of the learner finds them for erasure.
@@ -313,7 +313,7 @@ def test_sealed_remote_package_hands_only_sealed_values_to_the_content_origin(lm
     assert hand["data"]["cmi.learner_name"][0].startswith("sealed:v1:") and hand["placeholder"] is False
     # Every address and body that reached our origins (the player's address carries the hand-over).
     no_plain_values(unquote(handed), *(unquote(x) for x in to_content))
-    no_plain_values(webhook_bodies(), live_server.log_path.read_text())
+    no_plain_values(webhook_bodies(), live_server.log_text())
     assert count(Learner) == 1
     erased = runner.invoke(args=["learner", "erase", "--client", customer.slug, "--student-id", sealed_id, "--json"])
     assert json.loads(erased.output)["erased"] == 1

@@ -181,7 +181,7 @@ def test_real_cmi5_course_built_remote_runs_from_the_content_origin_as_exported(
     assert {e.lms_host for e in stored} == {xapi_lms.url.split("://")[1]}  # the LMS it was opened from
     # The launch and the AU's page are in the access log by their path alone: no actor, name, fetch URL or
     # registration in any line (the client is anonymised: no plain ID anywhere).
-    log = live_server.log_path.read_text(errors="replace")
+    log = live_server.log_text()
     package_id = str(db.session.scalar(select(RemoteContent.package_id)))
     assert f"GET /{package_id}/launch/0 HTTP/1.1\" 302" in log
     assert f"/{package_id}/" in log and "scormdriver/indexAPI.html HTTP/1.1\" 200" in log

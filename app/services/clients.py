@@ -498,6 +498,10 @@ class ClientDirectory:
         return self._courses.get((client_id, title))
 
     def remember_course(self, client_id: int, title: str, course_id: int) -> None:
+        """Kept for good (a course's ID never changes), unless ``ttl`` is 0: then nothing is cached,
+        as a server whose database is reset under it (the tests' shared live server) needs."""
+        if self.ttl <= 0:
+            return
         with self._lock:
             if len(self._courses) > 50_000:
                 self._courses.clear()
