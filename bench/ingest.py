@@ -31,6 +31,7 @@ beacon opens a new TLS connection, as browsers mostly do), ``--no-tls-check``,
 from __future__ import annotations
 
 import argparse
+import atexit
 import base64
 import contextlib
 import datetime as dt
@@ -166,13 +167,29 @@ def scratch_postgres():
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+_STATE: dict[str, Path] = {}
+
+
+def state_dir() -> Path:
+    """The app's own state during the run (its rate-limit counters), in a scratch folder removed at exit:
+    never the checkout's instance/, which `make run` owns."""
+    if "dir" not in _STATE:
+        _STATE["dir"] = Path(tempfile.mkdtemp(prefix="tracker-bench-state-"))
+        atexit.register(shutil.rmtree, _STATE["dir"], True)
+    return _STATE["dir"]
+
+
 def base_env(database_url: str, extra: dict | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PORT", "CERT_FILE", "KEY_FILE")}
     env.update({
         "APP_ENV": "development",
         "DATABASE_URL": database_url,
+        # Every secret given, so the app generates none into instance/secrets.json.
         "SECRET_KEY": "bench-secret-key-not-for-production",
         "PSEUDONYM_SECRET": "bench-pseudonym-secret-not-for-production",
+        "WEBHOOK_SECRET_KEYS": base64.urlsafe_b64encode(b"bench-webhook-key-not-for-prod!!").decode("ascii"),
+        # The default storage kind (a file shared by the server's workers), in the scratch folder.
+        "RATELIMIT_STORAGE_URI": f"machine://{state_dir() / 'ratelimits.db'}",
         "PSEUDONYM_TIME_COST": str(PRODUCTION_ARGON2["time_cost"]),
         "PSEUDONYM_MEMORY_KIB": str(PRODUCTION_ARGON2["memory_kib"]),
         "PSEUDONYM_PARALLELISM": str(PRODUCTION_ARGON2["parallelism"]),
