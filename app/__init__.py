@@ -8,7 +8,7 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .config import load_config
+from app.config import load_config
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -44,11 +44,11 @@ def create_app(test_config: dict | None = None) -> Flask:
 def register_extensions(app: Flask) -> None:
     # Every table on db.metadata (Alembic compares against it): the other model modules build on
     # models.py, which imports none of them.
-    from . import held_back_models, licensing_models, merge_models, models, security  # noqa: F401
-    from .extensions import csrf, db, limiter, login_manager, migrate
-    from .identity import Pseudonymiser
-    from .services.clients import ClientDirectory
-    from .services.seat_grants import SeatGrants
+    from app import held_back_models, licensing_models, merge_models, models, security  # noqa: F401
+    from app.extensions import csrf, db, limiter, login_manager, migrate
+    from app.identity import Pseudonymiser
+    from app.services.clients import ClientDirectory
+    from app.services.seat_grants import SeatGrants
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
@@ -81,11 +81,11 @@ def _tune_sqlite(engine) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, auth, beacon, content, meta, seal
+    from app import admin, auth, beacon, content, meta, seal
 
     # Views register their routes on their package's blueprint when imported: loaded here, so a
     # package never imports its own faces (they import it, for the blueprint and shared helpers).
-    from .admin import (  # noqa: F401
+    from app.admin import (  # noqa: F401
         audit,
         clients,
         golive,
@@ -96,9 +96,9 @@ def register_blueprints(app: Flask) -> None:
         staff,
         webhook_deliveries,
     )
-    from .auth import second_factor, tokens  # noqa: F401  (the second step; /account/tokens)
-    from .billing import api_bp, pages_bp
-    from .extensions import csrf
+    from app.auth import second_factor, tokens  # noqa: F401  (the second step; /account/tokens)
+    from app.billing import api_bp, pages_bp
+    from app.extensions import csrf
 
     # The JSON API authenticates with keys and bearer tokens, not cookies: no CSRF.
     csrf.exempt(beacon.bp)
@@ -124,13 +124,13 @@ def register_blueprints(app: Flask) -> None:
 
 
 def register_errorhandlers(app: Flask) -> None:
-    from .errors import register_errorhandlers as register
+    from app.errors import register_errorhandlers as register
 
     register(app)
 
 
 def register_commands(app: Flask) -> None:
-    from .cli import register
+    from app.cli import register
 
     register(app)
 

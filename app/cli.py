@@ -11,15 +11,15 @@ import click
 from flask import Flask, current_app
 from sqlalchemy import select
 
-from .cli_common import CLI_ACTOR, default_params, emit, find_client, learner_group
-from .extensions import db
-from .identity import InvalidIdentity
-from .models import LICENCES, ROLES, Client, StaffUser
-from .services import clients as client_service
-from .services import learners as learner_service
-from .services import packages as package_service
-from .services import second_factor as second_factor_service
-from .services import staff as staff_service
+from app.cli_common import CLI_ACTOR, default_params, emit, find_client, learner_group
+from app.extensions import db
+from app.identity import InvalidIdentity
+from app.models import LICENCES, ROLES, Client, StaffUser
+from app.services import clients as client_service
+from app.services import learners as learner_service
+from app.services import packages as package_service
+from app.services import second_factor as second_factor_service
+from app.services import staff as staff_service
 
 client_group = click.Group("client", help="Create and inspect clients.")
 staff_group = click.Group("staff", help="Create staff users and reset their passwords.")
@@ -69,7 +69,7 @@ def client_create(name, anonymised, sealed, licence, origins, seat_limit, licenc
         raise click.ClickException(f"{exc} with --allow-duplicate-name") from None
     except client_service.ClientError as exc:
         raise click.ClickException(str(exc)) from None
-    from .services import licence_terms
+    from app.services import licence_terms
 
     term = next(iter(licence_terms.terms(db.session, client.id)), None)
     data = {"slug": client.slug, "key": key, "name": client.name, "anonymised": client.anonymised,
@@ -77,7 +77,7 @@ def client_create(name, anonymised, sealed, licence, origins, seat_limit, licenc
             "seat_limit": term.seat_limit if term else None, "term": term.as_dict() if term else None,
             "csm": client.csm.email if client.csm else None}
     if alert_emails:
-        from .cli_licences import set_alert_emails
+        from app.cli_licences import set_alert_emails
         data["alert_emails"] = set_alert_emails(client, alert_emails)
     emit(as_json, data, f"Created client {client.slug!r}. Beacon key (shown once): {key}")
 
@@ -100,7 +100,7 @@ def client_list(as_json):
 @click.option("--json", "as_json", is_flag=True)
 def client_set_mode(slug, anonymised, confirm_name, as_json):
     """Switch a client's anonymisation (as the admin's Anonymisation page; for large clients)."""
-    from .services import anonymisation
+    from app.services import anonymisation
 
     client = find_client(slug)
     if confirm_name.strip() != client.name:
@@ -349,7 +349,7 @@ def package_republish(package_id, content, as_json):
 @click.option("--json", "as_json", is_flag=True)
 def package_seal(key_file, source, output, as_json):
     """Seal a package with the client's own key, offline (the same as the sealing page; no database)."""
-    from .services.packages import sealing
+    from app.services.packages import sealing
 
     try:
         key = sealing.read_client_key(key_file.read())
@@ -381,7 +381,7 @@ def package_seal_key(output):
 @click.option("--student-id", required=True, help="As the LMS sends it; normalised as the tracker does.")
 def package_sealed_id(key_file, student_id):
     """A learner's sealed ID (what `learner erase --student-id` takes for a sealed client)."""
-    from .services.packages import sealing
+    from app.services.packages import sealing
 
     try:
         click.echo(sealing.sealed_student_id(sealing.read_client_key(key_file.read()), student_id))
@@ -462,9 +462,9 @@ def write_self_signed(cert_path: Path, key_path: Path, hosts) -> None:
 def register(app: Flask) -> None:
     for group in (client_group, staff_group, token_group, learner_group, demo_group, tls_group, package_group):
         app.cli.add_command(group)
-    from .cli_held_back import register as register_held_back
-    from .cli_identity import register as register_identity
-    from .cli_licences import register as register_licences
+    from app.cli_held_back import register as register_held_back
+    from app.cli_identity import register as register_identity
+    from app.cli_licences import register as register_licences
 
     register_licences(app)
     register_held_back(app)

@@ -13,9 +13,9 @@ import click
 from flask import current_app
 from sqlalchemy import select
 
-from .extensions import db
-from .identity import PseudonymParams
-from .models import Client
+from app.extensions import db
+from app.identity import PseudonymParams
+from app.models import Client
 
 CLI_ACTOR = "cli"
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import click
 from flask import Flask, current_app
 
-from .cli_common import CLI_ACTOR, emit, find_client
-from .extensions import db
-from .identity import InvalidIdentity
-from .placeholders import DEFAULT_PLACEHOLDER_IDS, policy_entries
-from .services import clients as client_service
-from .services import held_back
+from app.cli_common import CLI_ACTOR, emit, find_client
+from app.extensions import db
+from app.identity import InvalidIdentity
+from app.placeholders import DEFAULT_PLACEHOLDER_IDS, policy_entries
+from app.services import clients as client_service
+from app.services import held_back
 
 held_back_group = click.Group("held-back", help="Beacons held back for a placeholder student ID.")
 

@@ -13,11 +13,11 @@ import click
 from flask import Flask, current_app
 from sqlalchemy import select
 
-from .cli_common import CLI_ACTOR, emit, find_client, learner_group
-from .extensions import db
-from .identity import InvalidIdentity
-from .models import Client
-from .services import drift, merges
+from app.cli_common import CLI_ACTOR, emit, find_client, learner_group
+from app.extensions import db
+from app.identity import InvalidIdentity
+from app.models import Client
+from app.services import drift, merges
 
 identity_group = click.Group("identity", help="Learner identities: ID-scheme drift.")
 

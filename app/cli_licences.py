@@ -14,10 +14,10 @@ from flask import Flask, current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm.attributes import flag_modified
 
-from .cli_common import CLI_ACTOR, emit, find_client
-from .extensions import db
-from .licensing_models import AT_LIMIT, SEAT_WINDOWS, OutboxDelivery, WebhookEndpoint
-from .services import drift, licence_terms, licences, outbox, webhooks
+from app.cli_common import CLI_ACTOR, emit, find_client
+from app.extensions import db
+from app.licensing_models import AT_LIMIT, SEAT_WINDOWS, OutboxDelivery, WebhookEndpoint
+from app.services import drift, licence_terms, licences, outbox, webhooks
 
 licence_group = click.Group("licence", help="Licence terms and alert contacts of a client.")
 webhook_group = click.Group("webhook", help="Webhook endpoints that receive signed events.")

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from environs import Env, EnvError
 
-from .secretbox import SecretKeyError, parse_keys
+from app.secretbox import SecretKeyError, parse_keys
 
 
 class ConfigError(RuntimeError):

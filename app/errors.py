@@ -60,7 +60,7 @@ def register_errorhandlers(app: Flask) -> None:
 
     @app.errorhandler(SQLAlchemyError)
     def _storage(exc: SQLAlchemyError):
-        from .extensions import db
+        from app.extensions import db
 
         db.session.rollback()
         log.warning("storage unavailable: %s", type(exc).__name__)

@@ -9,7 +9,7 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
-from . import ratelimits  # noqa: F401  (registers the machine:// rate-limit storage)
+from app import ratelimits  # noqa: F401  (registers the machine:// rate-limit storage)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

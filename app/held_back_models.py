@@ -14,8 +14,8 @@ import uuid
 from sqlalchemy import Boolean, ForeignKey, Index, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .extensions import db
-from .models import BigId, UTCDateTime, utcnow
+from app.extensions import db
+from app.models import BigId, UTCDateTime, utcnow
 
 
 class HeldBackBeacon(db.Model):

@@ -13,9 +13,9 @@ import uuid
 from sqlalchemy import JSON, Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .extensions import db
-from .models import BigId, Client, UTCDateTime, utcnow
-from .secretbox import EncryptedString
+from app.extensions import db
+from app.models import BigId, Client, UTCDateTime, utcnow
+from app.secretbox import EncryptedString
 
 # How seats are counted within a term: unique learners over the whole term, or
 # per calendar month or calendar year (each cut to the term).

@@ -13,8 +13,8 @@ import datetime as dt
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .extensions import db
-from .models import BigId, Learner, UTCDateTime, utcnow
+from app.extensions import db
+from app.models import BigId, Learner, UTCDateTime, utcnow
 
 
 class LearnerMerge(db.Model):

@@ -9,9 +9,9 @@ from flask_login import current_user
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from .extensions import db, limiter
-from .ratelimits import store_state
-from .schemas import BeaconSchema, ClientListSchema, ClientsQuerySchema, ErrorSchema, UsageQuerySchema, UsageSchema
+from app.extensions import db, limiter
+from app.ratelimits import store_state
+from app.schemas import BeaconSchema, ClientListSchema, ClientsQuerySchema, ErrorSchema, UsageQuerySchema, UsageSchema
 
 bp = Blueprint("meta", __name__)
 
@@ -20,7 +20,7 @@ bp = Blueprint("meta", __name__)
 def home():
     if not current_user.is_authenticated:
         return redirect(url_for("auth.login"))
-    from .auth import home_for
+    from app.auth import home_for
 
     return redirect(home_for(current_user))
 

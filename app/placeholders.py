@@ -33,7 +33,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 
-from .identity import InvalidIdentity, normalise_student_id
+from app.identity import InvalidIdentity, normalise_student_id
 
 DEFAULT_PLACEHOLDER_IDS: tuple[str, ...] = (
     "undefined", "null", "none", "nan", "nil", "(null)", "[object object]", "0", "-1", "guest", "anonymous",

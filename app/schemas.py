@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from .identity import (
+from app.identity import (
     InvalidIdentity,
     has_control_characters,
     normalise_course_title,
     normalise_name,
     normalise_student_id,
 )
-from .models import EVENT_KINDS
+from app.models import EVENT_KINDS
 
 
 class PlainText(fields.String):

@@ -7,11 +7,11 @@ import json
 
 from flask import abort, render_template, request
 
-from ..billing.exports import csv_response
-from ..extensions import db
-from ..services import audit as audit_service
-from ..services import clients as client_service
-from . import bp
+from app.admin import bp
+from app.billing.exports import csv_response
+from app.extensions import db
+from app.services import audit as audit_service
+from app.services import clients as client_service
 
 PER_PAGE = 100
 CSV_LIMIT = 100_000

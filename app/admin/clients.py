@@ -7,16 +7,8 @@ import datetime as dt
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from wtforms.validators import Optional
 
-from ..extensions import db
-from ..identity import PseudonymParams
-from ..models import Client, utcnow
-from ..placeholders import policy_entries
-from ..services import anonymisation, golive, licences, periods
-from ..services import audit as audit_service
-from ..services import clients as client_service
-from ..services.billing import unique_users
-from . import actor, bp, client_or_404, clients_changed
-from .forms import (
+from app.admin import actor, bp, client_or_404, clients_changed
+from app.admin.forms import (
     NO_CSM_LABEL,
     ClientForm,
     ModeForm,
@@ -28,8 +20,16 @@ from .forms import (
     origin_lines,
     placeholder_lines,
 )
-from .keys import package_list
-from .licences import save_term_in_force
+from app.admin.keys import package_list
+from app.admin.licences import save_term_in_force
+from app.extensions import db
+from app.identity import PseudonymParams
+from app.models import Client, utcnow
+from app.placeholders import policy_entries
+from app.services import anonymisation, golive, licences, periods
+from app.services import audit as audit_service
+from app.services import clients as client_service
+from app.services.billing import unique_users
 
 # Pseudonymising costs one Argon2id per learner (~27 ms at the default cost): more than
 # this and the page request would outlive gunicorn's timeout, so the CLI does it instead.

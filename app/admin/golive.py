@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import current_app, jsonify, render_template, request
 
-from ..extensions import db
-from ..services import golive
-from . import bp, client_or_404
+from app.admin import bp, client_or_404
+from app.extensions import db
+from app.services import golive
 
 
 @bp.get("/clients/<slug>/go-live")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, request, url_for
 
-from ..extensions import db
-from ..placeholders import policy_entries
-from ..services import held_back
-from . import actor, bp, client_or_404
-from .forms import HeldBackReleaseForm
+from app.admin import actor, bp, client_or_404
+from app.admin.forms import HeldBackReleaseForm
+from app.extensions import db
+from app.placeholders import policy_entries
+from app.services import held_back
 
 
 def _page(client, form: HeldBackReleaseForm, chosen: str | None, status: int = 200):

@@ -13,10 +13,10 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField
 from wtforms.validators import DataRequired
 
-from ..extensions import db
-from ..models import utcnow
-from ..services import drift, merges
-from . import actor, bp, client_or_404
+from app.admin import actor, bp, client_or_404
+from app.extensions import db
+from app.models import utcnow
+from app.services import drift, merges
 
 
 class MergeOneForm(FlaskForm):

@@ -15,12 +15,12 @@ from sqlalchemy import func, select
 from wtforms import SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired
 
-from ..extensions import db
-from ..licensing_models import LicenceTerm, OutboxDelivery, OutboxEvent, WebhookEndpoint
-from ..models import Client
-from ..services import licence_terms, licences, outbox, webhooks
-from . import bp
-from .forms import TermFields, choices
+from app.admin import bp
+from app.admin.forms import TermFields, choices
+from app.extensions import db
+from app.licensing_models import LicenceTerm, OutboxDelivery, OutboxEvent, WebhookEndpoint
+from app.models import Client
+from app.services import licence_terms, licences, outbox, webhooks
 
 WINDOW_CHOICES = [("term", "Unique learners over the whole term"), ("month", "Unique learners per calendar month"),
                   ("year", "Unique learners per calendar year")]

@@ -5,14 +5,8 @@ from __future__ import annotations
 from flask import abort, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user
 
-from ..auth.tokens import TokenRevokeForm, revoke_confirmed
-from ..extensions import db
-from ..models import Client, StaffUser, utcnow
-from ..services import clients as client_service
-from ..services import second_factor as second_factor_service
-from ..services import staff as staff_service
-from . import actor, bp
-from .forms import (
+from app.admin import actor, bp
+from app.admin.forms import (
     PASSWORD_RULE,
     PasswordResetForm,
     SecondFactorResetForm,
@@ -21,6 +15,12 @@ from .forms import (
     StaffTokenCreateForm,
     choices,
 )
+from app.auth.tokens import TokenRevokeForm, revoke_confirmed
+from app.extensions import db
+from app.models import Client, StaffUser, utcnow
+from app.services import clients as client_service
+from app.services import second_factor as second_factor_service
+from app.services import staff as staff_service
 
 
 def _client_choices(all_clients: list[Client]):

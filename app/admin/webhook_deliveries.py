@@ -14,12 +14,12 @@ from flask import abort, render_template, request
 from marshmallow import Schema, ValidationError, fields, validate
 from sqlalchemy import and_, func, or_, select
 
-from ..extensions import db
-from ..licensing_models import OutboxDelivery, OutboxEvent, WebhookEndpoint
-from ..models import Client
-from ..services import webhooks
-from . import bp
-from .licences import ActionForm
+from app.admin import bp
+from app.admin.licences import ActionForm
+from app.extensions import db
+from app.licensing_models import OutboxDelivery, OutboxEvent, WebhookEndpoint
+from app.models import Client
+from app.services import webhooks
 
 PAGE_SIZE = 25
 STATES = {

@@ -35,10 +35,10 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
-from ..extensions import db, limiter, login_manager
-from ..models import StaffUser
-from ..services import second_factor as second_factor_service
-from ..services import staff as staff_service
+from app.extensions import db, limiter, login_manager
+from app.models import StaffUser
+from app.services import second_factor as second_factor_service
+from app.services import staff as staff_service
 
 bp = Blueprint("auth", __name__)
 

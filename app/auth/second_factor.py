@@ -15,11 +15,11 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, StringField
 from wtforms.validators import DataRequired, Length
 
-from ..extensions import db, limiter
-from ..models import StaffUser
-from ..services import second_factor as sf
-from ..services import staff as staff_service
-from . import bp, finish_sign_in, pending_user
+from app.auth import bp, finish_sign_in, pending_user
+from app.extensions import db, limiter
+from app.models import StaffUser
+from app.services import second_factor as sf
+from app.services import staff as staff_service
 
 
 class CodeForm(FlaskForm):

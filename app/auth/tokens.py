@@ -13,11 +13,11 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, IntegerField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange
 
-from ..extensions import db
-from ..models import utcnow
-from ..services import staff as staff_service
-from ..services.staff import MAX_TOKEN_DAYS, TOKEN_DAYS, TOKEN_LABEL_LENGTH
-from . import bp
+from app.auth import bp
+from app.extensions import db
+from app.models import utcnow
+from app.services import staff as staff_service
+from app.services.staff import MAX_TOKEN_DAYS, TOKEN_DAYS, TOKEN_LABEL_LENGTH
 
 
 class TokenCreateForm(FlaskForm):

@@ -9,10 +9,10 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ..extensions import db, limiter
-from ..schemas import BeaconSchema
-from ..services.clients import ClientError, normalise_origin
-from ..services.ingest import accept_beacon, committer_for
+from app.extensions import db, limiter
+from app.schemas import BeaconSchema
+from app.services.clients import ClientError, normalise_origin
+from app.services.ingest import accept_beacon, committer_for
 
 bp = Blueprint("beacon", __name__, url_prefix="/api/v1")
 

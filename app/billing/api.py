@@ -9,12 +9,12 @@ from flask import Blueprint, abort, g, jsonify, request
 from marshmallow import ValidationError
 from sqlalchemy import select
 
-from ..auth import token_required
-from ..extensions import db
-from ..models import Client
-from ..schemas import ClientListSchema, ClientsQuerySchema, UsageQuerySchema, UsageSchema
-from ..services import periods
-from ..services.billing import ClientOverview, find_course, overview, usage_report
+from app.auth import token_required
+from app.extensions import db
+from app.models import Client
+from app.schemas import ClientListSchema, ClientsQuerySchema, UsageQuerySchema, UsageSchema
+from app.services import periods
+from app.services.billing import ClientOverview, find_course, overview, usage_report
 
 bp = Blueprint("billing_api", __name__, url_prefix="/api/v1")
 

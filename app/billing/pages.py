@@ -12,16 +12,16 @@ from flask import Blueprint, abort, g, redirect, render_template, request, url_f
 from flask_login import current_user
 from marshmallow import ValidationError
 
-from ..auth import bearer_user, token_refused
-from ..extensions import db, login_manager
-from ..models import Client, Course
-from ..services import billing, held_back, licence_terms, licences, periods
-from ..services.anonymisation import short_reference
-from ..services.periods import Period
-from .api import QueryError, invoice_day, visible_client
-from .chart import usage_chart
-from .exports import csv_response
-from .schemas import LearnerQuerySchema, OverviewQuerySchema, RangeQuerySchema
+from app.auth import bearer_user, token_refused
+from app.billing.api import QueryError, invoice_day, visible_client
+from app.billing.chart import usage_chart
+from app.billing.exports import csv_response
+from app.billing.schemas import LearnerQuerySchema, OverviewQuerySchema, RangeQuerySchema
+from app.extensions import db, login_manager
+from app.models import Client, Course
+from app.services import billing, held_back, licence_terms, licences, periods
+from app.services.anonymisation import short_reference
+from app.services.periods import Period
 
 bp = Blueprint("billing_pages", __name__, url_prefix="/billing")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from ..schemas import CourseFilter
-from ..services.billing import LEARNER_SORTS
+from app.schemas import CourseFilter
+from app.services.billing import LEARNER_SORTS
 
 OVERVIEW_SORTS = ("name", "unique_users", "seat_limit", "seat_use", "trend", "forecast")
 

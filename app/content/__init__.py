@@ -50,15 +50,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
-from ..beacon import beacon_rate_limit
-from ..extensions import csrf, db, limiter
-from ..identity import InvalidIdentity, check_sealing, normalise_student_id
-from ..models import Client, PackageIssue, RemoteContent
-from ..services import licences, packages, seat_grants
-from ..services.clients import snapshot
-from ..services.content_store import DirectoryStore
-from ..services.seat_grants import SeatGrants
-from .policy import content_security_policy
+from app.beacon import beacon_rate_limit
+from app.content.policy import content_security_policy
+from app.extensions import csrf, db, limiter
+from app.identity import InvalidIdentity, check_sealing, normalise_student_id
+from app.models import Client, PackageIssue, RemoteContent
+from app.services import licences, packages, seat_grants
+from app.services.clients import snapshot
+from app.services.content_store import DirectoryStore
+from app.services.seat_grants import SeatGrants
 
 bp = Blueprint("content", __name__)
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, render_template, request
 
-from ..services.packages.sealing import seal_library
+from app.services.packages.sealing import seal_library
 
 bp = Blueprint("seal", __name__)
 

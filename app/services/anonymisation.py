@@ -18,11 +18,11 @@ import re
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from ..held_back_models import HeldBackBeacon
-from ..identity import InvalidIdentity, Pseudonymiser, normalise_name, normalise_student_id
-from ..models import Client, DailyOutcome, DailySource, DailyUsage, Event, Learner
-from . import audit
-from .clients import ClientError, snapshot
+from app.held_back_models import HeldBackBeacon
+from app.identity import InvalidIdentity, Pseudonymiser, normalise_name, normalise_student_id
+from app.models import Client, DailyOutcome, DailySource, DailyUsage, Event, Learner
+from app.services import audit
+from app.services.clients import ClientError, snapshot
 
 # What Pseudonymiser.name_digest makes: "n:" and 16 base32 characters.
 _NAME_DIGEST = re.compile(r"^n:[a-z2-7]{16}$")

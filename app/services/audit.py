@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..models import AuditEntry
+from app.models import AuditEntry
 
 
 def record(session: Session, actor: str, action: str, client_id: int | None = None,

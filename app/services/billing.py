@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from sqlalchemy import case, distinct, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from ..licensing_models import LicenceTerm
-from ..models import (
+from app.licensing_models import LicenceTerm
+from app.models import (
     COMPLETION_KINDS,
     NO_SOURCE,
     Client,
@@ -31,10 +31,10 @@ from ..models import (
     Learner,
     PackageIssue,
 )
-from . import held_back, licences
-from .anonymisation import short_reference
-from .merges import PERSON, USAGE_LEARNER, with_people
-from .periods import Period, current_period
+from app.services import held_back, licences
+from app.services.anonymisation import short_reference
+from app.services.merges import PERSON, USAGE_LEARNER, with_people
+from app.services.periods import Period, current_period
 
 # --- totals over a range ---------------------------------------------------------
 

@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, object_session
 
-from ..identity import InvalidIdentity, Pseudonymiser, PseudonymKey, PseudonymParams
-from ..models import LICENCES, Client, ClientKey, Event, Learner, PackageIssue, StaffUser, utcnow
-from ..placeholders import DEFAULT_PLACEHOLDER_IDS, clean_placeholder_ids, policy_entries
-from . import audit, licence_terms
+from app.identity import InvalidIdentity, Pseudonymiser, PseudonymKey, PseudonymParams
+from app.models import LICENCES, Client, ClientKey, Event, Learner, PackageIssue, StaffUser, utcnow
+from app.placeholders import DEFAULT_PLACEHOLDER_IDS, clean_placeholder_ids, policy_entries
+from app.services import audit, licence_terms
 
 KEY_PREFIX = "ck_"
 

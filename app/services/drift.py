@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..merge_models import IdentityDrift
-from ..models import Client, DailyUsage, Learner, utcnow
-from . import billing, merges, outbox
-from .anonymisation import short_reference
-from .periods import Period, current_period
+from app.merge_models import IdentityDrift
+from app.models import Client, DailyUsage, Learner, utcnow
+from app.services import billing, merges, outbox
+from app.services.anonymisation import short_reference
+from app.services.periods import Period, current_period
 
 WINDOW_DAYS = 30
 MIN_PAIRS = 3

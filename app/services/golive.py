@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..identity import Pseudonymiser
-from ..models import Client, Course, Event, Learner, RefusedOrigin, utcnow
-from ..placeholders import policy_entries
-from . import held_back, seatless
-from .anonymisation import is_name_digest, short_reference
-from .clients import snapshot
+from app.identity import Pseudonymiser
+from app.models import Client, Course, Event, Learner, RefusedOrigin, utcnow
+from app.placeholders import policy_entries
+from app.services import held_back, seatless
+from app.services.anonymisation import is_name_digest, short_reference
+from app.services.clients import snapshot
 
 # Learners stored under these (and the client's own placeholder list) are flagged; pseudonyms are tried
 # for these only. New beacons with a placeholder are held back (placeholders, services.held_back).

@@ -24,9 +24,9 @@ import threading
 
 from sqlalchemy import Connection, Engine
 
-from ..identity import Pseudonymiser
-from .clients import ClientDirectory
-from .ingest_batch import UNAVAILABLE, PendingBeacon, begin_for_write, write_batch
+from app.identity import Pseudonymiser
+from app.services.clients import ClientDirectory
+from app.services.ingest_batch import UNAVAILABLE, PendingBeacon, begin_for_write, write_batch
 
 log = logging.getLogger(__name__)
 

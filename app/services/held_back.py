@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from ..held_back_models import HeldBackBeacon
-from ..identity import InvalidIdentity, Pseudonymiser, normalise_name
-from ..models import Client, Course, utcnow
-from . import audit, outbox
-from .clients import ClientDirectory, snapshot
-from .group_commit import sqlite_writers
-from .ingest_batch import _statements, begin_for_write, write_days
+from app.held_back_models import HeldBackBeacon
+from app.identity import InvalidIdentity, Pseudonymiser, normalise_name
+from app.models import Client, Course, utcnow
+from app.services import audit, outbox
+from app.services.clients import ClientDirectory, snapshot
+from app.services.group_commit import sqlite_writers
+from app.services.ingest_batch import _statements, begin_for_write, write_days
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,13 @@ from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from ..extensions import db
-from ..identity import InvalidIdentity, Pseudonymiser
-from ..models import RefusedOrigin
-from . import outbox, seatless
-from .clients import ClientDirectory, ClientSnapshot
-from .group_commit import GroupCommitter, sqlite_writers
-from .ingest_batch import (
+from app.extensions import db
+from app.identity import InvalidIdentity, Pseudonymiser
+from app.models import RefusedOrigin
+from app.services import outbox, seatless
+from app.services.clients import ClientDirectory, ClientSnapshot
+from app.services.group_commit import GroupCommitter, sqlite_writers
+from app.services.ingest_batch import (
     DUPLICATE,
     REFUSED,
     STORED,
@@ -40,7 +40,7 @@ from .ingest_batch import (
     learner_identity,
     write_batch,
 )
-from .seat_grants import SeatGrants
+from app.services.seat_grants import SeatGrants
 
 __all__ = ["Beacon", "BeaconOutcome", "accept_beacon", "learner_identity", "record_beacon",
            "record_refused_origin", "committer_for"]

@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..held_back_models import HeldBackBeacon
-from ..identity import Pseudonymiser, check_sealing, id_shape
-from ..models import (
+from app.held_back_models import HeldBackBeacon
+from app.identity import Pseudonymiser, check_sealing, id_shape
+from app.models import (
     COMPLETION_KINDS,
     NO_SOURCE,
     STATUS_KINDS,
@@ -49,9 +49,9 @@ from ..models import (
     Event,
     Learner,
 )
-from ..placeholders import matched_placeholder
-from . import outbox
-from .clients import ClientDirectory, ClientSnapshot, stored_identity
+from app.placeholders import matched_placeholder
+from app.services import outbox
+from app.services.clients import ClientDirectory, ClientSnapshot, stored_identity
 
 STORED, DUPLICATE, REFUSED, UNAVAILABLE = "stored", "duplicate", "refused", "unavailable"
 

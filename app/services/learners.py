@@ -5,12 +5,12 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from ..held_back_models import HeldBackBeacon
-from ..identity import SEALED_VALUE, InvalidIdentity, Pseudonymiser, legacy_student_id, normalise_student_id
-from ..licensing_models import SeatlessBeacon
-from ..models import Client, DailyOutcome, DailySource, DailyUsage, Event, Learner
-from . import audit, merges, outbox, seatless
-from .clients import snapshot
+from app.held_back_models import HeldBackBeacon
+from app.identity import SEALED_VALUE, InvalidIdentity, Pseudonymiser, legacy_student_id, normalise_student_id
+from app.licensing_models import SeatlessBeacon
+from app.models import Client, DailyOutcome, DailySource, DailyUsage, Event, Learner
+from app.services import audit, merges, outbox, seatless
+from app.services.clients import snapshot
 
 
 def erase_learner(session: Session, pseudonymiser: Pseudonymiser, client: Client, student_id: str,

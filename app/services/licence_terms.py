@@ -12,10 +12,10 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..licensing_models import AT_LIMIT, SEAT_WINDOWS, LicenceTerm
-from ..models import Client
-from . import audit
-from .periods import month_of
+from app.licensing_models import AT_LIMIT, SEAT_WINDOWS, LicenceTerm
+from app.models import Client
+from app.services import audit
+from app.services.periods import month_of
 
 
 class LicenceError(ValueError):

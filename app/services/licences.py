@@ -15,18 +15,18 @@ from dataclasses import dataclass
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
-from ..identity import Pseudonymiser
-from ..licensing_models import AlertContact, LicenceTerm
-from ..models import Client, DailyUsage, Learner
-from . import audit
-from .clients import ClientSnapshot, stored_identity
-from .licence_terms import LicenceError, last_term_before
-from .merges import PERSON, with_people
+from app.identity import Pseudonymiser
+from app.licensing_models import AlertContact, LicenceTerm
+from app.models import Client, DailyUsage, Learner
+from app.services import audit
+from app.services.clients import ClientSnapshot, stored_identity
+from app.services.licence_terms import LicenceError, last_term_before
+from app.services.merges import PERSON, with_people
 
 # A seat window is a period of UTC days. periods.py is its one home and also finds the term in
 # force and its seat window: current_period needs them there, below this module.
-from .periods import Period as Window
-from .periods import seat_window, term_in_force
+from app.services.periods import Period as Window
+from app.services.periods import seat_window, term_in_force
 
 # --- seat windows and counts ---------------------------------------------------------
 

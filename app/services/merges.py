@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from ..identity import Pseudonymiser, normalise_student_id
-from ..merge_models import LearnerMerge
-from ..models import Client, DailyUsage, Learner, utcnow
-from . import audit
-from .anonymisation import short_reference
-from .clients import snapshot
+from app.identity import Pseudonymiser, normalise_student_id
+from app.merge_models import LearnerMerge
+from app.models import Client, DailyUsage, Learner, utcnow
+from app.services import audit
+from app.services.anonymisation import short_reference
+from app.services.clients import snapshot
 
 # --- counting people -----------------------------------------------------------------
 

@@ -32,9 +32,9 @@ from sqlalchemy import Connection, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from ..licensing_models import OutboxDelivery, OutboxEvent, WebhookEndpoint
-from ..models import COMPLETION_KINDS, Client, Course, Event, Learner, StaffUser
-from . import audit, licences, mail, staff, webhooks
+from app.licensing_models import OutboxDelivery, OutboxEvent, WebhookEndpoint
+from app.models import COMPLETION_KINDS, Client, Course, Event, Learner, StaffUser
+from app.services import audit, licences, mail, staff, webhooks
 
 log = logging.getLogger(__name__)
 
@@ -359,7 +359,7 @@ def _threshold_sent(session: Session, term_id: int, window_start: dt.date) -> in
 
 
 def clients_with_terms(session: Session, today: dt.date) -> set[int]:
-    from ..licensing_models import LicenceTerm
+    from app.licensing_models import LicenceTerm
 
     return set(session.scalars(select(LicenceTerm.client_id).where(
         LicenceTerm.starts_on <= today, LicenceTerm.ends_on >= today)))
@@ -500,7 +500,7 @@ def run(app, stop: threading.Event, clock: Callable[[], dt.datetime] = utc_clock
         sweep_seconds: float = 300.0, check_drift: Callable[..., list] | None = None) -> None:
     """Until ``stop`` is set (SIGTERM): work, or wait ``poll_seconds`` when idle. ``check_drift``
     (``drift.check_drift``, passed in by the command: drift sits above the outbox) runs on each sweep."""
-    from ..extensions import db
+    from app.extensions import db
 
     public_url = app.config.get("PUBLIC_URL", "").rstrip("/")
 

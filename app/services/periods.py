@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.exc import UnmappedInstanceError
 
-from ..licensing_models import LicenceTerm
+from app.licensing_models import LicenceTerm
 
 # Three years and a leap day: a multi-year licence or a year-on-year comparison fits,
 # while a request can never make the server walk or chart centuries of days.

@@ -19,12 +19,12 @@ import datetime as dt
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..identity import Pseudonymiser
-from ..licensing_models import SeatlessBeacon
-from . import licences
-from .clients import ClientDirectory, ClientSnapshot
-from .ingest_batch import Beacon, _insert
-from .seat_grants import SeatGrants
+from app.identity import Pseudonymiser
+from app.licensing_models import SeatlessBeacon
+from app.services import licences
+from app.services.clients import ClientDirectory, ClientSnapshot
+from app.services.ingest_batch import Beacon, _insert
+from app.services.seat_grants import SeatGrants
 
 NO_GRANT, BAD_GRANT = "no_grant", "bad_grant"
 

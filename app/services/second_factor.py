@@ -21,9 +21,9 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from ..models import RecoveryCode, StaffSession, StaffUser, WebAuthnCredential, utcnow
-from . import audit
-from .clients import hash_secret_token
+from app.models import RecoveryCode, StaffSession, StaffUser, WebAuthnCredential, utcnow
+from app.services import audit
+from app.services.clients import hash_secret_token
 
 # Roles that hold other organisations' personal data and must have a second factor when required.
 REQUIRED_ROLES = ("admin", "csm")

@@ -11,9 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from zxcvbn import zxcvbn
 
-from ..models import ROLES, ApiToken, Client, StaffSession, StaffUser, utcnow
-from . import audit
-from .clients import hash_secret_token
+from app.models import ROLES, ApiToken, Client, StaffSession, StaffUser, utcnow
+from app.services import audit
+from app.services.clients import hash_secret_token
 
 password_hasher = PasswordHasher()  # argon2-cffi's RFC 9106 low-memory profile (Argon2id)
 

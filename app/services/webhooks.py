@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
-from ..licensing_models import WebhookEndpoint
-from ..models import Client
-from . import audit
+from app.licensing_models import WebhookEndpoint
+from app.models import Client
+from app.services import audit
 
 EVENT_TYPES = ("learner.enrolled", "learner.completed", "learner.passed", "learner.failed",
                "licence.threshold", "licence.forecast", "licence.term_ending", "origin.refused", "identity.drift")

@@ -21,7 +21,7 @@ One module per idea:
 - ``build``: the use cases (build, republish) that the CLI and admin call.
 """
 
-from .build import (
+from app.services.packages.build import (
     MODES,
     SCORM_VERSIONS,
     STANDARDS,
@@ -33,35 +33,35 @@ from .build import (
     remote_content,
     republish,
 )
-from .errors import PackageError, StorageError
-from .manifest import Sco, read_manifest, read_scos, render_manifest
-from .remote import (
-                    PLAYER_FILE,
-                    PLAYER_LAYOUT,
-                    REMOTE_API_FILE,
-                    REMOTE_LAUNCHER_FILES,
-                    RESERVED_FILES,
-                    au_pages,
-                    check_content_url,
-                    launch_url,
-                    origin_of,
-                    player_page,
-                    player_url,
-                    remote_api_source,
-                    version_url,
+from app.services.packages.errors import PackageError, StorageError
+from app.services.packages.manifest import Sco, read_manifest, read_scos, render_manifest
+from app.services.packages.remote import (
+    PLAYER_FILE,
+    PLAYER_LAYOUT,
+    REMOTE_API_FILE,
+    REMOTE_LAUNCHER_FILES,
+    RESERVED_FILES,
+    au_pages,
+    check_content_url,
+    launch_url,
+    origin_of,
+    player_page,
+    player_url,
+    remote_api_source,
+    version_url,
 )
-from .source import PACKAGE_SOURCE
-from .tracker import (
-                     BEACON_PATH,
-                     CONFIG_MARK,
-                     TRACKER_FILE,
-                     configured_tracker,
-                     inject_tracker,
-                     talks_scorm,
-                     tracker_source,
+from app.services.packages.source import PACKAGE_SOURCE
+from app.services.packages.tracker import (
+    BEACON_PATH,
+    CONFIG_MARK,
+    TRACKER_FILE,
+    configured_tracker,
+    inject_tracker,
+    talks_scorm,
+    tracker_source,
 )
-from .xapi_manifest import LaunchUnit, format_name, read_cmi5, read_tincan
-from .zipsafety import JUNK, MAX_CONTENT_BYTES, MAX_FILES, Content, safe_member_name
+from app.services.packages.xapi_manifest import LaunchUnit, format_name, read_cmi5, read_tincan
+from app.services.packages.zipsafety import JUNK, MAX_CONTENT_BYTES, MAX_FILES, Content, safe_member_name
 
 __all__ = [
     "BEACON_PATH", "CONFIG_MARK", "JUNK", "MAX_CONTENT_BYTES", "MAX_FILES", "MODES", "PACKAGE_SOURCE",

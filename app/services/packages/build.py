@@ -22,18 +22,18 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ...identity import InvalidIdentity, normalise_course_title
-from ...models import Client, PackageIssue, RemoteContent, utcnow
-from .. import audit
-from .. import clients as client_service
-from . import remote, remote_scan
-from .deployed import write_deployed_zip
-from .errors import PackageError, storing
-from .manifest import Sco, read_manifest, read_scos
-from .source import placeholder
-from .tracker import BEACON_PATH, configured_tracker, talks_scorm
-from .xapi_manifest import CMI5_FILE, STANDARD_FILES, STANDARD_NAMES, format_name, read_standard
-from .zipsafety import Content, open_content
+from app.identity import InvalidIdentity, normalise_course_title
+from app.models import Client, PackageIssue, RemoteContent, utcnow
+from app.services import audit
+from app.services import clients as client_service
+from app.services.packages import remote, remote_scan
+from app.services.packages.deployed import write_deployed_zip
+from app.services.packages.errors import PackageError, storing
+from app.services.packages.manifest import Sco, read_manifest, read_scos
+from app.services.packages.source import placeholder
+from app.services.packages.tracker import BEACON_PATH, configured_tracker, talks_scorm
+from app.services.packages.xapi_manifest import CMI5_FILE, STANDARD_FILES, STANDARD_NAMES, format_name, read_standard
+from app.services.packages.zipsafety import Content, open_content
 
 SCORM_VERSIONS = ("1.2", "2004")
 STANDARDS = ("cmi5", "tincan")  # formats that come from the content (cmi5.xml, tincan.xml), never asked for

@@ -7,9 +7,9 @@ import time
 import uuid
 import zipfile
 
-from .manifest import render_manifest
-from .tracker import TRACKER_FILE, inject_tracker
-from .zipsafety import Content
+from app.services.packages.manifest import render_manifest
+from app.services.packages.tracker import TRACKER_FILE, inject_tracker
+from app.services.packages.zipsafety import Content
 
 _ZIP64_SAFE = 1024**3
 

@@ -20,9 +20,9 @@ from xml.etree import ElementTree
 from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as defused
 
-from .errors import PackageError
-from .source import templates
-from .zipsafety import safe_member_name
+from app.services.packages.errors import PackageError
+from app.services.packages.source import templates
+from app.services.packages.zipsafety import safe_member_name
 
 _NS_VERSION = {
     "http://www.adlnet.org/xsd/adlcp_rootv1p2": "1.2",

@@ -30,13 +30,13 @@ import uuid
 import zipfile
 from urllib.parse import quote, urlsplit
 
-from .errors import PackageError
-from .manifest import ITEM_SETTINGS, Sco, ids
-from .sealing import SEAL_MARK, with_seal_library
-from .source import PACKAGE_SOURCE, templates
-from .tracker import TRACKER_FILE, talks_scorm
-from .xapi_manifest import CMI5_FILE, absolute_cmi5, read_cmi5
-from .zipsafety import Content
+from app.services.packages.errors import PackageError
+from app.services.packages.manifest import ITEM_SETTINGS, Sco, ids
+from app.services.packages.sealing import SEAL_MARK, with_seal_library
+from app.services.packages.source import PACKAGE_SOURCE, templates
+from app.services.packages.tracker import TRACKER_FILE, talks_scorm
+from app.services.packages.xapi_manifest import CMI5_FILE, absolute_cmi5, read_cmi5
+from app.services.packages.zipsafety import Content
 
 REMOTE_API_FILE = "scorm-remote-api.js"
 PLAYER_FILE = "scorm-player.html"

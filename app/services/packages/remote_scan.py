@@ -49,8 +49,8 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
-from .manifest import Sco
-from .zipsafety import MAX_READ_BYTES, Content
+from app.services.packages.manifest import Sco
+from app.services.packages.zipsafety import MAX_READ_BYTES, Content
 
 _SCANNED = (".html", ".htm", ".js")
 _HTML = (".html", ".htm")

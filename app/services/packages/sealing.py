@@ -22,9 +22,9 @@ import unicodedata
 import zipfile
 from typing import BinaryIO
 
-from ...identity import SEALED_VALUE, InvalidIdentity, normalise_student_id
-from .errors import PackageError
-from .source import PACKAGE_SOURCE
+from app.identity import SEALED_VALUE, InvalidIdentity, normalise_student_id
+from app.services.packages.errors import PackageError
+from app.services.packages.source import PACKAGE_SOURCE
 
 SEAL_MARK = "/*@PACKAGE_SEAL@*/ null"
 LIBRARY_MARK = "/*@SEAL_LIBRARY@*/"
@@ -42,7 +42,7 @@ def is_sealed_value(value: str) -> bool:
 @functools.cache
 def seal_tables() -> dict:
     """Python's own character tables, for sealing.js to normalise as app/identity.py does."""
-    from ...placeholders import DEFAULT_PLACEHOLDER_IDS as PLACEHOLDER_IDS
+    from app.placeholders import DEFAULT_PLACEHOLDER_IDS as PLACEHOLDER_IDS
 
     formats: list[list[int]] = []
     shifts: list[list[int]] = []

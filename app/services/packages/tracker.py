@@ -7,9 +7,9 @@ import posixpath
 import re
 import uuid
 
-from .errors import PackageError
-from .sealing import SEAL_MARK, with_seal_library
-from .source import PACKAGE_SOURCE
+from app.services.packages.errors import PackageError
+from app.services.packages.sealing import SEAL_MARK, with_seal_library
+from app.services.packages.source import PACKAGE_SOURCE
 
 TRACKER_FILE = "scorm-usage-tracker.js"
 BEACON_PATH = "/api/v1/beacons"

@@ -21,8 +21,8 @@ from xml.sax.saxutils import escape
 from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as defused
 
-from .errors import PackageError
-from .zipsafety import safe_member_name
+from app.services.packages.errors import PackageError
+from app.services.packages.zipsafety import safe_member_name
 
 CMI5_FILE = "cmi5.xml"
 TINCAN_FILE = "tincan.xml"

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from ...identity import has_control_characters
-from .errors import PackageError
+from app.identity import has_control_characters
+from app.services.packages.errors import PackageError
 
 MAX_FILES = 20_000
 MAX_CONTENT_BYTES = 2 * 1024**3
