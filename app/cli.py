@@ -17,6 +17,7 @@ from app.identity import InvalidIdentity
 from app.models import LICENCES, ROLES, Client, StaffUser
 from app.services import clients as client_service
 from app.services import learners as learner_service
+from app.services import licence_terms
 from app.services import packages as package_service
 from app.services import second_factor as second_factor_service
 from app.services import staff as staff_service
@@ -57,7 +58,7 @@ def client_create(name, anonymised, sealed, licence, origins, seat_limit, licenc
     """
     try:
         csm = client_service.find_csm(db.session, csm_email)
-        client, key = client_service.create_client(
+        client, key = licence_terms.create_client_with_term(
             db.session, name=name, actor=CLI_ACTOR, anonymised=anonymised, sealed=sealed, licence=licence,
             origins=list(origins), seat_limit=seat_limit, slug=slug, params=default_params(),
             licence_start=licence_start.date() if licence_start else None,
@@ -69,7 +70,6 @@ def client_create(name, anonymised, sealed, licence, origins, seat_limit, licenc
         raise click.ClickException(f"{exc} with --allow-duplicate-name") from None
     except client_service.ClientError as exc:
         raise click.ClickException(str(exc)) from None
-    from app.services import licence_terms
 
     term = next(iter(licence_terms.terms(db.session, client.id)), None)
     data = {"slug": client.slug, "key": key, "name": client.name, "anonymised": client.anonymised,
@@ -398,8 +398,8 @@ def demo_init():
     password = secrets.token_urlsafe(12)
     staff_service.create_staff(db.session, email="admin@example.com", role="admin", password=password,
                                actor=CLI_ACTOR)
-    client, key = client_service.create_client(db.session, name="Demo Client", actor=CLI_ACTOR,
-                                               params=default_params(), seat_limit=100)
+    client, key = licence_terms.create_client_with_term(db.session, name="Demo Client", actor=CLI_ACTOR,
+                                                          params=default_params(), seat_limit=100)
     base = current_app.config["PUBLIC_URL"]
     click.echo("\n".join([
         "", "=" * 64, "Demo data created. These are shown once; keep them.",

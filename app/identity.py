@@ -250,3 +250,17 @@ class Pseudonymiser:
             type=Type.ID,
         )
         return "p:" + base64.b32encode(raw).decode("ascii").lower()
+
+
+# What Pseudonymiser.name_digest makes: "n:" and 16 base32 characters.
+_NAME_DIGEST = re.compile(r"^n:[a-z2-7]{16}$")
+
+
+def short_reference(pseudonym: str) -> str:
+    """The one short form of a pseudonym or name digest on pages ("p:abcd1234ef"): stable, and long
+    enough to tell learners apart and to search for."""
+    return pseudonym[:12]
+
+
+def is_name_digest(value: str | None) -> bool:
+    return value is not None and bool(_NAME_DIGEST.match(value))

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from app import create_app  # noqa: E402
 from app.extensions import db  # noqa: E402
 from app.identity import PseudonymParams  # noqa: E402
-from app.services import clients as client_service  # noqa: E402
+from app.services import licence_terms  # noqa: E402
 from app.services import staff as staff_service  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -263,7 +263,7 @@ def make_client(app):
     counter = iter(range(1, 10_000))
 
     def factory(name: str | None = None, **kwargs):
-        return client_service.create_client(
+        return licence_terms.create_client_with_term(
             db.session, name=name or f"Client {next(counter)}", actor="test", params=TEST_PARAMS, **kwargs
         )
 

@@ -26,7 +26,7 @@ from app.extensions import db
 from app.identity import PseudonymParams
 from app.models import Client, utcnow
 from app.placeholders import policy_entries
-from app.services import anonymisation, golive, licences, periods
+from app.services import anonymisation, golive, licence_terms, licences, periods
 from app.services import audit as audit_service
 from app.services import clients as client_service
 from app.services.billing import unique_users
@@ -95,7 +95,7 @@ def client_new():
         config = current_app.config
         try:
             csm = _chosen_csm(form, None)
-            client, key = client_service.create_client(
+            client, key = licence_terms.create_client_with_term(
                 db.session, name=form.name.data, actor=actor(), anonymised=form.anonymised.data,
                 licence=form.licence.data, origins=origin_lines(form.origins.data),
                 seat_limit=form.seat_limit.data, licence_start=form.licence_start.data,

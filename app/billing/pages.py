@@ -18,9 +18,9 @@ from app.billing.chart import usage_chart
 from app.billing.exports import csv_response
 from app.billing.schemas import LearnerQuerySchema, OverviewQuerySchema, RangeQuerySchema
 from app.extensions import db, login_manager
+from app.identity import short_reference
 from app.models import Client, Course
 from app.services import billing, held_back, licence_terms, licences, periods
-from app.services.anonymisation import short_reference
 from app.services.periods import Period
 
 bp = Blueprint("billing_pages", __name__, url_prefix="/billing")

@@ -13,29 +13,14 @@ learner to their pseudonymised row (``ingest._link_pseudonymised_learner``).
 
 from __future__ import annotations
 
-import re
-
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app.held_back_models import HeldBackBeacon
-from app.identity import InvalidIdentity, Pseudonymiser, normalise_name, normalise_student_id
+from app.identity import InvalidIdentity, Pseudonymiser, is_name_digest, normalise_name, normalise_student_id
 from app.models import Client, DailyOutcome, DailySource, DailyUsage, Event, Learner
 from app.services import audit
 from app.services.clients import ClientError, snapshot
-
-# What Pseudonymiser.name_digest makes: "n:" and 16 base32 characters.
-_NAME_DIGEST = re.compile(r"^n:[a-z2-7]{16}$")
-
-
-def short_reference(pseudonym: str) -> str:
-    """The one short form of a pseudonym or name digest on pages ("p:abcd1234ef"): stable, and long
-    enough to tell learners apart and to search for."""
-    return pseudonym[:12]
-
-
-def is_name_digest(value: str | None) -> bool:
-    return value is not None and bool(_NAME_DIGEST.match(value))
 
 
 def plain_learner_count(session: Session, client: Client) -> int:

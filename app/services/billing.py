@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import case, distinct, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from app.identity import short_reference
 from app.licensing_models import LicenceTerm
 from app.models import (
     COMPLETION_KINDS,
@@ -32,7 +33,6 @@ from app.models import (
     PackageIssue,
 )
 from app.services import held_back, licences
-from app.services.anonymisation import short_reference
 from app.services.merges import PERSON, USAGE_LEARNER, with_people
 from app.services.periods import Period, current_period
 

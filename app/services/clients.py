@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, object_session
 from app.identity import InvalidIdentity, Pseudonymiser, PseudonymKey, PseudonymParams
 from app.models import LICENCES, Client, ClientKey, Event, Learner, PackageIssue, StaffUser, utcnow
 from app.placeholders import DEFAULT_PLACEHOLDER_IDS, clean_placeholder_ids, policy_entries
-from app.services import audit, licence_terms
+from app.services import audit
 
 KEY_PREFIX = "ck_"
 
@@ -172,22 +172,6 @@ def _check_licence(licence: str) -> None:
         raise ClientError(f"licence must be one of {', '.join(LICENCES)}")
 
 
-def first_term_dates(today: dt.date, licence_start: dt.date | None,
-                     licence_end: dt.date | None) -> tuple[dt.date, dt.date]:
-    """A new client's first licence term: from ``licence_start`` (default today) to ``licence_end``
-    (default one year: the day before the same date next year)."""
-    start = licence_start or today
-    if licence_end is not None:
-        if licence_end < start:
-            raise ClientError(f"the licence term cannot end ({licence_end}) before it starts ({start})")
-        return start, licence_end
-    try:
-        next_year = start.replace(year=start.year + 1)
-    except ValueError:  # 29 February: a year later is 1 March
-        next_year = dt.date(start.year + 1, 3, 1)
-    return start, next_year - dt.timedelta(days=1)
-
-
 def update_client(session: Session, client: Client, *, actor: str, name: str, active: bool, licence: str,
                   origins: list[str] | tuple, local_http: bool = False, confirm_duplicate: bool = False,
                   placeholder_ids: list[str] | None = None, csm=KEEP, commit: bool = True) -> Client:
@@ -233,28 +217,21 @@ def update_client(session: Session, client: Client, *, actor: str, name: str, ac
 
 
 def create_client(session: Session, *, name: str, actor: str, anonymised: bool = False, sealed: bool = False,
-                  licence: str = "subscription", origins: list[str] | tuple = (),
-                  seat_limit: int | None = None, slug: str | None = None,
-                  licence_start: dt.date | None = None, licence_end: dt.date | None = None,
+                  licence: str = "subscription", origins: list[str] | tuple = (), slug: str | None = None,
                   params: PseudonymParams, active: bool = True, local_http: bool = False,
-                  confirm_duplicate: bool = False, csm: StaffUser | None = None) -> tuple[Client, str]:
-    """Create a client and its first beacon key. Returns (client, plain key); commits.
+                  confirm_duplicate: bool = False, csm: StaffUser | None = None,
+                  commit: bool = True) -> tuple[Client, str]:
+    """Create a client and its first beacon key. Returns (client, plain key); commits unless told not to.
 
     A name another client has already raises DuplicateName unless ``confirm_duplicate``.
     ``sealed`` (its packages sealed with its own key) makes it anonymised too.
-    ``seat_limit``, ``licence_start`` or ``licence_end`` give it its first licence term
-    (``first_term_dates``; seats counted over the term), in the same transaction.
     ``csm``: its customer success manager (a csm or admin user), who gets its alerts.
+    A client with a first licence term is made by ``licence_terms.create_client_with_term``.
     """
     name = _checked_name(name)
     _check_csm(csm)
     anonymised = anonymised or sealed
     _check_licence(licence)
-    if seat_limit is not None and seat_limit < 0:
-        raise ClientError("seat limit must be zero or more")
-    wants_term = seat_limit is not None or licence_start is not None or licence_end is not None
-    if wants_term:
-        term_start, term_end = first_term_dates(utcnow().date(), licence_start, licence_end)
     normalised_origins = sorted({normalise_origin(o, local_http=local_http) for o in origins})
     if not confirm_duplicate:
         _check_name_free(session, name, None)
@@ -276,10 +253,8 @@ def create_client(session: Session, *, name: str, actor: str, anonymised: bool =
     session.add(client)
     session.flush()
     audit.record(session, actor, "client.create", client.id, None, client_settings(client))
-    if wants_term:
-        licence_terms.add_term(session, client, actor=actor, starts_on=term_start, ends_on=term_end,
-                               seat_limit=seat_limit, commit=False)
-    session.commit()
+    if commit:
+        session.commit()
     return client, key
 
 

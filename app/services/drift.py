@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.identity import short_reference
 from app.merge_models import IdentityDrift
 from app.models import Client, DailyUsage, Learner, utcnow
 from app.services import billing, merges, outbox
-from app.services.anonymisation import short_reference
 from app.services.periods import Period, current_period
 
 WINDOW_DAYS = 30

@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.identity import Pseudonymiser
+from app.identity import Pseudonymiser, is_name_digest, short_reference
 from app.models import Client, Course, Event, Learner, RefusedOrigin, utcnow
 from app.placeholders import policy_entries
 from app.services import held_back, seatless
-from app.services.anonymisation import is_name_digest, short_reference
 from app.services.clients import snapshot
 
 # Learners stored under these (and the client's own placeholder list) are flagged; pseudonyms are tried

@@ -1,7 +1,7 @@
 """Licence terms of a client: add, change, remove and renew them (audited; terms never overlap).
 
-Below ``licences`` (seats, the decision at the limit, the forecast, alert contacts) so that
-``clients.create_client`` can give a new client its first term without importing back up.
+Licensing builds on clients: a new client with its first term is made here
+(``create_client_with_term``), so the clients domain never imports licensing.
 Which term is in force on a day and its seat window are periods: ``services/periods.py``.
 """
 
@@ -12,9 +12,11 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.identity import PseudonymParams
 from app.licensing_models import AT_LIMIT, SEAT_WINDOWS, LicenceTerm
-from app.models import Client
+from app.models import Client, utcnow
 from app.services import audit
+from app.services.clients import ClientError, create_client
 from app.services.periods import month_of
 
 
@@ -118,3 +120,40 @@ def renew_term(session: Session, client: Client, term: LicenceTerm, *, actor: st
     return add_term(session, client, actor=actor, starts_on=starts_on, ends_on=ends_on,
                     seat_limit=term.seat_limit if seat_limit is None else seat_limit,
                     seat_window=term.seat_window, at_limit=term.at_limit, after_expiry=term.after_expiry)
+
+# --- a new client with its first term ---------------------------------------------------
+
+
+def first_term_dates(today: dt.date, licence_start: dt.date | None,
+                     licence_end: dt.date | None) -> tuple[dt.date, dt.date]:
+    """A new client's first licence term: from ``licence_start`` (default today) to ``licence_end``
+    (default one year: the day before the same date next year)."""
+    start = licence_start or today
+    if licence_end is not None:
+        if licence_end < start:
+            raise ClientError(f"the licence term cannot end ({licence_end}) before it starts ({start})")
+        return start, licence_end
+    try:
+        next_year = start.replace(year=start.year + 1)
+    except ValueError:  # 29 February: a year later is 1 March
+        next_year = dt.date(start.year + 1, 3, 1)
+    return start, next_year - dt.timedelta(days=1)
+
+
+def create_client_with_term(session: Session, *, name: str, actor: str, params: PseudonymParams,
+                            seat_limit: int | None = None, licence_start: dt.date | None = None,
+                            licence_end: dt.date | None = None, **settings) -> tuple[Client, str]:
+    """``clients.create_client`` and, when ``seat_limit``, ``licence_start`` or ``licence_end`` is
+    given, the client's first licence term (``first_term_dates``; seats counted over the term), in
+    one transaction. Returns (client, plain key); commits."""
+    if seat_limit is not None and seat_limit < 0:
+        raise ClientError("seat limit must be zero or more")
+    wants_term = seat_limit is not None or licence_start is not None or licence_end is not None
+    if wants_term:
+        term_start, term_end = first_term_dates(utcnow().date(), licence_start, licence_end)
+    client, key = create_client(session, name=name, actor=actor, params=params, commit=False, **settings)
+    if wants_term:
+        add_term(session, client, actor=actor, starts_on=term_start, ends_on=term_end, seat_limit=seat_limit,
+                 commit=False)
+    session.commit()
+    return client, key

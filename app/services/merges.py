@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from app.identity import Pseudonymiser, normalise_student_id
+from app.identity import Pseudonymiser, normalise_student_id, short_reference
 from app.merge_models import LearnerMerge
 from app.models import Client, DailyUsage, Learner, utcnow
 from app.services import audit
-from app.services.anonymisation import short_reference
 from app.services.clients import snapshot
 
 # --- counting people -----------------------------------------------------------------
