@@ -42,13 +42,16 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 
 def register_extensions(app: Flask) -> None:
-    # Every table on db.metadata (Alembic compares against it): the other model modules build on
-    # models.py, which imports none of them.
-    from app import held_back_models, licensing_models, merge_models, models, security  # noqa: F401
+    # Every table on db.metadata (Alembic compares against it): each domain's model module builds on
+    # app/models.py, which imports none of them.
+    from app import models, security  # noqa: F401
+    from app.clients.services import ClientDirectory
     from app.extensions import csrf, db, limiter, login_manager, migrate
-    from app.identity import Pseudonymiser
-    from app.services.clients import ClientDirectory
-    from app.services.seat_grants import SeatGrants
+    from app.identity.student_ids import Pseudonymiser
+    from app.learners import held_back_models  # noqa: F401
+    from app.learners import models as learner_models  # noqa: F401
+    from app.licensing import models as licensing_models  # noqa: F401
+    from app.licensing.seat_grants import SeatGrants
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
@@ -81,7 +84,7 @@ def _tune_sqlite(engine) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from app import admin, auth, beacon, content, meta, seal
+    from app import admin, content, meta
 
     # Views register their routes on their package's blueprint when imported: loaded here, so a
     # package never imports its own faces (they import it, for the blueprint and shared helpers).
@@ -96,9 +99,13 @@ def register_blueprints(app: Flask) -> None:
         staff,
         webhook_deliveries,
     )
-    from app.auth import second_factor, tokens  # noqa: F401  (the second step; /account/tokens)
-    from app.billing import api_bp, pages_bp
+    from app.billing.api import bp as api_bp
+    from app.billing.pages import bp as pages_bp
     from app.extensions import csrf
+    from app.ingest import beacon
+    from app.packages import sealing_page as seal
+    from app.staff import auth
+    from app.staff.auth import second_factor, tokens  # noqa: F401  (the second step; /account/tokens)
 
     # The JSON API authenticates with keys and bearer tokens, not cookies: no CSRF.
     csrf.exempt(beacon.bp)

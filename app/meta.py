@@ -20,7 +20,7 @@ bp = Blueprint("meta", __name__)
 def home():
     if not current_user.is_authenticated:
         return redirect(url_for("auth.login"))
-    from app.auth import home_for
+    from app.staff.auth import home_for
 
     return redirect(home_for(current_user))
 

@@ -153,7 +153,7 @@ class Learner(db.Model):
     ``id_shape`` is the class of the plain ID (``identity.id_shape``), never the
     value; NULL for anonymised learners stored before shapes were kept, until
     they return. ``merged_into_id`` names the learner this one was merged into
-    (the end of the chain of merges, see ``services/merges.py``): billing
+    (the end of the chain of merges, see ``learners/merges.py``): billing
     counts both as that one.
     """
 
@@ -338,7 +338,7 @@ class StaffUser(db.Model):
     locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    # Second factor (app/services/second_factor.py): a TOTP secret (base32), the last time step
+    # Second factor (app/staff/second_factor.py): a TOTP secret (base32), the last time step
     # accepted (a code is good once), and passkeys and recovery codes in their own tables.
     totp_secret: Mapped[str | None] = mapped_column(String(64))
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from app.identity import (
+from app.identity.student_ids import (
     InvalidIdentity,
     has_control_characters,
     normalise_course_title,
@@ -32,7 +32,7 @@ class PlainText(fields.String):
 
 
 class _Normalised(fields.String):
-    """A string field whose value is normalised by a function from identity.py."""
+    """A string field whose value is normalised by a function from identity/student_ids.py."""
 
     normaliser = staticmethod(lambda value: value)
 
@@ -105,7 +105,7 @@ class ErrorSchema(Schema):
 
 
 class UsageQuerySchema(Schema):
-    """Order and length (at most ``MAX_RANGE_DAYS``) are checked by ``services.periods.checked_range``,
+    """Order and length (at most ``MAX_RANGE_DAYS``) are checked by ``licensing.periods.checked_range``,
     the same rule as the pages and CSVs."""
 
     from_ = fields.Date(data_key="from", required=True, metadata={"description": "First day, inclusive (UTC)."})

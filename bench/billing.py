@@ -207,7 +207,7 @@ def sizes(engine) -> dict:
 
 def timed(app, runs: int) -> dict:
     from app.extensions import db
-    from app.services import staff as staff_service
+    from app.staff import services as staff_service
 
     with app.app_context():
         from sqlalchemy import select

@@ -27,10 +27,11 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from app import create_app  # noqa: E402
+from app.clients import services as client_service  # noqa: E402
 from app.extensions import db  # noqa: E402
-from app.identity import PseudonymParams  # noqa: E402
-from app.services import clients as client_service  # noqa: E402
-from app.services import ingest, outbox  # noqa: E402
+from app.identity.student_ids import PseudonymParams  # noqa: E402
+from app.ingest import beacons as ingest  # noqa: E402
+from app.outbound import outbox  # noqa: E402
 
 PG_ADMIN = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 

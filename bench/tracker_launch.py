@@ -28,10 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import create_app  # noqa: E402
+from app import create_app, packages  # noqa: E402
+from app.clients import services as clients  # noqa: E402
 from app.extensions import db  # noqa: E402
-from app.identity import PseudonymParams  # noqa: E402
-from app.services import clients, packages  # noqa: E402
+from app.identity.student_ids import PseudonymParams  # noqa: E402
 
 NODE = ROOT / "tests" / "browser" / "node_modules" / "scorm-again" / "dist"
 LMS = ROOT / "tests" / "browser" / "lms"

@@ -15,10 +15,10 @@ from flask import Response, request
 from sqlalchemy import select
 
 from app import create_app
+from app.clients.services import snapshot
 from app.extensions import csrf, db
-from app.identity import normalise_student_id
+from app.identity.student_ids import normalise_student_id
 from app.models import Client
-from app.services.clients import snapshot
 
 app = create_app()
 

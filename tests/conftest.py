@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
 from app.extensions import db  # noqa: E402
-from app.identity import PseudonymParams  # noqa: E402
-from app.services import licence_terms  # noqa: E402
-from app.services import staff as staff_service  # noqa: E402
+from app.identity.student_ids import PseudonymParams  # noqa: E402
+from app.licensing import terms as licence_terms  # noqa: E402
+from app.staff import services as staff_service  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TEST_PASSWORD = "correct horse battery staple"

@@ -125,7 +125,7 @@ class SmtpSink:
 def run_outbox(app, rounds: int = 3) -> None:
     """A few rounds of the outbox worker's own loop step, in the test's process (fan-out, e-mail, webhooks)."""
     from app.extensions import db
-    from app.services import outbox
+    from app.outbound import outbox
 
     for _ in range(rounds):
         outbox.run_once(db.session, outbox.Settings.from_config(app.config), sweep_all=True)

@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 
 from conftest import ROOT, require
 
-from app.services.packages import read_scos
+from app.packages import read_scos
 
 REAL_COURSES = ROOT.parent / "shared" / "real-courses"
 
@@ -152,8 +152,8 @@ def _deployed(setup: Setup) -> list[str]:
 
 
 def _remote(setup: Setup) -> list[str]:
+    from app import packages
     from app.extensions import db
-    from app.services import packages
 
     content_url = setup.server_url.replace("127.0.0.1", "localhost")  # the content origin: the other loopback name
     data, built = packages.package_bytes(db.session, client=setup.client, course_title=setup.course.name,
@@ -329,7 +329,7 @@ def read_run(page, launches: list[str], errors: list[str]) -> Run:
 
 GET = {"1.2": "LMSGetValue", "2004": "GetValue"}
 NOT_SET = ("", "not attempted", "unknown")
-PLAYER_PATH = "/scorm-player.html"  # the remote player (app.services.packages.remote.PLAYER_FILE)
+PLAYER_PATH = "/scorm-player.html"  # the remote player (app.packages.remote.PLAYER_FILE)
 
 
 def settle(page, sco: int, version: str, timeout: float) -> None:

@@ -18,8 +18,9 @@ import pytest
 from sqlalchemy import func, select
 from tracker_lms import lms  # noqa: F401  (the strict test LMS, a fixture)
 
+from app import packages
 from app.extensions import db
-from app.services import licence_terms, packages
+from app.licensing import terms as licence_terms
 
 
 def lms_log(page) -> list[str]:

@@ -11,8 +11,8 @@ from conftest import TEST_PASSWORD, beacon_body, csrf_token_from
 from sqlalchemy import select
 
 from app.extensions import db
+from app.licensing import terms as licence_terms
 from app.models import AuditEntry, Client, ClientKey, PackageIssue, StaffSession, StaffUser
-from app.services import licence_terms
 
 BEACONS = "/api/v1/beacons"
 

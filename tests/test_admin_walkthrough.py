@@ -10,10 +10,10 @@ from billing_helpers import read_csv
 from conftest import beacon_body, csrf_token_from
 from sqlalchemy import select
 
+from app import audit as audit_service
+from app.clients import services as client_service
 from app.extensions import db
 from app.models import AuditEntry, Client
-from app.services import audit as audit_service
-from app.services import clients as client_service
 
 
 @pytest.fixture

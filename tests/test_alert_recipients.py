@@ -16,9 +16,10 @@ from outbox_helpers import run_outbox
 from sqlalchemy import select
 
 from app.extensions import db
+from app.licensing import licences
+from app.licensing import terms as licence_terms
 from app.models import AuditEntry, Client, StaffUser
-from app.services import licence_terms, licences
-from app.services import staff as staff_service
+from app.staff import services as staff_service
 
 BEACONS = "/api/v1/beacons"
 START = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)

@@ -13,8 +13,8 @@ from conftest import watched_page
 from test_walkthrough_browser import send, sign_in
 
 from app.extensions import db
+from app.licensing import terms as licence_terms
 from app.models import Client, StaffUser
-from app.services import licence_terms
 
 # one_database: pages in a browser; the behaviour is tested in both passes by test_alert_recipients,
 # test_client_form_term and test_billing_terms.

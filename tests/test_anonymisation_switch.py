@@ -8,12 +8,13 @@ import pytest
 from conftest import beacon_body, csrf_token_from
 from sqlalchemy import select
 
+from app.billing import figures as billing
+from app.clients import services as client_service
 from app.extensions import db
-from app.identity import is_name_digest, normalise_name
+from app.identity.student_ids import is_name_digest, normalise_name
+from app.ingest.beacons import Beacon, record_beacon
+from app.learners import anonymisation
 from app.models import AuditEntry, Client, DailyUsage, Event, Learner
-from app.services import anonymisation, billing
-from app.services import clients as client_service
-from app.services.ingest import Beacon, record_beacon
 
 BEACONS = "/api/v1/beacons"
 PLAIN_IDS = ["jane@example.com", "S-1001", "S-1002"]

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import StaffSession, StaffUser
-from app.services import staff as staff_service
+from app.staff import services as staff_service
 
 
 def post_login(client, email, password, next_url=None):

@@ -9,9 +9,9 @@ from conftest import TEST_PARAMS, HttpsClient, beacon_body, reset_database
 from sqlalchemy import func, select
 
 from app import create_app
+from app.clients import services as client_service
 from app.extensions import db
 from app.models import DailyUsage, Event, Learner, RefusedOrigin
-from app.services import clients as client_service
 
 URL = "/api/v1/beacons"
 
@@ -200,7 +200,7 @@ def test_rate_limit_is_429_with_retry_after(app_config, make_client, database_ur
 def test_storage_down_is_503_with_retry_after(app, client, make_client, monkeypatch):
     from sqlalchemy.exc import OperationalError
 
-    from app.services import ingest_batch
+    from app.ingest import batch as ingest_batch
 
     _, key = make_client()
 

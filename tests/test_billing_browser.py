@@ -21,7 +21,7 @@ def this_month_so_far() -> list[dt.date]:
 def test_client_user_sees_usage_and_downloads_csvs(browser, live_server, client, make_client, make_staff,
                                                    screenshots_dir, tmp_path):
     from app.extensions import db
-    from app.services import licence_terms
+    from app.licensing import terms as licence_terms
 
     acme, key = make_client(name="Acme Learning")
     first = this_month_so_far()[0]  # 25 seats a calendar month: the default range is this month to date

@@ -22,9 +22,9 @@ from billing_helpers import (
     workload,
 )
 
+from app.billing import figures as billing
 from app.extensions import db
-from app.services import billing
-from app.services import staff as staff_service
+from app.staff import services as staff_service
 
 COURSES = ["Anti-Bribery", "Fire Safety", "GDPR Basics"]
 DAYS = [dt.date(2026, 10, 31)] + [dt.date(2026, 11, d) for d in (1, 2, 3, 5, 6, 30)] + [dt.date(2026, 12, 1)]
@@ -183,7 +183,7 @@ def trend_column(tree) -> int:
 def test_overview_figures_trend_and_forecast(client, login, make_client, make_staff):
     from billing_helpers import Sent, Truth
 
-    from app.services import licence_terms
+    from app.licensing import terms as licence_terms
 
     acme, key = make_client(name="Acme Overview")
     licence_terms.add_term(db.session, acme, actor="test", starts_on=dt.date(2026, 1, 1), ends_on=dt.date(2026, 12, 31),

@@ -267,7 +267,7 @@ def test_chart_draws_each_days_figures(client, login, make_client, make_staff):
 
 
 def test_a_client_on_licence_terms_gets_its_term_as_the_licence_period(client, login, make_client, make_staff):
-    from app.services import licence_terms
+    from app.licensing import terms as licence_terms
 
     acme, _key = make_client(name="Acme")
     today = dt.datetime.now(dt.UTC).date()
@@ -285,7 +285,7 @@ def test_a_client_on_licence_terms_gets_its_term_as_the_licence_period(client, l
 
 
 def test_one_preset_is_marked_when_the_term_began_on_the_first_of_the_month(client, login, make_client, make_staff):
-    from app.services import licence_terms
+    from app.licensing import terms as licence_terms
 
     acme, _key = make_client(name="Acme")
     first = dt.datetime.now(dt.UTC).date().replace(day=1)
@@ -302,8 +302,8 @@ def test_one_preset_is_marked_when_the_term_began_on_the_first_of_the_month(clie
 def test_the_chart_fits_a_day_with_more_users_than_launches():
     """A completion reported the day after its launch makes a day of users without launches."""
     from app.billing.chart import HEIGHT, TOP, usage_chart
-    from app.services.billing import DayTotal
-    from app.services.periods import Period
+    from app.billing.figures import DayTotal
+    from app.licensing.periods import Period
 
     day = dt.date(2026, 3, 2)
     chart = usage_chart([DayTotal(day, 3, 2)], [Period(day, day)], "day", today=day)

@@ -11,8 +11,9 @@ import time_machine
 from billing_helpers import page_tree
 from conftest import beacon_body, csrf_token_from
 
+from app.billing import figures as billing
 from app.extensions import db
-from app.services import billing, licence_terms
+from app.licensing import terms as licence_terms
 
 TODAY = dt.datetime(2026, 6, 15, 9, tzinfo=dt.UTC)
 D = dt.date

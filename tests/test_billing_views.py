@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Course, Learner
-from app.services import staff as staff_service
+from app.staff import services as staff_service
 
 RANGE = "from=2026-11-01&to=2026-11-30"
 

@@ -12,9 +12,9 @@ from conftest import beacon_body
 from sqlalchemy import func, select
 
 from app.extensions import db
+from app.licensing import terms as licence_terms
 from app.models import AuditEntry, Client, StaffUser
-from app.services import licence_terms
-from app.services import staff as staff_service
+from app.staff import services as staff_service
 
 BEACONS = "/api/v1/beacons"
 PASSWORD = "a long enough password"

@@ -11,8 +11,9 @@ from billing_helpers import page_tree
 from sqlalchemy import select
 
 from app.extensions import db
+from app.licensing import licences
+from app.licensing import terms as licence_terms
 from app.models import AuditEntry, Client
-from app.services import licence_terms, licences
 
 TODAY = dt.datetime(2026, 6, 15, 9, tzinfo=dt.UTC)
 D = dt.date

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from conftest import TEST_PARAMS, TEST_SECRETS
 
-from app import create_app
+from app import create_app, packages
 from app.config import ConfigError, load_config
 from app.extensions import db
-from app.services import packages
 
 
 def config(tmp_path, **env):
@@ -47,7 +46,7 @@ def test_production_without_content_url_refuses_a_remote_build_with_a_message(tm
                               "CONTENT_DIR": str(tmp_path / "content")},
                       "INSTANCE_PATH": str(tmp_path / "instance")})
     assert app.config["CONTENT_URL"] is None
-    from app.services import clients as client_service
+    from app.clients import services as client_service
 
     with app.app_context():
         client, _ = client_service.create_client(db.session, name="Acme", actor="t", params=TEST_PARAMS)

@@ -17,13 +17,13 @@ from conftest import beacon_body
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.billing.figures import usage_report
 from app.extensions import db
-from app.identity import normalise_student_id
+from app.identity.placeholders import DEFAULT_PLACEHOLDER_IDS
+from app.identity.student_ids import normalise_student_id
+from app.ingest.beacons import Beacon, record_beacon
 from app.models import Client
-from app.placeholders import DEFAULT_PLACEHOLDER_IDS
 from app.schemas import BeaconSchema
-from app.services.billing import usage_report
-from app.services.ingest import Beacon, record_beacon
 
 URL = "/api/v1/beacons"
 DAY0 = dt.date(2026, 3, 1)

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import DailyUsage, Event
-from app.services import staff as staff_service
+from app.staff import services as staff_service
 
 # Old TLS versions are what these tests offer on purpose.
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")]

@@ -20,9 +20,9 @@ from flask_migrate import upgrade
 from sqlalchemy import create_engine, select, text
 
 from app import create_app
+from app.clients import services as client_service
 from app.extensions import db
 from app.models import Event
-from app.services import clients as client_service
 
 pytestmark = pytest.mark.e2e
 

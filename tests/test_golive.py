@@ -7,11 +7,11 @@ import datetime as dt
 import pytest
 from conftest import beacon_body
 
+from app.clients import services as client_service
 from app.extensions import db
-from app.identity import normalise_name, normalise_student_id
-from app.services import clients as client_service
-from app.services import golive
-from app.services.ingest import Beacon, record_beacon, record_refused_origin
+from app.identity.student_ids import normalise_name, normalise_student_id
+from app.ingest import golive
+from app.ingest.beacons import Beacon, record_beacon, record_refused_origin
 
 NOW = dt.datetime(2026, 6, 15, 12, tzinfo=dt.UTC)
 BEACONS = "/api/v1/beacons"

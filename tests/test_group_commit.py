@@ -21,9 +21,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
+from app.ingest import batch as ingest_batch
+from app.ingest import group_commit
+from app.ingest.beacons import committer_for
 from app.models import Client, DailyUsage, Event, Learner
-from app.services import group_commit, ingest_batch
-from app.services.ingest import committer_for
 
 URL = "/api/v1/beacons"
 

@@ -17,13 +17,13 @@ from outbox_helpers import run_outbox
 from sqlalchemy import func, inspect, select, text
 
 from app.extensions import db
-from app.held_back_models import HeldBackBeacon
-from app.licensing_models import OutboxDelivery, OutboxEvent
+from app.identity.placeholders import DEFAULT_PLACEHOLDER_IDS
+from app.learners.held_back_models import HeldBackBeacon
+from app.licensing import licences
+from app.licensing.licences import Window
+from app.licensing.models import OutboxDelivery, OutboxEvent
 from app.models import AuditEntry, DailyUsage, Event, Learner
-from app.placeholders import DEFAULT_PLACEHOLDER_IDS
-from app.services import licences
-from app.services import staff as staff_service
-from app.services.licences import Window
+from app.staff import services as staff_service
 
 BEACONS = "/api/v1/beacons"
 NOW = dt.datetime(2026, 3, 10, 9, 0, tzinfo=dt.UTC)
@@ -212,7 +212,7 @@ def test_go_live_and_release_through_the_admin_with_preview_and_confirm(app, cli
 
 def test_a_placeholder_sent_after_a_release_is_held_back_again(client, acme_held, app):
     acme, key, token = acme_held
-    from app.services import held_back
+    from app.ingest import held_back
 
     held_back.release(db.session, app.extensions["pseudonymiser"], app.extensions["client_directory"], acme,
                       actor="test")
@@ -292,7 +292,7 @@ def test_anonymised_client_holds_back_with_nothing_plain_stored(app, client, mak
 
 
 def test_switching_to_anonymised_pseudonymises_held_back_beacons(app, client, make_client):
-    from app.services import anonymisation
+    from app.learners import anonymisation
 
     acme, key = make_client(name="Acme")
     post(client, key, "null", student_name="Zebulon-Marker, Quixote")

@@ -1,4 +1,4 @@
-"""Identity: normalising student IDs and making pseudonyms (app/identity.py)."""
+"""Identity: normalising student IDs and making pseudonyms (app/identity/student_ids.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from app.extensions import db
-from app.identity import (
+from app.identity.student_ids import (
     InvalidIdentity,
     Pseudonymiser,
     PseudonymKey,

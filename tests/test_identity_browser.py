@@ -11,8 +11,8 @@ import pytest
 import time_machine
 from conftest import TEST_PASSWORD, beacon_body, watched_page
 
+from app.billing import drift
 from app.extensions import db
-from app.services import drift
 
 # one_database: the page in a browser; merges are tested in both passes by test_identity_merges.
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.one_database]

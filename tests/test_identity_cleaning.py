@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from app.extensions import db
-from app.identity import InvalidIdentity, normalise_name, normalise_student_id
+from app.identity.student_ids import InvalidIdentity, normalise_name, normalise_student_id
+from app.ingest.erasure import erase_learner
 from app.models import DailyUsage, Learner
-from app.services.learners import erase_learner
 
 URL = "/api/v1/beacons"
 INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u202e", "\u202d", "\u2066", "\u2069"]

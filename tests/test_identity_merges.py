@@ -25,13 +25,15 @@ import time_machine
 from conftest import beacon_body, csrf_token_from
 from sqlalchemy import select
 
+from app.billing import drift
 from app.extensions import db
-from app.licensing_models import OutboxDelivery, OutboxEvent
-from app.merge_models import IdentityDrift, LearnerMerge
+from app.learners.models import IdentityDrift, LearnerMerge
+from app.licensing import licences
+from app.licensing.models import OutboxDelivery, OutboxEvent
+from app.licensing.periods import Period
 from app.models import AuditEntry, Event, Learner
-from app.services import drift, licences, outbox
-from app.services import staff as staff_service
-from app.services.periods import Period
+from app.outbound import outbox
+from app.staff import services as staff_service
 
 BEACONS = "/api/v1/beacons"
 JUNE = Period(dt.date(2026, 6, 1), dt.date(2026, 6, 30))
@@ -265,7 +267,7 @@ def test_switch_from_email_to_numeric_ids_mid_month(app, client, make_client, ma
 
 
 def _pseudonym(app, acme, student_id):
-    from app.services.clients import snapshot
+    from app.clients.services import snapshot
 
     return app.extensions["pseudonymiser"].pseudonym(snapshot(db.session, acme).pseudonym_key, student_id)
 

@@ -16,10 +16,10 @@ from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.clients.services import ClientSnapshot, snapshot
 from app.extensions import db
+from app.ingest.beacons import Beacon, record_beacon
 from app.models import DailyUsage, Event, Learner
-from app.services.clients import ClientSnapshot, snapshot
-from app.services.ingest import Beacon, record_beacon
 
 DAY = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
 

@@ -11,8 +11,8 @@ import time_machine
 from billing_helpers import post_all, read_csv, workload
 
 from app.extensions import db
-from app.services import licence_terms
-from app.services import staff as staff_service
+from app.licensing import terms as licence_terms
+from app.staff import services as staff_service
 
 TODAY = dt.date(2026, 11, 20)
 NOW = dt.datetime(2026, 11, 20, 15, tzinfo=dt.UTC)

@@ -14,10 +14,12 @@ from conftest import beacon_body
 from outbox_helpers import run_outbox
 from sqlalchemy import select
 
+from app.billing import figures as billing
 from app.extensions import db
-from app.licensing_models import OutboxDelivery, OutboxEvent
-from app.services import billing, licence_terms, licences
-from app.services import staff as staff_service
+from app.licensing import licences
+from app.licensing import terms as licence_terms
+from app.licensing.models import OutboxDelivery, OutboxEvent
+from app.staff import services as staff_service
 
 BEACONS = "/api/v1/beacons"
 START = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)

@@ -13,10 +13,11 @@ from conftest import beacon_body, csrf_token_from
 from sqlalchemy import select
 from test_licence_alerts import _client_row, _create
 
+from app.billing import figures as billing
 from app.extensions import db
-from app.licensing_models import LicenceTerm
+from app.licensing import terms as licence_terms
+from app.licensing.models import LicenceTerm
 from app.models import AuditEntry
-from app.services import billing, licence_terms
 
 BEACONS = "/api/v1/beacons"
 D = dt.date

@@ -13,7 +13,7 @@ from conftest import beacon_body, watched_page
 from test_walkthrough_browser import sign_in
 
 from app.extensions import db
-from app.services import licence_terms
+from app.licensing import terms as licence_terms
 
 # one_database: the pages in a browser; the licence model is tested in both passes by test_licence_model.
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.one_database]

@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import select
 
 from app.extensions import db
+from app.licensing import licences
+from app.licensing import terms as licence_terms
 from app.models import Course, DailyUsage, Learner
-from app.services import licence_terms, licences
 
 D = dt.date
 
@@ -239,7 +240,8 @@ def test_ten_learners_on_day_one_are_not_forecast_at_310(acme):
 
 
 def test_billing_overview_and_period_use_the_term_in_force(acme):
-    from app.services import billing, periods
+    from app.billing import figures as billing
+    from app.licensing import periods
 
     licence_terms.add_term(db.session, acme, actor="t", starts_on=D(2026, 1, 1), ends_on=D(2026, 12, 31),
                            seat_limit=7, seat_window="month")

@@ -109,8 +109,8 @@ def _old_settings_database(url: str):
     from conftest import TEST_PARAMS, HttpsClient, beacon_body
     from flask_migrate import downgrade, upgrade
 
-    from app.services import clients as client_service
-    from app.services import licence_terms
+    from app.clients import services as client_service
+    from app.licensing import terms as licence_terms
 
     application = create_app(_config(url))
     application.test_client_class = HttpsClient
@@ -157,10 +157,12 @@ def test_own_period_and_seat_limit_become_terms_with_the_same_figures(empty_data
     from conftest import TEST_PASSWORD, csrf_token_from
     from flask_migrate import downgrade, upgrade
 
-    from app.licensing_models import LicenceTerm
+    from app.billing import figures as billing
+    from app.licensing import licences, periods
+    from app.licensing import terms as licence_terms
+    from app.licensing.models import LicenceTerm
     from app.models import AuditEntry, Client
-    from app.services import billing, licence_terms, licences, periods
-    from app.services import staff as staff_service
+    from app.staff import services as staff_service
 
     application, slugs = _old_settings_database(empty_database)
     # What the old rules gave on TODAY (the term in force, else the client's own period when it

@@ -16,7 +16,7 @@ from outbox_helpers import Receiver
 from sqlalchemy import select
 
 from app.extensions import db
-from app.licensing_models import OutboxDelivery, OutboxEvent
+from app.licensing.models import OutboxDelivery, OutboxEvent
 
 BEACONS = "/api/v1/beacons"
 
@@ -89,7 +89,7 @@ def test_two_workers_share_the_work_and_send_each_delivery_once(app, client, run
     """PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: the write lock makes one of two claims fail and retry."""
     from sqlalchemy.exc import OperationalError
 
-    from app.services import outbox
+    from app.outbound import outbox
 
     _, key = make_client(name="Acme")
     hook = Receiver(tls_ca)

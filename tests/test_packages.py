@@ -15,9 +15,9 @@ from conftest import beacon_body
 from scorm_content import authoring_zip, script_config, validate
 from sqlalchemy import func, select
 
+from app import packages
 from app.extensions import db
 from app.models import AuditEntry, ClientKey, Event, PackageIssue
-from app.services import packages
 
 SERVER = "https://track.vendor.example"
 

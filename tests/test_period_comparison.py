@@ -14,7 +14,7 @@ import time_machine
 from billing_helpers import Sent, Truth, page_tree, post_all, stat, workload
 
 from app.extensions import db
-from app.services import staff as staff_service
+from app.staff import services as staff_service
 
 COURSES = ["Anti-Bribery", "Fire Safety"]
 D = dt.date

@@ -1,4 +1,4 @@
-"""One definition of a client's period: every page, CSV and the API agree with services.periods.
+"""One definition of a client's period: every page, CSV and the API agree with licensing.periods.
 
 If any face computed a period its own way (the admin and billing once disagreed on open-ended
 licences), one of the clients below would show a different period there.
@@ -15,8 +15,8 @@ import time_machine
 from billing_helpers import page_tree, read_csv
 
 from app.extensions import db
-from app.services import periods
-from app.services import staff as staff_service
+from app.licensing import periods
+from app.staff import services as staff_service
 
 TODAY = dt.date(2026, 12, 1)
 LICENCES = {
@@ -42,7 +42,7 @@ def test_current_period_rules(clients):
 
 
 def test_no_face_defines_a_period_of_its_own():
-    """The only definitions live in services/periods.py; a twin anywhere else fails here."""
+    """The only definitions live in licensing/periods.py; a twin anywhere else fails here."""
     app_dir = Path(__file__).resolve().parent.parent / "app"
     twins = []
     for path in app_dir.rglob("*.py"):

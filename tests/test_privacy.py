@@ -184,7 +184,7 @@ def test_learner_erase_in_both_modes(client, runner, make_client, anonymised):
     assert db.session.scalar(select(func.count()).select_from(Event)) == 1
     assert db.session.scalar(select(func.count()).select_from(DailyUsage)) == 1
     today = db.session.scalar(select(DailyUsage.day))
-    from app.services.billing import unique_users
+    from app.billing.figures import unique_users
 
     assert unique_users(db.session, acme.id, today, today) == 1
 

@@ -27,7 +27,7 @@ from tracker_lms import context, count, events, lms, wait_for  # noqa: F401
 
 from app.extensions import db
 from app.models import Event
-from app.services.packages import PackageError, package_bytes
+from app.packages import PackageError, package_bytes
 
 UNLOAD_TIME = {"1.2": {"cmi.core.session_time"}, "2004": {"cmi.session_time"}}
 

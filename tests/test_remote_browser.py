@@ -30,10 +30,10 @@ from remote_browser import (  # noqa: F401  (fixtures)
 from remote_courses import as_zip, captivate_multi, rise, storyline
 from sqlalchemy import select
 
+from app import packages
 from app.extensions import db
-from app.licensing_models import SeatlessBeacon
+from app.licensing.models import SeatlessBeacon
 from app.models import DailyUsage, Event, Learner
-from app.services import packages
 
 # one_database: the launcher and the content origin in a browser.
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.one_database]

@@ -20,10 +20,11 @@ from remote_courses import as_zip, captivate_multi, storyline
 from scorm_content import authoring_zip, script_config, validate
 from sqlalchemy import func, select
 
+from app import packages
+from app.clients import services as client_service
 from app.extensions import db
+from app.licensing import terms as licence_terms
 from app.models import AuditEntry, Client, Event, PackageIssue, RemoteContent
-from app.services import clients as client_service
-from app.services import licence_terms, packages
 
 SERVER = "https://track.vendor.example"
 

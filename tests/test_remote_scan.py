@@ -16,12 +16,12 @@ from conftest import require
 from remote_courses import as_zip
 from sqlalchemy import select
 
+from app import packages
 from app.extensions import db
 from app.models import PackageIssue
-from app.services import packages
-from app.services.packages.manifest import Sco
-from app.services.packages.remote_scan import remote_warnings
-from app.services.packages.zipsafety import Content
+from app.packages.manifest import Sco
+from app.packages.remote_scan import remote_warnings
+from app.packages.zipsafety import Content
 
 # one_database: the remote build's scan of course files.
 pytestmark = pytest.mark.one_database

@@ -5,7 +5,7 @@ student ID and name reach no table, log line or webhook body, the same learner i
 across launches and across the page's and the offline command's sealing, and the sealed ID the
 page computes finds the learner for erasure.
 
-The normalisation sealing.js runs in the learner's browser is checked against app/identity.py
+The normalisation sealing.js runs in the learner's browser is checked against app/identity/student_ids.py
 on tricky inputs: it must give the very string the server would have stored.
 """
 
@@ -36,11 +36,11 @@ from tracker_lms import (  # noqa: F401 (fixtures)
 )
 
 from app.extensions import db
-from app.held_back_models import HeldBackBeacon
-from app.identity import InvalidIdentity, normalise_name, normalise_student_id
+from app.identity.student_ids import InvalidIdentity, normalise_name, normalise_student_id
+from app.learners.held_back_models import HeldBackBeacon
 from app.models import Event, Learner
-from app.services import outbox, webhooks
-from app.services.packages import sealing
+from app.outbound import outbox, webhooks
+from app.packages import sealing
 
 # one_database: sealing in a browser and the tracker; test_sealed_packages and test_privacy run in both passes.
 pytestmark = [pytest.mark.browser, pytest.mark.e2e, pytest.mark.one_database]

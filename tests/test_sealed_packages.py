@@ -14,14 +14,15 @@ import pytest
 from conftest import beacon_body
 from sqlalchemy import func, select
 
+from app import packages
+from app.clients import services as client_service
+from app.clients.services import ClientError
 from app.extensions import db
-from app.held_back_models import HeldBackBeacon
-from app.identity import InvalidIdentity
+from app.identity.student_ids import InvalidIdentity
+from app.learners import anonymisation
+from app.learners.held_back_models import HeldBackBeacon
 from app.models import AuditEntry, Event, Learner
-from app.services import anonymisation, packages
-from app.services import clients as client_service
-from app.services.clients import ClientError
-from app.services.packages import sealing
+from app.packages import sealing
 
 URL = "/api/v1/beacons"
 KEY = "x" * 43  # 32 bytes of base64url: any 43 characters of the alphabet
@@ -241,7 +242,7 @@ def test_the_admin_says_a_sealed_clients_packages_need_the_clients_seal(client, 
 
 
 def test_the_golive_check_of_a_sealed_client_says_what_it_cannot_compare(app, make_client):
-    from app.services import golive
+    from app.ingest import golive
 
     sealed_client, _ = make_client(sealed=True)
     report = golive.health_report(db.session, app.extensions["pseudonymiser"], sealed_client)

@@ -22,11 +22,14 @@ import time_machine
 from conftest import beacon_body
 from sqlalchemy import func, select
 
+from app import packages
 from app.extensions import db
-from app.held_back_models import HeldBackBeacon
-from app.licensing_models import SeatlessBeacon
+from app.ingest import erasure as learners
+from app.learners.held_back_models import HeldBackBeacon
+from app.licensing import licences, periods, seat_grants
+from app.licensing import terms as licence_terms
+from app.licensing.models import SeatlessBeacon
 from app.models import Client, DailyUsage, Event, Learner, RemoteContent
-from app.services import learners, licence_terms, licences, packages, periods, seat_grants
 
 LMS = "https://lms.acme.example"
 SERVER = "https://track.vendor.example"

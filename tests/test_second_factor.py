@@ -22,8 +22,8 @@ from sqlalchemy import select
 from app.config import ConfigError, load_config
 from app.extensions import db
 from app.models import AuditEntry, RecoveryCode, StaffSession, StaffUser
-from app.services import second_factor as sf
-from app.services import staff as staff_service
+from app.staff import second_factor as sf
+from app.staff import services as staff_service
 
 
 def post_login(client, email, password=TEST_PASSWORD):

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import ApiToken, AuditEntry
-from app.services import staff as staff_service
+from app.staff import services as staff_service
 
 NEW_PASSWORD = "a brand new long passphrase"
 

@@ -32,7 +32,7 @@ from tracker_lms import (  # noqa: F401
 
 from app.extensions import db
 from app.models import DailyUsage, Event, Learner
-from app.services.packages import PackageError, package_bytes
+from app.packages import PackageError, package_bytes
 
 # one_database: the tracker's SCORM calls in a browser.
 pytestmark = pytest.mark.one_database

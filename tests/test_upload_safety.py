@@ -23,9 +23,9 @@ from conftest import ROOT, TEST_SECRETS, csrf_token_from, require
 from scorm_content import AUTHORING_1_2_MANIFEST, AUTHORING_PAGE, AUTHORING_SCRIPT
 from sqlalchemy import func, select
 
+from app import packages
 from app.extensions import db
 from app.models import PackageIssue, RemoteContent
-from app.services import packages
 
 # one_database: zip and manifest checks, memory and disk bounds.
 pytestmark = pytest.mark.one_database

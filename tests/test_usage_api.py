@@ -9,7 +9,7 @@ import time_machine
 from conftest import beacon_body
 
 from app.extensions import db
-from app.services import staff as staff_service
+from app.staff import services as staff_service
 
 BEACONS = "/api/v1/beacons"
 

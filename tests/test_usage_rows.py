@@ -16,12 +16,14 @@ import time_machine
 from conftest import ROOT, beacon_body
 from sqlalchemy import delete, func, select, text
 
+from app.billing import figures as billing
+from app.clients import services as client_service
 from app.extensions import db
+from app.ingest import held_back
+from app.ingest.beacons import Beacon, record_beacon
+from app.learners import anonymisation
 from app.models import Course, DailyOutcome, DailySource, DailyUsage, Event, Learner
-from app.services import anonymisation, billing, held_back
-from app.services import clients as client_service
-from app.services import staff as staff_service
-from app.services.ingest import Beacon, record_beacon
+from app.staff import services as staff_service
 
 RANGE = "from=2026-11-01&to=2026-11-30"
 NOV = (dt.date(2026, 11, 1), dt.date(2026, 11, 30))

@@ -121,9 +121,9 @@ def test_every_page_fits_a_390px_phone(browser, live_server, make_client, make_s
         assert answer.status_code == 204, answer.text
     admin = make_staff("admin", email="admin@vendor.example")
     client_user = make_staff("client", client=acme, email="reader@acme.example")
+    from app import packages as package_service
     from app.extensions import db
-    from app.services import packages as package_service
-    from app.services import staff as staff_service
+    from app.staff import services as staff_service
 
     staff_service.create_token(db.session, client_user, actor="test", label="nightly invoicing export")
     package_service.package_bytes(db.session, client=acme, course_title="Anti-Bribery and Corruption",

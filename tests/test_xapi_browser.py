@@ -19,11 +19,12 @@ import pytest
 from tracker_lms import context, events, wait_for  # noqa: F401
 from xapi_lms import ralph, verbs, xapi_lms  # noqa: F401
 
+from app import packages
 from app.extensions import db
-from app.held_back_models import HeldBackBeacon
+from app.ingest import golive
+from app.learners.held_back_models import HeldBackBeacon
 from app.models import Learner
-from app.services import golive, packages
-from app.services.packages import sealing
+from app.packages import sealing
 
 # one_database: the tracker's xAPI side in a browser.
 pytestmark = pytest.mark.one_database

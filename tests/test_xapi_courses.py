@@ -22,9 +22,9 @@ from sqlalchemy import select
 from tracker_lms import context, events, wait_for  # noqa: F401
 from xapi_lms import ralph, verbs, xapi_lms  # noqa: F401
 
+from app import packages
 from app.extensions import db
 from app.models import RemoteContent
-from app.services import packages
 
 RISE = REAL_COURSES / "rise360-cmi5.zip"
 ISPRING = REAL_COURSES / "ispring10.1-tincan-xapi.zip"

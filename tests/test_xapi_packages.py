@@ -19,9 +19,9 @@ from real_courses import REAL_COURSES
 from scorm_content import script_config
 from sqlalchemy import select
 
+from app import packages
 from app.extensions import db
 from app.models import Event, PackageIssue, RemoteContent
-from app.services import packages
 
 # one_database: the cmi5 and Tin Can package builder.
 pytestmark = pytest.mark.one_database

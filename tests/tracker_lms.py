@@ -33,9 +33,9 @@ from conftest import ROOT, free_port
 from scorm_content import NODE_MODULES, SCORM_AGAIN, QuietHandler, require_node_modules
 from sqlalchemy import func, select
 
+from app import packages
 from app.extensions import db
 from app.models import Event
-from app.services import packages
 
 LMS_FILES = ROOT / "tests" / "browser" / "lms"
 SIMPLIFY_SCORM = NODE_MODULES / "simplify-scorm" / "src" / "scormAPI.js"

@@ -15,9 +15,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, current_app, request
 from flask_login import current_user
 
+from app.clients import services as client_service
 from app.extensions import db, login_manager
 from app.models import Client
-from app.services import clients as client_service
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

@@ -7,11 +7,11 @@ import json
 
 from flask import abort, render_template, request
 
+from app import audit as audit_service
 from app.admin import bp
 from app.billing.exports import csv_response
+from app.clients import services as client_service
 from app.extensions import db
-from app.services import audit as audit_service
-from app.services import clients as client_service
 
 PER_PAGE = 100
 CSV_LIMIT = 100_000

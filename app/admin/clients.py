@@ -7,6 +7,7 @@ import datetime as dt
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from wtforms.validators import Optional
 
+from app import audit as audit_service
 from app.admin import actor, bp, client_or_404, clients_changed
 from app.admin.forms import (
     NO_CSM_LABEL,
@@ -22,14 +23,16 @@ from app.admin.forms import (
 )
 from app.admin.keys import package_list
 from app.admin.licences import save_term_in_force
+from app.billing.figures import unique_users
+from app.clients import services as client_service
 from app.extensions import db
-from app.identity import PseudonymParams
+from app.identity.placeholders import policy_entries
+from app.identity.student_ids import PseudonymParams
+from app.ingest import golive
+from app.learners import anonymisation
+from app.licensing import licences, periods
+from app.licensing import terms as licence_terms
 from app.models import Client, utcnow
-from app.placeholders import policy_entries
-from app.services import anonymisation, golive, licence_terms, licences, periods
-from app.services import audit as audit_service
-from app.services import clients as client_service
-from app.services.billing import unique_users
 
 # Pseudonymising costs one Argon2id per learner (~27 ms at the default cost): more than
 # this and the page request would outlive gunicorn's timeout, so the CLI does it instead.

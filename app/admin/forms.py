@@ -21,12 +21,12 @@ from wtforms import (
 from wtforms import Form as PlainForm
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
-from app.auth.tokens import TokenCreateForm
-from app.identity import InvalidIdentity
+from app.clients.services import ClientError, normalise_origin
+from app.identity.placeholders import clean_placeholder_ids
+from app.identity.student_ids import InvalidIdentity
 from app.models import LICENCES, ROLES
-from app.placeholders import clean_placeholder_ids
-from app.services.clients import ClientError, normalise_origin
-from app.services.staff import MIN_PASSWORD_LENGTH
+from app.staff.auth.tokens import TokenCreateForm
+from app.staff.services import MIN_PASSWORD_LENGTH
 
 
 def choices(pairs) -> list[SelectChoice]:

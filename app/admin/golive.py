@@ -6,7 +6,7 @@ from flask import current_app, jsonify, render_template, request
 
 from app.admin import bp, client_or_404
 from app.extensions import db
-from app.services import golive
+from app.ingest import golive
 
 
 @bp.get("/clients/<slug>/go-live")

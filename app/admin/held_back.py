@@ -7,8 +7,8 @@ from flask import current_app, flash, redirect, render_template, request, url_fo
 from app.admin import actor, bp, client_or_404
 from app.admin.forms import HeldBackReleaseForm
 from app.extensions import db
-from app.placeholders import policy_entries
-from app.services import held_back
+from app.identity.placeholders import policy_entries
+from app.ingest import held_back
 
 
 def _page(client, form: HeldBackReleaseForm, chosen: str | None, status: int = 200):

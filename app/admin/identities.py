@@ -14,9 +14,10 @@ from wtforms import BooleanField, HiddenField
 from wtforms.validators import DataRequired
 
 from app.admin import actor, bp, client_or_404
+from app.billing import drift
 from app.extensions import db
+from app.learners import merges
 from app.models import utcnow
-from app.services import drift, merges
 
 
 class MergeOneForm(FlaskForm):

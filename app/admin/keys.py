@@ -7,11 +7,11 @@ import datetime as dt
 from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from app import packages as package_service
 from app.admin import actor, bp, client_or_404, clients_changed
 from app.admin.forms import PackageForm, PackageKeyRevokeForm, RepublishForm, RotateKeyForm
+from app.clients import services as client_service
 from app.extensions import db
-from app.services import clients as client_service
-from app.services import packages as package_service
 
 
 @bp.post("/clients/<slug>/rotate-key")

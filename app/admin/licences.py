@@ -18,9 +18,11 @@ from wtforms.validators import DataRequired
 from app.admin import bp
 from app.admin.forms import TermFields, choices
 from app.extensions import db
-from app.licensing_models import LicenceTerm, OutboxDelivery, OutboxEvent, WebhookEndpoint
+from app.licensing import licences
+from app.licensing import terms as licence_terms
+from app.licensing.models import LicenceTerm, OutboxDelivery, OutboxEvent, WebhookEndpoint
 from app.models import Client
-from app.services import licence_terms, licences, outbox, webhooks
+from app.outbound import outbox, webhooks
 
 WINDOW_CHOICES = [("term", "Unique learners over the whole term"), ("month", "Unique learners per calendar month"),
                   ("year", "Unique learners per calendar year")]

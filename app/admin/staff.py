@@ -15,12 +15,12 @@ from app.admin.forms import (
     StaffTokenCreateForm,
     choices,
 )
-from app.auth.tokens import TokenRevokeForm, revoke_confirmed
+from app.clients import services as client_service
 from app.extensions import db
 from app.models import Client, StaffUser, utcnow
-from app.services import clients as client_service
-from app.services import second_factor as second_factor_service
-from app.services import staff as staff_service
+from app.staff import second_factor as second_factor_service
+from app.staff import services as staff_service
+from app.staff.auth.tokens import TokenRevokeForm, revoke_confirmed
 
 
 def _client_choices(all_clients: list[Client]):

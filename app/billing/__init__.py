@@ -1,6 +1,3 @@
-"""Billing: the usage API for invoicing scripts, and the report pages and CSVs for people."""
-
-from app.billing.api import bp as api_bp
-from app.billing.pages import bp as pages_bp
-
-__all__ = ["api_bp", "pages_bp"]
+"""Billing: the figures (unique users, launches, completers per day, range and course), identity
+drift's effect on them, and their faces: the usage API for invoicing scripts, the report pages and
+CSVs for people. create_app loads the faces; this package imports none of them."""

@@ -9,12 +9,12 @@ from flask import Blueprint, abort, g, jsonify, request
 from marshmallow import ValidationError
 from sqlalchemy import select
 
-from app.auth import token_required
+from app.billing.figures import ClientOverview, find_course, overview, usage_report
 from app.extensions import db
+from app.licensing import periods
 from app.models import Client
 from app.schemas import ClientListSchema, ClientsQuerySchema, UsageQuerySchema, UsageSchema
-from app.services import periods
-from app.services.billing import ClientOverview, find_course, overview, usage_report
+from app.staff.auth import token_required
 
 bp = Blueprint("billing_api", __name__, url_prefix="/api/v1")
 

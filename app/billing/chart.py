@@ -12,8 +12,8 @@ import datetime as dt
 import math
 from dataclasses import dataclass, field
 
-from app.services.billing import DayTotal
-from app.services.periods import Period
+from app.billing.figures import DayTotal
+from app.licensing.periods import Period
 
 WIDTH, HEIGHT = 880, 260
 LEFT, RIGHT, TOP, BOTTOM = 48, 16, 16, 44

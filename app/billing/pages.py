@@ -1,6 +1,6 @@
 """Billing pages and CSVs for people: per client (staff, or the client's own users) and the vendor overview.
 
-Every figure comes from ``app.services.billing``, the same functions the usage
+Every figure comes from ``app.billing.figures``, the same functions the usage
 API calls. Client users see only their own client: any other slug is a 404.
 """
 
@@ -12,16 +12,19 @@ from flask import Blueprint, abort, g, redirect, render_template, request, url_f
 from flask_login import current_user
 from marshmallow import ValidationError
 
-from app.auth import bearer_user, token_refused
+from app.billing import figures as billing
 from app.billing.api import QueryError, invoice_day, visible_client
 from app.billing.chart import usage_chart
 from app.billing.exports import csv_response
 from app.billing.schemas import LearnerQuerySchema, OverviewQuerySchema, RangeQuerySchema
 from app.extensions import db, login_manager
-from app.identity import short_reference
+from app.identity.student_ids import short_reference
+from app.ingest import held_back
+from app.licensing import licences, periods
+from app.licensing import terms as licence_terms
+from app.licensing.periods import Period
 from app.models import Client, Course
-from app.services import billing, held_back, licence_terms, licences, periods
-from app.services.periods import Period
+from app.staff.auth import bearer_user, token_refused
 
 bp = Blueprint("billing_pages", __name__, url_prefix="/billing")
 

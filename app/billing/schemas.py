@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from app.billing.figures import LEARNER_SORTS
 from app.schemas import CourseFilter
-from app.services.billing import LEARNER_SORTS
 
 OVERVIEW_SORTS = ("name", "unique_users", "seat_limit", "seat_use", "trend", "forecast")
 
@@ -14,7 +14,7 @@ class RangeQuerySchema(Schema):
     """``from``/``to`` (YYYY-MM-DD, UTC, inclusive); both optional, the default is the current period to date;
     ``course``: one course only.
 
-    Order and length are checked by ``services.periods.requested_range``, the one rule for every face.
+    Order and length are checked by ``licensing.periods.requested_range``, the one rule for every face.
     """
 
     from_ = fields.Date(data_key="from", load_default=None)

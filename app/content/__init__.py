@@ -11,7 +11,7 @@ Addresses (on the content origin):
 
 - ``/<package>/launch/<n>``: the n-th SCO of the current version; a redirect to
   that version's player page for it (``scorm-player.html?sco=<n>``: the SCORM API and
-  the tracker, framing the SCO's launch page; see ``services/packages/remote.py``),
+  the tracker, framing the SCO's launch page; see ``packages/remote.py``),
   never cached, so a republish shows at the next launch;
 - for a remote cmi5 package, ``/<package>/launch/<n>`` is the n-th AU's ``url`` in its
   ``cmi5.xml``: the LMS opens it with its launch parameters (``actor`` among them), passed on
@@ -22,7 +22,7 @@ Addresses (on the content origin):
   client's LMS origins only: 403 otherwise): the launcher's question before it opens the course,
   ``{"allowed": true|false}``; false only when the client's licence term blocks new learners at
   its limit (or after expiry) and this learner has not taken a seat yet. While the licence blocks
-  new learners, an allowed answer carries a seat ``grant`` (``services/seat_grants.py``), and under
+  new learners, an allowed answer carries a seat ``grant`` (``licensing/seat_grants.py``), and under
   the limit the answer is the same for everyone. Nothing is recorded; the ID travels in the body,
   never in an address, so no access log holds it;
 - ``/<package>/limit``: the polite "licence limit reached" page the launcher frames then;
@@ -50,15 +50,16 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import RequestedRangeNotSatisfiable
 
-from app.beacon import beacon_rate_limit
+from app import packages
+from app.clients.services import snapshot
 from app.content.policy import content_security_policy
+from app.content.store import DirectoryStore
 from app.extensions import csrf, db, limiter
-from app.identity import InvalidIdentity, check_sealing, normalise_student_id
+from app.identity.student_ids import InvalidIdentity, check_sealing, normalise_student_id
+from app.ingest.beacon import beacon_rate_limit
+from app.licensing import licences, seat_grants
+from app.licensing.seat_grants import SeatGrants
 from app.models import Client, PackageIssue, RemoteContent
-from app.services import licences, packages, seat_grants
-from app.services.clients import snapshot
-from app.services.content_store import DirectoryStore
-from app.services.seat_grants import SeatGrants
 
 bp = Blueprint("content", __name__)
 log = logging.getLogger(__name__)

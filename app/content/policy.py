@@ -19,7 +19,7 @@ plug-ins (``object-src 'none'``).
 
 from __future__ import annotations
 
-from app.services.packages import origin_of
+from app.packages import origin_of
 
 
 def content_security_policy(allowed_origins: list[str], public_url: str, lrs: bool = False) -> str:

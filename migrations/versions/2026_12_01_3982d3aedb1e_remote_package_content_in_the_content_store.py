@@ -35,9 +35,9 @@ def _move_contents_to_the_store():
 
     from flask import current_app
 
-    from app.services.content_store import DirectoryStore
-    from app.services.packages.remote import REMOTE_API_FILE
-    from app.services.packages.tracker import TRACKER_FILE, inject_tracker
+    from app.content.store import DirectoryStore
+    from app.packages.remote import REMOTE_API_FILE
+    from app.packages.tracker import TRACKER_FILE, inject_tracker
 
     connection = op.get_bind()
     rows = connection.execute(sa.text("SELECT id, package_id, launch_file, content FROM remote_contents")).all()

@@ -70,7 +70,7 @@ def upgrade():
 
 
 def _shapes_of_verbatim_learners():
-    from app.identity import id_shape
+    from app.identity.student_ids import id_shape
 
     bind = op.get_bind()
     learners = sa.table("learners", sa.column("id"), sa.column("identity"), sa.column("pseudonymised"),

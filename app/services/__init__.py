@@ -1,1 +1,0 @@
-"""Plain service functions: they take a session and plain arguments, never `request`."""
