@@ -144,7 +144,7 @@ def free_port() -> int:
 
 def write_certificate(folder: Path) -> tuple[Path, Path]:
     """A self-signed ECDSA certificate for 127.0.0.1, as `make run` makes."""
-    from app.cli import write_self_signed
+    from app.cli.local import write_self_signed
 
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     write_self_signed(cert_path, key_path, ("127.0.0.1", "localhost"))

@@ -5,7 +5,7 @@
  * package (both insert this file at their /*@SEAL_LIBRARY@*\/ mark, inside their own
  * function, so nothing is added to the course's window) and the sealing page.
  *
- * The normalisation is app/identity.py's, rule for rule, so a sealed ID is the HMAC of the
+ * The normalisation is app/identity/student_ids.py's, rule for rule, so a sealed ID is the HMAC of the
  * very string the server would have stored: format characters (Unicode Cf) removed, NFC,
  * surrounding white space removed (Python's str.isspace set), refused when empty or with
  * control characters or lone surrogates, case-folded (Python's str.casefold, full folding)

@@ -124,7 +124,7 @@ def test_raising_defaults_keeps_an_existing_clients_pseudonyms(app, client, make
     assert (row.pseudonym_time_cost, row.pseudonym_memory_kib) == (TEST_PARAMS.time_cost, TEST_PARAMS.memory_kib)
 
     # A client made now records the raised defaults (through the CLI, which reads them).
-    from app.cli import default_params
+    from app.cli.common import default_params
 
     assert default_params() == PseudonymParams(3, 1024, TEST_PARAMS.parallelism)
 

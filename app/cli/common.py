@@ -1,8 +1,8 @@
 """What every command module shares: the actor the audit log names, output, finding a client,
-and the ``learner`` group that ``cli.py`` and ``cli/identity.py`` both add commands to.
+and the ``learner`` group that ``cli/learners.py`` and ``cli/identity.py`` both add commands to.
 
-Below the command modules: ``cli.py`` registers them all (``cli.register``) and they import
-only this, never ``cli.py``.
+Below the command modules: ``cli/__init__.py`` registers them all (``cli.register``) and they
+import only this, never the package.
 """
 
 from __future__ import annotations

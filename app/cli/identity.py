@@ -1,6 +1,6 @@
 """Operator commands for learner identities: merge, unmerge, accept drift proposals, check for drift.
 
-``learner merge|unmerge|merge-proposals`` join the ``learner`` group of ``cli.py``;
+``learner merge|unmerge|merge-proposals`` join the ``learner`` group of ``cli/common.py``;
 ``identity check-drift`` is for cron (the outbox worker also runs it on its sweep).
 For anonymised clients the plain student IDs given are pseudonymised in memory with
 the client's key: they are never stored, logged or printed (the output names
