@@ -48,10 +48,12 @@ def register_extensions(app: Flask) -> None:
     from app.clients.services import ClientDirectory
     from app.extensions import csrf, db, limiter, login_manager, migrate
     from app.identity.student_ids import Pseudonymiser
+    from app.ingest import models as ingest_models  # noqa: F401
     from app.learners import held_back_models  # noqa: F401
     from app.learners import models as learner_models  # noqa: F401
     from app.licensing import models as licensing_models  # noqa: F401
     from app.licensing.seat_grants import SeatGrants
+    from app.outbound import models as outbound_models  # noqa: F401
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))

@@ -21,8 +21,8 @@ from app.identity.placeholders import DEFAULT_PLACEHOLDER_IDS
 from app.learners.held_back_models import HeldBackBeacon
 from app.licensing import licences
 from app.licensing.licences import Window
-from app.licensing.models import OutboxDelivery, OutboxEvent
 from app.models import AuditEntry, DailyUsage, Event, Learner
+from app.outbound.models import OutboxDelivery, OutboxEvent
 from app.staff import services as staff_service
 
 BEACONS = "/api/v1/beacons"

@@ -29,10 +29,10 @@ from app.billing import drift
 from app.extensions import db
 from app.learners.models import IdentityDrift, LearnerMerge
 from app.licensing import licences
-from app.licensing.models import OutboxDelivery, OutboxEvent
 from app.licensing.periods import Period
 from app.models import AuditEntry, Event, Learner
 from app.outbound import outbox
+from app.outbound.models import OutboxDelivery, OutboxEvent
 from app.staff import services as staff_service
 
 BEACONS = "/api/v1/beacons"

@@ -18,7 +18,7 @@ from app.billing import figures as billing
 from app.extensions import db
 from app.licensing import licences
 from app.licensing import terms as licence_terms
-from app.licensing.models import OutboxDelivery, OutboxEvent
+from app.outbound.models import OutboxDelivery, OutboxEvent
 from app.staff import services as staff_service
 
 BEACONS = "/api/v1/beacons"

@@ -16,7 +16,7 @@ from outbox_helpers import Receiver
 from sqlalchemy import select
 
 from app.extensions import db
-from app.licensing.models import OutboxDelivery, OutboxEvent
+from app.outbound.models import OutboxDelivery, OutboxEvent
 
 BEACONS = "/api/v1/beacons"
 

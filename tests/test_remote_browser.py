@@ -32,7 +32,7 @@ from sqlalchemy import select
 
 from app import packages
 from app.extensions import db
-from app.licensing.models import SeatlessBeacon
+from app.ingest.models import SeatlessBeacon
 from app.models import DailyUsage, Event, Learner
 
 # one_database: the launcher and the content origin in a browser.

@@ -25,10 +25,10 @@ from sqlalchemy import func, select
 from app import packages
 from app.extensions import db
 from app.ingest import erasure as learners
+from app.ingest.models import SeatlessBeacon
 from app.learners.held_back_models import HeldBackBeacon
 from app.licensing import licences, periods, seat_grants
 from app.licensing import terms as licence_terms
-from app.licensing.models import SeatlessBeacon
 from app.models import Client, DailyUsage, Event, Learner, RemoteContent
 
 LMS = "https://lms.acme.example"

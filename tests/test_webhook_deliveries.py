@@ -17,8 +17,8 @@ from sqlalchemy import select
 
 from app.admin.webhook_deliveries import PAGE_SIZE
 from app.extensions import db
-from app.licensing.models import OutboxDelivery
 from app.outbound import outbox
+from app.outbound.models import OutboxDelivery
 
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 ACME_LEARNERS = PAGE_SIZE + 2

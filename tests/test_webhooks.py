@@ -16,9 +16,9 @@ from outbox_helpers import Receiver
 from sqlalchemy import func, select, text
 
 from app.extensions import db
-from app.licensing.models import OutboxDelivery, OutboxEvent
 from app.models import AuditEntry
 from app.outbound import outbox, webhooks
+from app.outbound.models import OutboxDelivery, OutboxEvent
 
 BEACONS = "/api/v1/beacons"
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
@@ -283,7 +283,7 @@ def test_cli_refuses_bad_endpoint_and_unknown_event_and_stores_nothing(app, runn
     assert bad.exit_code != 0 and "https://" in bad.output
     unknown = runner.invoke(args=["webhook", "add", "--url", "https://127.0.0.1/x", "--event", "learner.sneezed"])
     assert unknown.exit_code != 0
-    from app.licensing.models import WebhookEndpoint
+    from app.outbound.models import WebhookEndpoint
     assert db.session.scalar(select(WebhookEndpoint.id)) is None
 
 
@@ -306,7 +306,7 @@ def test_admin_adds_an_endpoint_and_sees_the_secret_once(app, client, make_clien
         "csrf_token": token, "url": "https://127.0.0.1:9443/hooks", "client": acme.slug,
         "events": "learner.enrolled licence.threshold"})
     html = made.get_data(as_text=True)
-    from app.licensing.models import WebhookEndpoint
+    from app.outbound.models import WebhookEndpoint
     endpoint = db.session.scalar(select(WebhookEndpoint))
     assert made.status_code == 200 and endpoint.secret in html
     assert (endpoint.client_id, endpoint.event_types) == (acme.id, ["learner.enrolled", "licence.threshold"])
@@ -473,7 +473,7 @@ def test_the_migration_encrypts_secrets_stored_plain(tmp_path):
         upgrade(directory=str(ROOT / "migrations"))
         stored = db.session.execute(text("SELECT secret FROM webhook_endpoints")).scalar_one()
         assert plain not in stored
-        from app.licensing.models import WebhookEndpoint
+        from app.outbound.models import WebhookEndpoint
         assert db.session.scalar(select(WebhookEndpoint)).secret == plain
         db.session.rollback()
         downgrade(directory=str(ROOT / "migrations"), revision="8a08ecabce64")

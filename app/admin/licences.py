@@ -20,9 +20,10 @@ from app.admin.forms import TermFields, choices
 from app.extensions import db
 from app.licensing import licences
 from app.licensing import terms as licence_terms
-from app.licensing.models import LicenceTerm, OutboxDelivery, OutboxEvent, WebhookEndpoint
+from app.licensing.models import LicenceTerm
 from app.models import Client
 from app.outbound import outbox, webhooks
+from app.outbound.models import OutboxDelivery, OutboxEvent, WebhookEndpoint
 
 WINDOW_CHOICES = [("term", "Unique learners over the whole term"), ("month", "Unique learners per calendar month"),
                   ("year", "Unique learners per calendar year")]

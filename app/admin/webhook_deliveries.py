@@ -17,9 +17,9 @@ from sqlalchemy import and_, func, or_, select
 from app.admin import bp
 from app.admin.licences import ActionForm
 from app.extensions import db
-from app.licensing.models import OutboxDelivery, OutboxEvent, WebhookEndpoint
 from app.models import Client
 from app.outbound import webhooks
+from app.outbound.models import OutboxDelivery, OutboxEvent, WebhookEndpoint
 
 PAGE_SIZE = 25
 STATES = {

@@ -19,8 +19,9 @@ from app.cli.common import CLI_ACTOR, emit, find_client
 from app.extensions import db
 from app.licensing import licences
 from app.licensing import terms as licence_terms
-from app.licensing.models import AT_LIMIT, SEAT_WINDOWS, OutboxDelivery, WebhookEndpoint
+from app.licensing.models import AT_LIMIT, SEAT_WINDOWS
 from app.outbound import outbox, webhooks
+from app.outbound.models import OutboxDelivery, WebhookEndpoint
 
 licence_group = click.Group("licence", help="Licence terms and alert contacts of a client.")
 webhook_group = click.Group("webhook", help="Webhook endpoints that receive signed events.")

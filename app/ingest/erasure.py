@@ -15,9 +15,9 @@ from app.identity.student_ids import (
     normalise_student_id,
 )
 from app.ingest import seatless
+from app.ingest.models import SeatlessBeacon
 from app.learners import merges
 from app.learners.held_back_models import HeldBackBeacon
-from app.licensing.models import SeatlessBeacon
 from app.models import Client, DailyOutcome, DailySource, DailyUsage, Event, Learner
 from app.outbound import outbox
 

@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 from app.clients.services import ClientDirectory, ClientSnapshot
 from app.identity.student_ids import Pseudonymiser
 from app.ingest.batch import Beacon, _insert
+from app.ingest.models import SeatlessBeacon
 from app.licensing import licences
-from app.licensing.models import SeatlessBeacon
 from app.licensing.seat_grants import SeatGrants
 
 NO_GRANT, BAD_GRANT = "no_grant", "bad_grant"

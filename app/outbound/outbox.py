@@ -34,9 +34,9 @@ from sqlalchemy.orm import Session
 
 from app import audit
 from app.licensing import licences
-from app.licensing.models import OutboxDelivery, OutboxEvent, WebhookEndpoint
 from app.models import COMPLETION_KINDS, Client, Course, Event, Learner, StaffUser
 from app.outbound import mail, webhooks
+from app.outbound.models import OutboxDelivery, OutboxEvent, WebhookEndpoint
 from app.staff import services as staff
 
 log = logging.getLogger(__name__)

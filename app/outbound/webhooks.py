@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session
 
 from app import audit
-from app.licensing.models import WebhookEndpoint
 from app.models import Client
+from app.outbound.models import WebhookEndpoint
 
 EVENT_TYPES = ("learner.enrolled", "learner.completed", "learner.passed", "learner.failed",
                "licence.threshold", "licence.forecast", "licence.term_ending", "origin.refused", "identity.drift")
