@@ -9,9 +9,11 @@ from flask_login import current_user
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.billing.schemas import ClientListSchema, ClientsQuerySchema, UsageQuerySchema, UsageSchema
 from app.extensions import db, limiter
+from app.ingest.schemas import BeaconSchema
 from app.ratelimits import store_state
-from app.schemas import BeaconSchema, ClientListSchema, ClientsQuerySchema, ErrorSchema, UsageQuerySchema, UsageSchema
+from app.schemas import ErrorSchema
 
 bp = Blueprint("meta", __name__)
 

@@ -22,8 +22,8 @@ from app.extensions import db
 from app.identity.placeholders import DEFAULT_PLACEHOLDER_IDS
 from app.identity.student_ids import normalise_student_id
 from app.ingest.beacons import Beacon, record_beacon
+from app.ingest.schemas import BeaconSchema
 from app.models import Client
-from app.schemas import BeaconSchema
 
 URL = "/api/v1/beacons"
 DAY0 = dt.date(2026, 3, 1)

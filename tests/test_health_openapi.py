@@ -6,8 +6,9 @@ import pytest
 from conftest import HttpsClient, _config, beacon_body
 
 from app import create_app
+from app.billing.schemas import UsageSchema
 from app.extensions import db
-from app.schemas import BeaconSchema, UsageSchema
+from app.ingest.schemas import BeaconSchema
 
 
 def test_healthz_ok(client):

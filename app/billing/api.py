@@ -10,10 +10,10 @@ from marshmallow import ValidationError
 from sqlalchemy import select
 
 from app.billing.figures import ClientOverview, find_course, overview, usage_report
+from app.billing.schemas import ClientListSchema, ClientsQuerySchema, UsageQuerySchema, UsageSchema
 from app.extensions import db
 from app.licensing import periods
 from app.models import Client
-from app.schemas import ClientListSchema, ClientsQuerySchema, UsageQuerySchema, UsageSchema
 from app.staff.auth import token_required
 
 bp = Blueprint("billing_api", __name__, url_prefix="/api/v1")

@@ -12,7 +12,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from app.clients.services import ClientError, normalise_origin
 from app.extensions import db, limiter
 from app.ingest.beacons import accept_beacon, committer_for
-from app.schemas import BeaconSchema
+from app.ingest.schemas import BeaconSchema
 
 bp = Blueprint("beacon", __name__, url_prefix="/api/v1")
 
