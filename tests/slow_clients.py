@@ -44,7 +44,7 @@ def hold_idle_and_slow(host: str, port: int, *, tls: bool, health_url: str, ca: 
     threads = [threading.Thread(target=trickle, args=(s,), daemon=True) for s in slow_socks]
     for thread in threads:
         thread.start()
-    answers, ok = 0, 0
+    answers, ok, failures = 0, 0, []
     deadline = time.monotonic() + seconds
     try:
         # At least 10 probes, over `seconds` at least: a probe of a loaded machine may be slow, so
@@ -54,8 +54,11 @@ def hold_idle_and_slow(host: str, port: int, *, tls: bool, health_url: str, ca: 
                 answer = requests.get(health_url, verify=ca, timeout=30)
                 answers += 1
                 ok += answer.status_code == 200
-            except requests.RequestException:
+                if answer.status_code != 200:
+                    failures.append(f"{answer.status_code} {answer.text[:120]}")
+            except requests.RequestException as exc:
                 answers += 1
+                failures.append(f"{type(exc).__name__}: {str(exc)[:160]}")
             time.sleep(1)
     finally:
         stop.set()
@@ -63,4 +66,6 @@ def hold_idle_and_slow(host: str, port: int, *, tls: bool, health_url: str, ca: 
             thread.join(5)
         for sock in sockets + slow_socks:
             sock.close()
-    return {"opened": len(sockets) + len(slow_socks), "health_answers": answers, "health_ok": ok}
+    # What each probe that was not a 200 got, so a failure says why (a 503, a timeout, a reset).
+    return {"opened": len(sockets) + len(slow_socks), "health_answers": answers, "health_ok": ok,
+            "failures": failures}
