@@ -195,10 +195,52 @@ def reset_database(url: str, template: Path | str) -> None:
         return
     engine = create_engine(url)
     with engine.begin() as conn:
-        tables = [row[0] for row in conn.execute(text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"))]
-        conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+        empty_postgres(conn)
     engine.dispose()
+
+
+def empty_postgres(conn) -> None:
+    """Every table but alembic_version emptied and every sequence restarted, as
+    ``TRUNCATE ... RESTART IDENTITY CASCADE`` would, at a tenth of its cost.
+
+    TRUNCATE gives each of the ~30 tables (and their indexes) new files and scans shared buffers
+    for each: about 1 s a test on this 2-core machine under load, ~800 times in the PostgreSQL pass.
+    The tables are locked as TRUNCATE locks them (so a transaction of the live server still in
+    flight ends first and its rows go too), then emptied children first; with a cycle of foreign
+    keys between tables, TRUNCATE it is.
+    """
+    tables = [row[0] for row in conn.execute(text(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"))]
+    references = conn.execute(text(
+        "SELECT child.relname, parent.relname FROM pg_constraint fk JOIN pg_class child ON child.oid = fk.conrelid "
+        "JOIN pg_class parent ON parent.oid = fk.confrelid "
+        "WHERE fk.contype = 'f' AND fk.connamespace = 'public'::regnamespace")).all()
+    order = children_first(tables, references)
+    quoted = ", ".join(f'"{t}"' for t in tables)
+    if order is None:
+        conn.execute(text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
+        return
+    conn.execute(text(f"LOCK TABLE {quoted} IN ACCESS EXCLUSIVE MODE"))
+    for table in order:
+        conn.execute(text(f'DELETE FROM "{table}"'))
+    conn.execute(text("SELECT setval(s.seqrelid, s.seqstart, false) FROM pg_sequence s "
+                      "JOIN pg_class c ON c.oid = s.seqrelid WHERE c.relnamespace = 'public'::regnamespace"))
+
+
+def children_first(tables: list[str], references) -> list[str] | None:
+    """``tables`` with each table before every table it references (a table may reference itself);
+    None when references between tables make a cycle."""
+    parents = {t: {parent for child, parent in references if child == t and parent != t} for t in tables}
+    order: list[str] = []
+    left = set(tables)
+    while left:
+        # A table no remaining table references can go now.
+        free = sorted(t for t in left if not any(t in parents[other] for other in left))
+        if not free:
+            return None
+        order += free
+        left -= set(free)
+    return order
 
 
 class HttpsClient(FlaskClient):

@@ -6,15 +6,25 @@ tracker) and as the deployed package the product builds from it. What the LMS st
 must be the same (status and score values; location, suspend data and session time by
 presence, since they depend on timing), neither run may make a call out of protocol, and
 the server counts exactly one launch, plus the statuses the course itself reported.
+
+The original run of a course on a runtime is the baseline of both its modes: it runs once per
+suite run, and the other mode's test (on any xdist worker) compares with the same record
+(`original_run`).
 """
 
 from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import os
 
 import pytest
 from real_courses import (
     ASSET_ONLY,
     MODES,
     REAL_COURSES,
+    Run,
     Setup,
     course_params,
     remote_known,
@@ -41,18 +51,41 @@ def run_mode(mode, course, runtime, lms, context, tmp_path, client=None, server_
         page.close()
 
 
+@pytest.fixture(scope="session")
+def originals_dir(tmp_path_factory):
+    """Where this run keeps each original's run: shared by its xdist workers (their common basetemp)."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "real-course-originals"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def original_run(course, runtime, lms, context, tmp_path, originals_dir) -> Run:  # noqa: F811
+    """The original's run, made by the first test of the course on this runtime (in the test's own
+    fresh browser context, first, as before); the other mode's test, in this worker or another,
+    waits for it and reads it. A failed run is not kept: the next test runs it again."""
+    kept = originals_dir / f"{course.name}-{runtime}.json"
+    with open(originals_dir / f"{course.name}-{runtime}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if kept.exists():
+            return Run(**json.loads(kept.read_text()))
+        run = run_mode("original", course, runtime, lms, context, tmp_path)
+        kept.write_text(json.dumps(dataclasses.asdict(run)))
+        return run
+
+
 @pytest.mark.browser
 @pytest.mark.e2e
 @pytest.mark.one_database  # what the LMS records does not depend on the database
 @pytest.mark.parametrize("mode", ["deployed", "remote"])
 @pytest.mark.parametrize("course,runtime", course_params())
 def test_real_course_records_what_the_original_records(course, runtime, mode, lms, context, live_server,
-                                                       make_client, tmp_path, request):
+                                                       make_client, tmp_path, request, originals_dir):
     require_real_courses()
     if mode == "remote" and remote_known(course, runtime):
         request.applymarker(pytest.mark.xfail(reason=remote_known(course, runtime), strict=False))
     client, _ = make_client(origins=[lms.url], local_http=True)  # a local http LMS: development only
-    original = run_mode("original", course, runtime, lms, context, tmp_path)
+    original = original_run(course, runtime, lms, context, tmp_path, originals_dir)
     deployed = run_mode(mode, course, runtime, lms, context, tmp_path, client, live_server.url)
 
     v = course.version
