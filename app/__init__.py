@@ -51,7 +51,7 @@ def register_extensions(app: Flask) -> None:
     from app.ingest import models as ingest_models  # noqa: F401
     from app.learners import held_back_models  # noqa: F401
     from app.learners import models as learner_models  # noqa: F401
-    from app.licensing import models as licensing_models  # noqa: F401
+    from app.licensing import models as licence_models  # noqa: F401
     from app.licensing.seat_grants import SeatGrants
     from app.outbound import models as outbound_models  # noqa: F401
 

@@ -88,7 +88,7 @@ class Client(db.Model):
     pseudonym_memory_kib: Mapped[int] = mapped_column(Integer)
     pseudonym_parallelism: Mapped[int] = mapped_column(Integer)
     licence: Mapped[str] = mapped_column(String(20), default="subscription")
-    # The licence period and seat limit live in licence terms (licensing_models.LicenceTerm) only.
+    # The licence period and seat limit live in licence terms (licensing/models.py: LicenceTerm) only.
     # Exact origins ("https://lms.example.com"); empty means any origin.
     allowed_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
     # Placeholder student IDs held back from counts (case-folded); NULL: the defaults

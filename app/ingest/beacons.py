@@ -6,7 +6,7 @@ process's group committer (``group_commit``), returning once the transaction
 holding it has committed (stored or duplicate) or failed (unavailable). The
 view only maps the outcome to HTTP. One transaction records the learner
 (upserted), the event (stored once per event ID) and the learner's day of use
-for the course: ``ingest_batch`` has its steps.
+for the course: ``batch.py`` has its steps.
 """
 
 from __future__ import annotations

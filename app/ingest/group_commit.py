@@ -2,7 +2,7 @@
 
 A request thread queues its beacon and waits. Whichever waiting thread finds
 no batch being written becomes the writer: it takes every queued beacon (up
-to ``max_batch``), writes them in one transaction (``ingest_batch``), commits,
+to ``max_batch``), writes them in one transaction (``batch.py``), commits,
 and wakes the others. Each thread answers only after the commit that holds
 its beacon, so an acknowledged beacon is on disk; a failed batch is rolled
 back whole and every beacon in it is answered ``unavailable`` (503, the
