@@ -2,7 +2,8 @@
 
 PostgreSQL comes from TEST_DATABASE_URL, else the local server on
 127.0.0.1:5432 when it answers. Under CI (CI=true) PostgreSQL is required.
-Tests marked `one_database` run in the SQLite pass only (tests/conftest.py).
+Tests marked `one_database` run in one pass only: the SQLite pass, but for the real-course
+files that run in the PostgreSQL pass so both passes end together (tests/conftest.py).
 
 The passes run at once (most of the SQLite pass waits on browsers and servers);
 the SQLite pass prints as it goes, the PostgreSQL pass's output follows when it
@@ -161,6 +162,8 @@ def main() -> int:
         print(f"PostgreSQL at {pg_url} does not answer: the PostgreSQL run FAILED", flush=True)
         return 1
     one_after_other = os.environ.get("TEST_PASSES", "side-by-side") == "one-after-other"
+    if with_postgres:
+        base["TEST_BOTH_PASSES"] = "1"  # each one_database test runs in one of them (tests/conftest.py)
     if not with_postgres or one_after_other:
         status = start_pass("SQLite", base).wait()
         if not with_postgres:
