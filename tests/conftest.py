@@ -547,17 +547,17 @@ def browser(chromium_path, tls_ca):
 
     It trusts the live server's test certificate (and only that one) by its
     public key, so beacons sent while a page unloads (keepalive) are verified
-    like any other request instead of relying on a per-page override.
+    like any other request instead of relying on a per-page override. Browser UI that no
+    test looks at is off (tests/chromium_launch.py).
     """
+    from chromium_launch import launch
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        launched = pw.chromium.launch(
-            executable_path=chromium_path, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  f"--ignore-certificate-errors-spki-list={spki_hash(tls_ca['cert'])}"],
-        )
+        launched = launch(pw, chromium_path, [
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync",
+            f"--ignore-certificate-errors-spki-list={spki_hash(tls_ca['cert'])}"])
         yield launched
         launched.close()
 
