@@ -24,6 +24,8 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app_builds import share_compilation, share_url_builders  # noqa: E402
+
 from app import create_app  # noqa: E402
 from app.extensions import db  # noqa: E402
 from app.identity.student_ids import PseudonymParams  # noqa: E402
@@ -31,6 +33,7 @@ from app.licensing import terms as licence_terms  # noqa: E402
 from app.staff import services as staff_service  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+share_url_builders()  # each test builds an app: its URL builders and templates are compiled once (tests/app_builds.py)
 TEST_PASSWORD = "correct horse battery staple"
 # Cheap Argon2 for tests; production parameters are covered by the benchmark.
 TEST_PARAMS = PseudonymParams(time_cost=1, memory_kib=256, parallelism=1)
@@ -297,6 +300,7 @@ def app_config(database_url, content_dir) -> dict:
 def app(app_config):
     application = create_app(dict(app_config))
     application.test_client_class = HttpsClient
+    share_compilation(application)
     with application.app_context():
         yield application
         db.session.remove()
