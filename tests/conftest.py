@@ -88,10 +88,11 @@ def _config(url: str, **extra) -> dict:
 
 
 ONE_DATABASE_REASON = "runs in the SQLite pass only: what it tests does not depend on the database's kind"
-# Real courses in Chromium, which mostly wait on the browser: when `make test` runs both passes side by
-# side, these files' one_database tests run in the PostgreSQL pass instead, so the two passes end
-# together rather than the SQLite pass running on alone with cores to spare. Still once per run.
-ONE_DATABASE_IN_POSTGRESQL_PASS = ("test_real_courses.py", "test_false_records.py")
+# Browser runs in Chromium (the real courses, the tracker's protocol, the xAPI side): when `make test` runs
+# both passes side by side, these files' one_database tests run in the PostgreSQL pass instead, so the two
+# passes end together rather than the SQLite pass running on alone with cores to spare. Still once per run.
+ONE_DATABASE_IN_POSTGRESQL_PASS = ("test_real_courses.py", "test_false_records.py", "test_tracker_protocol.py",
+                                   "test_xapi_browser.py")
 MOVED_REASON = "runs in the PostgreSQL pass: what it tests does not depend on the database's kind"
 BOTH_PASSES = "TEST_BOTH_PASSES"  # set by tests/run_suite.py when it runs a PostgreSQL pass too
 
