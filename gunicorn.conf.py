@@ -13,9 +13,14 @@ connection waits in the worker's poller, costing no thread, until its first
 bytes arrive; a TLS connection goes back to the poller after its handshake
 until its request starts, and kept-alive connections wait there between
 requests. A thread is held only while a request is being read or answered,
-so a slow body holds one thread: WEB_CONCURRENCY x GUNICORN_THREADS bounds
-how many slow bodies the direct set-up survives at once (2 x 16 = 32 on two
-cores); nginx in front buffers them all.
+so a slow body holds one thread, but not for long: a request must arrive
+within REQUEST_READ_TIMEOUT seconds (default 10), plus one second for every
+500 bytes received (Apache's mod_reqtimeout rule), else its connection is
+closed. A connection belongs to the worker that accepted it, so a worker whose
+threads all hold slow bodies would otherwise keep the requests it accepted
+waiting for as long as the slow clients please; with the read deadline they
+wait at most that long. Behind nginx, which buffers every body, the deadline
+never comes into play.
 
 A quit signal (Ctrl+C of ``make run``, the master's death, a restart) always ends a
 worker: gthread's own handler could deadlock on its thread pool's lock (CPython
@@ -40,6 +45,7 @@ from functools import partial
 from pathlib import Path
 
 from gunicorn.glogging import Logger
+from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import _DEFER, TConn, ThreadWorker
 from marshmallow import fields
 
@@ -78,6 +84,74 @@ if not behind_proxy:
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL"
 # How long a TLS connection may sit in a thread after its handshake before it goes back to the poller.
 _REQUEST_START_WAIT = 0.2
+# A request (head and body) must arrive within this many seconds, plus one per REQUEST_MIN_RATE bytes.
+REQUEST_READ_TIMEOUT = float(os.environ.get("REQUEST_READ_TIMEOUT") or 10)
+REQUEST_MIN_RATE = 500  # bytes a second
+
+
+class _RequestClock:
+    """The connection's socket as gunicorn's request parser reads it, with a deadline per request.
+
+    A request (its head, then its body as the app reads it) must arrive within
+    REQUEST_READ_TIMEOUT, and each REQUEST_MIN_RATE bytes received earn one more second: an
+    upload at a modem's pace goes on, a body trickling a byte a second is cut after the timeout.
+    Past the deadline the reads end as if the client had hung up (the parser drops a head, the
+    app sees a body end early: a beacon cut short is not JSON, a 400) and the connection is closed.
+    """
+
+    def __init__(self, sock):
+        self._sock = sock
+        self.deadline = None
+        self.expired = False
+
+    def start(self):
+        self.deadline = time.monotonic() + REQUEST_READ_TIMEOUT
+        self.expired = False
+
+    def recv(self, size):
+        if self.expired:
+            return b""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            return self._expire()
+        prior = self._sock.gettimeout()  # gunicorn's own drain of an unread body sets one too
+        self._sock.settimeout(remaining if prior is None else min(prior, remaining))
+        try:
+            data = self._sock.recv(size)
+        except TimeoutError:
+            if self.deadline - time.monotonic() > 0:
+                raise  # the caller's own, shorter timeout
+            return self._expire()
+        finally:
+            try:
+                self._sock.settimeout(prior)
+            except OSError:
+                pass
+        self.deadline += len(data) / REQUEST_MIN_RATE
+        return data
+
+    def _expire(self):
+        self.expired = True
+        logging.getLogger("gunicorn.error").info(
+            "A request did not arrive within %.0f s (at %d bytes a second or faster): connection closed",
+            REQUEST_READ_TIMEOUT, REQUEST_MIN_RATE)
+        return b""
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+class _ClockedConn(TConn):
+    """gthread's connection, its request parser reading through a _RequestClock."""
+
+    clock = None
+
+    def init(self):
+        super().init()
+        unreader = getattr(self.parser, "unreader", None)
+        if self.clock is None and isinstance(unreader, SocketUnreader):
+            self.clock = unreader.sock = _RequestClock(unreader.sock)
+            self.clock.start()
 
 
 class PollFirstWorker(ThreadWorker):
@@ -89,7 +163,7 @@ class PollFirstWorker(ThreadWorker):
         except OSError:
             return  # another worker took it, or the client went away
         self.nr_conns += 1
-        conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())
+        conn = _ClockedConn(self.cfg, client_sock, client_addr, listener.getsockname())
         self._wait_in_poller(conn)
 
     def _wait_in_poller(self, conn):
@@ -125,6 +199,8 @@ class PollFirstWorker(ThreadWorker):
         sys.exit(0)
 
     def handle(self, conn):
+        if conn.clock is not None:
+            conn.clock.start()  # the next request on a kept-alive connection
         if self.cfg.is_ssl and not conn.initialized:
             try:
                 conn.sock.setblocking(True)
@@ -134,7 +210,8 @@ class PollFirstWorker(ThreadWorker):
                 return False
             if not conn.sock.pending() and not _readable(conn.sock, _REQUEST_START_WAIT):
                 return _DEFER
-        return super().handle(conn)
+        keepalive = super().handle(conn)
+        return False if conn.clock is not None and conn.clock.expired else keepalive
 
 
 def _nothing():

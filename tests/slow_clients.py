@@ -15,7 +15,8 @@ def hold_idle_and_slow(host: str, port: int, *, tls: bool, health_url: str, ca: 
     """Open `idle` connections that send nothing (half of them finish a TLS handshake first when
     `tls`) and `slow` requests whose body trickles in; meanwhile GET /healthz once a second.
 
-    Returns the counts: connections opened, health answers and how many were 200.
+    Returns the counts: connections opened, health answers and how many were 200, and how many
+    slow clients the server (or proxy) hung up on.
     """
     stop = threading.Event()
     sockets: list[socket.socket] = []
@@ -30,6 +31,8 @@ def hold_idle_and_slow(host: str, port: int, *, tls: bool, health_url: str, ca: 
     for i in range(idle):
         sockets.append(connect(handshake=tls and i % 2 == 0))
 
+    cut: list[socket.socket] = []
+
     def trickle(sock: socket.socket) -> None:
         head = (f"POST /api/v1/beacons HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\n"
                 "Content-Length: 4000\r\n\r\n").encode()
@@ -38,7 +41,7 @@ def hold_idle_and_slow(host: str, port: int, *, tls: bool, health_url: str, ca: 
             while not stop.wait(1):
                 sock.sendall(b" ")
         except OSError:
-            pass  # the server (or proxy) gave up on this client: that is allowed
+            cut.append(sock)  # the server (or proxy) gave up on this client: that is allowed
 
     slow_socks = [connect(handshake=True) for _ in range(slow)]
     threads = [threading.Thread(target=trickle, args=(s,), daemon=True) for s in slow_socks]
@@ -68,4 +71,4 @@ def hold_idle_and_slow(host: str, port: int, *, tls: bool, health_url: str, ca: 
             sock.close()
     # What each probe that was not a 200 got, so a failure says why (a 503, a timeout, a reset).
     return {"opened": len(sockets) + len(slow_socks), "health_answers": answers, "health_ok": ok,
-            "failures": failures}
+            "failures": failures, "slow_cut": len(cut)}

@@ -29,6 +29,43 @@ def test_200_idle_and_20_slow_clients_do_not_stop_healthz(live_server, tls_ca):
     assert figures["health_ok"] == figures["health_answers"] >= 10, figures["failures"]
 
 
+def test_slow_bodies_that_fill_every_thread_are_cut_and_healthz_answers(database_url, tls_ca, tmp_path, app):
+    """All slow clients on one worker, more of them than it has threads, on purpose: the requests
+    it accepted besides (the /healthz probes) wait only until the read deadline cuts the slow ones.
+    Without the deadline they waited as long as the slow clients pleased (a probe timed out)."""
+    server = LiveServer(database_url, tls_ca, tmp_path / "slow.log", extra_env={
+        "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "4", "REQUEST_READ_TIMEOUT": "3"}).start()
+    try:
+        figures = hold_idle_and_slow("127.0.0.1", server.port, tls=True, ca=tls_ca["ca"],
+                                     health_url=server.url + "/healthz", idle=20, slow=6, seconds=10)
+        # A steady upload slower than the timeout but faster than 500 bytes a second is not cut.
+        steady = _trickled_beacon(server.port, tls_ca["ca"], size=3000, chunk=600, pause=1.0)
+    finally:
+        server.stop()
+    print("one worker, 4 threads:", figures)
+    assert figures["health_ok"] == figures["health_answers"] >= 10, figures["failures"]
+    assert figures["slow_cut"] == 6
+    assert "did not arrive within 3 s" in server.log_path.read_text()
+    assert steady.startswith(b"HTTP/1.1 400 "), steady[:200]  # answered (the body is no beacon), not cut
+    assert b"invalid_beacon" in steady
+
+
+def _trickled_beacon(port: int, ca: str, *, size: int, chunk: int, pause: float) -> bytes:
+    """POST a body of `size` spaces, `chunk` bytes every `pause` seconds; the server's answer."""
+    context = ssl.create_default_context(cafile=ca)
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            sock.sendall((f"POST /api/v1/beacons HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+                          f"Content-Length: {size}\r\nConnection: close\r\n\r\n").encode())
+            for _ in range(size // chunk):
+                time.sleep(pause)
+                sock.sendall(b" " * chunk)
+            answer = b""
+            while data := sock.recv(65536):
+                answer += data
+            return answer
+
+
 @pytest.mark.parametrize("cipher", ["ECDHE-RSA-AES128-SHA", "ECDHE-ECDSA-AES128-SHA256", "AES128-SHA256",
                                     "ECDHE-RSA-AES256-SHA384"])
 def test_tls12_refuses_cbc_suites(live_server, tls_ca, cipher):
