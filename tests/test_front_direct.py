@@ -38,7 +38,8 @@ def test_slow_bodies_that_fill_every_thread_are_cut_and_healthz_answers(database
     try:
         figures = hold_idle_and_slow("127.0.0.1", server.port, tls=True, ca=tls_ca["ca"],
                                      health_url=server.url + "/healthz", idle=20, slow=6, seconds=10)
-        # A steady upload slower than the timeout but faster than 500 bytes a second is not cut.
+        # A steady upload slower than the timeout but faster than 500 bytes a second is not cut:
+        # the whole JSON object arrives (a cut one is "not JSON").
         steady = _trickled_beacon(server.port, tls_ca["ca"], size=3000, chunk=600, pause=1.0)
     finally:
         server.stop()
@@ -46,20 +47,21 @@ def test_slow_bodies_that_fill_every_thread_are_cut_and_healthz_answers(database
     assert figures["health_ok"] == figures["health_answers"] >= 10, figures["failures"]
     assert figures["slow_cut"] == 6
     assert "did not arrive within 3 s" in server.log_path.read_text()
-    assert steady.startswith(b"HTTP/1.1 400 "), steady[:200]  # answered (the body is no beacon), not cut
-    assert b"invalid_beacon" in steady
+    assert steady.startswith(b"HTTP/1.1 400 "), steady[:300]  # a JSON object, but no beacon
+    assert b"invalid fields" in steady and b"not JSON" not in steady, steady[-300:]
 
 
 def _trickled_beacon(port: int, ca: str, *, size: int, chunk: int, pause: float) -> bytes:
-    """POST a body of `size` spaces, `chunk` bytes every `pause` seconds; the server's answer."""
+    """POST a JSON object of `size` bytes, `chunk` bytes every `pause` seconds; the server's answer."""
     context = ssl.create_default_context(cafile=ca)
     with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
         with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
             sock.sendall((f"POST /api/v1/beacons HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
                           f"Content-Length: {size}\r\nConnection: close\r\n\r\n").encode())
-            for _ in range(size // chunk):
+            body = b'{"pad": "' + b"x" * (size - 11) + b'"}'
+            for start in range(0, size, chunk):
                 time.sleep(pause)
-                sock.sendall(b" " * chunk)
+                sock.sendall(body[start:start + chunk])
             answer = b""
             while data := sock.recv(65536):
                 answer += data
