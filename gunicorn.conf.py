@@ -16,10 +16,11 @@ requests. A thread is held only while a request is being read or answered,
 so a slow body holds one thread, but not for long: a request must arrive
 within REQUEST_READ_TIMEOUT seconds (default 10), plus one second for every
 500 bytes received (Apache's mod_reqtimeout rule), else its connection is
-closed. A connection belongs to the worker that accepted it, so a worker whose
-threads all hold slow bodies would otherwise keep the requests it accepted
-waiting for as long as the slow clients please; with the read deadline they
-wait at most that long. Behind nginx, which buffers every body, the deadline
+closed; a TLS handshake must end within REQUEST_READ_TIMEOUT too. A
+connection belongs to the worker that accepted it, so a worker whose threads
+all hold slow bodies would otherwise keep the requests it accepted waiting for
+as long as the slow clients please; with the read deadline they wait at most
+that long. Behind nginx, which buffers every body, the deadline
 never comes into play.
 
 A quit signal (Ctrl+C of ``make run``, the master's death, a restart) always ends a
@@ -284,14 +285,34 @@ worker_class = "sync" if os.environ.get("GUNICORN_WORKER_CLASS") == "sync" else 
 _context = None
 
 
+class _HandshakeDeadlineSocket(ssl.SSLSocket):
+    """A TLS connection whose handshake must end within REQUEST_READ_TIMEOUT.
+
+    The worker hands a connection to a thread when its first bytes arrive, and the handshake
+    blocks that thread: a client that sends the start of a ClientHello and stops would hold it
+    for good. CPython bounds the whole handshake by the socket's timeout; past it the connection
+    is closed like a failed handshake.
+    """
+
+    def do_handshake(self, block=False):
+        timeout = self.gettimeout()
+        if timeout is None:
+            self.settimeout(REQUEST_READ_TIMEOUT)
+        try:
+            super().do_handshake(block)
+        finally:
+            self.settimeout(timeout)
+
+
 def ssl_context(conf, default_ssl_context_factory):
-    """One TLS context per worker: TLS 1.2 at least, AEAD suites only."""
+    """One TLS context per worker: TLS 1.2 at least, AEAD suites only, a bounded handshake."""
     global _context
     if _context is None:
         context = default_ssl_context_factory()
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.set_ciphers(TLS12_CIPHERS)
         context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+        context.sslsocket_class = _HandshakeDeadlineSocket
         _context = context
     return _context
 

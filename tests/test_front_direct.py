@@ -32,23 +32,42 @@ def test_200_idle_and_20_slow_clients_do_not_stop_healthz(live_server, tls_ca):
 def test_slow_bodies_that_fill_every_thread_are_cut_and_healthz_answers(database_url, tls_ca, tmp_path, app):
     """All slow clients on one worker, more of them than it has threads, on purpose: the requests
     it accepted besides (the /healthz probes) wait only until the read deadline cuts the slow ones.
-    Without the deadline they waited as long as the slow clients pleased (a probe timed out)."""
+    Without the deadline they waited as long as the slow clients pleased (a probe timed out).
+    Handshakes that stop half-way hold a thread each too, until the same deadline."""
     server = LiveServer(database_url, tls_ca, tmp_path / "slow.log", extra_env={
         "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "4", "REQUEST_READ_TIMEOUT": "3"}).start()
+    stalled = []
     try:
+        for _ in range(4):  # a TLS record header announcing a ClientHello, then nothing
+            stalled.append(socket.create_connection(("127.0.0.1", server.port), timeout=30))
+            stalled[-1].sendall(b"\x16\x03\x01\x02\x00")
         figures = hold_idle_and_slow("127.0.0.1", server.port, tls=True, ca=tls_ca["ca"],
                                      health_url=server.url + "/healthz", idle=20, slow=6, seconds=10)
+        # Each stalled handshake was closed by the server (at its end: EOF, or a reset).
+        closed = sum(_closed_by_server(sock) for sock in stalled)
         # A steady upload slower than the timeout but faster than 500 bytes a second is not cut:
         # the whole JSON object arrives (a cut one is "not JSON").
         steady = _trickled_beacon(server.port, tls_ca["ca"], size=3000, chunk=600, pause=1.0)
     finally:
+        for sock in stalled:
+            sock.close()
         server.stop()
     print("one worker, 4 threads:", figures)
     assert figures["health_ok"] == figures["health_answers"] >= 10, figures["failures"]
     assert figures["slow_cut"] == 6
+    assert closed == 4
     assert "did not arrive within 3 s" in server.log_path.read_text()
     assert steady.startswith(b"HTTP/1.1 400 "), steady[:300]  # a JSON object, but no beacon
     assert b"invalid fields" in steady and b"not JSON" not in steady, steady[-300:]
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1024) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
 
 
 def _trickled_beacon(port: int, ca: str, *, size: int, chunk: int, pause: float) -> bytes:
